@@ -1,0 +1,48 @@
+"""Building blocks shared by the scan kernels: composition of first-order affine maps.
+
+An element (a, b) stands for the map h -> a * h + b. Composing an earlier element with a later one gives
+(a1 * a2, a2 * b1 + b2), which is associative, so ``tl.associative_scan`` over a chunk turns per-step
+elements into prefix maps; applying a prefix map to the state carried in from the previous chunk gives the
+states. Complex numbers are carried as separate real and imaginary tensors.
+
+``tl.associative_scan(..., reverse=True)`` is never used: its operand order for non-commutative combines has
+been wrong on GPUs (triton issue 4362). Kernels that need a reverse-time scan load the chunk in reversed
+order instead.
+"""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def compose_real(a1, b1, a2, b2):
+    return a1 * a2, a2 * b1 + b2
+
+
+@triton.jit
+def compose_complex(ar1, ai1, br1, bi1, ar2, ai2, br2, bi2):
+    ar = ar1 * ar2 - ai1 * ai2
+    ai = ar1 * ai2 + ai1 * ar2
+    br = ar2 * br1 - ai2 * bi1 + br2
+    bi = ar2 * bi1 + ai2 * br1 + bi2
+    return ar, ai, br, bi
+
+
+@triton.jit
+def last_row_2d(x, rows, BLOCK_T: tl.constexpr):
+    """x[BLOCK_T - 1] of a (BLOCK_T, M) chunk tile (rows = tl.arange(0, BLOCK_T)), as a reduction."""
+    return tl.sum(tl.where(rows[:, None] == BLOCK_T - 1, x, 0.0), axis=0)
+
+
+@triton.jit
+def last_row_3d(x, rows, BLOCK_T: tl.constexpr):
+    """x[BLOCK_T - 1] of a (BLOCK_T, M, K) chunk tile, as a reduction."""
+    return tl.sum(tl.where(rows[:, None, None] == BLOCK_T - 1, x, 0.0), axis=0)
+
+
+def check_chunk_size(op: str, chunk_size: int | None, default: int) -> int:
+    """Launcher helper: the chunk length to use, `default` for None, else a power of two >= 2."""
+    if chunk_size is None:
+        return default
+    if chunk_size < 2 or chunk_size & (chunk_size - 1):
+        raise ValueError(f"{op}: chunk_size must be a power of two >= 2, got {chunk_size}")
+    return chunk_size

@@ -1,0 +1,297 @@
+"""Fused S4D state update and readout; the (B, L, H, N) states never reach memory.
+
+  x_t[h, n] = A[h, n] x_{t-1}[h, n] + B[h, n] u_t[h];   y_t[h] = Re(sum_n C[h, n] x_t[h, n]) + D[h] u_t[h]
+
+Grid: one program per (block of BLOCK_H channels, batch element), holding a (BLOCK_H, BLOCK_N) complex state.
+Time is walked in chunks of BLOCK_T steps: a (BLOCK_T, BLOCK_H, BLOCK_N) associative scan inside the chunk,
+the carried state applied, the readout reduced over N on chip. The forward optionally saves the state at the
+end of each chunk, (B, n_chunks, H, N), 1/BLOCK_T of the full states; the backward walks the chunks in
+reverse, recomputes the chunk's states from the saved one and runs the adjoint scan on a time-reversed tile.
+Gradients of the (H, N) parameters are summed on chip over time and written as per-batch partial sums.
+
+Complex tensors are passed as real views (element k at 2k, 2k + 1). State dtype = the final-state buffer's.
+"""
+import torch
+import triton
+import triton.language as tl
+
+from .affine_scan import check_chunk_size, compose_complex, last_row_3d
+
+
+@triton.jit
+def _s4d_scan_fwd_kernel(
+    u_ptr, A_ptr, B_ptr, C_ptr, D_ptr, h0_ptr, y_ptr, hT_ptr, states_ptr,
+    L, H, N, n_chunks,
+    HAS_D: tl.constexpr, HAS_H0: tl.constexpr, SAVE_STATES: tl.constexpr, REVERSE: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    pid_h = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    acc_dtype = hT_ptr.dtype.element_ty
+
+    offs_h = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
+    offs_n = tl.arange(0, BLOCK_N)
+    mask_h = offs_h < H
+    mask_hn = mask_h[:, None] & (offs_n[None, :] < N)
+    hn = (offs_h[:, None] * N + offs_n[None, :]) * 2
+    # Padded states get A = B = C = 0 and so contribute nothing.
+    A_re = tl.load(A_ptr + hn, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
+    A_im = tl.load(A_ptr + hn + 1, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
+    B_re = tl.load(B_ptr + hn, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
+    B_im = tl.load(B_ptr + hn + 1, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
+    C_re = tl.load(C_ptr + hn, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
+    C_im = tl.load(C_ptr + hn + 1, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
+    if HAS_D:
+        D = tl.load(D_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+
+    state_offs = pid_b * H * N * 2 + hn
+    h_re = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
+    h_im = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
+    if HAS_H0:
+        h_re = tl.load(h0_ptr + state_offs, mask=mask_hn, other=0.0).to(acc_dtype)
+        h_im = tl.load(h0_ptr + state_offs + 1, mask=mask_hn, other=0.0).to(acc_dtype)
+
+    rows = tl.arange(0, BLOCK_T)
+    for c in range(0, n_chunks):
+        i = c * BLOCK_T + rows
+        valid = i < L
+        if REVERSE:
+            t = L - 1 - i
+        else:
+            t = i
+        u_offs = (pid_b * L + t[:, None]) * H + offs_h[None, :]
+        m = valid[:, None] & mask_h[None, :]
+        u = tl.load(u_ptr + u_offs, mask=m, other=0.0).to(acc_dtype)
+        # Rows past the end are identity maps, so the last row is the state after the last step.
+        v3 = valid[:, None, None]
+        a_re = tl.where(v3, A_re, 1.0)
+        a_im = tl.where(v3, A_im, 0.0)
+        b_re = B_re * u[:, :, None]
+        b_im = B_im * u[:, :, None]
+        pa_re, pa_im, pb_re, pb_im = tl.associative_scan((a_re, a_im, b_re, b_im), 0, compose_complex)
+        x_re = pa_re * h_re[None, :, :] - pa_im * h_im[None, :, :] + pb_re
+        x_im = pa_re * h_im[None, :, :] + pa_im * h_re[None, :, :] + pb_im
+        y = tl.sum(C_re * x_re - C_im * x_im, axis=2)
+        if HAS_D:
+            y += D[None, :] * u
+        tl.store(y_ptr + u_offs, y.to(y_ptr.dtype.element_ty), mask=m)
+        h_re = last_row_3d(x_re, rows, BLOCK_T)
+        h_im = last_row_3d(x_im, rows, BLOCK_T)
+        if SAVE_STATES:
+            s_offs = (pid_b * n_chunks + c) * H * N * 2 + hn
+            tl.store(states_ptr + s_offs, h_re, mask=mask_hn)
+            tl.store(states_ptr + s_offs + 1, h_im, mask=mask_hn)
+
+    tl.store(hT_ptr + state_offs, h_re, mask=mask_hn)
+    tl.store(hT_ptr + state_offs + 1, h_im, mask=mask_hn)
+
+
+@triton.jit
+def _s4d_scan_bwd_kernel(
+    u_ptr, A_ptr, B_ptr, C_ptr, D_ptr, h0_ptr, states_ptr, gy_ptr, gT_ptr,
+    du_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dh0_ptr,
+    L, H, N, n_chunks,
+    HAS_D: tl.constexpr, HAS_H0: tl.constexpr, HAS_GT: tl.constexpr, REVERSE: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """Adjoint of the fused S4D scan (g_i = dLoss/dconj(x_i), PyTorch's convention):
+      g_i = conj(C) gy_i + conj(A) g_{i+1},  g_{L-1} = conj(C) gy_{L-1} + gT
+      du_i = sum_n Re(conj(B) g_i) + D gy_i,  dA = sum_i g_i conj(x_{i-1}),  dB = sum_i g_i u_i,
+      dC = sum_i gy_i conj(x_i),  dD = sum_i gy_i u_i,  dh0 = conj(A) g_0.
+    """
+    pid_h = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    acc_dtype = dh0_ptr.dtype.element_ty
+
+    offs_h = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
+    offs_n = tl.arange(0, BLOCK_N)
+    mask_h = offs_h < H
+    mask_hn = mask_h[:, None] & (offs_n[None, :] < N)
+    hn = (offs_h[:, None] * N + offs_n[None, :]) * 2
+    A_re = tl.load(A_ptr + hn, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
+    A_im = tl.load(A_ptr + hn + 1, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
+    B_re = tl.load(B_ptr + hn, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
+    B_im = tl.load(B_ptr + hn + 1, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
+    C_re = tl.load(C_ptr + hn, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
+    C_im = tl.load(C_ptr + hn + 1, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
+    if HAS_D:
+        D = tl.load(D_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+
+    state_offs = pid_b * H * N * 2 + hn
+    h0_re = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
+    h0_im = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
+    if HAS_H0:
+        h0_re = tl.load(h0_ptr + state_offs, mask=mask_hn, other=0.0).to(acc_dtype)
+        h0_im = tl.load(h0_ptr + state_offs + 1, mask=mask_hn, other=0.0).to(acc_dtype)
+    g_re = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
+    g_im = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
+    if HAS_GT:
+        g_re = tl.load(gT_ptr + state_offs, mask=mask_hn, other=0.0).to(acc_dtype)
+        g_im = tl.load(gT_ptr + state_offs + 1, mask=mask_hn, other=0.0).to(acc_dtype)
+
+    dA_re = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
+    dA_im = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
+    dB_re = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
+    dB_im = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
+    dC_re = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
+    dC_im = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
+    dD = tl.zeros([BLOCK_H], dtype=acc_dtype)
+
+    rows = tl.arange(0, BLOCK_T)
+    v_first = (rows >= 1)[:, None, None]
+    for k in range(0, n_chunks):
+        c = n_chunks - 1 - k
+        start = c * BLOCK_T
+        i = start + rows
+        i_rev = start + BLOCK_T - 1 - rows
+        valid = i < L
+        valid_rev = i_rev < L
+        has_prev = valid & (rows >= 1)
+        if REVERSE:
+            t = L - 1 - i
+            t_prev = t + 1
+            t_rev = L - 1 - i_rev
+        else:
+            t = i
+            t_prev = t - 1
+            t_rev = i_rev
+        m = valid[:, None] & mask_h[None, :]
+        u_offs = (pid_b * L + t[:, None]) * H + offs_h[None, :]
+        u = tl.load(u_ptr + u_offs, mask=m, other=0.0).to(acc_dtype)
+        u_prev = tl.load(u_ptr + (pid_b * L + t_prev[:, None]) * H + offs_h[None, :],
+                         mask=has_prev[:, None] & mask_h[None, :], other=0.0).to(acc_dtype)
+        gy = tl.load(gy_ptr + u_offs, mask=m, other=0.0).to(acc_dtype)
+        gy_rev = tl.load(gy_ptr + (pid_b * L + t_rev[:, None]) * H + offs_h[None, :],
+                         mask=valid_rev[:, None] & mask_h[None, :], other=0.0).to(acc_dtype)
+
+        # State before the chunk: the saved end of the previous chunk, or the initial state.
+        # (For c = 0 the load of chunk 0 is in bounds and discarded.)
+        prev_chunk = tl.maximum(c - 1, 0)
+        s_offs = (pid_b * n_chunks + prev_chunk) * H * N * 2 + hn
+        has_saved = c > 0
+        hb_re = tl.load(states_ptr + s_offs, mask=mask_hn, other=0.0)
+        hb_im = tl.load(states_ptr + s_offs + 1, mask=mask_hn, other=0.0)
+        hb_re = tl.where(has_saved, hb_re, h0_re)
+        hb_im = tl.where(has_saved, hb_im, h0_im)
+
+        # Exclusive states xe_i = x_{i-1}: scan of (A, B u_{i-1}) with an identity first row.
+        ea_re = tl.where(v_first, A_re, 1.0)
+        ea_im = tl.where(v_first, A_im, 0.0)
+        pa_re, pa_im, pb_re, pb_im = tl.associative_scan(
+            (ea_re, ea_im, B_re * u_prev[:, :, None], B_im * u_prev[:, :, None]), 0, compose_complex)
+        xe_re = pa_re * hb_re[None, :, :] - pa_im * hb_im[None, :, :] + pb_re
+        xe_im = pa_re * hb_im[None, :, :] + pa_im * hb_re[None, :, :] + pb_im
+        x_re = A_re * xe_re - A_im * xe_im + B_re * u[:, :, None]
+        x_im = A_re * xe_im + A_im * xe_re + B_im * u[:, :, None]
+
+        # Adjoint on the time-reversed tile (row r holds step i_rev), then flipped back to forward rows.
+        has_next = (i_rev + 1 < L)[:, None, None]
+        ga_re = tl.where(has_next, A_re, 1.0)
+        ga_im = tl.where(has_next, -A_im, 0.0)
+        pa_re, pa_im, pb_re, pb_im = tl.associative_scan(
+            (ga_re, ga_im, C_re * gy_rev[:, :, None], -C_im * gy_rev[:, :, None]), 0, compose_complex)
+        gr_re = pa_re * g_re[None, :, :] - pa_im * g_im[None, :, :] + pb_re
+        gr_im = pa_re * g_im[None, :, :] + pa_im * g_re[None, :, :] + pb_im
+        g_re = last_row_3d(gr_re, rows, BLOCK_T)
+        g_im = last_row_3d(gr_im, rows, BLOCK_T)
+        gt_re = tl.flip(gr_re, 0)
+        gt_im = tl.flip(gr_im, 0)
+
+        v3 = valid[:, None, None]
+        gt_re = tl.where(v3, gt_re, 0.0)
+        gt_im = tl.where(v3, gt_im, 0.0)
+        dA_re += tl.sum(gt_re * xe_re + gt_im * xe_im, axis=0)
+        dA_im += tl.sum(gt_im * xe_re - gt_re * xe_im, axis=0)
+        dB_re += tl.sum(gt_re * u[:, :, None], axis=0)
+        dB_im += tl.sum(gt_im * u[:, :, None], axis=0)
+        dC_re += tl.sum(gy[:, :, None] * x_re, axis=0)
+        dC_im -= tl.sum(gy[:, :, None] * x_im, axis=0)
+        du = tl.sum(gt_re * B_re + gt_im * B_im, axis=2)
+        if HAS_D:
+            du += D[None, :] * gy
+            dD += tl.sum(gy * u, axis=0)
+        tl.store(du_ptr + u_offs, du.to(du_ptr.dtype.element_ty), mask=m)
+
+    # The carry now holds g_0 (padded rows are identity maps in the adjoint scan).
+    pA_re = A_re.reshape(BLOCK_H, BLOCK_N)
+    pA_im = A_im.reshape(BLOCK_H, BLOCK_N)
+    if HAS_H0:
+        tl.store(dh0_ptr + state_offs, pA_re * g_re + pA_im * g_im, mask=mask_hn)
+        tl.store(dh0_ptr + state_offs + 1, pA_re * g_im - pA_im * g_re, mask=mask_hn)
+    tl.store(dA_ptr + state_offs, dA_re, mask=mask_hn)
+    tl.store(dA_ptr + state_offs + 1, dA_im, mask=mask_hn)
+    tl.store(dB_ptr + state_offs, dB_re, mask=mask_hn)
+    tl.store(dB_ptr + state_offs + 1, dB_im, mask=mask_hn)
+    tl.store(dC_ptr + state_offs, dC_re, mask=mask_hn)
+    tl.store(dC_ptr + state_offs + 1, dC_im, mask=mask_hn)
+    if HAS_D:
+        tl.store(dD_ptr + pid_b * H + offs_h, dD, mask=mask_h)
+
+
+DEFAULT_CHUNK = 32
+
+
+def _blocks(H: int, N: int, chunk_size: int | None) -> tuple[int, int, int]:
+    block_t = check_chunk_size("s4d_scan", chunk_size, DEFAULT_CHUNK)
+    block_n = triton.next_power_of_2(N)
+    # Keep a chunk tile near 2048 elements: enough work per program without spilling registers.
+    block_h = max(1, min(triton.next_power_of_2(H), 2048 // (block_t * block_n)))
+    return block_t, block_h, block_n
+
+
+def _rv(t):
+    return torch.view_as_real(t)
+
+
+def s4d_scan_fwd(u, A, B, C, D, h0, reverse: bool, save_states: bool, chunk_size: int | None = None):
+    """Forward launcher.
+
+    Args:
+        u: (B, L, H) real, contiguous. A, B, C: (H, N) complex (the state dtype), contiguous.
+        D: (H,) real or None. h0: (B, H, N) complex or None.
+    Returns:
+        y: (B, L, H) in u's dtype; final_state: (B, H, N); chunk_states: (B, n_chunks, H, N) states at the
+        end of each chunk when save_states, else None.
+    """
+    Bsz, L, H = u.shape
+    N = A.shape[1]
+    block_t, block_h, block_n = _blocks(H, N, chunk_size)
+    n_chunks = triton.cdiv(L, block_t)
+    y = torch.empty_like(u)
+    hT = torch.empty((Bsz, H, N), dtype=A.dtype, device=u.device)
+    states = torch.empty((Bsz, n_chunks, H, N), dtype=A.dtype, device=u.device) if save_states else None
+    grid = (triton.cdiv(H, block_h), Bsz)
+    _s4d_scan_fwd_kernel[grid](
+        u, _rv(A), _rv(B), _rv(C), D if D is not None else u, _rv(h0 if h0 is not None else hT),
+        y, _rv(hT), _rv(states if states is not None else hT),
+        L, H, N, n_chunks,
+        HAS_D=D is not None, HAS_H0=h0 is not None, SAVE_STATES=save_states, REVERSE=reverse,
+        BLOCK_T=block_t, BLOCK_H=block_h, BLOCK_N=block_n,
+    )
+    return y, hT, states
+
+
+def s4d_scan_bwd(u, A, B, C, D, h0, chunk_states, gy, gT, reverse: bool, chunk_size: int):
+    """Backward launcher; chunk_states and chunk_size come from :func:`s4d_scan_fwd` with save_states.
+
+    Returns du (u's shape and dtype), dA, dB, dC ((H, N), A's dtype), dD ((H,) or None), dh0 ((B, H, N) or None).
+    """
+    Bsz, L, H = u.shape
+    N = A.shape[1]
+    block_t, block_h, block_n = _blocks(H, N, chunk_size)
+    n_chunks = triton.cdiv(L, block_t)
+    du = torch.empty_like(u)
+    partial = torch.empty((3, Bsz, H, N), dtype=A.dtype, device=u.device)
+    dD = torch.empty((Bsz, H), dtype=u.dtype if u.dtype == torch.float64 else torch.float32, device=u.device)
+    dh0 = torch.empty((Bsz, H, N), dtype=A.dtype, device=u.device)
+    grid = (triton.cdiv(H, block_h), Bsz)
+    _s4d_scan_bwd_kernel[grid](
+        u, _rv(A), _rv(B), _rv(C), D if D is not None else u, _rv(h0 if h0 is not None else dh0),
+        _rv(chunk_states), gy, _rv(gT if gT is not None else dh0),
+        du, _rv(partial[0]), _rv(partial[1]), _rv(partial[2]), dD, _rv(dh0),
+        L, H, N, n_chunks,
+        HAS_D=D is not None, HAS_H0=h0 is not None, HAS_GT=gT is not None, REVERSE=reverse,
+        BLOCK_T=block_t, BLOCK_H=block_h, BLOCK_N=block_n,
+    )
+    dA, dB, dC = partial.sum(1).unbind(0)
+    return du, dA, dB, dC, (dD.sum(0) if D is not None else None), (dh0 if h0 is not None else None)

@@ -1,0 +1,48 @@
+"""Choosing between the Triton kernels and the PyTorch path.
+
+"auto": Triton for CUDA tensors (when Triton is installed), PyTorch otherwise.
+"triton": Triton always; CPU tensors only under TRITON_INTERPRET=1 (Triton's interpreter, slow, for tests).
+"torch": the PyTorch path on any device.
+Both paths compute the same function; they differ only by floating-point rounding.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import warnings
+
+import torch
+
+BACKENDS = ("auto", "triton", "torch")
+
+
+def triton_available() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def interpreter_enabled() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def use_triton(backend: str, device: torch.device, op: str) -> bool:
+    """True when `op` on tensors of `device` should run the Triton kernel under `backend`."""
+    if backend not in BACKENDS:
+        raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        return False
+    if backend == "auto":
+        if device.type != "cuda":
+            return False
+        if not triton_available():
+            warnings.warn(f"{op}: Triton is not installed; using the PyTorch path on {device}", stacklevel=3)
+            return False
+        return True
+    if not triton_available():
+        raise RuntimeError(f"{op}: backend='triton' needs the triton package (pip install triton)")
+    if device.type == "cuda" or (device.type == "cpu" and interpreter_enabled()):
+        return True
+    raise RuntimeError(
+        f"{op}: backend='triton' got tensors on {device}; Triton kernels run on CUDA devices, or on the CPU "
+        "only under Triton's interpreter (set TRITON_INTERPRET=1 before importing spikessm). "
+        "Use backend='torch' or 'auto' for CPU tensors."
+    )

@@ -1,0 +1,194 @@
+"""s4d_scan: the S4D state update fused with its readout, with a Triton kernel that keeps the states on chip
+and a PyTorch path by FFT convolution (see s4d_conv).
+
+The Triton path is registered as torch.library custom ops (forward and backward), so torch.compile sees
+single opaque nodes; the PyTorch path is a handful of large differentiable ops that torch.compile traces
+as they are.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .backend import use_triton
+from .checks import (
+    COMPLEX_FOR_REAL,
+    LOW_PRECISION,
+    REAL_STATE,
+    require_length,
+    require_rank,
+    require_same_device,
+    require_shape,
+    require_tensor,
+)
+from .s4d_conv import s4d_scan_conv
+
+OP = "s4d_scan"
+
+
+def _kernels():
+    from spikessm.kernels import s4d_scan as k
+
+    return k
+
+
+@torch.library.custom_op("spikessm::s4d_scan_fwd", mutates_args=())
+def _s4d_scan_fwd(
+    u: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: Optional[torch.Tensor],
+    h0: Optional[torch.Tensor],
+    reverse: bool,
+    save_states: bool,
+    chunk_size: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Returns y, final_state and the chunk-end states for the backward (empty without save_states)."""
+    y, hT, states = _kernels().s4d_scan_fwd(u, A, B, C, D, h0, reverse, save_states, chunk_size)
+    return y, hT, (states if states is not None else A.new_empty(0))
+
+
+@_s4d_scan_fwd.register_fake
+def _(u, A, B, C, D, h0, reverse, save_states, chunk_size):
+    Bsz, L, H = u.shape
+    N = A.shape[1]
+    n_chunks = -(-L // chunk_size)
+    states = A.new_empty((Bsz, n_chunks, H, N)) if save_states else A.new_empty(0)
+    return torch.empty_like(u), A.new_empty((Bsz, H, N)), states
+
+
+@torch.library.custom_op("spikessm::s4d_scan_bwd", mutates_args=())
+def _s4d_scan_bwd(
+    u: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: Optional[torch.Tensor],
+    h0: Optional[torch.Tensor],
+    states: torch.Tensor,
+    gy: torch.Tensor,
+    gT: torch.Tensor,
+    reverse: bool,
+    chunk_size: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients (du, dA, dB, dC, dD, dh0); dD and dh0 are empty when D or h0 is None."""
+    du, dA, dB, dC, dD, dh0 = _kernels().s4d_scan_bwd(u, A, B, C, D, h0, states, gy, gT, reverse, chunk_size)
+    empty = A.new_empty(0)
+    return du, dA, dB, dC, (dD.to(D.dtype) if D is not None else empty), (dh0 if dh0 is not None else empty)
+
+
+@_s4d_scan_bwd.register_fake
+def _(u, A, B, C, D, h0, states, gy, gT, reverse, chunk_size):
+    empty = A.new_empty(0)
+    return (
+        torch.empty_like(u), torch.empty_like(A), torch.empty_like(B), torch.empty_like(C),
+        torch.empty_like(D) if D is not None else empty, torch.empty_like(h0) if h0 is not None else empty,
+    )
+
+
+def _setup_context(ctx, inputs, output):
+    u, A, B, C, D, h0, reverse, save_states, chunk_size = inputs
+    if not save_states:
+        raise RuntimeError(f"{OP}: backward through a forward that ran without gradients enabled")
+    ctx.save_for_backward(u, A, B, C, D, h0, output[2])
+    ctx.reverse, ctx.chunk_size = reverse, chunk_size
+
+
+def _backward(ctx, gy, gT, _g_states):
+    u, A, B, C, D, h0, states = ctx.saved_tensors
+    du, dA, dB, dC, dD, dh0 = _s4d_scan_bwd(
+        u, A, B, C, D, h0, states, gy.contiguous(), gT.contiguous(), ctx.reverse, ctx.chunk_size
+    )
+    return (
+        du, dA, dB, dC, (dD if D is not None else None), (dh0 if h0 is not None else None),
+        None, None, None,
+    )
+
+
+_s4d_scan_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _check(u, A_bar, B_bar, C, D, initial_state) -> None:
+    for name, t in (("u", u), ("A_bar", A_bar), ("B_bar", B_bar), ("C", C)):
+        require_tensor(OP, name, t)
+    require_rank(OP, "u", u, (3,), "(batch, length, channels)")
+    Bsz, L, H = u.shape
+    require_length(OP, "u", L)
+    require_rank(OP, "A_bar", A_bar, (2,), "(channels, state)")
+    N = A_bar.shape[1]
+    if N < 1:
+        raise ValueError(f"{OP}: A_bar must have at least one state per channel, got shape {tuple(A_bar.shape)}")
+    for name, t in (("A_bar", A_bar), ("B_bar", B_bar), ("C", C)):
+        require_shape(OP, name, t, (H, N), "(channels, state) with u's channels")
+    if D is not None:
+        require_tensor(OP, "D", D)
+        require_shape(OP, "D", D, (H,), "(channels,)")
+    if initial_state is not None:
+        require_tensor(OP, "initial_state", initial_state)
+        require_shape(OP, "initial_state", initial_state, (Bsz, H, N), "(batch, channels, state)")
+    require_same_device(OP, {"u": u, "A_bar": A_bar, "B_bar": B_bar, "C": C, "D": D, "initial_state": initial_state})
+
+    if u.is_complex():
+        raise TypeError(f"{OP}: u must be real (float32, float64, float16 or bfloat16), got {u.dtype}")
+    if u.dtype not in REAL_STATE + LOW_PRECISION:
+        raise TypeError(f"{OP}: u must be float32, float64, float16 or bfloat16, got {u.dtype}")
+    state_dtype = COMPLEX_FOR_REAL[torch.float64 if u.dtype == torch.float64 else torch.float32]
+    for name, t in (("A_bar", A_bar), ("B_bar", B_bar), ("C", C), ("initial_state", initial_state)):
+        if t is None:
+            continue
+        if not t.is_complex():
+            raise TypeError(f"{OP}: {name} must be complex ({state_dtype} for u of {u.dtype}), got {t.dtype}")
+        if t.dtype != state_dtype:
+            raise TypeError(f"{OP}: {name} must be {state_dtype} for u of {u.dtype}, got {t.dtype}")
+    if D is not None:
+        if D.is_complex():
+            raise TypeError(f"{OP}: D must be real, got {D.dtype}")
+        if D.dtype != state_dtype.to_real():
+            raise TypeError(f"{OP}: D must be {state_dtype.to_real()} for u of {u.dtype}, got {D.dtype}")
+
+
+def s4d_scan(
+    u: torch.Tensor,
+    A_bar: torch.Tensor,
+    B_bar: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    initial_state: torch.Tensor | None = None,
+    *,
+    reverse: bool = False,
+    backend: str = "auto",
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """S4D state update fused with its readout, per channel h and state n:
+
+        x_t[h, n] = A_bar[h, n] x_{t-1}[h, n] + B_bar[h, n] u_t[h]
+        y_t[h]    = Re(sum_n C[h, n] x_t[h, n]) + D[h] u_t[h]
+
+    Args:
+        u: (B, L, H) real input; float32, float64, or float16/bfloat16 (computed in float32).
+        A_bar, B_bar, C: (H, N) complex, already discretized; complex64 (complex128 when u is float64).
+        D: (H,) real skip weight (float32, or float64 with float64 u), or None for no skip.
+        initial_state: (B, H, N) complex state before the first step processed; None means zeros.
+        reverse: run from t = L - 1 down to t = 0 (for bidirectional layers).
+        backend: "auto" (Triton on CUDA, PyTorch otherwise), "triton" or "torch".
+        chunk_size: time steps per chunk of the Triton kernel (power of two); None picks the default.
+
+    Returns:
+        y: (B, L, H) in u's dtype.
+        final_state: (B, H, N) complex, the state after the last step processed.
+
+    Gradients flow to every tensor input. The Triton kernel never writes the (B, L, H, N) states: the forward
+    keeps one state per chunk (only when gradients are needed) and the backward recomputes from it. The PyTorch
+    path computes y by FFT convolution (its cost does not grow with N except in the kernel and state terms).
+    """
+    _check(u, A_bar, B_bar, C, D, initial_state)
+    if not use_triton(backend, u.device, OP):
+        return s4d_scan_conv(u, A_bar, B_bar, C, D, initial_state, bool(reverse))
+    tensors = [t for t in (u, A_bar, B_bar, C, D, initial_state) if t is not None]
+    save_states = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    contiguous = [t.contiguous() if t is not None else None for t in (u, A_bar, B_bar, C, D, initial_state)]
+    chunk = _kernels().check_chunk_size(OP, chunk_size, _kernels().DEFAULT_CHUNK)
+    y, final_state, _ = _s4d_scan_fwd(*contiguous, bool(reverse), save_states, chunk)
+    return y, final_state
