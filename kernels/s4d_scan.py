@@ -281,17 +281,17 @@ def s4d_scan_bwd(u, A, B, C, D, h0, chunk_states, gy, gT, reverse: bool, chunk_s
     block_t, block_h, block_n = _blocks(H, N, chunk_size)
     n_chunks = triton.cdiv(L, block_t)
     du = torch.empty_like(u)
-    partial = torch.empty((3, Bsz, H, N), dtype=A.dtype, device=u.device)
+    # Per-batch partial sums of the parameter gradients, reduced over the batch below.
+    dA, dB, dC = (torch.empty((Bsz, H, N), dtype=A.dtype, device=u.device) for _ in range(3))
     dD = torch.empty((Bsz, H), dtype=u.dtype if u.dtype == torch.float64 else torch.float32, device=u.device)
     dh0 = torch.empty((Bsz, H, N), dtype=A.dtype, device=u.device)
     grid = (triton.cdiv(H, block_h), Bsz)
     _s4d_scan_bwd_kernel[grid](
         u, _rv(A), _rv(B), _rv(C), D if D is not None else u, _rv(h0 if h0 is not None else dh0),
         _rv(chunk_states), gy, _rv(gT if gT is not None else dh0),
-        du, _rv(partial[0]), _rv(partial[1]), _rv(partial[2]), dD, _rv(dh0),
+        du, _rv(dA), _rv(dB), _rv(dC), dD, _rv(dh0),
         L, H, N, n_chunks,
         HAS_D=D is not None, HAS_H0=h0 is not None, HAS_GT=gT is not None, REVERSE=reverse,
         BLOCK_T=block_t, BLOCK_H=block_h, BLOCK_N=block_n,
     )
-    dA, dB, dC = partial.sum(1).unbind(0)
-    return du, dA, dB, dC, (dD.sum(0) if D is not None else None), (dh0 if h0 is not None else None)
+    return du, dA.sum(0), dB.sum(0), dC.sum(0), (dD.sum(0) if D is not None else None), (dh0 if h0 is not None else None)

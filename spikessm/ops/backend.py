@@ -7,7 +7,7 @@ Both paths compute the same function; they differ only by floating-point roundin
 """
 from __future__ import annotations
 
-import importlib.util
+import functools
 import os
 import warnings
 
@@ -16,8 +16,14 @@ import torch
 BACKENDS = ("auto", "triton", "torch")
 
 
+@functools.cache
 def triton_available() -> bool:
-    return importlib.util.find_spec("triton") is not None
+    """Whether Triton imports here (installed and loadable); asked only when a Triton path is considered."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def interpreter_enabled() -> bool:

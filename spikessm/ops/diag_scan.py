@@ -38,7 +38,9 @@ def _diag_scan_fwd(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if triton:
         return _kernels().diag_scan_fwd(a, b, h0, reverse, chunk_size)
-    return chunked_scan.diag_scan_fwd(a, b, h0, reverse)
+    x, hT = chunked_scan.diag_scan_fwd(a, b, h0, reverse)
+    # Outputs must have the contiguous layout the fake implementation promises to the compiler.
+    return x.contiguous(), hT.contiguous()
 
 
 @_diag_scan_fwd.register_fake
@@ -60,7 +62,8 @@ def _diag_scan_bwd(
     if triton:
         da, db, dh0 = _kernels().diag_scan_bwd(a, x, h0, gx, gT, reverse, chunk_size)
     else:
-        da, db, dh0 = chunked_scan.diag_scan_bwd(a, x, h0, gx, gT, reverse)
+        da, db, dh0 = (t.contiguous() if t is not None else None
+                       for t in chunked_scan.diag_scan_bwd(a, x, h0, gx, gT, reverse))
     # A custom op cannot return None: without h0 its gradient is an unused empty tensor.
     return da, db, (dh0 if dh0 is not None else a.new_empty(0))
 

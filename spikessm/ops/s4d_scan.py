@@ -75,16 +75,17 @@ def _s4d_scan_bwd(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients (du, dA, dB, dC, dD, dh0); dD and dh0 are empty when D or h0 is None."""
     du, dA, dB, dC, dD, dh0 = _kernels().s4d_scan_bwd(u, A, B, C, D, h0, states, gy, gT, reverse, chunk_size)
-    empty = A.new_empty(0)
-    return du, dA, dB, dC, (dD.to(D.dtype) if D is not None else empty), (dh0 if dh0 is not None else empty)
+    # A custom op cannot return None or the same tensor twice: absent inputs get distinct empty placeholders.
+    return (du, dA, dB, dC, (dD.to(D.dtype) if D is not None else A.new_empty(0)),
+            (dh0 if dh0 is not None else A.new_empty(0)))
 
 
 @_s4d_scan_bwd.register_fake
 def _(u, A, B, C, D, h0, states, gy, gT, reverse, chunk_size):
-    empty = A.new_empty(0)
     return (
         torch.empty_like(u), torch.empty_like(A), torch.empty_like(B), torch.empty_like(C),
-        torch.empty_like(D) if D is not None else empty, torch.empty_like(h0) if h0 is not None else empty,
+        torch.empty_like(D) if D is not None else A.new_empty(0),
+        torch.empty_like(h0) if h0 is not None else A.new_empty(0),
     )
 
 
@@ -134,7 +135,8 @@ def _check(u, A_bar, B_bar, C, D, initial_state) -> None:
         raise TypeError(f"{OP}: u must be real (float32, float64, float16 or bfloat16), got {u.dtype}")
     if u.dtype not in REAL_STATE + LOW_PRECISION:
         raise TypeError(f"{OP}: u must be float32, float64, float16 or bfloat16, got {u.dtype}")
-    state_dtype = COMPLEX_FOR_REAL[torch.float64 if u.dtype == torch.float64 else torch.float32]
+    real_dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
+    state_dtype = COMPLEX_FOR_REAL[real_dtype]
     for name, t in (("A_bar", A_bar), ("B_bar", B_bar), ("C", C), ("initial_state", initial_state)):
         if t is None:
             continue
@@ -145,8 +147,8 @@ def _check(u, A_bar, B_bar, C, D, initial_state) -> None:
     if D is not None:
         if D.is_complex():
             raise TypeError(f"{OP}: D must be real, got {D.dtype}")
-        if D.dtype != state_dtype.to_real():
-            raise TypeError(f"{OP}: D must be {state_dtype.to_real()} for u of {u.dtype}, got {D.dtype}")
+        if D.dtype != real_dtype:
+            raise TypeError(f"{OP}: D must be {real_dtype} for u of {u.dtype}, got {D.dtype}")
 
 
 def s4d_scan(

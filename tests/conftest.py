@@ -1,0 +1,33 @@
+"""Test set-up shared by the whole suite.
+
+Without a GPU, Triton kernels are tested through Triton's interpreter (TRITON_INTERPRET=1 must be set before
+Triton compiles anything, hence here, before spikessm is imported). With a GPU the same tests run the compiled
+kernels on CUDA tensors.
+"""
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"
+    import triton_interpreter
+
+    triton_interpreter.install()
+
+import pytest  # noqa: E402
+
+from spikessm.ops.backend import triton_available  # noqa: E402
+
+HAS_CUDA = torch.cuda.is_available()
+# Where the "triton" backend runs in this session: compiled on CUDA, or interpreted on the CPU.
+TRITON_DEVICE = "cuda" if HAS_CUDA else "cpu"
+
+# Longest sequence for Triton tests: the interpreter pays one Python call per time step, so without a GPU the
+# long-sequence tests use a few thousand steps (several chunks); the PyTorch path is tested at 65536 everywhere.
+TRITON_LONG_L = 65536 + 3 if HAS_CUDA else 4096 + 3
+
+requires_triton = pytest.mark.skipif(not triton_available(), reason="triton is not installed")
+
+
+def pytest_configure(config):
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

@@ -1,0 +1,204 @@
+"""diag_scan against the float64 step-by-step reference: values, final state and gradients, both backends."""
+import pytest
+import torch
+from conftest import TRITON_DEVICE, TRITON_LONG_L, requires_triton
+from helpers import assert_close
+
+from spikessm.ops import diag_scan
+from spikessm.ops.chunked_scan import chunk_length
+from spikessm.ops.naive import diag_scan_loop
+
+# Normwise relative tolerances against float64: float32 state vs float64 state.
+TOL = {torch.float32: 2e-5, torch.complex64: 2e-5, torch.float64: 1e-12, torch.complex128: 1e-12}
+
+
+def make_inputs(B, L, P, dtype, *, time_varying, h0, magnitude="mixed", b_dtype=None, seed=0):
+    """Random (a, b, initial_state) in float64/complex128 precision, cast to `dtype` by the caller.
+
+    magnitude: "near_one" puts |a| in [0.99, 1), "small" in [0, 0.2), "mixed" in [0, 1)."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (B, L, P) if time_varying else (P,)
+    lo, hi = {"near_one": (0.99, 1.0), "small": (0.0, 0.2), "mixed": (0.0, 1.0)}[magnitude]
+    mag = lo + (hi - lo) * torch.rand(shape, generator=g, dtype=torch.float64)
+    if dtype.is_complex:
+        phase = torch.rand(shape, generator=g, dtype=torch.float64) * 6.2
+        a = torch.polar(mag, phase)
+        b = torch.randn(B, L, P, generator=g, dtype=torch.complex128)
+        h = torch.randn(B, P, generator=g, dtype=torch.complex128) if h0 else None
+    else:
+        sign = torch.where(torch.rand(shape, generator=g) < 0.2, -1.0, 1.0).to(torch.float64)
+        a = mag * sign
+        b = torch.randn(B, L, P, generator=g, dtype=torch.float64)
+        h = torch.randn(B, P, generator=g, dtype=torch.float64) if h0 else None
+    return a, b, h
+
+
+def check_against_reference(a64, b64, h64, *, dtype, backend, device, reverse, tol=None, b_dtype=None, **kw):
+    """Run diag_scan in `dtype` on `device` and compare values and all gradients with the float64 loop."""
+    tol = tol or TOL[dtype]
+    b_dtype = b_dtype or dtype
+    a = a64.to(dtype).to(device).requires_grad_()
+    b = b64.to(b_dtype).to(device).requires_grad_()
+    h = h64.to(dtype).to(device).requires_grad_() if h64 is not None else None
+    x, hT = diag_scan(a, b, h, reverse=reverse, backend=backend, **kw)
+    assert x.dtype == b_dtype and hT.dtype == dtype
+    assert x.shape == b.shape and hT.shape == (b.shape[0], b.shape[2])
+
+    # The reference sees exactly the rounded inputs the op saw.
+    a_r = a.detach().cpu().to(a64.dtype).requires_grad_()
+    b_r = b.detach().cpu().to(a64.dtype if a64.is_complex() else torch.float64).requires_grad_()
+    h_r = h.detach().cpu().to(a64.dtype).requires_grad_() if h is not None else None
+    x_r, hT_r = diag_scan_loop(a_r, b_r, h_r, reverse=reverse)
+    assert_close(x, x_r, tol, "x")
+    assert_close(hT, hT_r, tol, "final_state")
+
+    g = torch.Generator().manual_seed(1)
+    gx = torch.randn(x_r.shape, generator=g, dtype=x_r.dtype)
+    gT = torch.randn(hT_r.shape, generator=g, dtype=hT_r.dtype)
+    inputs = [t for t in (a, b, h) if t is not None]
+    grads = torch.autograd.grad((x, hT), inputs, (gx.to(x.dtype).to(device), gT.to(hT.dtype).to(device)))
+    ref_inputs = [t for t in (a_r, b_r, h_r) if t is not None]
+    gx_seen = gx.to(x.dtype).to(x_r.dtype)  # the rounded upstream gradient the op received
+    ref_grads = torch.autograd.grad((x_r, hT_r), ref_inputs, (gx_seen, gT))
+    for name, got, ref in zip(("a", "b", "initial_state"), grads, ref_grads):
+        assert_close(got, ref, tol, f"grad {name}")
+
+
+BACKENDS = [
+    pytest.param("torch", "cpu", id="torch"),
+    pytest.param("triton", TRITON_DEVICE, id="triton", marks=[requires_triton, pytest.mark.interpreter]),
+]
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64])
+@pytest.mark.parametrize("time_varying", [False, True])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("h0", [False, True])
+def test_matches_reference(backend, device, dtype, time_varying, reverse, h0):
+    a, b, h = make_inputs(2, 37, 5, dtype, time_varying=time_varying, h0=h0, seed=3)
+    check_against_reference(a, b, h, dtype=dtype, backend=backend, device=device, reverse=reverse)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("magnitude", ["near_one", "small"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64])
+def test_decay_magnitudes(backend, device, magnitude, dtype):
+    a, b, h = make_inputs(1, 70, 3, dtype, time_varying=True, h0=True, magnitude=magnitude, seed=4)
+    check_against_reference(a, b, h, dtype=dtype, backend=backend, device=device, reverse=False)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("B,L,P", [(1, 1, 1), (1, 1, 4), (3, 2, 1), (1, 9, 1), (2, 5, 65)])
+def test_awkward_sizes(backend, device, B, L, P):
+    a, b, h = make_inputs(B, L, P, torch.complex64, time_varying=False, h0=True, seed=B * 100 + L)
+    check_against_reference(a, b, h, dtype=torch.complex64, backend=backend, device=device, reverse=False)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+def test_double_precision(backend, device, dtype):
+    a, b, h = make_inputs(2, 23, 3, dtype, time_varying=True, h0=True, seed=5)
+    check_against_reference(a, b, h, dtype=dtype, backend=backend, device=device, reverse=True)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("b_dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_input(backend, device, b_dtype):
+    # The state is float32; only the input b and the output x are in 16 bits.
+    a, b, h = make_inputs(2, 29, 4, torch.float32, time_varying=False, h0=True, seed=6)
+    check_against_reference(a, b, h, dtype=torch.float32, b_dtype=b_dtype, backend=backend, device=device,
+                            reverse=False, tol=1e-2)
+
+
+@requires_triton
+@pytest.mark.interpreter
+@pytest.mark.parametrize("L", [15, 16, 17, 47, 48, 49])
+def test_triton_chunk_boundaries(L):
+    # Lengths just below, at and above multiples of a 16-step chunk.
+    a, b, h = make_inputs(1, L, 3, torch.complex64, time_varying=True, h0=True, seed=L)
+    check_against_reference(a, b, h, dtype=torch.complex64, backend="triton", device=TRITON_DEVICE,
+                            reverse=L % 2 == 1, chunk_size=16)
+
+
+@requires_triton
+@pytest.mark.interpreter
+@pytest.mark.parametrize("L", [31, 32, 33])
+def test_triton_default_chunk_boundaries(L):
+    a, b, h = make_inputs(1, L, 2, torch.float32, time_varying=False, h0=False, seed=L)
+    check_against_reference(a, b, h, dtype=torch.float32, backend="triton", device=TRITON_DEVICE, reverse=False)
+
+
+@pytest.mark.parametrize("L", [63, 64, 65, 255, 256, 257])
+def test_torch_chunk_boundaries(L):
+    assert chunk_length(64) == 8 and chunk_length(256) == 16
+    for time_varying in (False, True):
+        a, b, h = make_inputs(2, L, 3, torch.complex64, time_varying=time_varying, h0=True, seed=L)
+        check_against_reference(a, b, h, dtype=torch.complex64, backend="torch", device="cpu", reverse=False)
+
+
+def test_torch_long_sequence():
+    # Path-X length x 4: the PyTorch path handles long sequences without a per-step loop over L.
+    a, b, h = make_inputs(1, 65536, 2, torch.complex64, time_varying=False, h0=True, magnitude="near_one", seed=7)
+    check_against_reference(a, b, h, dtype=torch.complex64, backend="torch", device="cpu", reverse=True, tol=1e-4)
+
+
+@requires_triton
+@pytest.mark.interpreter
+def test_triton_long_sequence():
+    a, b, h = make_inputs(1, TRITON_LONG_L, 2, torch.float32, time_varying=False, h0=True, magnitude="near_one",
+                          seed=8)
+    check_against_reference(a, b, h, dtype=torch.float32, backend="triton", device=TRITON_DEVICE,
+                            reverse=False, tol=1e-4)
+
+
+def test_zero_decay_is_exact():
+    # a = 0 makes x = b: the chunked path must not divide by products of a.
+    b = torch.randn(2, 50, 3, dtype=torch.complex64)
+    a = torch.zeros(3, dtype=torch.complex64)
+    x, hT = diag_scan(a, b, backend="torch")
+    assert torch.equal(x, b) and torch.equal(hT, b[:, -1])
+
+
+@requires_triton
+@pytest.mark.interpreter
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64])
+@pytest.mark.parametrize("time_varying", [False, True])
+def test_triton_agrees_with_torch(dtype, time_varying):
+    """The backend switch changes results by rounding only: relative difference <= 1e-5 in float32."""
+    a64, b64, h64 = make_inputs(3, 45, 6, dtype, time_varying=time_varying, h0=True, seed=9)
+    outs = {}
+    for backend, device in (("torch", "cpu"), ("triton", TRITON_DEVICE)):
+        a, b, h = (t.to(dtype).to(device).requires_grad_() for t in (a64, b64, h64))
+        x, hT = diag_scan(a, b, h, backend=backend, reverse=True)
+        gx = torch.ones_like(x)
+        grads = torch.autograd.grad((x, hT), (a, b, h), (gx, torch.ones_like(hT)))
+        outs[backend] = [t.detach().cpu() for t in (x, hT, *grads)]
+    for name, t, r in zip(("x", "final_state", "da", "db", "dh0"), outs["triton"], outs["torch"]):
+        assert_close(t, r, 1e-5, name)
+
+
+def test_gradcheck_torch_path():
+    g = torch.Generator().manual_seed(10)
+    for time_varying in (False, True):
+        shape = (2, 6, 3) if time_varying else (3,)
+        a = torch.polar(torch.rand(shape, generator=g, dtype=torch.float64),
+                        torch.rand(shape, generator=g, dtype=torch.float64) * 6).requires_grad_()
+        b = torch.randn(2, 6, 3, generator=g, dtype=torch.complex128, requires_grad=True)
+        h = torch.randn(2, 3, generator=g, dtype=torch.complex128, requires_grad=True)
+        for reverse in (False, True):
+            assert torch.autograd.gradcheck(lambda a, b, h: diag_scan(a, b, h, reverse=reverse, backend="torch"),
+                                            (a, b, h))
+        ar = torch.rand(shape, generator=g, dtype=torch.float64, requires_grad=True)
+        br = torch.randn(2, 6, 3, generator=g, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda a, b: diag_scan(a, b, backend="torch"), (ar, br))
+
+
+def test_auto_uses_torch_on_cpu(monkeypatch):
+    calls = []
+    import spikessm.ops.chunked_scan as cs
+
+    real = cs.diag_scan_fwd
+    monkeypatch.setattr(cs, "diag_scan_fwd", lambda *args: calls.append(1) or real(*args))
+    diag_scan(torch.rand(3), torch.randn(1, 4, 3))
+    assert calls == [1]

@@ -1,0 +1,173 @@
+"""s4d_scan against the float64 step-by-step reference: values, final state and gradients of every input."""
+import pytest
+import torch
+from conftest import TRITON_DEVICE, TRITON_LONG_L, requires_triton
+from helpers import assert_close
+
+from spikessm.ops import s4d_scan
+from spikessm.ops.naive import s4d_scan_loop
+from spikessm.ops.s4d_conv import powers
+
+TOL32 = 2e-5
+
+
+def make_inputs(B, L, H, N, *, D=True, h0=False, magnitude="mixed", seed=0):
+    """float64/complex128 (u, A_bar, B_bar, C, D, initial_state). magnitude picks |A_bar|."""
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = {"near_one": (0.995, 1.0), "small": (0.0, 0.2), "mixed": (0.3, 1.0)}[magnitude]
+    mag = lo + (hi - lo) * torch.rand(H, N, generator=g, dtype=torch.float64)
+    A = torch.polar(mag, torch.rand(H, N, generator=g, dtype=torch.float64) * 6.2)
+    Bm = torch.randn(H, N, generator=g, dtype=torch.complex128)
+    C = torch.randn(H, N, generator=g, dtype=torch.complex128) / N ** 0.5
+    Dv = torch.randn(H, generator=g, dtype=torch.float64) if D else None
+    u = torch.randn(B, L, H, generator=g, dtype=torch.float64)
+    h = torch.randn(B, H, N, generator=g, dtype=torch.complex128) if h0 else None
+    return u, A, Bm, C, Dv, h
+
+
+NAMES = ("u", "A_bar", "B_bar", "C", "D", "initial_state")
+
+
+def check_against_reference(inputs64, *, backend, device, reverse, tol=TOL32, u_dtype=torch.float32,
+                            double=False, **kw):
+    """Run s4d_scan (float32/complex64, or float64 when double) and compare values and gradients."""
+    cdt = torch.complex128 if double else torch.complex64
+    rdt = torch.float64 if double else torch.float32
+    dtypes = (torch.float64 if double else u_dtype, cdt, cdt, cdt, rdt, cdt)
+    ins = [t.to(dt).to(device).requires_grad_() if t is not None else None for t, dt in zip(inputs64, dtypes)]
+    y, hT = s4d_scan(*ins, reverse=reverse, backend=backend, **kw)
+    assert y.dtype == ins[0].dtype and y.shape == ins[0].shape
+    assert hT.dtype == cdt and hT.shape == (ins[0].shape[0], *ins[1].shape)
+
+    refs = [t.detach().cpu().to(torch.complex128 if t.is_complex() else torch.float64).requires_grad_()
+            if t is not None else None for t in ins]
+    y_r, hT_r = s4d_scan_loop(*refs, reverse=reverse)
+    assert_close(y, y_r, tol, "y")
+    assert_close(hT, hT_r, tol, "final_state")
+
+    g = torch.Generator().manual_seed(1)
+    gy = torch.randn(y_r.shape, generator=g, dtype=torch.float64).to(y.dtype)
+    gT = torch.randn(hT_r.shape, generator=g, dtype=torch.complex128)
+    present = [(n, t, r) for n, t, r in zip(NAMES, ins, refs) if t is not None]
+    grads = torch.autograd.grad((y, hT), [t for _, t, _ in present], (gy.to(device), gT.to(cdt).to(device)))
+    ref_grads = torch.autograd.grad((y_r, hT_r), [r for _, _, r in present], (gy.to(torch.float64), gT))
+    for (name, _, _), got, ref in zip(present, grads, ref_grads):
+        assert_close(got, ref, tol, f"grad {name}")
+
+
+BACKENDS = [
+    pytest.param("torch", "cpu", id="torch"),
+    pytest.param("triton", TRITON_DEVICE, id="triton", marks=[requires_triton, pytest.mark.interpreter]),
+]
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("D,h0", [(True, False), (False, True), (True, True)])
+def test_matches_reference(backend, device, reverse, D, h0):
+    inputs = make_inputs(2, 37, 3, 5, D=D, h0=h0, seed=11)
+    check_against_reference(inputs, backend=backend, device=device, reverse=reverse)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("magnitude", ["near_one", "small"])
+def test_decay_magnitudes(backend, device, magnitude):
+    inputs = make_inputs(1, 60, 2, 4, h0=True, magnitude=magnitude, seed=12)
+    check_against_reference(inputs, backend=backend, device=device, reverse=False)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("B,L,H,N", [(1, 1, 1, 1), (1, 1, 3, 2), (3, 2, 1, 1), (1, 9, 1, 7), (2, 5, 3, 65)])
+def test_awkward_sizes(backend, device, B, L, H, N):
+    inputs = make_inputs(B, L, H, N, h0=True, seed=B * 1000 + L * 10 + N)
+    check_against_reference(inputs, backend=backend, device=device, reverse=False)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_double_precision(backend, device):
+    inputs = make_inputs(2, 19, 2, 3, h0=True, seed=13)
+    check_against_reference(inputs, backend=backend, device=device, reverse=True, double=True, tol=1e-11)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("u_dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_input(backend, device, u_dtype):
+    inputs = make_inputs(2, 21, 3, 4, h0=True, seed=14)
+    check_against_reference(inputs, backend=backend, device=device, reverse=False, u_dtype=u_dtype, tol=1e-2)
+
+
+@requires_triton
+@pytest.mark.interpreter
+@pytest.mark.parametrize("L", [7, 8, 9, 23, 24, 25])
+def test_triton_chunk_boundaries(L):
+    inputs = make_inputs(1, L, 2, 3, h0=True, seed=L)
+    check_against_reference(inputs, backend="triton", device=TRITON_DEVICE, reverse=L % 2 == 0, chunk_size=8)
+
+
+@requires_triton
+@pytest.mark.interpreter
+@pytest.mark.parametrize("L", [31, 32, 33])
+def test_triton_default_chunk_boundaries(L):
+    inputs = make_inputs(1, L, 1, 2, h0=False, seed=L)
+    check_against_reference(inputs, backend="triton", device=TRITON_DEVICE, reverse=False)
+
+
+def test_torch_long_sequence():
+    inputs = make_inputs(1, 65536, 1, 3, h0=True, magnitude="near_one", seed=15)
+    check_against_reference(inputs, backend="torch", device="cpu", reverse=False, tol=1e-4)
+
+
+@requires_triton
+@pytest.mark.interpreter
+def test_triton_long_sequence():
+    inputs = make_inputs(1, TRITON_LONG_L, 1, 2, h0=True, magnitude="near_one", seed=16)
+    check_against_reference(inputs, backend="triton", device=TRITON_DEVICE, reverse=True, tol=1e-4)
+
+
+@requires_triton
+@pytest.mark.interpreter
+@pytest.mark.parametrize("reverse", [False, True])
+def test_triton_agrees_with_torch(reverse):
+    """The backend switch changes results by rounding only: relative difference <= 1e-5 in float32."""
+    inputs = make_inputs(2, 41, 3, 6, h0=True, seed=17)
+    dtypes = (torch.float32, torch.complex64, torch.complex64, torch.complex64, torch.float32, torch.complex64)
+    outs = {}
+    for backend, device in (("torch", "cpu"), ("triton", TRITON_DEVICE)):
+        ins = [t.to(dt).to(device).requires_grad_() for t, dt in zip(inputs, dtypes)]
+        y, hT = s4d_scan(*ins, backend=backend, reverse=reverse)
+        grads = torch.autograd.grad((y, hT), ins, (torch.ones_like(y), torch.ones_like(hT)))
+        outs[backend] = [t.detach().cpu() for t in (y, hT, *grads)]
+    names = ("y", "final_state") + tuple(f"grad {n}" for n in NAMES)
+    for name, t, r in zip(names, outs["triton"], outs["torch"]):
+        assert_close(t, r, 1e-5, name)
+
+
+@requires_triton
+@pytest.mark.interpreter
+def test_triton_inference_matches_training_forward():
+    # Without gradients the kernel skips saving chunk states; the outputs must not change.
+    inputs = make_inputs(1, 20, 2, 3, h0=True, seed=18)
+    dtypes = (torch.float32, torch.complex64, torch.complex64, torch.complex64, torch.float32, torch.complex64)
+    ins = [t.to(dt).to(TRITON_DEVICE) for t, dt in zip(inputs, dtypes)]
+    with torch.no_grad():
+        y0, h0 = s4d_scan(*ins, backend="triton", chunk_size=8)
+    y1, h1 = s4d_scan(ins[0], ins[1].requires_grad_(), *ins[2:], backend="triton", chunk_size=8)
+    assert torch.equal(y0, y1.detach()) and torch.equal(h0, h1.detach())
+
+
+def test_gradcheck_torch_path():
+    u, A, Bm, C, D, h = (t.requires_grad_() for t in make_inputs(2, 6, 2, 3, h0=True, seed=19))
+    for reverse in (False, True):
+        assert torch.autograd.gradcheck(
+            lambda *t: s4d_scan(*t, reverse=reverse, backend="torch"), (u, A, Bm, C, D, h))
+    assert torch.autograd.gradcheck(lambda *t: s4d_scan(*t, backend="torch"), (u, A, Bm, C))
+
+
+def test_powers_are_exact_for_any_magnitude():
+    A = torch.tensor([[0.0 + 0j, 1.0 + 0j, 0.5j, -0.999 + 0.01j]], dtype=torch.complex128)
+    P = powers(A, 37)
+    k = torch.arange(37, dtype=torch.float64)
+    assert torch.equal(P[0, 0], (k == 0).to(torch.complex128))  # 0^0 = 1, then zeros
+    assert torch.equal(P[0, 1], torch.ones(37, dtype=torch.complex128))
+    # Products of at most log2(37) + 1 factors: error within a few ulps of the float64 reference.
+    assert_close(P[0, 3], torch.stack([A[0, 3] ** int(i) for i in k]), 1e-13, "powers")
