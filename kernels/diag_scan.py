@@ -222,6 +222,12 @@ def _blocks(P: int, chunk_size: int | None) -> tuple[int, int]:
     return check_chunk_size("diag_scan", chunk_size, DEFAULT_CHUNK), min(64, triton.next_power_of_2(P))
 
 
+def _num_warps(is_complex: bool) -> int:
+    # Complex tiles carry twice the operands: 8 warps keep them near 120 (forward) / 160 (backward) registers
+    # per thread on sm_90 instead of the 255 cap (benchmarks/kernel_resources.py). Not yet timed on a GPU.
+    return 8 if is_complex else 4
+
+
 def diag_scan_fwd(a, b, h0, reverse: bool, chunk_size: int | None = None):
     """Forward launcher.
 
@@ -241,7 +247,7 @@ def diag_scan_fwd(a, b, h0, reverse: bool, chunk_size: int | None = None):
         _real_view(a), _real_view(b), _real_view(h0 if h0 is not None else hT), _real_view(x), _real_view(hT),
         L, P,
         A_TIME_VARYING=a.dim() == 3, HAS_H0=h0 is not None, COMPLEX=a.is_complex(), REVERSE=reverse,
-        BLOCK_T=block_t, BLOCK_P=block_p,
+        BLOCK_T=block_t, BLOCK_P=block_p, num_warps=_num_warps(a.is_complex()),
     )
     return x, hT
 
@@ -267,7 +273,7 @@ def diag_scan_bwd(a, x, h0, gx, gT, reverse: bool, chunk_size: int | None = None
         _real_view(gT if gT is not None else dh0), _real_view(da), _real_view(db), _real_view(dh0),
         L, P,
         A_TIME_VARYING=time_varying, HAS_H0=h0 is not None, HAS_GT=gT is not None, COMPLEX=a.is_complex(),
-        REVERSE=reverse, BLOCK_T=block_t, BLOCK_P=block_p,
+        REVERSE=reverse, BLOCK_T=block_t, BLOCK_P=block_p, num_warps=_num_warps(a.is_complex()),
     )
     if not time_varying:
         da = da.sum(0)

@@ -229,6 +229,10 @@ def _s4d_scan_bwd_kernel(
 
 
 DEFAULT_CHUNK = 32
+FWD_NUM_WARPS = 4
+# The backward holds a chunk's states, exclusive states and adjoints at once: 8 warps keep it near 210
+# registers per thread on sm_90 instead of the 255 cap (benchmarks/kernel_resources.py). Not yet timed on a GPU.
+BWD_NUM_WARPS = 8
 
 
 def _blocks(H: int, N: int, chunk_size: int | None) -> tuple[int, int, int]:
@@ -266,7 +270,7 @@ def s4d_scan_fwd(u, A, B, C, D, h0, reverse: bool, save_states: bool, chunk_size
         y, _rv(hT), _rv(states if states is not None else hT),
         L, H, N, n_chunks,
         HAS_D=D is not None, HAS_H0=h0 is not None, SAVE_STATES=save_states, REVERSE=reverse,
-        BLOCK_T=block_t, BLOCK_H=block_h, BLOCK_N=block_n,
+        BLOCK_T=block_t, BLOCK_H=block_h, BLOCK_N=block_n, num_warps=FWD_NUM_WARPS,
     )
     return y, hT, states
 
@@ -292,6 +296,6 @@ def s4d_scan_bwd(u, A, B, C, D, h0, chunk_states, gy, gT, reverse: bool, chunk_s
         du, _rv(dA), _rv(dB), _rv(dC), dD, _rv(dh0),
         L, H, N, n_chunks,
         HAS_D=D is not None, HAS_H0=h0 is not None, HAS_GT=gT is not None, REVERSE=reverse,
-        BLOCK_T=block_t, BLOCK_H=block_h, BLOCK_N=block_n,
+        BLOCK_T=block_t, BLOCK_H=block_h, BLOCK_N=block_n, num_warps=BWD_NUM_WARPS,
     )
     return du, dA.sum(0), dB.sum(0), dC.sum(0), (dD.sum(0) if D is not None else None), (dh0 if h0 is not None else None)

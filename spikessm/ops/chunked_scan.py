@@ -5,9 +5,8 @@ each over all B x chunks x P elements); pass 2 carries states across chunks (one
 the carried state, scaled by the running product of a, to every step. With T ~ sqrt(L) that is ~2 sqrt(L)
 small Python steps instead of L, and no division by products of a (so a = 0 is fine).
 
-The backward is the same scan run the other way over the adjoint (see diag_scan_bwd), so autograd never
-records a per-step graph. Everything here works in forward *processing* order: the callers flip time for
-reverse=True.
+The backward is the same scan run in the other direction over the adjoint (see diag_scan_bwd), so autograd
+never records a per-step graph. Both directions work in place on memory order: nothing is flipped.
 """
 from __future__ import annotations
 
@@ -21,13 +20,13 @@ def chunk_length(L: int) -> int:
     return int(min(512, max(8, 2 ** round(math.log2(max(L, 1)) / 2))))
 
 
-def scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """x_t = a_t x_{t-1} + b_t for t = 0..L-1.
+def scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, reverse: bool = False) -> torch.Tensor:
+    """x_t = a_t x_{t-1} + b_t for t = 0..L-1 (reverse: x_t = a_t x_{t+1} + b_t for t = L-1..0).
 
     Args:
         a: (P,) or (B, L, P), the state dtype. b: (B, L, P), the state dtype. h0: (B, P) or None (zeros).
     Returns:
-        x: (B, L, P); final state (B, P).
+        x: (B, L, P), contiguous; the final state is x[:, -1] (x[:, 0] when reverse).
     """
     B, L, P = b.shape
     T = chunk_length(L)
@@ -35,84 +34,88 @@ def scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None) -> tuple[tor
     pad = nc * T - L
     time_varying = a.dim() == 3
     if pad:
-        # Padded steps are identity maps (a = 1, b = 0): the last padded step holds x_{L-1}.
-        b = torch.cat([b, b.new_zeros(B, pad, P)], dim=1)
+        # Padding goes after the last step processed, so it never touches a valid step; its values are unused.
+        side = (0, 0, pad, 0) if reverse else (0, 0, 0, pad)
+        b = torch.nn.functional.pad(b, side)
         if time_varying:
-            a = torch.cat([a, a.new_ones(B, pad, P)], dim=1)
-    bc = b.view(B, nc, T, P)
+            a = torch.nn.functional.pad(a, side)
+    x = b.reshape(B, nc, T, P).clone()
     if time_varying:
-        ac = a.view(B, nc, T, P)
+        ac = a.reshape(B, nc, T, P)
+        a_prod = (ac.flip(2).cumprod(2).flip(2) if reverse else ac.cumprod(2))  # product over steps so far
     else:
-        ac = a.expand(nc, T, P)  # shared by the batch
-        if pad:
-            ac = ac.clone()
-            ac[-1, T - pad:] = 1
-    a_prod = ac.cumprod(dim=-2)  # prod_{s<=k} a_s within each chunk
+        ac = a.expand(T, P)
+        a_prod = ac.cumprod(0)  # a^(k+1)
+        if reverse:
+            a_prod = a_prod.flip(0)
+    steps = range(T - 2, -1, -1) if reverse else range(1, T)
+    last = 0 if reverse else T - 1  # last step of a chunk in processing order
 
-    # Pass 1: local scans (zero carry-in) of all chunks at once.
-    local = torch.empty_like(bc)
-    local[:, :, 0] = bc[:, :, 0]
-    for k in range(1, T):
-        torch.addcmul(bc[:, :, k], ac[..., k, :], local[:, :, k - 1], out=local[:, :, k])
+    # Pass 1: local scans (zero carry-in) of all chunks at once, in place in x.
+    for k in steps:
+        prev = k + 1 if reverse else k - 1
+        x[:, :, k].addcmul_(ac[..., k, :], x[:, :, prev])
 
-    # Pass 2: carry the state across chunks.
-    chunk_a = a_prod[..., T - 1, :]  # (B, nc, P) or (nc, P)
-    carry_in = torch.empty(B, nc, P, dtype=b.dtype, device=b.device)
+    # Pass 2: the state entering each chunk.
+    chunk_a = a_prod[..., last, :]  # product over a whole chunk: (B, nc, P) or (P,)
+    carry = torch.empty(B, nc, P, dtype=b.dtype, device=b.device)
+    chunks = range(nc - 1, -1, -1) if reverse else range(nc)
     h = h0 if h0 is not None else b.new_zeros(B, P)
-    for c in range(nc):
-        carry_in[:, c] = h
-        h = torch.addcmul(local[:, c, T - 1], chunk_a[..., c, :], h)
+    for c in chunks:
+        carry[:, c] = h
+        h = torch.addcmul(x[:, c, last], chunk_a[:, c] if time_varying else chunk_a, h)
 
-    # Pass 3: x = local + (running product of a) * carry-in.
-    x = torch.addcmul(local, a_prod, carry_in[:, :, None, :])
-    return x.view(B, nc * T, P)[:, :L], h
+    # Pass 3: add the carried-in state, scaled by the running product of a.
+    x.addcmul_(a_prod, carry[:, :, None, :])
+    x = x.view(B, nc * T, P)
+    return x[:, pad:] if (pad and reverse) else x[:, :L] if pad else x
 
 
 def diag_scan_fwd(a, b, h0, reverse: bool):
     """PyTorch twin of spikessm.kernels.diag_scan.diag_scan_fwd (same arguments and results)."""
-    state_dtype = a.dtype
-    if reverse:
-        a = a.flip(1) if a.dim() == 3 else a
-        b = b.flip(1)
-    x, hT = scan(a, b.to(state_dtype), h0)
-    if reverse:
-        x = x.flip(1)
-    return x.to(b.dtype), hT
+    x = scan(a, b.to(a.dtype), h0, reverse).contiguous()
+    final = x[:, 0] if reverse else x[:, -1]
+    return x.to(b.dtype), final.clone()
 
 
 def diag_scan_bwd(a, x, h0, gx, gT, reverse: bool):
     """PyTorch twin of spikessm.kernels.diag_scan.diag_scan_bwd.
 
-    With i the processing index and g_i = dLoss/dconj(x_i): g_i = gx_i + conj(a_{i+1}) g_{i+1} (+ gT at the
-    last step); db = g, da_i = g_i conj(x_{i-1}) (x_{-1} = h0), dh0 = conj(a_0) g_0.
+    In processing order i, with g_i = dLoss/dconj(x_i): g_i = gx_i + conj(a_{i+1}) g_{i+1} (+ gT at the last
+    step); db = g, da_i = g_i conj(x_{i-1}) (x_{-1} = h0), dh0 = conj(a_0) g_0. The adjoint is a scan in the
+    opposite direction whose decay at step i is conj(a_{i+1}).
     """
     state_dtype = a.dtype
     time_varying = a.dim() == 3
-    x_dtype = x.dtype
-    if reverse:
-        a = a.flip(1) if time_varying else a
-        x, gx = x.flip(1), gx.flip(1)
+    L = x.shape[1]
     x = x.to(state_dtype)
-    g_in = gx.to(state_dtype)
+    g_in = gx.to(state_dtype, copy=True)
+    last = 0 if reverse else L - 1
     if gT is not None:
-        g_in = g_in.clone()
-        g_in[:, -1] += gT
-    # Scan the adjoint from the last step to the first: a time-flipped forward scan.
+        g_in[:, last] += gT
     if time_varying:
-        a_adj = torch.cat([torch.ones_like(a[:, :1]), a.flip(1)[:, :-1].conj()], dim=1)
+        # conj(a) of the next step in processing order; the last processed step has no next (unused value 1).
+        nxt = a[:, :-1] if reverse else a[:, 1:]
+        edge = torch.ones_like(a[:, :1])
+        a_adj = torch.cat([edge, nxt.conj()] if reverse else [nxt.conj(), edge], dim=1)
     else:
         a_adj = a.conj()
-    g = scan(a_adj, g_in.flip(1), None)[0].flip(1)
+    g = scan(a_adj, g_in, None, reverse=not reverse)
 
-    x_prev = torch.cat([h0[:, None] if h0 is not None else torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
-    da = g * x_prev.conj()
-    if not time_varying:
-        da = da.sum(dim=(0, 1))
+    # x_{i-1} in processing order, as slices of x: da_i = g_i conj(x_{i-1}), with h0 at the first step.
+    first = L - 1 if reverse else 0
+    g_rest = g[:, :-1] if reverse else g[:, 1:]
+    x_prev = x[:, 1:] if reverse else x[:, :-1]
+    if time_varying:
+        da = torch.empty_like(g)
+        torch.mul(g_rest, x_prev.conj(), out=da[:, :-1] if reverse else da[:, 1:])
+        da[:, first] = g[:, first] * h0.conj() if h0 is not None else 0
+    else:
+        da = (g_rest * x_prev.conj()).sum((0, 1))
+        if h0 is not None:
+            da += (g[:, first] * h0.conj()).sum(0)
     dh0 = None
     if h0 is not None:
-        a0 = a[:, 0] if time_varying else a
-        dh0 = a0.conj() * g[:, 0]
-    db = g.flip(1) if reverse else g
-    if reverse and time_varying:
-        da = da.flip(1)
-    return da, db.to(x_dtype), dh0
+        a0 = a[:, first] if time_varying else a
+        dh0 = a0.conj() * g[:, first]
+    return da, g.to(gx.dtype), dh0
