@@ -6,9 +6,10 @@
 
 Implementations, per op:
   triton    spikessm's Triton kernel (CUDA only)
-  torch     spikessm's PyTorch path (diag_scan: chunked scan; s4d_scan: FFT convolution + Vandermonde state)
+  torch     spikessm's PyTorch path (diag_scan: chunked scan; s4d_scan: FFT convolution)
   loop      the step-by-step reference in spikessm.ops.naive (short lengths only: it is one Python step per t)
   fft_conv  s4d_scan only: the S4D convolution mode as S4/S4D code runs it today (below), no state output
+spikessm's ops are called with output_final_state=False: every implementation is timed on its main output only.
 
 Byte model (the minimum traffic of an ideal implementation; the same for every implementation of a shape, so
 GB/s compares implementations on one scale). s = bytes per element of the state dtype.
@@ -191,14 +192,16 @@ def implementations(case: Case, device: torch.device) -> dict[str, Callable[...,
     """name -> f(**inputs) returning the op's main output (x or y). 'torch' comes first: it is the reference."""
     impls: dict[str, Callable[..., torch.Tensor]] = {}
     if case.op == "diag_scan":
-        impls["torch"] = lambda a, b: diag_scan(a, b, backend="torch")[0]
+        impls["torch"] = lambda a, b: diag_scan(a, b, backend="torch", output_final_state=False)[0]
         if device.type == "cuda":
-            impls["triton"] = lambda a, b: diag_scan(a, b, backend="triton")[0]
+            impls["triton"] = lambda a, b: diag_scan(a, b, backend="triton", output_final_state=False)[0]
         impls["loop"] = lambda a, b: diag_scan_loop(a, b)[0]
     else:
-        impls["torch"] = lambda u, A_bar, B_bar, C, D: s4d_scan(u, A_bar, B_bar, C, D, backend="torch")[0]
+        impls["torch"] = lambda u, A_bar, B_bar, C, D: s4d_scan(u, A_bar, B_bar, C, D, backend="torch",
+                                                                output_final_state=False)[0]
         if device.type == "cuda":
-            impls["triton"] = lambda u, A_bar, B_bar, C, D: s4d_scan(u, A_bar, B_bar, C, D, backend="triton")[0]
+            impls["triton"] = lambda u, A_bar, B_bar, C, D: s4d_scan(u, A_bar, B_bar, C, D, backend="triton",
+                                                                     output_final_state=False)[0]
         impls["fft_conv"] = s4d_fft_conv
         impls["loop"] = lambda u, A_bar, B_bar, C, D: s4d_scan_loop(u, A_bar, B_bar, C, D)[0]
     return impls
@@ -280,6 +283,7 @@ MODEL_NOTES = {
     "floor_ms": "max(bytes / copy bandwidth, flops / peak fp32)",
     "x_vs_<impl>": "this row's median_ms / <impl>'s median_ms, same shape and mode",
     "rel_err": "max|out - out_torch| / max|out_torch|; fwd+bwd: worst over the input gradients",
+    "others_busy": "share of all cores' time other processes used during the timed runs (contention)",
 }
 
 
@@ -348,7 +352,7 @@ def run_group(case: Case, L: int, mode: str, cfg: Settings) -> list[dict]:
             continue
         ms = timing.median_ms
         row.update({
-            "median_ms": ms, "min_ms": timing.min_ms, "repeats": timing.repeats,
+            "median_ms": ms, "min_ms": timing.min_ms, "repeats": timing.repeats, "others_busy": timing.others_busy,
             "GBps": nbytes / (ms * 1e-3) / 1e9, "GFLOPs": flops / (ms * 1e-3) / 1e9, "x_floor": ms / floor,
         })
         common.log(f"  {case.op:9s} {case.name:13s} L={L:<6d} {mode:7s} {impl:9s} {ms:10.3f} ms")
@@ -380,7 +384,7 @@ def print_tables(rows: list[dict], impl_order: list[str]) -> None:
                    ("dtype", "dtype"), ("ms", "median_ms"), ("GB/s", "GBps"), ("GFLOP/s", "GFLOPs"),
                    ("x_floor", "x_floor")]
         columns += [(f"x_vs_{i}", f"x_vs_{i}") for i in present]
-        columns += [("rel_err", "rel_err"), ("error", "error")]
+        columns += [("rel_err", "rel_err"), ("others_busy", "others_busy"), ("error", "error")]
         if not any("error" in r for r in op_rows):
             columns.pop()
         print(f"\n== {op} ==")
@@ -411,7 +415,7 @@ def main(argv=None) -> int:
         out = common.RESULTS_DIR / f"scans-{tag}.json"
 
     common.log(f"device: {common.device_name(device)} ({device}); torch threads: {torch.get_num_threads()}")
-    common.warn_if_busy(device)
+    busy_before = common.check_idle(device)
     copy_bw = common.measure_copy_bandwidth(device, target_s=0.2 if args.quick else 0.5)
     peak, peak_source = common.peak_fp32(device, quick=args.quick)
     common.log(f"copy bandwidth: {copy_bw / 1e9:.1f} GB/s; peak fp32: {peak / 1e9:.0f} GFLOP/s ({peak_source})")
@@ -428,7 +432,7 @@ def main(argv=None) -> int:
         "benchmark": "scans",
         "quick": args.quick,
         "complete": False,
-        "env": common.environment(device),
+        "env": {**common.environment(device), "cpu_busy_before": busy_before},
         "copy_bandwidth_GBps": copy_bw / 1e9,
         "peak_fp32_GFLOPs": peak / 1e9,
         "peak_source": peak_source,
@@ -452,11 +456,14 @@ def main(argv=None) -> int:
         common.write_json_atomic(out, result)  # partial results survive a crash in a later case
 
     result["complete"] = True
-    result["env"]["loadavg_end"] = common.load_average()
+    if device.type == "cpu":
+        result["env"]["cpu_busy_after"] = common.cpu_busy_fraction()
     common.write_json_atomic(out, result)
     print(f"device: {common.device_name(device)} | copy bandwidth {copy_bw / 1e9:.1f} GB/s | "
           f"peak fp32 {peak / 1e9:.0f} GFLOP/s ({peak_source}) | torch threads {torch.get_num_threads()}")
     print_tables(cfg.rows, impl_order)
+    if device.type == "cpu" and (note := common.contention_note(cfg.rows)):
+        print("\n" + note)
     errors = [r for r in cfg.rows if "error" in r]
     print(f"\nwrote {out} ({len(cfg.rows)} rows{f', {len(errors)} failed' if errors else ''})")
     return 1 if errors else 0

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -104,9 +104,35 @@ class Timing:
     max_ms: float
     repeats: int
     warmup: int
+    others_busy: float | None = None  # share of the machine's CPU time other processes used meanwhile
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+
+def _cpu_seconds() -> tuple[float, float, float] | None:
+    """(busy seconds summed over all CPUs, this process's CPU seconds, wall seconds), or None without
+    /proc/stat. Busy = user + nice + system + irq + softirq + steal."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+        tick = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    own = os.times()
+    return (sum(v) - v[3] - v[4]) / tick, own.user + own.system, time.perf_counter()
+
+
+def others_busy_since(start: tuple[float, float, float] | None) -> float | None:
+    """Share of all cores' time that *other* processes kept busy since `start` (from _cpu_seconds()).
+
+    On a CPU benchmark anything above a few percent means the timings were contended: with as many torch
+    threads as cores, every parallel region waits for whichever thread the scheduler took away."""
+    end = _cpu_seconds()
+    if start is None or end is None:
+        return None
+    wall = end[2] - start[2]
+    if wall <= 0.05:  # /proc/stat counts in 10 ms ticks: too short to say anything
+        return None
+    others = (end[0] - start[0]) - (end[1] - start[1])
+    return round(min(1.0, max(0.0, others / (wall * (os.cpu_count() or 1)))), 3)
 
 
 class _L2Flusher:
@@ -174,7 +200,8 @@ def benchmark(
     runs take about ``target_s`` in total, clamped to [min_repeats, max_repeats]: a config that costs more
     than target_s / min_repeats per run simply takes longer. On CUDA each run is bracketed by CUDA events
     (queued back to back, read after one synchronize) with the L2 cache flushed before it; on the CPU each run
-    is timed with time.perf_counter.
+    is timed with time.perf_counter. ``others_busy`` says how much of the machine other processes used while
+    the timed runs went on (see others_busy_since).
     """
     is_cuda = device.type == "cuda"
     warmup = (3 if is_cuda else 1) if warmup is None else warmup
@@ -184,9 +211,11 @@ def benchmark(
     synchronize(device)
     estimate_ms = max(_time_runs(fn, device, 1)[0], 1e-3)
     repeats = int(min(max_repeats, max(min_repeats, round(target_s * 1e3 / estimate_ms))))
+    start = _cpu_seconds()
     times = _time_runs(fn, device, repeats)
     return Timing(
-        median_ms=statistics.median(times), min_ms=min(times), max_ms=max(times), repeats=repeats, warmup=warmup
+        median_ms=statistics.median(times), min_ms=min(times), max_ms=max(times), repeats=repeats, warmup=warmup,
+        others_busy=others_busy_since(start),
     )
 
 
@@ -270,12 +299,35 @@ def load_average() -> list[float] | None:
         return None
 
 
-def warn_if_busy(device: torch.device) -> None:
-    """CPU timings are only meaningful on an otherwise idle machine: say so when it is not."""
-    load = load_average()
-    if device.type == "cpu" and load and load[0] > 0.5:
-        log(f"warning: 1-minute load average is {load[0]} before starting; other processes compete for the "
-            f"{os.cpu_count()} CPU cores and will inflate CPU timings (recorded in env.loadavg_1_5_15min)")
+def cpu_busy_fraction(interval_s: float = 0.5) -> float | None:
+    """Share of all CPUs' time spent busy during the next `interval_s` (this process sleeps meanwhile, so it
+    is other processes), from /proc/stat; None where that does not exist. Unlike the load average, which
+    lags by a minute, it says whether the machine is busy now."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+        return sum(v), v[3] + v[4]
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval_s)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = total1 - total0
+    return round(1 - (idle1 - idle0) / total, 3) if total > 0 else None
+
+
+def check_idle(device: torch.device) -> float | None:
+    """CPU timings are only meaningful on an otherwise idle machine: measure how busy it is, warn if it is."""
+    if device.type != "cpu":
+        return None
+    busy = cpu_busy_fraction()
+    if busy is not None and busy > 0.15:
+        log(f"warning: the CPUs are {busy:.0%} busy before starting; other processes compete for the "
+            f"{os.cpu_count()} cores and will inflate CPU timings (recorded as env.cpu_busy_before)")
+    return busy
 
 
 def environment(device: torch.device) -> dict:
@@ -371,6 +423,19 @@ def format_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> st
     out = [line([h for h, _ in columns]), line(["-" * w for w in widths])]
     out += [line(c) for c in cells]
     return "\n".join(out)
+
+
+CONTENDED = 0.10  # others_busy above this: the row's CPU timing is not trustworthy
+
+
+def contention_note(rows: Sequence[dict], key: str = "others_busy") -> str | None:
+    """A caution line when some rows were timed while other processes used the CPUs, else None."""
+    bad = [r for r in rows if (r.get(key) or 0) > CONTENDED]
+    if not bad:
+        return None
+    worst = max(r[key] for r in bad)
+    return (f"caution: {len(bad)} of {len(rows)} rows were timed while other processes kept > {CONTENDED:.0%} "
+            f"of the CPUs busy (worst {worst:.0%}, column '{key}'); rerun those on an idle machine")
 
 
 def log(message: str) -> None:

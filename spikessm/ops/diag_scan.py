@@ -125,9 +125,10 @@ def diag_scan(
     initial_state: torch.Tensor | None = None,
     *,
     reverse: bool = False,
+    output_final_state: bool = True,
     backend: str = "auto",
     chunk_size: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Diagonal linear recurrence x_t = a_t * x_{t-1} + b_t, elementwise over channels.
 
     Args:
@@ -136,13 +137,14 @@ def diag_scan(
         b: (B, L, P) input; a's dtype, or float16/bfloat16 when a is float32.
         initial_state: (B, P) state before the first step processed, in a's dtype; None means zeros.
         reverse: run from t = L - 1 down to t = 0 (x_t = a_t x_{t+1} + b_t), e.g. for bidirectional layers.
+        output_final_state: return the final state (else None).
         backend: "auto" (Triton on CUDA, PyTorch otherwise), "triton" or "torch".
         chunk_size: time steps per chunk of the Triton kernel (power of two); None picks the default.
 
     Returns:
         x: (B, L, P) all states, in b's dtype.
         final_state: (B, P) the state after the last step processed (x[:, -1], or x[:, 0] when reverse),
-            in a's dtype.
+            in a's dtype; None when output_final_state is False.
 
     Gradients flow to a, b and initial_state; complex gradients follow PyTorch's convention
     (the conjugate Wirtinger derivative).
@@ -151,4 +153,5 @@ def diag_scan(
     triton = use_triton(backend, b.device, OP)
     chunk = _kernels().check_chunk_size(OP, chunk_size, _kernels().DEFAULT_CHUNK) if triton else 0
     h0 = initial_state.contiguous() if initial_state is not None else None
-    return _diag_scan_fwd(a.contiguous(), b.contiguous(), h0, bool(reverse), triton, chunk)
+    x, final_state = _diag_scan_fwd(a.contiguous(), b.contiguous(), h0, bool(reverse), triton, chunk)
+    return x, (final_state if output_final_state else None)

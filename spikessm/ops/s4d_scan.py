@@ -160,9 +160,10 @@ def s4d_scan(
     initial_state: torch.Tensor | None = None,
     *,
     reverse: bool = False,
+    output_final_state: bool = True,
     backend: str = "auto",
     chunk_size: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """S4D state update fused with its readout, per channel h and state n:
 
         x_t[h, n] = A_bar[h, n] x_{t-1}[h, n] + B_bar[h, n] u_t[h]
@@ -174,12 +175,15 @@ def s4d_scan(
         D: (H,) real skip weight (float32, or float64 with float64 u), or None for no skip.
         initial_state: (B, H, N) complex state before the first step processed; None means zeros.
         reverse: run from t = L - 1 down to t = 0 (for bidirectional layers).
+        output_final_state: return the final state (else None). On the PyTorch path this skips a
+            (B, L) x (L, N) product per channel; training layers that do not stream should pass False.
         backend: "auto" (Triton on CUDA, PyTorch otherwise), "triton" or "torch".
         chunk_size: time steps per chunk of the Triton kernel (power of two); None picks the default.
 
     Returns:
         y: (B, L, H) in u's dtype.
-        final_state: (B, H, N) complex, the state after the last step processed.
+        final_state: (B, H, N) complex, the state after the last step processed; None when
+            output_final_state is False.
 
     Gradients flow to every tensor input. The Triton kernel never writes the (B, L, H, N) states: the forward
     keeps one state per chunk (only when gradients are needed) and the backward recomputes from it. The PyTorch
@@ -187,10 +191,10 @@ def s4d_scan(
     """
     _check(u, A_bar, B_bar, C, D, initial_state)
     if not use_triton(backend, u.device, OP):
-        return s4d_scan_conv(u, A_bar, B_bar, C, D, initial_state, bool(reverse))
+        return s4d_scan_conv(u, A_bar, B_bar, C, D, initial_state, bool(reverse), bool(output_final_state))
     tensors = [t for t in (u, A_bar, B_bar, C, D, initial_state) if t is not None]
     save_states = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     contiguous = [t.contiguous() if t is not None else None for t in (u, A_bar, B_bar, C, D, initial_state)]
     chunk = _kernels().check_chunk_size(OP, chunk_size, _kernels().DEFAULT_CHUNK)
     y, final_state, _ = _s4d_scan_fwd(*contiguous, bool(reverse), save_states, chunk)
-    return y, final_state
+    return y, (final_state if output_final_state else None)

@@ -202,3 +202,12 @@ def test_auto_uses_torch_on_cpu(monkeypatch):
     monkeypatch.setattr(cs, "diag_scan_fwd", lambda *args: calls.append(1) or real(*args))
     diag_scan(torch.rand(3), torch.randn(1, 4, 3))
     assert calls == [1]
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_without_final_state(backend, device):
+    a, b, h = (t.to(torch.complex64).to(device) for t in make_inputs(2, 9, 3, torch.complex64, time_varying=False,
+                                                                       h0=True, seed=11))
+    x, state = diag_scan(a, b, h, backend=backend, output_final_state=False)
+    assert state is None
+    assert torch.equal(x, diag_scan(a, b, h, backend=backend)[0])

@@ -163,11 +163,39 @@ def test_gradcheck_torch_path():
     assert torch.autograd.gradcheck(lambda *t: s4d_scan(*t, backend="torch"), (u, A, Bm, C))
 
 
-def test_powers_are_exact_for_any_magnitude():
+def test_powers_accuracy_and_zero():
     A = torch.tensor([[0.0 + 0j, 1.0 + 0j, 0.5j, -0.999 + 0.01j]], dtype=torch.complex128)
-    P = powers(A, 37)
-    k = torch.arange(37, dtype=torch.float64)
-    assert torch.equal(P[0, 0], (k == 0).to(torch.complex128))  # 0^0 = 1, then zeros
-    assert torch.equal(P[0, 1], torch.ones(37, dtype=torch.complex128))
-    # Products of at most log2(37) + 1 factors: error within a few ulps of the float64 reference.
-    assert_close(P[0, 3], torch.stack([A[0, 3] ** int(i) for i in k]), 1e-13, "powers")
+    for n in (1, 2, 3, 37, 1000):
+        P = powers(A, n)
+        assert P.shape == (1, n, 4)
+        k = torch.arange(n, dtype=torch.float64)
+        assert torch.equal(P[0, :, 0], (k == 0).to(torch.complex128))  # 0^0 = 1, then zeros
+        assert torch.equal(P[0, :, 1], torch.ones(n, dtype=torch.complex128))
+        # Double precision tables accumulate ~k ulps.
+        assert_close(P[0, :, 3], torch.stack([A[0, 3] ** int(i) for i in k]), 4 * n * 2.2e-16, "powers")
+
+
+def test_powers_single_precision_at_any_length():
+    # complex64 powers are built from double-precision tables: a few float32 ulps even at k = 65535.
+    g = torch.Generator().manual_seed(20)
+    A = torch.polar(0.9999 + 1e-4 * torch.rand(3, 5, generator=g, dtype=torch.float64),
+                    torch.rand(3, 5, generator=g, dtype=torch.float64) * 3).to(torch.complex64)
+    n = 65536
+    k = torch.arange(n, dtype=torch.float64)
+    exact = torch.exp(k[None, :, None] * torch.log(A.to(torch.complex128))[:, None, :])
+    got = powers(A, n).to(torch.complex128)
+    assert ((got - exact).abs() / exact.abs()).max() < 1e-6
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_without_final_state(backend, device):
+    u, A, Bm, C, D, h = (t.to(torch.complex64 if t.is_complex() else torch.float32).to(device).requires_grad_()
+                         for t in make_inputs(2, 13, 3, 4, h0=True, seed=21))
+    y, state = s4d_scan(u, A, Bm, C, D, h, backend=backend, output_final_state=False)
+    assert state is None
+    y_full, _ = s4d_scan(u, A, Bm, C, D, h, backend=backend)
+    assert_close(y, y_full, 1e-6, "y")
+    grads = torch.autograd.grad(y.sum(), (u, A, Bm, C, D, h))
+    grads_full = torch.autograd.grad(y_full.sum(), (u, A, Bm, C, D, h))
+    for g, r in zip(grads, grads_full):
+        assert_close(g, r, 1e-6, "grad")
