@@ -28,6 +28,20 @@ def compose_complex(ar1, ai1, br1, bi1, ar2, ai2, br2, bi2):
 
 
 @triton.jit
+def load_complex(ptr, offs, mask, PRESENT: tl.constexpr, COMPLEX: tl.constexpr, zero):
+    """(real, imaginary) parts of the elements at `offs` of a real view (imaginary part at offs + 1), cast to
+    `zero`'s dtype and shaped like it. Zeros where masked, for an absent input (PRESENT false) and for the
+    imaginary part of real data (COMPLEX false)."""
+    re = zero
+    im = zero
+    if PRESENT:
+        re = tl.load(ptr + offs, mask=mask, other=0.0).to(zero.dtype)
+        if COMPLEX:
+            im = tl.load(ptr + offs + 1, mask=mask, other=0.0).to(zero.dtype)
+    return re, im
+
+
+@triton.jit
 def last_row_2d(x, rows, BLOCK_T: tl.constexpr):
     """x[BLOCK_T - 1] of a (BLOCK_T, M) chunk tile (rows = tl.arange(0, BLOCK_T)), as a reduction."""
     return tl.sum(tl.where(rows[:, None] == BLOCK_T - 1, x, 0.0), axis=0)

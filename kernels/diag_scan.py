@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .affine_scan import check_chunk_size, compose_complex, compose_real, last_row_2d
+from .affine_scan import check_chunk_size, compose_complex, compose_real, last_row_2d, load_complex
 
 
 @triton.jit
@@ -31,17 +31,10 @@ def _diag_scan_fwd_kernel(
     rows = tl.arange(0, BLOCK_T)
     state_offs = (pid_b * P + offs_p) * W
 
+    zero = tl.zeros([BLOCK_P], dtype=acc_dtype)
     if not A_TIME_VARYING:
-        a_re_c = tl.load(a_ptr + offs_p * W, mask=mask_p, other=1.0).to(acc_dtype)
-        if COMPLEX:
-            a_im_c = tl.load(a_ptr + offs_p * W + 1, mask=mask_p, other=0.0).to(acc_dtype)
-
-    h_re = tl.zeros([BLOCK_P], dtype=acc_dtype)
-    h_im = tl.zeros([BLOCK_P], dtype=acc_dtype)
-    if HAS_H0:
-        h_re = tl.load(h0_ptr + state_offs, mask=mask_p, other=0.0).to(acc_dtype)
-        if COMPLEX:
-            h_im = tl.load(h0_ptr + state_offs + 1, mask=mask_p, other=0.0).to(acc_dtype)
+        a_re_c, a_im_c = load_complex(a_ptr, offs_p * W, mask_p, True, COMPLEX, zero)
+    h_re, h_im = load_complex(h0_ptr, state_offs, mask_p, HAS_H0, COMPLEX, zero)
 
     for start in range(0, L, BLOCK_T):
         i = start + rows  # processing index
@@ -105,25 +98,13 @@ def _diag_scan_bwd_kernel(
     rows = tl.arange(0, BLOCK_T)
     state_offs = (pid_b * P + offs_p) * W
 
+    zero = tl.zeros([BLOCK_P], dtype=acc_dtype)
     if not A_TIME_VARYING:
-        a_re_c = tl.load(a_ptr + offs_p * W, mask=mask_p, other=0.0).to(acc_dtype)
-        a_im_c = tl.zeros([BLOCK_P], dtype=acc_dtype)
-        if COMPLEX:
-            a_im_c = tl.load(a_ptr + offs_p * W + 1, mask=mask_p, other=0.0).to(acc_dtype)
-    h0_re = tl.zeros([BLOCK_P], dtype=acc_dtype)
-    h0_im = tl.zeros([BLOCK_P], dtype=acc_dtype)
-    if HAS_H0:
-        h0_re = tl.load(h0_ptr + state_offs, mask=mask_p, other=0.0).to(acc_dtype)
-        if COMPLEX:
-            h0_im = tl.load(h0_ptr + state_offs + 1, mask=mask_p, other=0.0).to(acc_dtype)
-    g_re = tl.zeros([BLOCK_P], dtype=acc_dtype)
-    g_im = tl.zeros([BLOCK_P], dtype=acc_dtype)
-    if HAS_GT:
-        g_re = tl.load(gT_ptr + state_offs, mask=mask_p, other=0.0).to(acc_dtype)
-        if COMPLEX:
-            g_im = tl.load(gT_ptr + state_offs + 1, mask=mask_p, other=0.0).to(acc_dtype)
-    da_re_sum = tl.zeros([BLOCK_P], dtype=acc_dtype)
-    da_im_sum = tl.zeros([BLOCK_P], dtype=acc_dtype)
+        a_re_c, a_im_c = load_complex(a_ptr, offs_p * W, mask_p, True, COMPLEX, zero)
+    h0_re, h0_im = load_complex(h0_ptr, state_offs, mask_p, HAS_H0, COMPLEX, zero)
+    g_re, g_im = load_complex(gT_ptr, state_offs, mask_p, HAS_GT, COMPLEX, zero)
+    da_re_sum = zero
+    da_im_sum = zero
 
     for start in range(0, L, BLOCK_T):
         j = start + rows
@@ -198,11 +179,7 @@ def _diag_scan_bwd_kernel(
                 t0 = L - 1
             else:
                 t0 = 0
-            a0_offs = ((pid_b * L + t0) * P + offs_p) * W
-            a0_re = tl.load(a_ptr + a0_offs, mask=mask_p, other=0.0).to(acc_dtype)
-            a0_im = tl.zeros([BLOCK_P], dtype=acc_dtype)
-            if COMPLEX:
-                a0_im = tl.load(a_ptr + a0_offs + 1, mask=mask_p, other=0.0).to(acc_dtype)
+            a0_re, a0_im = load_complex(a_ptr, ((pid_b * L + t0) * P + offs_p) * W, mask_p, True, COMPLEX, zero)
         else:
             a0_re = a_re_c
             a0_im = a_im_c

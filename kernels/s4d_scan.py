@@ -15,7 +15,18 @@ import torch
 import triton
 import triton.language as tl
 
-from .affine_scan import check_chunk_size, compose_complex, last_row_3d
+from .affine_scan import check_chunk_size, compose_complex, last_row_3d, load_complex
+
+
+@triton.jit
+def _load_parameters(A_ptr, B_ptr, C_ptr, hn, mask_hn, zero):
+    """Real and imaginary parts of A, B, C at (BLOCK_H, BLOCK_N) offsets `hn`, as (1, BLOCK_H, BLOCK_N) tiles
+    that broadcast over a chunk. Padded states get A = B = C = 0 and so contribute nothing."""
+    A_re, A_im = load_complex(A_ptr, hn, mask_hn, True, True, zero)
+    B_re, B_im = load_complex(B_ptr, hn, mask_hn, True, True, zero)
+    C_re, C_im = load_complex(C_ptr, hn, mask_hn, True, True, zero)
+    return (A_re[None, :, :], A_im[None, :, :], B_re[None, :, :], B_im[None, :, :],
+            C_re[None, :, :], C_im[None, :, :])
 
 
 @triton.jit
@@ -34,22 +45,13 @@ def _s4d_scan_fwd_kernel(
     mask_h = offs_h < H
     mask_hn = mask_h[:, None] & (offs_n[None, :] < N)
     hn = (offs_h[:, None] * N + offs_n[None, :]) * 2
-    # Padded states get A = B = C = 0 and so contribute nothing.
-    A_re = tl.load(A_ptr + hn, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
-    A_im = tl.load(A_ptr + hn + 1, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
-    B_re = tl.load(B_ptr + hn, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
-    B_im = tl.load(B_ptr + hn + 1, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
-    C_re = tl.load(C_ptr + hn, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
-    C_im = tl.load(C_ptr + hn + 1, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
+    zero = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
+    A_re, A_im, B_re, B_im, C_re, C_im = _load_parameters(A_ptr, B_ptr, C_ptr, hn, mask_hn, zero)
     if HAS_D:
         D = tl.load(D_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
 
     state_offs = pid_b * H * N * 2 + hn
-    h_re = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
-    h_im = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
-    if HAS_H0:
-        h_re = tl.load(h0_ptr + state_offs, mask=mask_hn, other=0.0).to(acc_dtype)
-        h_im = tl.load(h0_ptr + state_offs + 1, mask=mask_hn, other=0.0).to(acc_dtype)
+    h_re, h_im = load_complex(h0_ptr, state_offs, mask_hn, HAS_H0, True, zero)
 
     rows = tl.arange(0, BLOCK_T)
     for c in range(0, n_chunks):
@@ -108,33 +110,16 @@ def _s4d_scan_bwd_kernel(
     mask_h = offs_h < H
     mask_hn = mask_h[:, None] & (offs_n[None, :] < N)
     hn = (offs_h[:, None] * N + offs_n[None, :]) * 2
-    A_re = tl.load(A_ptr + hn, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
-    A_im = tl.load(A_ptr + hn + 1, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
-    B_re = tl.load(B_ptr + hn, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
-    B_im = tl.load(B_ptr + hn + 1, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
-    C_re = tl.load(C_ptr + hn, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
-    C_im = tl.load(C_ptr + hn + 1, mask=mask_hn, other=0.0).to(acc_dtype)[None, :, :]
+    zero = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
+    A_re, A_im, B_re, B_im, C_re, C_im = _load_parameters(A_ptr, B_ptr, C_ptr, hn, mask_hn, zero)
     if HAS_D:
         D = tl.load(D_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
 
     state_offs = pid_b * H * N * 2 + hn
-    h0_re = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
-    h0_im = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
-    if HAS_H0:
-        h0_re = tl.load(h0_ptr + state_offs, mask=mask_hn, other=0.0).to(acc_dtype)
-        h0_im = tl.load(h0_ptr + state_offs + 1, mask=mask_hn, other=0.0).to(acc_dtype)
-    g_re = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
-    g_im = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
-    if HAS_GT:
-        g_re = tl.load(gT_ptr + state_offs, mask=mask_hn, other=0.0).to(acc_dtype)
-        g_im = tl.load(gT_ptr + state_offs + 1, mask=mask_hn, other=0.0).to(acc_dtype)
+    h0_re, h0_im = load_complex(h0_ptr, state_offs, mask_hn, HAS_H0, True, zero)
+    g_re, g_im = load_complex(gT_ptr, state_offs, mask_hn, HAS_GT, True, zero)
 
-    dA_re = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
-    dA_im = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
-    dB_re = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
-    dB_im = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
-    dC_re = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
-    dC_im = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
+    dA_re, dA_im, dB_re, dB_im, dC_re, dC_im = zero, zero, zero, zero, zero, zero
     dD = tl.zeros([BLOCK_H], dtype=acc_dtype)
 
     rows = tl.arange(0, BLOCK_T)
