@@ -283,4 +283,5 @@ def s4d_scan_bwd(u, A, B, C, D, h0, chunk_states, gy, gT, reverse: bool, chunk_s
         HAS_D=D is not None, HAS_H0=h0 is not None, HAS_GT=gT is not None, REVERSE=reverse,
         BLOCK_T=block_t, BLOCK_H=block_h, BLOCK_N=block_n, num_warps=BWD_NUM_WARPS,
     )
-    return du, dA.sum(0), dB.sum(0), dC.sum(0), (dD.sum(0) if D is not None else None), (dh0 if h0 is not None else None)
+    dD = dD.sum(0) if D is not None else None
+    return du, dA.sum(0), dB.sum(0), dC.sum(0), dD, (dh0 if h0 is not None else None)

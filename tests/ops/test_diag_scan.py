@@ -187,8 +187,8 @@ def test_gradcheck_torch_path():
         b = torch.randn(2, 6, 3, generator=g, dtype=torch.complex128, requires_grad=True)
         h = torch.randn(2, 3, generator=g, dtype=torch.complex128, requires_grad=True)
         for reverse in (False, True):
-            assert torch.autograd.gradcheck(lambda a, b, h: diag_scan(a, b, h, reverse=reverse, backend="torch"),
-                                            (a, b, h))
+            assert torch.autograd.gradcheck(
+                lambda a, b, h, reverse=reverse: diag_scan(a, b, h, reverse=reverse, backend="torch"), (a, b, h))
         ar = torch.rand(shape, generator=g, dtype=torch.float64, requires_grad=True)
         br = torch.randn(2, 6, 3, generator=g, dtype=torch.float64, requires_grad=True)
         assert torch.autograd.gradcheck(lambda a, b: diag_scan(a, b, backend="torch"), (ar, br))

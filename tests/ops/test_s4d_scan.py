@@ -159,7 +159,7 @@ def test_gradcheck_torch_path():
     u, A, Bm, C, D, h = (t.requires_grad_() for t in make_inputs(2, 6, 2, 3, h0=True, seed=19))
     for reverse in (False, True):
         assert torch.autograd.gradcheck(
-            lambda *t: s4d_scan(*t, reverse=reverse, backend="torch"), (u, A, Bm, C, D, h))
+            lambda *t, reverse=reverse: s4d_scan(*t, reverse=reverse, backend="torch"), (u, A, Bm, C, D, h))
     assert torch.autograd.gradcheck(lambda *t: s4d_scan(*t, backend="torch"), (u, A, Bm, C))
 
 
