@@ -194,6 +194,22 @@ def test_gradcheck_torch_path():
         assert torch.autograd.gradcheck(lambda a, b: diag_scan(a, b, backend="torch"), (ar, br))
 
 
+@requires_triton
+@pytest.mark.interpreter
+@pytest.mark.parametrize("time_varying", [False, True])
+def test_gradcheck_triton_path(time_varying):
+    # The kernels' backward against finite differences of their own forward, in float64.
+    g = torch.Generator().manual_seed(12)
+    shape = (1, 5, 2) if time_varying else (2,)
+    d = TRITON_DEVICE
+    a = torch.polar(torch.rand(shape, generator=g, dtype=torch.float64),
+                    torch.rand(shape, generator=g, dtype=torch.float64) * 6).to(d).requires_grad_()
+    b = torch.randn(1, 5, 2, generator=g, dtype=torch.complex128).to(d).requires_grad_()
+    h = torch.randn(1, 2, generator=g, dtype=torch.complex128).to(d).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda a, b, h: diag_scan(a, b, h, reverse=time_varying, backend="triton", chunk_size=4), (a, b, h))
+
+
 def test_auto_uses_torch_on_cpu(monkeypatch):
     calls = []
     import spikessm.ops.chunked_scan as cs

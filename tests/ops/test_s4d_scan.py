@@ -163,6 +163,16 @@ def test_gradcheck_torch_path():
     assert torch.autograd.gradcheck(lambda *t: s4d_scan(*t, backend="torch"), (u, A, Bm, C))
 
 
+@requires_triton
+@pytest.mark.interpreter
+@pytest.mark.parametrize("reverse", [False, True])
+def test_gradcheck_triton_path(reverse):
+    # The kernels' backward against finite differences of their own forward, in float64, across chunks of 4.
+    inputs = [t.to(TRITON_DEVICE).requires_grad_() for t in make_inputs(1, 6, 1, 2, h0=True, seed=22)]
+    assert torch.autograd.gradcheck(
+        lambda *t: s4d_scan(*t, reverse=reverse, backend="triton", chunk_size=4), tuple(inputs))
+
+
 def test_powers_accuracy_and_zero():
     A = torch.tensor([[0.0 + 0j, 1.0 + 0j, 0.5j, -0.999 + 0.01j]], dtype=torch.complex128)
     for n in (1, 2, 3, 37, 1000):

@@ -1,0 +1,55 @@
+"""Streaming: feeding a sequence in pieces, each starting from the previous piece's final state, equals one pass."""
+import pytest
+import torch
+from conftest import TRITON_DEVICE, requires_triton
+from helpers import assert_close
+
+from spikessm.ops import diag_scan, s4d_scan
+
+BACKENDS = [
+    pytest.param("torch", "cpu", id="torch"),
+    pytest.param("triton", TRITON_DEVICE, id="triton", marks=[requires_triton, pytest.mark.interpreter]),
+]
+CUTS = (0, 7, 8, 30, 41)  # pieces of 7, 1, 22 and 11 steps
+
+
+def pieces(t, dim=1):
+    return [t.narrow(dim, lo, hi - lo) for lo, hi in zip(CUTS[:-1], CUTS[1:])]
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_diag_scan_in_pieces(backend, device, reverse):
+    g = torch.Generator().manual_seed(30)
+    L = CUTS[-1]
+    a = torch.polar(torch.rand(2, L, 3, generator=g), torch.rand(2, L, 3, generator=g) * 6).to(device)
+    b = torch.randn(2, L, 3, generator=g, dtype=torch.complex64).to(device)
+    x_full, state_full = diag_scan(a, b, backend=backend, reverse=reverse)
+    state, xs = None, []
+    order = list(zip(pieces(a), pieces(b)))
+    for a_k, b_k in (reversed(order) if reverse else order):
+        x_k, state = diag_scan(a_k, b_k, state, backend=backend, reverse=reverse)
+        xs.append(x_k)
+    x = torch.cat(list(reversed(xs)) if reverse else xs, dim=1)
+    assert_close(x, x_full, 1e-5, "x")
+    assert_close(state, state_full, 1e-5, "final_state")
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_s4d_scan_in_pieces(backend, device, reverse):
+    g = torch.Generator().manual_seed(31)
+    H, N = 3, 4
+    A = torch.polar(0.5 + 0.5 * torch.rand(H, N, generator=g), torch.rand(H, N, generator=g) * 6).to(device)
+    B, C = (torch.randn(H, N, generator=g, dtype=torch.complex64).to(device) for _ in range(2))
+    D = torch.randn(H, generator=g).to(device)
+    u = torch.randn(2, CUTS[-1], H, generator=g).to(device)
+    y_full, state_full = s4d_scan(u, A, B, C, D, backend=backend, reverse=reverse)
+    state, ys = None, []
+    order = pieces(u)
+    for u_k in (reversed(order) if reverse else order):
+        y_k, state = s4d_scan(u_k, A, B, C, D, state, backend=backend, reverse=reverse)
+        ys.append(y_k)
+    y = torch.cat(list(reversed(ys)) if reverse else ys, dim=1)
+    assert_close(y, y_full, 1e-5, "y")
+    assert_close(state, state_full, 1e-5, "final_state")
