@@ -7,8 +7,11 @@ states. Complex numbers are carried as separate real and imaginary tensors.
 
 ``tl.associative_scan(..., reverse=True)`` is never used: its operand order for non-commutative combines has
 been wrong on GPUs (triton issue 4362). Kernels that need a reverse-time scan load the chunk in reversed
-order instead.
+order instead, and flip the result back with tl.flip where it must line up with other tiles.
+
+Also here: the small host-side helpers the launchers share (chunk-size check, real views of complex tensors).
 """
+import torch
 import triton
 import triton.language as tl
 
@@ -60,3 +63,8 @@ def check_chunk_size(op: str, chunk_size: int | None, default: int) -> int:
     if chunk_size < 2 or chunk_size & (chunk_size - 1):
         raise ValueError(f"{op}: chunk_size must be a power of two >= 2, got {chunk_size}")
     return chunk_size
+
+
+def real_view(t: torch.Tensor) -> torch.Tensor:
+    """Launcher helper: complex tensors go to kernels as their real views (element k at 2k, 2k + 1)."""
+    return torch.view_as_real(t) if t.is_complex() else t

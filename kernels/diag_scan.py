@@ -11,7 +11,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .affine_scan import check_chunk_size, compose_complex, compose_real, last_row_2d, load_complex
+from .affine_scan import (check_chunk_size, compose_complex, compose_real, last_row_2d, load_complex,
+                          real_view)
 
 
 @triton.jit
@@ -188,10 +189,6 @@ def _diag_scan_bwd_kernel(
             tl.store(dh0_ptr + state_offs + 1, a0_re * g_im - a0_im * g_re, mask=mask_p)
 
 
-def _real_view(t: torch.Tensor) -> torch.Tensor:
-    return torch.view_as_real(t) if t.is_complex() else t
-
-
 DEFAULT_CHUNK = 32
 
 
@@ -221,7 +218,7 @@ def diag_scan_fwd(a, b, h0, reverse: bool, chunk_size: int | None = None):
     block_t, block_p = _blocks(P, chunk_size)
     grid = (triton.cdiv(P, block_p), B)
     _diag_scan_fwd_kernel[grid](
-        _real_view(a), _real_view(b), _real_view(h0 if h0 is not None else hT), _real_view(x), _real_view(hT),
+        real_view(a), real_view(b), real_view(h0 if h0 is not None else hT), real_view(x), real_view(hT),
         L, P,
         A_TIME_VARYING=a.dim() == 3, HAS_H0=h0 is not None, COMPLEX=a.is_complex(), REVERSE=reverse,
         BLOCK_T=block_t, BLOCK_P=block_p, num_warps=_num_warps(a.is_complex()),
@@ -246,8 +243,8 @@ def diag_scan_bwd(a, x, h0, gx, gT, reverse: bool, chunk_size: int | None = None
     block_t, block_p = _blocks(P, chunk_size)
     grid = (triton.cdiv(P, block_p), B)
     _diag_scan_bwd_kernel[grid](
-        _real_view(a), _real_view(x), _real_view(h0 if h0 is not None else dh0), _real_view(gx),
-        _real_view(gT if gT is not None else dh0), _real_view(da), _real_view(db), _real_view(dh0),
+        real_view(a), real_view(x), real_view(h0 if h0 is not None else dh0), real_view(gx),
+        real_view(gT if gT is not None else dh0), real_view(da), real_view(db), real_view(dh0),
         L, P,
         A_TIME_VARYING=time_varying, HAS_H0=h0 is not None, HAS_GT=gT is not None, COMPLEX=a.is_complex(),
         REVERSE=reverse, BLOCK_T=block_t, BLOCK_P=block_p, num_warps=_num_warps(a.is_complex()),

@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .affine_scan import check_chunk_size, compose_complex, last_row_3d, load_complex
+from .affine_scan import check_chunk_size, compose_complex, last_row_3d, load_complex, real_view
 
 
 @triton.jit
@@ -228,10 +228,6 @@ def _blocks(H: int, N: int, chunk_size: int | None) -> tuple[int, int, int]:
     return block_t, block_h, block_n
 
 
-def _rv(t):
-    return torch.view_as_real(t)
-
-
 def s4d_scan_fwd(u, A, B, C, D, h0, reverse: bool, save_states: bool, chunk_size: int | None = None):
     """Forward launcher.
 
@@ -251,8 +247,8 @@ def s4d_scan_fwd(u, A, B, C, D, h0, reverse: bool, save_states: bool, chunk_size
     states = torch.empty((Bsz, n_chunks, H, N), dtype=A.dtype, device=u.device) if save_states else None
     grid = (triton.cdiv(H, block_h), Bsz)
     _s4d_scan_fwd_kernel[grid](
-        u, _rv(A), _rv(B), _rv(C), D if D is not None else u, _rv(h0 if h0 is not None else hT),
-        y, _rv(hT), _rv(states if states is not None else hT),
+        u, real_view(A), real_view(B), real_view(C), D if D is not None else u,
+        real_view(h0 if h0 is not None else hT), y, real_view(hT), real_view(states if states is not None else hT),
         L, H, N, n_chunks,
         HAS_D=D is not None, HAS_H0=h0 is not None, SAVE_STATES=save_states, REVERSE=reverse,
         BLOCK_T=block_t, BLOCK_H=block_h, BLOCK_N=block_n, num_warps=FWD_NUM_WARPS,
@@ -272,13 +268,13 @@ def s4d_scan_bwd(u, A, B, C, D, h0, chunk_states, gy, gT, reverse: bool, chunk_s
     du = torch.empty_like(u)
     # Per-batch partial sums of the parameter gradients, reduced over the batch below.
     dA, dB, dC = (torch.empty((Bsz, H, N), dtype=A.dtype, device=u.device) for _ in range(3))
-    dD = torch.empty((Bsz, H), dtype=u.dtype if u.dtype == torch.float64 else torch.float32, device=u.device)
+    dD = torch.empty((Bsz, H), dtype=A.real.dtype, device=u.device)
     dh0 = torch.empty((Bsz, H, N), dtype=A.dtype, device=u.device)
     grid = (triton.cdiv(H, block_h), Bsz)
     _s4d_scan_bwd_kernel[grid](
-        u, _rv(A), _rv(B), _rv(C), D if D is not None else u, _rv(h0 if h0 is not None else dh0),
-        _rv(chunk_states), gy, _rv(gT if gT is not None else dh0),
-        du, _rv(dA), _rv(dB), _rv(dC), dD, _rv(dh0),
+        u, real_view(A), real_view(B), real_view(C), D if D is not None else u,
+        real_view(h0 if h0 is not None else dh0), real_view(chunk_states), gy, real_view(gT if gT is not None else dh0),
+        du, real_view(dA), real_view(dB), real_view(dC), dD, real_view(dh0),
         L, H, N, n_chunks,
         HAS_D=D is not None, HAS_H0=h0 is not None, HAS_GT=gT is not None, REVERSE=reverse,
         BLOCK_T=block_t, BLOCK_H=block_h, BLOCK_N=block_n, num_warps=BWD_NUM_WARPS,
