@@ -41,15 +41,21 @@ def _signature(fn, pointers: list[str], ints: list[str], dtype: str) -> dict[str
 def variants():
     """(kernel, label, jit function, pointer names, int names, constexprs, num_warps) as the launchers use them."""
     fwd, bwd = diag_scan._diag_scan_fwd_kernel, diag_scan._diag_scan_bwd_kernel
-    for tv, cplx, rev in itertools.product([False, True], repeat=3):
-        flags = dict(A_TIME_VARYING=tv, COMPLEX=cplx, REVERSE=rev)
-        label = f"tv={int(tv)} complex={int(cplx)} reverse={int(rev)}"
+    seen = set()
+    # Two shapes whose launch configurations differ: the benchmark's (small channel blocks) and a large batch.
+    for (B, P), tv, cplx, rev in itertools.product([(8, 1536), (64, 1024)], *[[False, True]] * 3):
+        block_t, block_p, warps = diag_scan.launch_config(B, P, cplx, None)
+        flags = dict(A_TIME_VARYING=tv, COMPLEX=cplx, REVERSE=rev, BLOCK_T=block_t, BLOCK_P=block_p)
+        key = (tuple(flags.items()), warps)
+        if key in seen:
+            continue
+        seen.add(key)
+        label = f"tv={int(tv)} complex={int(cplx)} reverse={int(rev)} BP={block_p}"
         yield ("diag_scan_fwd", label, fwd, ["a_ptr", "b_ptr", "h0_ptr", "x_ptr", "hT_ptr"], ["L", "P"],
-               dict(flags, HAS_H0=True, BLOCK_T=diag_scan.DEFAULT_CHUNK, BLOCK_P=64), diag_scan._num_warps(cplx))
+               dict(flags, HAS_H0=True), warps)
         yield ("diag_scan_bwd", label, bwd,
                ["a_ptr", "x_ptr", "h0_ptr", "gx_ptr", "gT_ptr", "da_ptr", "db_ptr", "dh0_ptr"], ["L", "P"],
-               dict(flags, HAS_H0=True, HAS_GT=True, BLOCK_T=diag_scan.DEFAULT_CHUNK, BLOCK_P=64),
-               diag_scan._num_warps(cplx))
+               dict(flags, HAS_H0=True, HAS_GT=True), warps)
     for N, rev in itertools.product([16, 64], [False, True]):
         block_t, block_h, block_n = s4d_scan._blocks(256, N, None)
         blocks = dict(BLOCK_T=block_t, BLOCK_H=block_h, BLOCK_N=block_n)

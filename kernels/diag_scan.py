@@ -190,16 +190,26 @@ def _diag_scan_bwd_kernel(
 
 
 DEFAULT_CHUNK = 32
+# Enough programs to keep a memory-bound scan's loads in flight: ~8 per SM of an H100 (132 SMs).
+TARGET_PROGRAMS = 1024
+MIN_BLOCK_P = 16  # 16 channels = 64-128 contiguous bytes per time step: loads stay coalesced
 
 
-def _blocks(P: int, chunk_size: int | None) -> tuple[int, int]:
-    return check_chunk_size("diag_scan", chunk_size, DEFAULT_CHUNK), min(64, triton.next_power_of_2(P))
+def launch_config(B: int, P: int, is_complex: bool, chunk_size: int | None) -> tuple[int, int, int]:
+    """(BLOCK_T, BLOCK_P, num_warps) for a (B, L, P) scan.
 
-
-def _num_warps(is_complex: bool) -> int:
-    # Complex tiles carry twice the operands: 8 warps keep them near 120 (forward) / 160 (backward) registers
-    # per thread on sm_90 instead of the 255 cap (benchmarks/kernel_resources.py). Not yet timed on a GPU.
-    return 8 if is_complex else 4
+    The channel block halves from 64 until the grid has TARGET_PROGRAMS programs (or the block reaches
+    MIN_BLOCK_P): one program walks all of time, so small grids leave the GPU idle. Warps follow the tile size,
+    ~8 real operands per thread, which keeps every variant well under the register cap on sm_90
+    (benchmarks/kernel_resources.py). Heuristic, not yet timed on a GPU.
+    """
+    block_t = check_chunk_size("diag_scan", chunk_size, DEFAULT_CHUNK)
+    block_p = min(64, triton.next_power_of_2(P))
+    while block_p > MIN_BLOCK_P and B * triton.cdiv(P, block_p) < TARGET_PROGRAMS:
+        block_p //= 2
+    operands = block_t * block_p * (2 if is_complex else 1)
+    num_warps = max(1, min(8, operands // 256))
+    return block_t, block_p, num_warps
 
 
 def diag_scan_fwd(a, b, h0, reverse: bool, chunk_size: int | None = None):
@@ -215,13 +225,13 @@ def diag_scan_fwd(a, b, h0, reverse: bool, chunk_size: int | None = None):
     B, L, P = b.shape
     x = torch.empty_like(b)
     hT = torch.empty((B, P), dtype=a.dtype, device=b.device)
-    block_t, block_p = _blocks(P, chunk_size)
+    block_t, block_p, num_warps = launch_config(B, P, a.is_complex(), chunk_size)
     grid = (triton.cdiv(P, block_p), B)
     _diag_scan_fwd_kernel[grid](
         real_view(a), real_view(b), real_view(h0 if h0 is not None else hT), real_view(x), real_view(hT),
         L, P,
         A_TIME_VARYING=a.dim() == 3, HAS_H0=h0 is not None, COMPLEX=a.is_complex(), REVERSE=reverse,
-        BLOCK_T=block_t, BLOCK_P=block_p, num_warps=_num_warps(a.is_complex()),
+        BLOCK_T=block_t, BLOCK_P=block_p, num_warps=num_warps,
     )
     return x, hT
 
@@ -240,14 +250,14 @@ def diag_scan_bwd(a, x, h0, gx, gT, reverse: bool, chunk_size: int | None = None
     time_varying = a.dim() == 3
     da = torch.empty((B, L, P) if time_varying else (B, P), dtype=a.dtype, device=x.device)
     dh0 = torch.empty((B, P), dtype=a.dtype, device=x.device)
-    block_t, block_p = _blocks(P, chunk_size)
+    block_t, block_p, num_warps = launch_config(B, P, a.is_complex(), chunk_size)
     grid = (triton.cdiv(P, block_p), B)
     _diag_scan_bwd_kernel[grid](
         real_view(a), real_view(x), real_view(h0 if h0 is not None else dh0), real_view(gx),
         real_view(gT if gT is not None else dh0), real_view(da), real_view(db), real_view(dh0),
         L, P,
         A_TIME_VARYING=time_varying, HAS_H0=h0 is not None, HAS_GT=gT is not None, COMPLEX=a.is_complex(),
-        REVERSE=reverse, BLOCK_T=block_t, BLOCK_P=block_p, num_warps=_num_warps(a.is_complex()),
+        REVERSE=reverse, BLOCK_T=block_t, BLOCK_P=block_p, num_warps=num_warps,
     )
     if not time_varying:
         da = da.sum(0)
