@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from .surrogates import derivative
+
 
 def diag_scan_loop(
     a: torch.Tensor, b: torch.Tensor, initial_state: torch.Tensor | None = None, *, reverse: bool = False
@@ -73,3 +75,53 @@ def s4d_scan_loop(
             y = y + D * u_steps[t]
         ys[t] = y
     return torch.stack(ys, dim=1), h
+
+
+class _Spike(torch.autograd.Function):
+    """Heaviside forward (1 where x > 0), surrogate derivative backward."""
+
+    @staticmethod
+    def forward(ctx, x, surrogate, alpha):
+        ctx.save_for_backward(x)
+        ctx.surrogate, ctx.alpha = surrogate, alpha
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * derivative(ctx.surrogate, x, ctx.alpha), None, None
+
+
+def lif_loop(
+    x: torch.Tensor,
+    beta,
+    threshold,
+    *,
+    reset: str = "subtract",
+    surrogate: str = "atan",
+    alpha: float = 2.0,
+    initial_state: torch.Tensor | None = None,
+    detach_reset: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Leaky integrate-and-fire neurons, one step at a time, differentiable by autograd.
+
+    v_t = beta v_{t-1} + x_t; s_t = H(v_t - threshold); then the reset ("subtract": v_t -= s_t threshold,
+    "zero": v_t = 0 where s_t = 1, "none"); detach_reset stops gradients through the reset term.
+
+    Args:
+        x: (B, L, H). beta, threshold: floats or (H,) tensors. initial_state: (B, H) or None (zeros).
+    Returns:
+        spikes: (B, L, H) in {0, 1}; final membrane: (B, H).
+    """
+    v = torch.zeros_like(x[:, 0]) if initial_state is None else initial_state
+    spikes = []
+    for x_t in x.unbind(1):
+        v = beta * v + x_t
+        s = _Spike.apply(v - threshold, surrogate, alpha)
+        r = s.detach() if detach_reset else s
+        if reset == "subtract":
+            v = v - r * threshold
+        elif reset == "zero":
+            v = v * (1 - r)
+        spikes.append(s)
+    return torch.stack(spikes, dim=1), v

@@ -1,0 +1,144 @@
+"""lif: leaky integrate-and-fire neurons over a sequence, exact (sequential reset) with surrogate gradients.
+
+Registered as torch.library custom ops (forward and backward) so that torch.compile sees one opaque node
+instead of unrolling the loop over time. Only the PyTorch path exists so far (lif_recurrence); the fused
+Triton kernel is future work, and backend="triton" says so instead of silently running something else.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from . import lif_recurrence
+from .backend import BACKENDS
+from .checks import LOW_PRECISION, REAL_STATE, require_length, require_rank, require_same_device, require_shape, \
+    require_tensor
+from .surrogates import resolve
+
+OP = "lif"
+
+
+@torch.library.custom_op("spikessm::lif_fwd", mutates_args=())
+def _lif_fwd(
+    x: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, h0: Optional[torch.Tensor], reset: str,
+    surrogate: str, alpha: float, detach_reset: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Returns spikes, the pre-reset membrane (saved for the backward) and the final membrane."""
+    spikes, m_all, v = lif_recurrence.lif_fwd(x, beta, threshold, h0, reset)
+    return spikes, m_all, v
+
+
+@_lif_fwd.register_fake
+def _(x, beta, threshold, h0, reset, surrogate, alpha, detach_reset):
+    dtype = lif_recurrence.state_dtype(x)
+    return torch.empty_like(x), x.new_empty(x.shape, dtype=dtype), x.new_empty((x.shape[0], x.shape[2]), dtype=dtype)
+
+
+@torch.library.custom_op("spikessm::lif_bwd", mutates_args=())
+def _lif_bwd(
+    x: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, h0: Optional[torch.Tensor], m_all: torch.Tensor,
+    g_spikes: torch.Tensor, g_final: torch.Tensor, reset: str, surrogate: str, alpha: float, detach_reset: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    dx, dbeta, dthreshold, dh0 = lif_recurrence.lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset,
+                                                         surrogate, alpha, detach_reset, x.dtype)
+    return dx, dbeta, dthreshold, (dh0 if dh0 is not None else x.new_empty(0))
+
+
+@_lif_bwd.register_fake
+def _(x, beta, threshold, h0, m_all, g_spikes, g_final, reset, surrogate, alpha, detach_reset):
+    dh0 = torch.empty_like(h0) if h0 is not None else x.new_empty(0)
+    return torch.empty_like(x), torch.empty_like(beta), torch.empty_like(threshold), dh0
+
+
+def _setup_context(ctx, inputs, output):
+    x, beta, threshold, h0, reset, surrogate, alpha, detach_reset = inputs
+    ctx.save_for_backward(x, beta, threshold, h0, output[1])
+    ctx.options = (reset, surrogate, alpha, detach_reset)
+
+
+def _backward(ctx, g_spikes, _g_membrane, g_final):
+    x, beta, threshold, h0, m_all = ctx.saved_tensors
+    dx, dbeta, dthreshold, dh0 = _lif_bwd(x, beta, threshold, h0, m_all, g_spikes.contiguous(),
+                                          g_final.contiguous(), *ctx.options)
+    return dx, dbeta, dthreshold, (dh0 if h0 is not None else None), None, None, None, None
+
+
+_lif_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _per_channel(name: str, value, H: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A float or a () / (H,) real tensor -> an (H,) tensor in the state dtype (differentiable)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return torch.full((H,), float(value), dtype=dtype, device=device)
+    require_tensor(OP, name, value)
+    if value.is_complex() or not value.is_floating_point():
+        raise TypeError(f"{OP}: {name} must be a float or a real floating-point tensor, got {value.dtype}")
+    if value.dim() == 0:
+        return value.to(dtype).expand(H)
+    require_shape(OP, name, value, (H,), "() or (channels,)")
+    return value.to(dtype)
+
+
+def lif(
+    x: torch.Tensor,
+    beta,
+    threshold,
+    *,
+    reset: str = "subtract",
+    surrogate: str = "atan",
+    alpha: float | None = None,
+    initial_state: torch.Tensor | None = None,
+    detach_reset: bool = False,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Leaky integrate-and-fire neurons, one per channel, run over the whole sequence.
+
+        v_t = beta * v_{t-1} + x_t;   s_t = H(v_t - threshold)   (1 where v_t > threshold)
+        reset: "subtract" v_t -= s_t * threshold;  "zero" v_t = 0 where s_t = 1;  "none" no reset
+
+    Binary spiking as in Binary S4D is beta=0, threshold=0, reset="none".
+
+    Args:
+        x: (B, L, H) input current; float32, float64, float16 or bfloat16 (the membrane is float32, float64
+            for float64 x).
+        beta: leak factor in [0, 1]: a float, or a () or (H,) tensor (learnable: gradients flow to it).
+        threshold: firing threshold: a float, or a () or (H,) tensor (learnable).
+        reset: "subtract", "zero" or "none".
+        surrogate: the spike's backward derivative, by name; see spikessm.ops.surrogates ("atan",
+            "fast_sigmoid", "triangle", "sigmoid", "rectangle").
+        alpha: the surrogate's shape parameter; None takes the surrogate's default.
+        initial_state: (B, H) membrane before the first step; None means zeros.
+        detach_reset: stop gradients through the reset term.
+        backend: "auto" or "torch" (the PyTorch path). "triton" raises: the Triton kernel is not written yet.
+
+    Returns:
+        spikes: (B, L, H) in x's dtype, values 0 or 1.
+        final_state: (B, H) membrane after the last step (after its reset), in the membrane dtype.
+    """
+    require_tensor(OP, "x", x)
+    require_rank(OP, "x", x, (3,), "(batch, length, channels)")
+    B, L, H = x.shape
+    require_length(OP, "x", L)
+    if x.is_complex() or x.dtype not in REAL_STATE + LOW_PRECISION:
+        raise TypeError(f"{OP}: x must be float32, float64, float16 or bfloat16, got {x.dtype}")
+    if reset not in lif_recurrence.RESETS:
+        raise ValueError(f"{OP}: reset must be one of {lif_recurrence.RESETS}, got {reset!r}")
+    alpha = resolve(OP, surrogate, alpha)
+    if backend not in BACKENDS:
+        raise ValueError(f"{OP}: backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "triton":
+        raise NotImplementedError(f"{OP}: there is no Triton kernel for lif yet; use backend='auto' or 'torch'")
+    dtype = lif_recurrence.state_dtype(x)
+    beta_t = _per_channel("beta", beta, H, dtype, x.device)
+    threshold_t = _per_channel("threshold", threshold, H, dtype, x.device)
+    if initial_state is not None:
+        require_tensor(OP, "initial_state", initial_state)
+        require_shape(OP, "initial_state", initial_state, (B, H), "(batch, channels)")
+        if initial_state.dtype != dtype:
+            raise TypeError(f"{OP}: initial_state must be {dtype} for x of {x.dtype}, got {initial_state.dtype}")
+    require_same_device(OP, {"x": x, "beta": beta_t, "threshold": threshold_t, "initial_state": initial_state})
+    h0 = initial_state.contiguous() if initial_state is not None else None
+    spikes, _, final_state = _lif_fwd(x.contiguous(), beta_t.contiguous(), threshold_t.contiguous(), h0, reset,
+                                      surrogate, alpha, bool(detach_reset))
+    return spikes, final_state

@@ -1,0 +1,181 @@
+"""lif against the float64 step-by-step reference: spikes, final membrane and every gradient."""
+import itertools
+import math
+
+import pytest
+import torch
+from helpers import assert_close
+
+from spikessm.ops import lif
+from spikessm.ops.naive import lif_loop
+from spikessm.ops.surrogates import DEFAULT_ALPHA, SURROGATES, derivative
+
+RESETS = ("subtract", "zero", "none")
+MARGIN = 1e-4  # spikes may legitimately differ where the membrane is within rounding of the threshold
+
+
+def make_inputs(B, L, H, *, per_channel=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, L, H, generator=g, dtype=torch.float64) * 0.8
+    if per_channel:
+        beta = torch.rand(H, generator=g, dtype=torch.float64) * 0.95
+        threshold = 0.3 + torch.rand(H, generator=g, dtype=torch.float64)
+    else:
+        beta, threshold = 0.8, 0.7
+    h0 = torch.randn(B, H, generator=g, dtype=torch.float64)
+    return x, beta, threshold, h0
+
+
+def pre_reset_membrane(x, beta, threshold, h0, reset):
+    """The float64 membrane before each reset, to find steps near the threshold."""
+    v, ms = h0, []
+    for x_t in x.unbind(1):
+        m = beta * v + x_t
+        ms.append(m)
+        s = (m > threshold).to(m.dtype)
+        v = m - s * threshold if reset == "subtract" else m * (1 - s) if reset == "zero" else m
+    return torch.stack(ms, 1)
+
+
+def check(x64, beta64, th64, h064, *, dtype, reset, surrogate, detach_reset, tol, alpha=None):
+    def cast(v):
+        return v.to(dtype).requires_grad_() if isinstance(v, torch.Tensor) else v
+
+    x, beta, th, h0 = cast(x64), cast(beta64), cast(th64), cast(h064) if h064 is not None else None
+    spikes, v = lif(x, beta, th, reset=reset, surrogate=surrogate, alpha=alpha, initial_state=h0,
+                    detach_reset=detach_reset)
+    assert spikes.dtype == x.dtype and spikes.shape == x.shape and v.shape == (x.shape[0], x.shape[2])
+    assert set(spikes.unique().tolist()) <= {0.0, 1.0}
+
+    def ref(v):
+        return v.detach().double().requires_grad_() if isinstance(v, torch.Tensor) else v
+
+    xr, br, tr, hr = ref(x), ref(beta), ref(th), ref(h0) if h0 is not None else None
+    alpha_r = DEFAULT_ALPHA[surrogate] if alpha is None else alpha
+    spikes_r, v_r = lif_loop(xr, br, tr, reset=reset, surrogate=surrogate, alpha=alpha_r, initial_state=hr,
+                             detach_reset=detach_reset)
+    m = pre_reset_membrane(xr.detach(), br.detach() if isinstance(br, torch.Tensor) else br,
+                           tr.detach() if isinstance(tr, torch.Tensor) else tr,
+                           hr.detach() if hr is not None else torch.zeros_like(xr[:, 0]), reset)
+    clear = (m - (tr.detach() if isinstance(tr, torch.Tensor) else tr)).abs() > MARGIN
+    assert torch.equal(spikes.double()[clear], spikes_r.detach()[clear]), "spikes differ away from the threshold"
+    assert clear.float().mean() > 0.99  # the margin excludes only a few steps
+    assert_close(v, v_r, tol, "final membrane")
+
+    g = torch.Generator().manual_seed(1)
+    gs = torch.randn(spikes_r.shape, generator=g, dtype=torch.float64)
+    gv = torch.randn(v_r.shape, generator=g, dtype=torch.float64)
+    named = [(n, a, b) for n, a, b in (("x", x, xr), ("beta", beta, br), ("threshold", th, tr), ("h0", h0, hr))
+             if isinstance(a, torch.Tensor)]
+    grads = torch.autograd.grad((spikes, v), [a for _, a, _ in named], (gs.to(dtype), gv.to(v.dtype)))
+    grads_r = torch.autograd.grad((spikes_r, v_r), [b for _, _, b in named], (gs.to(dtype).double(), gv))
+    for (name, _, _), got, want in zip(named, grads, grads_r):
+        assert_close(got, want, tol, f"grad {name}")
+
+
+@pytest.mark.parametrize("reset,surrogate,detach_reset", list(itertools.product(RESETS, SURROGATES, [False, True])))
+def test_matches_reference_float64(reset, surrogate, detach_reset):
+    x, beta, th, h0 = make_inputs(2, 37, 5, seed=10 * RESETS.index(reset) + SURROGATES.index(surrogate))
+    check(x, beta, th, h0, dtype=torch.float64, reset=reset, surrogate=surrogate, detach_reset=detach_reset,
+          tol=1e-12)
+
+
+@pytest.mark.parametrize("reset", RESETS)
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_matches_reference_float32(reset, per_channel):
+    x, beta, th, h0 = make_inputs(3, 64, 7, per_channel=per_channel, seed=2)
+    check(x, beta, th, h0, dtype=torch.float32, reset=reset, surrogate="atan", detach_reset=False, tol=2e-5)
+
+
+@pytest.mark.parametrize("B,L,H", [(1, 1, 1), (1, 1, 4), (2, 3, 1), (1, 200, 3)])
+def test_awkward_sizes(B, L, H):
+    x, beta, th, h0 = make_inputs(B, L, H, seed=B + L + H)
+    check(x, beta, th, None, dtype=torch.float64, reset="subtract", surrogate="fast_sigmoid",
+          detach_reset=False, tol=1e-12)
+
+
+def test_scalar_tensor_parameters_and_alpha():
+    x, _, _, h0 = make_inputs(2, 20, 3, seed=3)
+    beta = torch.tensor(0.6, dtype=torch.float64)
+    th = torch.tensor(0.5, dtype=torch.float64)
+    check(x, beta, th, h0, dtype=torch.float64, reset="zero", surrogate="sigmoid", detach_reset=False,
+          tol=1e-12, alpha=2.5)
+
+
+def test_low_precision_input():
+    x, beta, th, h0 = make_inputs(2, 30, 4, seed=4)
+    spikes, v = lif(x.bfloat16(), beta.float(), th.float(), initial_state=h0.float())
+    assert spikes.dtype == torch.bfloat16 and v.dtype == torch.float32
+
+
+def test_binary_spiking_is_heaviside():
+    # The core paper's Binary S4D readout: beta = 0, threshold = 0, no reset.
+    x = torch.randn(2, 50, 6)
+    spikes, _ = lif(x, 0.0, 0.0, reset="none")
+    assert torch.equal(spikes, (x > 0).float())
+
+
+@pytest.mark.parametrize("surrogate,alpha,x,expected", [
+    ("atan", 2.0, 0.0, 1.0),
+    ("atan", 2.0, 1 / math.pi, 1 / 2),                   # 1 / (1 + 1)
+    ("fast_sigmoid", 25.0, 0.0, 1.0),
+    ("fast_sigmoid", 25.0, 0.04, 0.25),                  # 1 / (1 + 1)^2
+    ("triangle", 1.0, 0.5, 0.5),
+    ("triangle", 2.0, -1.0, 0.25),                       # (1 - 1/2) / 2
+    ("triangle", 1.0, 1.5, 0.0),
+    ("sigmoid", 4.0, 0.0, 1.0),                          # 4 * 1/2 * 1/2
+    ("sigmoid", 4.0, math.log(3) / 4, 0.75),             # sig = 3/4: 4 * 3/4 * 1/4
+    ("rectangle", 1.0, 0.49, 1.0),
+    ("rectangle", 1.0, 0.5, 0.0),
+    ("rectangle", 0.5, 0.2, 2.0),
+])
+def test_surrogate_formulas(surrogate, alpha, x, expected):
+    got = derivative(surrogate, torch.tensor([x], dtype=torch.float64), alpha)
+    assert abs(got.item() - expected) < 1e-12
+
+
+def test_compile_fullgraph():
+    x = torch.randn(2, 9, 3)
+    beta = torch.rand(3, requires_grad=True)
+    th = (torch.rand(3) + 0.2).requires_grad_()
+
+    def f(x, beta, th):
+        spikes, v = lif(x, beta, th, reset="zero", surrogate="triangle")
+        return (spikes * torch.arange(9.0)[:, None]).sum() + v.sum()
+
+    compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
+    want = torch.autograd.grad(f(x, beta, th), (beta, th))
+    got = torch.autograd.grad(compiled(x, beta, th), (beta, th))
+    for g, w in zip(got, want):
+        assert_close(g, w, 1e-6, "grad")
+
+
+def test_opcheck():
+    x = torch.randn(2, 5, 3, requires_grad=True)
+    beta = torch.rand(3, requires_grad=True)
+    th = torch.rand(3, requires_grad=True)
+    h0 = torch.randn(2, 3, requires_grad=True)
+    torch.library.opcheck(torch.ops.spikessm.lif_fwd.default, (x, beta, th, h0, "subtract", "atan", 2.0, False),
+                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+
+
+def test_errors():
+    x = torch.randn(2, 5, 3)
+    with pytest.raises(ValueError, match="lif: reset must be one of"):
+        lif(x, 0.5, 1.0, reset="hard")
+    with pytest.raises(ValueError, match="lif: surrogate must be one of"):
+        lif(x, 0.5, 1.0, surrogate="erf")
+    with pytest.raises(ValueError, match="lif: alpha must be a positive"):
+        lif(x, 0.5, 1.0, alpha=0.0)
+    with pytest.raises(ValueError, match=r"lif: beta must have shape \(\) or \(channels,\)"):
+        lif(x, torch.rand(4), 1.0)
+    with pytest.raises(TypeError, match="lif: threshold must be a float or a real"):
+        lif(x, 0.5, torch.ones(3, dtype=torch.complex64))
+    with pytest.raises(TypeError, match="lif: x must be float32"):
+        lif(x.to(torch.complex64), 0.5, 1.0)
+    with pytest.raises(ValueError, match=r"lif: x must be \(batch, length, channels\)"):
+        lif(x[0], 0.5, 1.0)
+    with pytest.raises(TypeError, match="lif: initial_state must be torch.float32"):
+        lif(x, 0.5, 1.0, initial_state=torch.zeros(2, 3, dtype=torch.float64))
+    with pytest.raises(NotImplementedError, match="no Triton kernel for lif"):
+        lif(x, 0.5, 1.0, backend="triton")
