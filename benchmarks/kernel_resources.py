@@ -23,7 +23,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from spikessm.kernels import diag_scan, s4d_scan
+from spikessm.kernels import diag_scan, lif, s4d_scan
 
 
 def _signature(fn, pointers: list[str], ints: list[str], dtype: str) -> dict[str, str]:
@@ -33,6 +33,8 @@ def _signature(fn, pointers: list[str], ints: list[str], dtype: str) -> dict[str
             sig[name] = f"*{dtype}"
         elif name in ints:
             sig[name] = "i32"
+        elif name == "alpha":
+            sig[name] = "fp32"
         else:
             sig[name] = "constexpr"
     return sig
@@ -71,6 +73,25 @@ def variants():
                s4d_scan.BWD_NUM_WARPS)
 
 
+def lif_variants():
+    """LIF kernels: every reset in the forward; every surrogate, and every reset with and without
+    detach_reset, in the backward."""
+    block_h = lif._block_h(32, 256)
+    for reset in lif.RESET_CODES:
+        yield ("lif_fwd", f"reset={reset}", lif._lif_fwd_kernel,
+               ["x_ptr", "beta_ptr", "th_ptr", "h0_ptr", "s_ptr", "m_ptr", "vT_ptr"], ["L", "H"],
+               dict(HAS_H0=True, RESET=lif.RESET_CODES[reset], BLOCK_H=block_h), 4)
+    combos = [("subtract", name, False) for name in lif.SURROGATE_CODES]
+    combos += [(reset, "atan", detach) for reset in ("zero", "none") for detach in (False, True)]
+    combos += [("subtract", "atan", True)]
+    for reset, surrogate, detach in combos:
+        yield ("lif_bwd", f"reset={reset} surrogate={surrogate} detach={int(detach)}", lif._lif_bwd_kernel,
+               ["beta_ptr", "th_ptr", "h0_ptr", "m_ptr", "gs_ptr", "gT_ptr", "dx_ptr", "dbeta_ptr", "dth_ptr",
+                "dh0_ptr"], ["L", "H"],
+               dict(HAS_H0=True, HAS_GT=True, RESET=lif.RESET_CODES[reset], SURROGATE=lif.SURROGATE_CODES[surrogate],
+                    DETACH_RESET=detach, BLOCK_H=block_h), 4)
+
+
 def compile_variant(fn, pointers, ints, constexprs, arch: int, num_warps: int):
     sig = _signature(fn, pointers, ints, "fp32")
     index = {name: i for i, name in enumerate(fn.arg_names)}
@@ -100,11 +121,11 @@ def main() -> None:
     args = parser.parse_args()
     spilled = []
     print(f"Triton {triton.__version__}, target sm_{args.arch}, fp32 state")
-    print(f"{'kernel':15s} {'variant':40s} {'warps':>5s} {'regs':>5s} {'local B':>8s} {'shared B':>9s}")
-    for name, label, fn, pointers, ints, constexprs, warps in variants():
+    print(f"{'kernel':15s} {'variant':48s} {'warps':>5s} {'regs':>5s} {'local B':>8s} {'shared B':>9s}")
+    for name, label, fn, pointers, ints, constexprs, warps in itertools.chain(variants(), lif_variants()):
         compiled = compile_variant(fn, pointers, ints, constexprs, args.arch, warps)
         regs, local, shared = cubin_resources(compiled.asm["cubin"])
-        print(f"{name:15s} {label:40s} {warps:5d} {regs:5d} {local:8d} {shared:9d}")
+        print(f"{name:15s} {label:48s} {warps:5d} {regs:5d} {local:8d} {shared:9d}")
         if local:
             spilled.append(f"{name} {label}")
     if spilled and args.fail_on_spill:

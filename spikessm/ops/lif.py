@@ -1,8 +1,8 @@
 """lif: leaky integrate-and-fire neurons over a sequence, exact (sequential reset) with surrogate gradients.
 
-Registered as torch.library custom ops (forward and backward) so that torch.compile sees one opaque node
-instead of unrolling the loop over time. Only the PyTorch path exists so far (lif_recurrence); the fused
-Triton kernel is future work, and backend="triton" says so instead of silently running something else.
+Two paths with the same results: the Triton kernel (spikessm.kernels.lif, membrane in registers) and the
+PyTorch path (lif_recurrence). Registered as torch.library custom ops (forward and backward) so that
+torch.compile sees one opaque node instead of unrolling the loop over time.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 
 from . import lif_recurrence
-from .backend import BACKENDS
+from .backend import use_triton
 from .checks import LOW_PRECISION, REAL_STATE, require_length, require_rank, require_same_device, require_shape, \
     require_tensor
 from .surrogates import resolve
@@ -19,18 +19,25 @@ from .surrogates import resolve
 OP = "lif"
 
 
+def _impl(triton: bool):
+    if triton:
+        from spikessm.kernels import lif as kernels
+
+        return kernels
+    return lif_recurrence
+
+
 @torch.library.custom_op("spikessm::lif_fwd", mutates_args=())
 def _lif_fwd(
     x: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, h0: Optional[torch.Tensor], reset: str,
-    surrogate: str, alpha: float, detach_reset: bool,
+    surrogate: str, alpha: float, detach_reset: bool, triton: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Returns spikes, the pre-reset membrane (saved for the backward) and the final membrane."""
-    spikes, m_all, v = lif_recurrence.lif_fwd(x, beta, threshold, h0, reset)
-    return spikes, m_all, v
+    return _impl(triton).lif_fwd(x, beta, threshold, h0, reset)
 
 
 @_lif_fwd.register_fake
-def _(x, beta, threshold, h0, reset, surrogate, alpha, detach_reset):
+def _(x, beta, threshold, h0, reset, surrogate, alpha, detach_reset, triton):
     dtype = lif_recurrence.state_dtype(x)
     return torch.empty_like(x), x.new_empty(x.shape, dtype=dtype), x.new_empty((x.shape[0], x.shape[2]), dtype=dtype)
 
@@ -39,29 +46,30 @@ def _(x, beta, threshold, h0, reset, surrogate, alpha, detach_reset):
 def _lif_bwd(
     x: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, h0: Optional[torch.Tensor], m_all: torch.Tensor,
     g_spikes: torch.Tensor, g_final: torch.Tensor, reset: str, surrogate: str, alpha: float, detach_reset: bool,
+    triton: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    dx, dbeta, dthreshold, dh0 = lif_recurrence.lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset,
-                                                         surrogate, alpha, detach_reset, x.dtype)
+    dx, dbeta, dthreshold, dh0 = _impl(triton).lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset,
+                                                        surrogate, alpha, detach_reset, x.dtype)
     return dx, dbeta, dthreshold, (dh0 if dh0 is not None else x.new_empty(0))
 
 
 @_lif_bwd.register_fake
-def _(x, beta, threshold, h0, m_all, g_spikes, g_final, reset, surrogate, alpha, detach_reset):
+def _(x, beta, threshold, h0, m_all, g_spikes, g_final, reset, surrogate, alpha, detach_reset, triton):
     dh0 = torch.empty_like(h0) if h0 is not None else x.new_empty(0)
     return torch.empty_like(x), torch.empty_like(beta), torch.empty_like(threshold), dh0
 
 
 def _setup_context(ctx, inputs, output):
-    x, beta, threshold, h0, reset, surrogate, alpha, detach_reset = inputs
+    x, beta, threshold, h0, reset, surrogate, alpha, detach_reset, triton = inputs
     ctx.save_for_backward(x, beta, threshold, h0, output[1])
-    ctx.options = (reset, surrogate, alpha, detach_reset)
+    ctx.options = (reset, surrogate, alpha, detach_reset, triton)
 
 
 def _backward(ctx, g_spikes, _g_membrane, g_final):
     x, beta, threshold, h0, m_all = ctx.saved_tensors
     dx, dbeta, dthreshold, dh0 = _lif_bwd(x, beta, threshold, h0, m_all, g_spikes.contiguous(),
                                           g_final.contiguous(), *ctx.options)
-    return dx, dbeta, dthreshold, (dh0 if h0 is not None else None), None, None, None, None
+    return dx, dbeta, dthreshold, (dh0 if h0 is not None else None), None, None, None, None, None
 
 
 _lif_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -110,7 +118,7 @@ def lif(
         alpha: the surrogate's shape parameter; None takes the surrogate's default.
         initial_state: (B, H) membrane before the first step; None means zeros.
         detach_reset: stop gradients through the reset term.
-        backend: "auto" or "torch" (the PyTorch path). "triton" raises: the Triton kernel is not written yet.
+        backend: "auto" (Triton on CUDA, PyTorch otherwise), "triton" or "torch".
 
     Returns:
         spikes: (B, L, H) in x's dtype, values 0 or 1.
@@ -125,10 +133,7 @@ def lif(
     if reset not in lif_recurrence.RESETS:
         raise ValueError(f"{OP}: reset must be one of {lif_recurrence.RESETS}, got {reset!r}")
     alpha = resolve(OP, surrogate, alpha)
-    if backend not in BACKENDS:
-        raise ValueError(f"{OP}: backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "triton":
-        raise NotImplementedError(f"{OP}: there is no Triton kernel for lif yet; use backend='auto' or 'torch'")
+    triton = use_triton(backend, x.device, OP)
     dtype = lif_recurrence.state_dtype(x)
     beta_t = _per_channel("beta", beta, H, dtype, x.device)
     threshold_t = _per_channel("threshold", threshold, H, dtype, x.device)
@@ -140,5 +145,5 @@ def lif(
     require_same_device(OP, {"x": x, "beta": beta_t, "threshold": threshold_t, "initial_state": initial_state})
     h0 = initial_state.contiguous() if initial_state is not None else None
     spikes, _, final_state = _lif_fwd(x.contiguous(), beta_t.contiguous(), threshold_t.contiguous(), h0, reset,
-                                      surrogate, alpha, bool(detach_reset))
+                                      surrogate, alpha, bool(detach_reset), triton)
     return spikes, final_state

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from conftest import TRITON_DEVICE, requires_triton
 from helpers import assert_close
 
 from spikessm.ops import lif
@@ -12,6 +13,10 @@ from spikessm.ops.surrogates import DEFAULT_ALPHA, SURROGATES, derivative
 
 RESETS = ("subtract", "zero", "none")
 MARGIN = 1e-4  # spikes may legitimately differ where the membrane is within rounding of the threshold
+BACKENDS = [
+    pytest.param("torch", "cpu", id="torch"),
+    pytest.param("triton", TRITON_DEVICE, id="triton", marks=[requires_triton, pytest.mark.interpreter]),
+]
 
 
 def make_inputs(B, L, H, *, per_channel=True, seed=0):
@@ -37,18 +42,19 @@ def pre_reset_membrane(x, beta, threshold, h0, reset):
     return torch.stack(ms, 1)
 
 
-def check(x64, beta64, th64, h064, *, dtype, reset, surrogate, detach_reset, tol, alpha=None):
+def check(x64, beta64, th64, h064, *, dtype, reset, surrogate, detach_reset, tol, alpha=None, backend="torch",
+          device="cpu"):
     def cast(v):
-        return v.to(dtype).requires_grad_() if isinstance(v, torch.Tensor) else v
+        return v.to(dtype).to(device).requires_grad_() if isinstance(v, torch.Tensor) else v
 
     x, beta, th, h0 = cast(x64), cast(beta64), cast(th64), cast(h064) if h064 is not None else None
     spikes, v = lif(x, beta, th, reset=reset, surrogate=surrogate, alpha=alpha, initial_state=h0,
-                    detach_reset=detach_reset)
+                    detach_reset=detach_reset, backend=backend)
     assert spikes.dtype == x.dtype and spikes.shape == x.shape and v.shape == (x.shape[0], x.shape[2])
     assert set(spikes.unique().tolist()) <= {0.0, 1.0}
 
     def ref(v):
-        return v.detach().double().requires_grad_() if isinstance(v, torch.Tensor) else v
+        return v.detach().cpu().double().requires_grad_() if isinstance(v, torch.Tensor) else v
 
     xr, br, tr, hr = ref(x), ref(beta), ref(th), ref(h0) if h0 is not None else None
     alpha_r = DEFAULT_ALPHA[surrogate] if alpha is None else alpha
@@ -58,7 +64,7 @@ def check(x64, beta64, th64, h064, *, dtype, reset, surrogate, detach_reset, tol
                            tr.detach() if isinstance(tr, torch.Tensor) else tr,
                            hr.detach() if hr is not None else torch.zeros_like(xr[:, 0]), reset)
     clear = (m - (tr.detach() if isinstance(tr, torch.Tensor) else tr)).abs() > MARGIN
-    assert torch.equal(spikes.double()[clear], spikes_r.detach()[clear]), "spikes differ away from the threshold"
+    assert torch.equal(spikes.cpu().double()[clear], spikes_r.detach()[clear]), "spikes differ away from threshold"
     assert clear.float().mean() > 0.99  # the margin excludes only a few steps
     assert_close(v, v_r, tol, "final membrane")
 
@@ -67,31 +73,53 @@ def check(x64, beta64, th64, h064, *, dtype, reset, surrogate, detach_reset, tol
     gv = torch.randn(v_r.shape, generator=g, dtype=torch.float64)
     named = [(n, a, b) for n, a, b in (("x", x, xr), ("beta", beta, br), ("threshold", th, tr), ("h0", h0, hr))
              if isinstance(a, torch.Tensor)]
-    grads = torch.autograd.grad((spikes, v), [a for _, a, _ in named], (gs.to(dtype), gv.to(v.dtype)))
+    grads = torch.autograd.grad((spikes, v), [a for _, a, _ in named],
+                                (gs.to(dtype).to(device), gv.to(v.dtype).to(device)))
     grads_r = torch.autograd.grad((spikes_r, v_r), [b for _, _, b in named], (gs.to(dtype).double(), gv))
     for (name, _, _), got, want in zip(named, grads, grads_r):
         assert_close(got, want, tol, f"grad {name}")
 
 
+@pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("reset,surrogate,detach_reset", list(itertools.product(RESETS, SURROGATES, [False, True])))
-def test_matches_reference_float64(reset, surrogate, detach_reset):
+def test_matches_reference_float64(backend, device, reset, surrogate, detach_reset):
     x, beta, th, h0 = make_inputs(2, 37, 5, seed=10 * RESETS.index(reset) + SURROGATES.index(surrogate))
     check(x, beta, th, h0, dtype=torch.float64, reset=reset, surrogate=surrogate, detach_reset=detach_reset,
-          tol=1e-12)
+          tol=1e-12, backend=backend, device=device)
 
 
+@pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("reset", RESETS)
 @pytest.mark.parametrize("per_channel", [True, False])
-def test_matches_reference_float32(reset, per_channel):
+def test_matches_reference_float32(backend, device, reset, per_channel):
     x, beta, th, h0 = make_inputs(3, 64, 7, per_channel=per_channel, seed=2)
-    check(x, beta, th, h0, dtype=torch.float32, reset=reset, surrogate="atan", detach_reset=False, tol=2e-5)
+    check(x, beta, th, h0, dtype=torch.float32, reset=reset, surrogate="atan", detach_reset=False, tol=2e-5,
+          backend=backend, device=device)
 
 
-@pytest.mark.parametrize("B,L,H", [(1, 1, 1), (1, 1, 4), (2, 3, 1), (1, 200, 3)])
-def test_awkward_sizes(B, L, H):
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("B,L,H", [(1, 1, 1), (1, 1, 4), (2, 3, 1), (1, 200, 3), (2, 5, 70)])
+def test_awkward_sizes(backend, device, B, L, H):
     x, beta, th, h0 = make_inputs(B, L, H, seed=B + L + H)
     check(x, beta, th, None, dtype=torch.float64, reset="subtract", surrogate="fast_sigmoid",
-          detach_reset=False, tol=1e-12)
+          detach_reset=False, tol=1e-12, backend=backend, device=device)
+
+
+@requires_triton
+@pytest.mark.interpreter
+@pytest.mark.parametrize("reset", RESETS)
+def test_triton_agrees_with_torch(reset):
+    """The backend switch changes results by rounding only (spikes compared away from the threshold)."""
+    x, beta, th, h0 = make_inputs(2, 50, 9, seed=5)
+    outs = {}
+    for backend, device in (("torch", "cpu"), ("triton", TRITON_DEVICE)):
+        args = [t.float().to(device).requires_grad_() for t in (x, beta, th, h0)]
+        spikes, v = lif(*args[:3], reset=reset, surrogate="sigmoid", initial_state=args[3], backend=backend)
+        grads = torch.autograd.grad((spikes, v), args, (torch.ones_like(spikes), torch.ones_like(v)))
+        outs[backend] = [t.detach().cpu() for t in (spikes, v, *grads)]
+    assert torch.equal(outs["triton"][0], outs["torch"][0])
+    for name, got, want in zip(("v", "dx", "dbeta", "dthreshold", "dh0"), outs["triton"][1:], outs["torch"][1:]):
+        assert_close(got, want, 1e-5, name)
 
 
 def test_scalar_tensor_parameters_and_alpha():
@@ -150,12 +178,14 @@ def test_compile_fullgraph():
         assert_close(g, w, 1e-6, "grad")
 
 
-def test_opcheck():
-    x = torch.randn(2, 5, 3, requires_grad=True)
-    beta = torch.rand(3, requires_grad=True)
-    th = torch.rand(3, requires_grad=True)
-    h0 = torch.randn(2, 3, requires_grad=True)
-    torch.library.opcheck(torch.ops.spikessm.lif_fwd.default, (x, beta, th, h0, "subtract", "atan", 2.0, False),
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_opcheck(backend, device):
+    x = torch.randn(2, 5, 3, device=device, requires_grad=True)
+    beta = torch.rand(3, device=device, requires_grad=True)
+    th = torch.rand(3, device=device, requires_grad=True)
+    h0 = torch.randn(2, 3, device=device, requires_grad=True)
+    args = (x, beta, th, h0, "subtract", "atan", 2.0, False, backend == "triton")
+    torch.library.opcheck(torch.ops.spikessm.lif_fwd.default, args,
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
 
@@ -177,5 +207,5 @@ def test_errors():
         lif(x[0], 0.5, 1.0)
     with pytest.raises(TypeError, match="lif: initial_state must be torch.float32"):
         lif(x, 0.5, 1.0, initial_state=torch.zeros(2, 3, dtype=torch.float64))
-    with pytest.raises(NotImplementedError, match="no Triton kernel for lif"):
-        lif(x, 0.5, 1.0, backend="triton")
+    with pytest.raises(ValueError, match="lif: backend must be one of"):
+        lif(x, 0.5, 1.0, backend="cuda")
