@@ -23,7 +23,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from spikessm.kernels import diag_scan, lif, s4d_scan
+from spikessm.kernels import diag_scan, lif, s4d_lif, s4d_scan
 
 
 def _signature(fn, pointers: list[str], ints: list[str], dtype: str) -> dict[str, str]:
@@ -92,6 +92,25 @@ def lif_variants():
                     DETACH_RESET=detach, BLOCK_H=block_h), 4)
 
 
+def s4d_lif_variants():
+    """Fused S4D + LIF at N = 64, one configuration per reset (the surrogate only changes an inline formula)."""
+    block_t, block_h, block_n = s4d_lif._blocks(256, 64, None)
+    blocks = dict(BLOCK_T=block_t, BLOCK_H=block_h, BLOCK_N=block_n)
+    for reset, rev in (("subtract", False), ("zero", True), ("none", False)):
+        label = f"N=64 reset={reset} reverse={int(rev)} T={block_t}"
+        flags = dict(blocks, HAS_D=True, HAS_H0=True, HAS_V0=True, RESET=lif.RESET_CODES[reset], REVERSE=rev)
+        yield ("s4d_lif_fwd", label, s4d_lif._s4d_lif_fwd_kernel,
+               ["u_ptr", "A_ptr", "B_ptr", "C_ptr", "D_ptr", "h0_ptr", "v0_ptr", "beta_ptr", "th_ptr", "s_ptr",
+                "mem_ptr", "hT_ptr", "vT_ptr", "states_ptr", "vstates_ptr"], ["L", "H", "N", "n_chunks"],
+               dict(flags, SAVE_STATES=True, OUTPUT_MEMBRANE=False), s4d_lif.FWD_NUM_WARPS)
+        yield ("s4d_lif_bwd", label, s4d_lif._s4d_lif_bwd_kernel,
+               ["u_ptr", "A_ptr", "B_ptr", "C_ptr", "D_ptr", "h0_ptr", "v0_ptr", "beta_ptr", "th_ptr", "states_ptr",
+                "vstates_ptr", "gs_ptr", "gT_ptr", "gvT_ptr", "du_ptr", "dA_ptr", "dB_ptr", "dC_ptr", "dD_ptr",
+                "dh0_ptr", "dv0_ptr", "dbeta_ptr", "dth_ptr"], ["L", "H", "N", "n_chunks"],
+               dict(flags, HAS_GT=True, HAS_GVT=True, SURROGATE=lif.SURROGATE_CODES["atan"], DETACH_RESET=False),
+               s4d_lif.BWD_NUM_WARPS)
+
+
 def compile_variant(fn, pointers, ints, constexprs, arch: int, num_warps: int):
     sig = _signature(fn, pointers, ints, "fp32")
     index = {name: i for i, name in enumerate(fn.arg_names)}
@@ -122,7 +141,8 @@ def main() -> None:
     spilled = []
     print(f"Triton {triton.__version__}, target sm_{args.arch}, fp32 state")
     print(f"{'kernel':15s} {'variant':48s} {'warps':>5s} {'regs':>5s} {'local B':>8s} {'shared B':>9s}")
-    for name, label, fn, pointers, ints, constexprs, warps in itertools.chain(variants(), lif_variants()):
+    all_variants = itertools.chain(variants(), lif_variants(), s4d_lif_variants())
+    for name, label, fn, pointers, ints, constexprs, warps in all_variants:
         compiled = compile_variant(fn, pointers, ints, constexprs, args.arch, warps)
         regs, local, shared = cubin_resources(compiled.asm["cubin"])
         print(f"{name:15s} {label:48s} {warps:5d} {regs:5d} {local:8d} {shared:9d}")

@@ -50,6 +50,31 @@ def _post_reset(m, spiked, threshold, RESET: tl.constexpr):
 
 
 @triton.jit
+def _reset_derivatives(m, s, sigma, th, RESET: tl.constexpr, DETACH_RESET: tl.constexpr):
+    """(dv/dm, dv/dthreshold) of the reset at pre-reset membrane m, spike s (0/1) and surrogate sigma."""
+    one = tl.full(m.shape, 1.0, m.dtype)
+    zero = tl.zeros(m.shape, m.dtype)
+    if RESET == 0:
+        if DETACH_RESET:
+            dv_dm = one
+            dv_dth = -s
+        else:
+            dv_dm = 1.0 - th * sigma
+            dv_dth = th * sigma - s
+    elif RESET == 1:
+        if DETACH_RESET:
+            dv_dm = 1.0 - s
+            dv_dth = zero
+        else:
+            dv_dm = (1.0 - s) - m * sigma
+            dv_dth = m * sigma
+    else:
+        dv_dm = one
+        dv_dth = zero
+    return dv_dm, dv_dth
+
+
+@triton.jit
 def _lif_fwd_kernel(
     x_ptr, beta_ptr, th_ptr, h0_ptr, s_ptr, m_ptr, vT_ptr,
     L, H,
@@ -107,24 +132,7 @@ def _lif_bwd_kernel(
         s = spiked.to(acc_dtype)
         sigma = _surrogate(m - th, alpha, SURROGATE)
         c = gs * sigma
-        # dv/dm and dv/dthreshold of the reset
-        if RESET == 0:
-            if DETACH_RESET:
-                dv_dm = tl.full([BLOCK_H], 1.0, acc_dtype)
-                dv_dth = -s
-            else:
-                dv_dm = 1.0 - th * sigma
-                dv_dth = th * sigma - s
-        elif RESET == 1:
-            if DETACH_RESET:
-                dv_dm = 1.0 - s
-                dv_dth = tl.zeros([BLOCK_H], dtype=acc_dtype)
-            else:
-                dv_dm = (1.0 - s) - m * sigma
-                dv_dth = m * sigma
-        else:
-            dv_dm = tl.full([BLOCK_H], 1.0, acc_dtype)
-            dv_dth = tl.zeros([BLOCK_H], dtype=acc_dtype)
+        dv_dm, dv_dth = _reset_derivatives(m, s, sigma, th, RESET, DETACH_RESET)
         g_m = c + g_v * dv_dm
         tl.store(dx_ptr + row + t * H, g_m.to(dx_ptr.dtype.element_ty), mask=mask)
         # v_{t-1}: the post-reset membrane of the previous step, or the initial state

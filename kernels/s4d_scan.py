@@ -19,7 +19,7 @@ from .affine_scan import check_chunk_size, compose_complex, last_row_3d, load_co
 
 
 @triton.jit
-def _load_parameters(A_ptr, B_ptr, C_ptr, hn, mask_hn, zero):
+def load_ssm_parameters(A_ptr, B_ptr, C_ptr, hn, mask_hn, zero):
     """Real and imaginary parts of A, B, C at (BLOCK_H, BLOCK_N) offsets `hn`, as (1, BLOCK_H, BLOCK_N) tiles
     that broadcast over a chunk. Padded states get A = B = C = 0 and so contribute nothing."""
     A_re, A_im = load_complex(A_ptr, hn, mask_hn, True, True, zero)
@@ -46,7 +46,7 @@ def _s4d_scan_fwd_kernel(
     mask_hn = mask_h[:, None] & (offs_n[None, :] < N)
     hn = (offs_h[:, None] * N + offs_n[None, :]) * 2
     zero = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
-    A_re, A_im, B_re, B_im, C_re, C_im = _load_parameters(A_ptr, B_ptr, C_ptr, hn, mask_hn, zero)
+    A_re, A_im, B_re, B_im, C_re, C_im = load_ssm_parameters(A_ptr, B_ptr, C_ptr, hn, mask_hn, zero)
     if HAS_D:
         D = tl.load(D_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
 
@@ -111,7 +111,7 @@ def _s4d_scan_bwd_kernel(
     mask_hn = mask_h[:, None] & (offs_n[None, :] < N)
     hn = (offs_h[:, None] * N + offs_n[None, :]) * 2
     zero = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
-    A_re, A_im, B_re, B_im, C_re, C_im = _load_parameters(A_ptr, B_ptr, C_ptr, hn, mask_hn, zero)
+    A_re, A_im, B_re, B_im, C_re, C_im = load_ssm_parameters(A_ptr, B_ptr, C_ptr, hn, mask_hn, zero)
     if HAS_D:
         D = tl.load(D_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
 

@@ -75,16 +75,16 @@ def _backward(ctx, g_spikes, _g_membrane, g_final):
 _lif_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _per_channel(name: str, value, H: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def per_channel(op: str, name: str, value, H: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """A float or a () / (H,) real tensor -> an (H,) tensor in the state dtype (differentiable)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return torch.full((H,), float(value), dtype=dtype, device=device)
-    require_tensor(OP, name, value)
+    require_tensor(op, name, value)
     if value.is_complex() or not value.is_floating_point():
-        raise TypeError(f"{OP}: {name} must be a float or a real floating-point tensor, got {value.dtype}")
+        raise TypeError(f"{op}: {name} must be a float or a real floating-point tensor, got {value.dtype}")
     if value.dim() == 0:
         return value.to(dtype).expand(H)
-    require_shape(OP, name, value, (H,), "() or (channels,)")
+    require_shape(op, name, value, (H,), "() or (channels,)")
     return value.to(dtype)
 
 
@@ -135,8 +135,8 @@ def lif(
     alpha = resolve(OP, surrogate, alpha)
     triton = use_triton(backend, x.device, OP)
     dtype = lif_recurrence.state_dtype(x)
-    beta_t = _per_channel("beta", beta, H, dtype, x.device)
-    threshold_t = _per_channel("threshold", threshold, H, dtype, x.device)
+    beta_t = per_channel(OP, "beta", beta, H, dtype, x.device)
+    threshold_t = per_channel(OP, "threshold", threshold, H, dtype, x.device)
     if initial_state is not None:
         require_tensor(OP, "initial_state", initial_state)
         require_shape(OP, "initial_state", initial_state, (B, H), "(batch, channels)")

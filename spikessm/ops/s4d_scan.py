@@ -111,7 +111,7 @@ def _backward(ctx, gy, gT, _g_states):
 _s4d_scan_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _check(u, A_bar, B_bar, C, D, initial_state) -> None:
+def check_ssm_inputs(u, A_bar, B_bar, C, D, initial_state) -> None:
     for name, t in (("u", u), ("A_bar", A_bar), ("B_bar", B_bar), ("C", C)):
         require_tensor(OP, name, t)
     require_rank(OP, "u", u, (3,), "(batch, length, channels)")
@@ -189,7 +189,7 @@ def s4d_scan(
     keeps one state per chunk (only when gradients are needed) and the backward recomputes from it. The PyTorch
     path computes y by FFT convolution (its cost does not grow with N except in the kernel and state terms).
     """
-    _check(u, A_bar, B_bar, C, D, initial_state)
+    check_ssm_inputs(u, A_bar, B_bar, C, D, initial_state)
     if not use_triton(backend, u.device, OP):
         return s4d_scan_conv(u, A_bar, B_bar, C, D, initial_state, bool(reverse), bool(output_final_state))
     tensors = [t for t in (u, A_bar, B_bar, C, D, initial_state) if t is not None]

@@ -1,0 +1,174 @@
+"""s4d_lif: an S4D layer's state update and readout followed by LIF neurons, fused.
+
+The Triton kernel (spikessm.kernels.s4d_lif) reads u and writes spikes: neither the SSM states nor the SSM
+output y reach memory, and the backward recomputes them from one saved state per chunk. The PyTorch path is
+s4d_scan followed by lif, which is also the definition the kernel is tested against.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .backend import use_triton
+from .checks import require_shape, require_tensor
+from .lif import _lif_fwd, per_channel
+from .lif_recurrence import RESETS
+from .s4d_scan import check_ssm_inputs, s4d_scan
+from .surrogates import resolve
+
+OP = "s4d_lif"
+
+
+def _kernels():
+    from spikessm.kernels import s4d_lif as k
+
+    return k
+
+
+@torch.library.custom_op("spikessm::s4d_lif_fwd", mutates_args=())
+def _s4d_lif_fwd(
+    u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, D: Optional[torch.Tensor],
+    h0: Optional[torch.Tensor], v0: Optional[torch.Tensor], beta: torch.Tensor, threshold: torch.Tensor,
+    reset: str, surrogate: str, alpha: float, detach_reset: bool, reverse: bool, save_states: bool,
+    output_membrane: bool, chunk_size: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """spikes, final SSM state, final membrane, pre-reset membrane (empty unless output_membrane), and the
+    chunk-end SSM states and membranes for the backward (empty without save_states)."""
+    spikes, hT, vT, membrane, states, vstates = _kernels().s4d_lif_fwd(
+        u, A, B, C, D, h0, v0, beta, threshold, reset, reverse, save_states, output_membrane, chunk_size)
+    return (spikes, hT, vT, membrane if membrane is not None else u.new_empty(0),
+            states if states is not None else A.new_empty(0), vstates if vstates is not None else beta.new_empty(0))
+
+
+@_s4d_lif_fwd.register_fake
+def _(u, A, B, C, D, h0, v0, beta, threshold, reset, surrogate, alpha, detach_reset, reverse, save_states,
+      output_membrane, chunk_size):
+    Bsz, L, H = u.shape
+    N = A.shape[1]
+    n_chunks = -(-L // chunk_size)
+    return (torch.empty_like(u), A.new_empty((Bsz, H, N)), beta.new_empty((Bsz, H)),
+            beta.new_empty((Bsz, L, H)) if output_membrane else u.new_empty(0),
+            A.new_empty((Bsz, n_chunks, H, N)) if save_states else A.new_empty(0),
+            beta.new_empty((Bsz, n_chunks, H)) if save_states else beta.new_empty(0))
+
+
+@torch.library.custom_op("spikessm::s4d_lif_bwd", mutates_args=())
+def _s4d_lif_bwd(
+    u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, D: Optional[torch.Tensor],
+    h0: Optional[torch.Tensor], v0: Optional[torch.Tensor], beta: torch.Tensor, threshold: torch.Tensor,
+    states: torch.Tensor, vstates: torch.Tensor, g_spikes: torch.Tensor, gT: torch.Tensor, gvT: torch.Tensor,
+    reset: str, surrogate: str, alpha: float, detach_reset: bool, reverse: bool, chunk_size: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+           torch.Tensor, torch.Tensor]:
+    """(du, dA, dB, dC, dD, dh0, dv0, dbeta, dthreshold); absent inputs get distinct empty placeholders."""
+    grads = _kernels().s4d_lif_bwd(u, A, B, C, D, h0, v0, beta, threshold, states, vstates, g_spikes, gT, gvT,
+                                   reset, surrogate, alpha, detach_reset, reverse, chunk_size)
+    return tuple(g if g is not None else u.new_empty(0) for g in grads)
+
+
+@_s4d_lif_bwd.register_fake
+def _(u, A, B, C, D, h0, v0, beta, threshold, states, vstates, g_spikes, gT, gvT, reset, surrogate, alpha,
+      detach_reset, reverse, chunk_size):
+    def like(t):
+        return torch.empty_like(t) if t is not None else u.new_empty(0)
+
+    return (like(u), like(A), like(B), like(C), like(D), like(h0), like(v0), like(beta), like(threshold))
+
+
+def _setup_context(ctx, inputs, output):
+    (u, A, B, C, D, h0, v0, beta, threshold, reset, surrogate, alpha, detach_reset, reverse, save_states,
+     output_membrane, chunk_size) = inputs
+    if not save_states:
+        raise RuntimeError(f"{OP}: backward through a forward that ran without gradients enabled")
+    ctx.save_for_backward(u, A, B, C, D, h0, v0, beta, threshold, output[4], output[5])
+    ctx.options = (reset, surrogate, alpha, detach_reset, reverse, chunk_size)
+
+
+def _backward(ctx, g_spikes, gT, gvT, _g_membrane, _g_states, _g_vstates):
+    u, A, B, C, D, h0, v0, beta, threshold, states, vstates = ctx.saved_tensors
+    grads = _s4d_lif_bwd(u, A, B, C, D, h0, v0, beta, threshold, states, vstates, g_spikes.contiguous(),
+                         gT.contiguous(), gvT.contiguous(), *ctx.options)
+    present = (u, A, B, C, D, h0, v0, beta, threshold)
+    return tuple(g if t is not None else None for g, t in zip(grads, present)) + (None,) * 8
+
+
+_s4d_lif_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def s4d_lif(
+    u: torch.Tensor,
+    A_bar: torch.Tensor,
+    B_bar: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    *,
+    beta,
+    threshold,
+    reset: str = "subtract",
+    surrogate: str = "atan",
+    alpha: float | None = None,
+    initial_state: tuple[torch.Tensor | None, torch.Tensor | None] | None = None,
+    detach_reset: bool = False,
+    reverse: bool = False,
+    output_membrane: bool = False,
+    backend: str = "auto",
+    chunk_size: int | None = None,
+):
+    """S4D state update and readout, then LIF neurons on its output: s4d_scan followed by lif, in one kernel.
+
+        y_t = Re(sum_n C x_t) + D u_t  with  x_t = A_bar x_{t-1} + B_bar u_t      (see s4d_scan)
+        v_t = beta v_{t-1} + y_t;  s_t = H(v_t - threshold);  reset                (see lif)
+
+    Args:
+        u, A_bar, B_bar, C, D: as in s4d_scan: (B, L, H) real; (H, N) complex; (H,) real or None.
+        beta, threshold, reset, surrogate, alpha, detach_reset: as in lif.
+        initial_state: None, or (SSM state (B, H, N) complex or None, membrane (B, H) or None).
+        reverse: run both the SSM and the neurons from t = L - 1 down to t = 0.
+        output_membrane: also return the pre-reset membrane (B, L, H), for analysis (no gradient).
+        backend: "auto" (Triton on CUDA, PyTorch otherwise), "triton" or "torch".
+        chunk_size: time steps per chunk of the Triton kernel (power of two); None picks the default.
+
+    Returns:
+        spikes: (B, L, H) in u's dtype, values 0 or 1.
+        final_state: (SSM state (B, H, N), membrane (B, H)) after the last step processed; pass it back as
+            initial_state to continue a stream.
+        membrane: (B, L, H), only when output_membrane.
+    """
+    check_ssm_inputs(u, A_bar, B_bar, C, D, None)
+    Bsz, L, H = u.shape
+    h0, v0 = initial_state if initial_state is not None else (None, None)
+    if h0 is not None:
+        check_ssm_inputs(u, A_bar, B_bar, C, D, h0)
+    if reset not in RESETS:
+        raise ValueError(f"{OP}: reset must be one of {RESETS}, got {reset!r}")
+    alpha = resolve(OP, surrogate, alpha)
+    real = torch.float64 if u.dtype == torch.float64 else torch.float32
+    beta_t = per_channel(OP, "beta", beta, H, real, u.device)
+    threshold_t = per_channel(OP, "threshold", threshold, H, real, u.device)
+    if v0 is not None:
+        require_tensor(OP, "initial membrane", v0)
+        require_shape(OP, "initial membrane", v0, (Bsz, H), "(batch, channels)")
+        if v0.dtype != real:
+            raise TypeError(f"{OP}: the initial membrane must be {real} for u of {u.dtype}, got {v0.dtype}")
+
+    if not use_triton(backend, u.device, OP):
+        y, ssm_state = s4d_scan(u, A_bar, B_bar, C, D, h0, reverse=reverse, backend="torch")
+        y_steps = y.flip(1) if reverse else y
+        spikes, membrane, v_state = _lif_fwd(y_steps.contiguous(), beta_t.contiguous(), threshold_t.contiguous(),
+                                             v0, reset, surrogate, alpha, bool(detach_reset), False)
+        if reverse:
+            spikes, membrane = spikes.flip(1), membrane.flip(1)
+        result = (spikes.to(u.dtype), (ssm_state, v_state))
+        return result + (membrane.detach(),) if output_membrane else result
+
+    tensors = [t for t in (u, A_bar, B_bar, C, D, h0, v0, beta_t, threshold_t) if t is not None]
+    save_states = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    chunk = _kernels().check_chunk_size(OP, chunk_size, _kernels().DEFAULT_CHUNK)
+    contiguous = [t.contiguous() if t is not None else None for t in (u, A_bar, B_bar, C, D, h0, v0, beta_t,
+                                                                          threshold_t)]
+    spikes, ssm_state, v_state, membrane, _, _ = _s4d_lif_fwd(
+        *contiguous, reset, surrogate, alpha, bool(detach_reset), bool(reverse), save_states,
+        bool(output_membrane), chunk)
+    result = (spikes, (ssm_state, v_state))
+    return result + (membrane.detach(),) if output_membrane else result

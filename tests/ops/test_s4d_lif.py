@@ -1,0 +1,166 @@
+"""s4d_lif equals s4d_scan followed by lif: values and gradients, both backends, against float64 loops."""
+import pytest
+import torch
+from conftest import TRITON_DEVICE, requires_triton
+from helpers import assert_close
+
+from spikessm.ops import s4d_lif
+from spikessm.ops.naive import lif_loop, s4d_scan_loop
+from spikessm.ops.surrogates import DEFAULT_ALPHA
+
+BACKENDS = [
+    pytest.param("torch", "cpu", id="torch"),
+    pytest.param("triton", TRITON_DEVICE, id="triton", marks=[requires_triton, pytest.mark.interpreter]),
+]
+NAMES = ("u", "A_bar", "B_bar", "C", "D", "ssm_state", "membrane", "beta", "threshold")
+
+
+def make_inputs(Bsz, L, H, N, *, D=True, states=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    A = torch.polar(0.5 + 0.5 * torch.rand(H, N, generator=g, dtype=torch.float64),
+                    torch.rand(H, N, generator=g, dtype=torch.float64) * 6)
+    Bm = torch.randn(H, N, generator=g, dtype=torch.complex128)
+    C = torch.randn(H, N, generator=g, dtype=torch.complex128) / 2
+    Dv = torch.randn(H, generator=g, dtype=torch.float64) if D else None
+    u = torch.randn(Bsz, L, H, generator=g, dtype=torch.float64)
+    h0 = torch.randn(Bsz, H, N, generator=g, dtype=torch.complex128) if states else None
+    v0 = torch.randn(Bsz, H, generator=g, dtype=torch.float64) if states else None
+    beta = torch.rand(H, generator=g, dtype=torch.float64) * 0.9
+    threshold = 0.3 + torch.rand(H, generator=g, dtype=torch.float64)
+    return [u, A, Bm, C, Dv, h0, v0, beta, threshold]
+
+
+def reference(ins, *, reset, surrogate, detach_reset, reverse):
+    """s4d_scan_loop then lif_loop, in float64 with autograd; returns spikes, ssm state, membrane state."""
+    u, A, Bm, C, D, h0, v0, beta, th = ins
+    y, ssm_state = s4d_scan_loop(u, A, Bm, C, D, h0, reverse=reverse)
+    y_steps = y.flip(1) if reverse else y
+    spikes, v = lif_loop(y_steps, beta, th, reset=reset, surrogate=surrogate, alpha=DEFAULT_ALPHA[surrogate],
+                         initial_state=v0, detach_reset=detach_reset)
+    return (spikes.flip(1) if reverse else spikes), ssm_state, v
+
+
+def check(ins64, *, backend, device, reset="subtract", surrogate="atan", detach_reset=False, reverse=False,
+          double=True, tol=1e-11, **kw):
+    cdt, rdt = (torch.complex128, torch.float64) if double else (torch.complex64, torch.float32)
+    ins = [t.to(cdt if t.is_complex() else rdt).to(device).requires_grad_() if t is not None else None
+           for t in ins64]
+    u, A, Bm, C, D, h0, v0, beta, th = ins
+    initial = (h0, v0) if (h0 is not None or v0 is not None) else None
+    spikes, (ssm_state, v) = s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, reset=reset, surrogate=surrogate,
+                                     initial_state=initial, detach_reset=detach_reset, reverse=reverse,
+                                     backend=backend, **kw)
+    refs = [t.detach().cpu().to(torch.complex128 if t.is_complex() else torch.float64).requires_grad_()
+            if t is not None else None for t in ins]
+    spikes_r, ssm_r, v_r = reference(refs, reset=reset, surrogate=surrogate, detach_reset=detach_reset,
+                                     reverse=reverse)
+    assert torch.equal(spikes.cpu().double(), spikes_r.detach())
+    assert_close(ssm_state, ssm_r, tol, "ssm state")
+    assert_close(v, v_r, tol, "membrane state")
+    g = torch.Generator().manual_seed(1)
+    gs = torch.randn(spikes_r.shape, generator=g, dtype=torch.float64)
+    gT = torch.randn(ssm_r.shape, generator=g, dtype=torch.complex128)
+    gv = torch.randn(v_r.shape, generator=g, dtype=torch.float64)
+    present = [(n, t, r) for n, t, r in zip(NAMES, ins, refs) if t is not None]
+    grads = torch.autograd.grad((spikes, ssm_state, v), [t for _, t, _ in present],
+                                (gs.to(spikes.dtype).to(device), gT.to(cdt).to(device), gv.to(rdt).to(device)))
+    grads_r = torch.autograd.grad((spikes_r, ssm_r, v_r), [r for _, _, r in present], (gs, gT, gv))
+    for (name, _, _), got, want in zip(present, grads, grads_r):
+        assert_close(got, want, tol, f"grad {name}")
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("reset,surrogate,detach_reset,reverse", [
+    ("subtract", "atan", False, False), ("subtract", "fast_sigmoid", True, True), ("zero", "triangle", False, True),
+    ("zero", "sigmoid", True, False), ("none", "rectangle", False, False), ("none", "atan", False, True),
+])
+def test_matches_reference(backend, device, reset, surrogate, detach_reset, reverse):
+    ins = make_inputs(2, 19, 3, 4, seed=len(reset) + len(surrogate))
+    check(ins, backend=backend, device=device, reset=reset, surrogate=surrogate, detach_reset=detach_reset,
+          reverse=reverse, chunk_size=8 if backend == "triton" else None)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("D,states", [(False, False), (True, False), (False, True)])
+def test_optional_inputs(backend, device, D, states):
+    check(make_inputs(1, 10, 2, 3, D=D, states=states, seed=7), backend=backend, device=device)
+
+
+@requires_triton
+@pytest.mark.interpreter
+@pytest.mark.parametrize("L", [7, 8, 9, 17])
+def test_triton_chunk_boundaries(L):
+    check(make_inputs(1, L, 2, 3, seed=L), backend="triton", device=TRITON_DEVICE, reverse=L % 2 == 0,
+          chunk_size=8)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_float32(backend, device):
+    check(make_inputs(2, 40, 3, 5, seed=3), backend=backend, device=device, double=False, tol=2e-5)
+
+
+@requires_triton
+@pytest.mark.interpreter
+def test_triton_agrees_with_torch():
+    ins = make_inputs(2, 33, 4, 6, seed=9)
+    outs = {}
+    for backend, device in (("torch", "cpu"), ("triton", TRITON_DEVICE)):
+        args = [t.to(torch.complex64 if t.is_complex() else torch.float32).to(device).requires_grad_()
+                for t in ins]
+        u, A, Bm, C, D, h0, v0, beta, th = args
+        spikes, (s, v), mem = s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, initial_state=(h0, v0),
+                                      backend=backend, output_membrane=True)
+        grads = torch.autograd.grad((spikes, s, v), args, (torch.ones_like(spikes), torch.ones_like(s),
+                                                          torch.ones_like(v)))
+        outs[backend] = [t.detach().cpu() for t in (spikes, s, v, mem, *grads)]
+    assert torch.equal(outs["triton"][0], outs["torch"][0])
+    for name, got, want in zip(("ssm", "v", "membrane") + NAMES, outs["triton"][1:], outs["torch"][1:]):
+        assert_close(got, want, 1e-5, name)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_streaming_in_pieces(backend, device):
+    u, A, Bm, C, D, _, _, beta, th = (t.to(torch.complex64 if t.is_complex() else torch.float32).to(device)
+                                      if t is not None else None for t in make_inputs(2, 30, 3, 4, seed=11))
+    kw = dict(beta=beta, threshold=th, backend=backend)
+    spikes_full, (s_full, v_full) = s4d_lif(u, A, Bm, C, D, **kw)
+    state, pieces = None, []
+    for lo, hi in ((0, 5), (5, 6), (6, 30)):
+        spikes, state = s4d_lif(u[:, lo:hi], A, Bm, C, D, initial_state=state, **kw)
+        pieces.append(spikes)
+    assert torch.equal(torch.cat(pieces, 1), spikes_full)
+    assert_close(state[0], s_full, 1e-5, "ssm state")
+    assert_close(state[1], v_full, 1e-5, "membrane")
+
+
+def test_membrane_output_is_the_pre_reset_potential():
+    ins = [t.float() if not t.is_complex() else t.to(torch.complex64) for t in make_inputs(1, 12, 2, 3, seed=12)]
+    u, A, Bm, C, D, h0, v0, beta, th = ins
+    spikes, _, membrane = s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, initial_state=(h0, v0),
+                                  output_membrane=True)
+    assert torch.equal(spikes, (membrane > th).float())
+    assert not membrane.requires_grad
+
+
+@requires_triton
+@pytest.mark.interpreter
+def test_opcheck_triton():
+    d = TRITON_DEVICE
+    ins = [t.to(torch.complex64 if t.is_complex() else torch.float32).to(d).requires_grad_()
+           for t in make_inputs(2, 9, 2, 3, seed=13)]
+    torch.library.opcheck(torch.ops.spikessm.s4d_lif_fwd.default,
+                          (*ins, "zero", "atan", 2.0, False, False, True, False, 8),
+                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+
+
+def test_errors():
+    u, A, Bm, C, D, h0, v0, beta, th = [t.to(torch.complex64 if t.is_complex() else torch.float32)
+                                        for t in make_inputs(2, 5, 3, 4)]
+    with pytest.raises(ValueError, match="s4d_lif: reset must be one of"):
+        s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, reset="soft")
+    with pytest.raises(ValueError, match="s4d_lif: initial membrane must have shape"):
+        s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, initial_state=(None, v0[:, :2]))
+    with pytest.raises(ValueError, match="s4d_scan: initial_state must have shape"):
+        s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, initial_state=(h0[:, :2], None))
+    with pytest.raises(ValueError, match="s4d_lif: beta must have shape"):
+        s4d_lif(u, A, Bm, C, D, beta=beta[:2], threshold=th)
