@@ -81,23 +81,23 @@ def lif_variants():
         yield ("lif_fwd", f"reset={reset}", lif._lif_fwd_kernel,
                ["x_ptr", "beta_ptr", "th_ptr", "h0_ptr", "s_ptr", "m_ptr", "vT_ptr"], ["L", "H"],
                dict(HAS_H0=True, RESET=lif.RESET_CODES[reset], BLOCK_H=block_h), 4)
-    combos = [("subtract", name, False) for name in lif.SURROGATE_CODES]
+    combos = [("subtract", name, False) for name in lif.SURROGATE_CODES]  # "leaky" included
     combos += [(reset, "atan", detach) for reset in ("zero", "none") for detach in (False, True)]
     combos += [("subtract", "atan", True)]
     for reset, surrogate, detach in combos:
         yield ("lif_bwd", f"reset={reset} surrogate={surrogate} detach={int(detach)}", lif._lif_bwd_kernel,
-               ["beta_ptr", "th_ptr", "h0_ptr", "m_ptr", "gs_ptr", "gT_ptr", "dx_ptr", "dbeta_ptr", "dth_ptr",
-                "dh0_ptr"], ["L", "H"],
+               ["beta_ptr", "th_ptr", "h0_ptr", "m_ptr", "gs_ptr", "gT_ptr", "sigma_ptr", "dx_ptr", "dbeta_ptr",
+                "dth_ptr", "dh0_ptr"], ["L", "H"],
                dict(HAS_H0=True, HAS_GT=True, RESET=lif.RESET_CODES[reset], SURROGATE=lif.SURROGATE_CODES[surrogate],
                     DETACH_RESET=detach, BLOCK_H=block_h), 4)
 
 
 def s4d_lif_variants():
-    """Fused S4D + LIF at N = 64, one configuration per reset (the surrogate only changes an inline formula)."""
+    """Fused S4D + LIF at N = 64: each reset once, and the "leaky" surrogate (read from memory) once."""
     block_t, block_h, block_n = s4d_lif._blocks(256, 64, None)
     blocks = dict(BLOCK_T=block_t, BLOCK_H=block_h, BLOCK_N=block_n)
-    for reset, rev in (("subtract", False), ("zero", True), ("none", False)):
-        label = f"N=64 reset={reset} reverse={int(rev)} T={block_t}"
+    for reset, rev, surrogate in (("subtract", False, "atan"), ("zero", True, "leaky"), ("none", False, "atan")):
+        label = f"N=64 reset={reset} reverse={int(rev)} {surrogate} T={block_t}"
         flags = dict(blocks, HAS_D=True, HAS_H0=True, HAS_V0=True, RESET=lif.RESET_CODES[reset], REVERSE=rev)
         yield ("s4d_lif_fwd", label, s4d_lif._s4d_lif_fwd_kernel,
                ["u_ptr", "A_ptr", "B_ptr", "C_ptr", "D_ptr", "h0_ptr", "v0_ptr", "beta_ptr", "th_ptr", "s_ptr",
@@ -105,9 +105,9 @@ def s4d_lif_variants():
                dict(flags, SAVE_STATES=True, OUTPUT_MEMBRANE=False), s4d_lif.FWD_NUM_WARPS)
         yield ("s4d_lif_bwd", label, s4d_lif._s4d_lif_bwd_kernel,
                ["u_ptr", "A_ptr", "B_ptr", "C_ptr", "D_ptr", "h0_ptr", "v0_ptr", "beta_ptr", "th_ptr", "states_ptr",
-                "vstates_ptr", "gs_ptr", "gT_ptr", "gvT_ptr", "du_ptr", "dA_ptr", "dB_ptr", "dC_ptr", "dD_ptr",
-                "dh0_ptr", "dv0_ptr", "dbeta_ptr", "dth_ptr"], ["L", "H", "N", "n_chunks"],
-               dict(flags, HAS_GT=True, HAS_GVT=True, SURROGATE=lif.SURROGATE_CODES["atan"], DETACH_RESET=False),
+                "vstates_ptr", "gs_ptr", "gT_ptr", "gvT_ptr", "sigma_ptr", "du_ptr", "dA_ptr", "dB_ptr", "dC_ptr",
+                "dD_ptr", "dh0_ptr", "dv0_ptr", "dbeta_ptr", "dth_ptr"], ["L", "H", "N", "n_chunks"],
+               dict(flags, HAS_GT=True, HAS_GVT=True, SURROGATE=lif.SURROGATE_CODES[surrogate], DETACH_RESET=False),
                s4d_lif.BWD_NUM_WARPS)
 
 

@@ -15,7 +15,8 @@ import triton
 import triton.language as tl
 
 HALF_PI = tl.constexpr(math.pi / 2)
-SURROGATE_CODES = {"atan": 0, "fast_sigmoid": 1, "triangle": 2, "sigmoid": 3, "rectangle": 4}
+# "leaky" depends on the spike history: its derivative is computed by the launcher and read from memory.
+SURROGATE_CODES = {"atan": 0, "fast_sigmoid": 1, "triangle": 2, "sigmoid": 3, "rectangle": 4, "leaky": 5}
 RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
 
 
@@ -103,7 +104,7 @@ def _lif_fwd_kernel(
 
 @triton.jit
 def _lif_bwd_kernel(
-    beta_ptr, th_ptr, h0_ptr, m_ptr, gs_ptr, gT_ptr, dx_ptr, dbeta_ptr, dth_ptr, dh0_ptr,
+    beta_ptr, th_ptr, h0_ptr, m_ptr, gs_ptr, gT_ptr, sigma_ptr, dx_ptr, dbeta_ptr, dth_ptr, dh0_ptr,
     L, H, alpha,
     HAS_H0: tl.constexpr, HAS_GT: tl.constexpr, RESET: tl.constexpr, SURROGATE: tl.constexpr,
     DETACH_RESET: tl.constexpr, BLOCK_H: tl.constexpr,
@@ -130,7 +131,10 @@ def _lif_bwd_kernel(
         gs = tl.load(gs_ptr + row + t * H, mask=mask, other=0.0).to(acc_dtype)
         spiked = m > th
         s = spiked.to(acc_dtype)
-        sigma = _surrogate(m - th, alpha, SURROGATE)
+        if SURROGATE == 5:
+            sigma = tl.load(sigma_ptr + row + t * H, mask=mask, other=0.0).to(acc_dtype)
+        else:
+            sigma = _surrogate(m - th, alpha, SURROGATE)
         c = gs * sigma
         dv_dm, dv_dth = _reset_derivatives(m, s, sigma, th, RESET, DETACH_RESET)
         g_m = c + g_v * dv_dm
@@ -173,8 +177,11 @@ def lif_fwd(x, beta, threshold, h0, reset: str):
 
 
 def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate: str, alpha: float,
-            detach_reset: bool, x_dtype: torch.dtype):
-    """Same arguments and results as spikessm.ops.lif_recurrence.lif_bwd."""
+            detach_reset: bool, x_dtype: torch.dtype, sigma=None):
+    """Same arguments and results as spikessm.ops.lif_recurrence.lif_bwd; for surrogate "leaky", `sigma` (B, L, H)
+    is its derivative at every step (it depends on the spike history, which the backward does not see)."""
+    if (surrogate == "leaky") != (sigma is not None):
+        raise ValueError("lif_bwd: sigma is needed for, and only for, the 'leaky' surrogate")
     B, L, H = m_all.shape
     dx = torch.empty((B, L, H), dtype=x_dtype, device=m_all.device)
     dbeta = torch.empty((B, H), dtype=m_all.dtype, device=m_all.device)
@@ -183,7 +190,8 @@ def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate
     block_h = _block_h(B, H)
     _lif_bwd_kernel[(triton.cdiv(H, block_h), B)](
         beta, threshold, h0 if h0 is not None else dh0, m_all, g_spikes,
-        g_final if g_final is not None else dh0, dx, dbeta, dth, dh0, L, H, float(alpha),
+        g_final if g_final is not None else dh0, sigma if sigma is not None else m_all, dx, dbeta, dth, dh0,
+        L, H, float(alpha),
         HAS_H0=h0 is not None, HAS_GT=g_final is not None, RESET=RESET_CODES[reset],
         SURROGATE=SURROGATE_CODES[surrogate], DETACH_RESET=detach_reset, BLOCK_H=block_h,
     )

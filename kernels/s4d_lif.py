@@ -106,7 +106,7 @@ def _s4d_lif_fwd_kernel(
 @triton.jit
 def _s4d_lif_bwd_kernel(
     u_ptr, A_ptr, B_ptr, C_ptr, D_ptr, h0_ptr, v0_ptr, beta_ptr, th_ptr, states_ptr, vstates_ptr,
-    gs_ptr, gT_ptr, gvT_ptr,
+    gs_ptr, gT_ptr, gvT_ptr, sigma_ptr,
     du_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dh0_ptr, dv0_ptr, dbeta_ptr, dth_ptr,
     L, H, N, n_chunks, alpha,
     HAS_D: tl.constexpr, HAS_H0: tl.constexpr, HAS_V0: tl.constexpr, HAS_GT: tl.constexpr,
@@ -166,6 +166,8 @@ def _s4d_lif_bwd_kernel(
         u_prev = tl.load(u_ptr + (pid_b * L + t_prev[:, None]) * H + offs_h[None, :],
                          mask=has_prev[:, None] & mask_h[None, :], other=0.0).to(acc_dtype)
         gs = tl.load(gs_ptr + u_offs, mask=m, other=0.0).to(acc_dtype)
+        if SURROGATE == 5:  # "leaky": precomputed by the launcher from the spike history
+            sigma_tile = tl.load(sigma_ptr + u_offs, mask=m, other=0.0).to(acc_dtype)
 
         # States entering the chunk (for c = 0 the loads of chunk 0 are in bounds and discarded).
         prev_chunk = tl.maximum(c - 1, 0)
@@ -200,7 +202,10 @@ def _s4d_lif_bwd_kernel(
             live = start + r < L
             pre = _row(pre_tile, rows, r)
             spike = (pre > th).to(acc_dtype)
-            sigma = _surrogate(pre - th, alpha, SURROGATE)
+            if SURROGATE == 5:
+                sigma = _row(sigma_tile, rows, r)
+            else:
+                sigma = _surrogate(pre - th, alpha, SURROGATE)
             cr = _row(gs, rows, r) * sigma
             dv_dm, dv_dth = _reset_derivatives(pre, spike, sigma, th, RESET, DETACH_RESET)
             g_m = tl.where(live, cr + g_v * dv_dm, 0.0)
@@ -294,8 +299,9 @@ def s4d_lif_fwd(u, A, B, C, D, h0, v0, beta, threshold, reset: str, reverse: boo
 
 
 def s4d_lif_bwd(u, A, B, C, D, h0, v0, beta, threshold, states, vstates, g_spikes, gT, gvT, reset: str,
-                surrogate: str, alpha: float, detach_reset: bool, reverse: bool, chunk_size: int):
-    """Backward launcher; states, vstates and chunk_size come from s4d_lif_fwd with save_states.
+                surrogate: str, alpha: float, detach_reset: bool, reverse: bool, chunk_size: int, sigma=None):
+    """Backward launcher; states, vstates and chunk_size come from s4d_lif_fwd with save_states. For surrogate
+    "leaky", `sigma` (B, L, H) is its derivative at every step (it depends on the spike history).
 
     Returns du, dA, dB, dC, dD (or None), dh0 (or None), dv0 (or None), dbeta, dthreshold."""
     Bsz, L, H = u.shape
@@ -306,11 +312,13 @@ def s4d_lif_bwd(u, A, B, C, D, h0, v0, beta, threshold, states, vstates, g_spike
     du = torch.empty_like(u)
     dA, dB, dC, dh0 = (torch.empty((Bsz, H, N), dtype=A.dtype, device=u.device) for _ in range(4))
     dD, dv0, dbeta, dth = (torch.empty((Bsz, H), dtype=real, device=u.device) for _ in range(4))
+    if (surrogate == "leaky") != (sigma is not None):
+        raise ValueError("s4d_lif_bwd: sigma is needed for, and only for, the 'leaky' surrogate")
     _s4d_lif_bwd_kernel[(triton.cdiv(H, block_h), Bsz)](
         u, real_view(A), real_view(B), real_view(C), D if D is not None else dD,
         real_view(h0 if h0 is not None else dh0), v0 if v0 is not None else dv0, beta, threshold,
         real_view(states), vstates, g_spikes, real_view(gT if gT is not None else dh0),
-        gvT if gvT is not None else dv0,
+        gvT if gvT is not None else dv0, sigma if sigma is not None else du,
         du, real_view(dA), real_view(dB), real_view(dC), dD, real_view(dh0), dv0, dbeta, dth,
         L, H, N, n_chunks, float(alpha),
         HAS_D=D is not None, HAS_H0=h0 is not None, HAS_V0=v0 is not None, HAS_GT=gT is not None,

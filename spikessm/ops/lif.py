@@ -14,7 +14,7 @@ from . import lif_recurrence
 from .backend import use_triton
 from .checks import LOW_PRECISION, REAL_STATE, require_length, require_rank, require_same_device, require_shape, \
     require_tensor
-from .surrogates import resolve
+from .surrogates import leaky_derivative, require_leaky_beta, resolve
 
 OP = "lif"
 
@@ -48,8 +48,14 @@ def _lif_bwd(
     g_spikes: torch.Tensor, g_final: torch.Tensor, reset: str, surrogate: str, alpha: float, detach_reset: bool,
     triton: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    dx, dbeta, dthreshold, dh0 = _impl(triton).lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset,
-                                                        surrogate, alpha, detach_reset, x.dtype)
+    if triton:
+        sigma = leaky_derivative((m_all > threshold).to(m_all.dtype), beta, threshold) if surrogate == "leaky" else None
+        grads = _impl(True).lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset, surrogate, alpha,
+                                    detach_reset, x.dtype, sigma)
+    else:
+        grads = lif_recurrence.lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset, surrogate, alpha,
+                                       detach_reset, x.dtype)
+    dx, dbeta, dthreshold, dh0 = grads
     return dx, dbeta, dthreshold, (dh0 if dh0 is not None else x.new_empty(0))
 
 
@@ -133,6 +139,7 @@ def lif(
     if reset not in lif_recurrence.RESETS:
         raise ValueError(f"{OP}: reset must be one of {lif_recurrence.RESETS}, got {reset!r}")
     alpha = resolve(OP, surrogate, alpha)
+    require_leaky_beta(OP, surrogate, beta)
     triton = use_triton(backend, x.device, OP)
     dtype = lif_recurrence.state_dtype(x)
     beta_t = per_channel(OP, "beta", beta, H, dtype, x.device)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from .surrogates import derivative
+from .surrogates import derivative, leaky_derivative
 
 RESETS = ("subtract", "zero", "none")
 
@@ -77,11 +77,13 @@ def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate
     dbeta = m_all.new_zeros(H)
     dthreshold = m_all.new_zeros(H)
     g_v = g_final.to(dtype).clone() if g_final is not None else m_all.new_zeros(B, H)  # gradient of v_(end-1)
+    if surrogate == "leaky":  # depends on the spike history: computed for all steps at once
+        leaky = leaky_derivative((m_all > threshold).to(dtype), beta, threshold)
     for end in range(L, 0, -CHUNK):
         start = max(0, end - CHUNK)
         m = m_all[:, start:end]
         spiked = m > threshold
-        sigma = derivative(surrogate, m - threshold, alpha)
+        sigma = leaky[:, start:end] if surrogate == "leaky" else derivative(surrogate, m - threshold, alpha)
         c = g_spikes[:, start:end].to(dtype) * sigma
         dv_dm, dv_dth = _reset_derivatives(m, spiked, sigma, threshold, reset, detach_reset)
 

@@ -78,18 +78,17 @@ def s4d_scan_loop(
 
 
 class _Spike(torch.autograd.Function):
-    """Heaviside forward (1 where x > 0), surrogate derivative backward."""
+    """Heaviside forward (1 where x > 0); backward multiplies by the given surrogate derivative."""
 
     @staticmethod
-    def forward(ctx, x, surrogate, alpha):
-        ctx.save_for_backward(x)
-        ctx.surrogate, ctx.alpha = surrogate, alpha
+    def forward(ctx, x, surrogate_derivative):
+        ctx.save_for_backward(surrogate_derivative)
         return (x > 0).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad * derivative(ctx.surrogate, x, ctx.alpha), None, None
+        (d,) = ctx.saved_tensors
+        return grad * d, None
 
 
 def lif_loop(
@@ -114,10 +113,18 @@ def lif_loop(
         spikes: (B, L, H) in {0, 1}; final membrane: (B, H).
     """
     v = torch.zeros_like(x[:, 0]) if initial_state is None else initial_state
+    trace = count = torch.zeros_like(v)  # for "leaky": leaky spike trace and spike count
     spikes = []
     for x_t in x.unbind(1):
         v = beta * v + x_t
-        s = _Spike.apply(v - threshold, surrogate, alpha)
+        if surrogate == "leaky":
+            fired = (v.detach() > threshold).to(v.dtype)
+            trace, count = beta * trace + fired, count + fired
+            ratio = torch.where(count > 0, trace / count.clamp_min(1), 0.0)
+            d = ((1 + torch.log(torch.as_tensor(beta, dtype=v.dtype)) * ratio) / threshold).detach()
+        else:
+            d = derivative(surrogate, (v - threshold).detach(), alpha)
+        s = _Spike.apply(v - threshold, d)
         r = s.detach() if detach_reset else s
         if reset == "subtract":
             v = v - r * threshold

@@ -15,7 +15,7 @@ from .checks import require_shape, require_tensor
 from .lif import _lif_fwd, per_channel
 from .lif_recurrence import RESETS
 from .s4d_scan import check_ssm_inputs, s4d_scan
-from .surrogates import resolve
+from .surrogates import leaky_derivative, require_leaky_beta, resolve
 
 OP = "s4d_lif"
 
@@ -57,18 +57,23 @@ def _(u, A, B, C, D, h0, v0, beta, threshold, reset, surrogate, alpha, detach_re
 def _s4d_lif_bwd(
     u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, D: Optional[torch.Tensor],
     h0: Optional[torch.Tensor], v0: Optional[torch.Tensor], beta: torch.Tensor, threshold: torch.Tensor,
-    states: torch.Tensor, vstates: torch.Tensor, g_spikes: torch.Tensor, gT: torch.Tensor, gvT: torch.Tensor,
-    reset: str, surrogate: str, alpha: float, detach_reset: bool, reverse: bool, chunk_size: int,
+    states: torch.Tensor, vstates: torch.Tensor, spikes: torch.Tensor, g_spikes: torch.Tensor, gT: torch.Tensor,
+    gvT: torch.Tensor, reset: str, surrogate: str, alpha: float, detach_reset: bool, reverse: bool, chunk_size: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
            torch.Tensor, torch.Tensor]:
     """(du, dA, dB, dC, dD, dh0, dv0, dbeta, dthreshold); absent inputs get distinct empty placeholders."""
+    sigma = None
+    if surrogate == "leaky":  # depends on the spike history, in processing order
+        steps = spikes.to(beta.dtype)
+        sigma = leaky_derivative(steps.flip(1) if reverse else steps, beta, threshold)
+        sigma = (sigma.flip(1) if reverse else sigma).contiguous()
     grads = _kernels().s4d_lif_bwd(u, A, B, C, D, h0, v0, beta, threshold, states, vstates, g_spikes, gT, gvT,
-                                   reset, surrogate, alpha, detach_reset, reverse, chunk_size)
+                                   reset, surrogate, alpha, detach_reset, reverse, chunk_size, sigma)
     return tuple(g if g is not None else u.new_empty(0) for g in grads)
 
 
 @_s4d_lif_bwd.register_fake
-def _(u, A, B, C, D, h0, v0, beta, threshold, states, vstates, g_spikes, gT, gvT, reset, surrogate, alpha,
+def _(u, A, B, C, D, h0, v0, beta, threshold, states, vstates, spikes, g_spikes, gT, gvT, reset, surrogate, alpha,
       detach_reset, reverse, chunk_size):
     def like(t):
         return torch.empty_like(t) if t is not None else u.new_empty(0)
@@ -81,13 +86,13 @@ def _setup_context(ctx, inputs, output):
      output_membrane, chunk_size) = inputs
     if not save_states:
         raise RuntimeError(f"{OP}: backward through a forward that ran without gradients enabled")
-    ctx.save_for_backward(u, A, B, C, D, h0, v0, beta, threshold, output[4], output[5])
+    ctx.save_for_backward(u, A, B, C, D, h0, v0, beta, threshold, output[4], output[5], output[0])
     ctx.options = (reset, surrogate, alpha, detach_reset, reverse, chunk_size)
 
 
 def _backward(ctx, g_spikes, gT, gvT, _g_membrane, _g_states, _g_vstates):
-    u, A, B, C, D, h0, v0, beta, threshold, states, vstates = ctx.saved_tensors
-    grads = _s4d_lif_bwd(u, A, B, C, D, h0, v0, beta, threshold, states, vstates, g_spikes.contiguous(),
+    u, A, B, C, D, h0, v0, beta, threshold, states, vstates, spikes = ctx.saved_tensors
+    grads = _s4d_lif_bwd(u, A, B, C, D, h0, v0, beta, threshold, states, vstates, spikes, g_spikes.contiguous(),
                          gT.contiguous(), gvT.contiguous(), *ctx.options)
     present = (u, A, B, C, D, h0, v0, beta, threshold)
     return tuple(g if t is not None else None for g, t in zip(grads, present)) + (None,) * 8
@@ -143,6 +148,7 @@ def s4d_lif(
     if reset not in RESETS:
         raise ValueError(f"{OP}: reset must be one of {RESETS}, got {reset!r}")
     alpha = resolve(OP, surrogate, alpha)
+    require_leaky_beta(OP, surrogate, beta)
     real = torch.float64 if u.dtype == torch.float64 else torch.float32
     beta_t = per_channel(OP, "beta", beta, H, real, u.device)
     threshold_t = per_channel(OP, "threshold", threshold, H, real, u.device)

@@ -11,6 +11,12 @@ with the default of the SNN libraries:
 | "triangle"     | max(0, 1 - |x| / alpha) / alpha                   | half-width (1.0)    |
 | "sigmoid"      | alpha * sig(alpha x) * (1 - sig(alpha x))         | sharpness (4.0)     |
 | "rectangle"    | 1{|x| < alpha / 2} / alpha  (straight-through)    | width (1.0)         |
+| "leaky"        | (1 / threshold) (1 + ln(beta) a_t / g_t)          | unused              |
+
+"leaky" is the leak-aware derivative of Lee et al. 2020 (Front. Neurosci. 14:119) applied per step: a_t is the
+leaky spike trace sum_k beta^(t - t_k) s_k and g_t the spike count sum_k s_k up to and including step t (the
+factor is 1 / threshold before the first spike). It depends on the spike history, not on v - threshold, so it
+needs 0 < beta <= 1 and is computed by `leaky_derivative` from the spikes.
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ import math
 
 import torch
 
-DEFAULT_ALPHA = {"atan": 2.0, "fast_sigmoid": 25.0, "triangle": 1.0, "sigmoid": 4.0, "rectangle": 1.0}
+DEFAULT_ALPHA = {"atan": 2.0, "fast_sigmoid": 25.0, "triangle": 1.0, "sigmoid": 4.0, "rectangle": 1.0, "leaky": 1.0}
 SURROGATES = tuple(DEFAULT_ALPHA)
 
 
@@ -32,8 +38,25 @@ def resolve(op: str, surrogate: str, alpha: float | None) -> float:
     return alpha
 
 
+def require_leaky_beta(op: str, surrogate: str, beta) -> None:
+    """"leaky" takes ln(beta): a float beta must be in (0, 1] (tensor values are the caller's responsibility)."""
+    if surrogate == "leaky" and isinstance(beta, (int, float)) and not 0 < beta <= 1:
+        raise ValueError(f"{op}: the 'leaky' surrogate needs 0 < beta <= 1 (it uses ln(beta)), got {beta}")
+
+
+def leaky_derivative(spikes: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """The "leaky" surrogate for every step. spikes: (B, L, H) 0/1; beta, threshold: (H,) -> (B, L, H)."""
+    from .chunked_scan import scan  # the trace a_t = beta a_(t-1) + s_t is a diagonal scan
+
+    trace = scan(beta, spikes.contiguous(), None)
+    count = spikes.cumsum(dim=1)
+    ratio = torch.where(count > 0, trace / count.clamp_min(1), 0.0)
+    return (1 + torch.log(beta) * ratio) / threshold
+
+
 def derivative(surrogate: str, x: torch.Tensor, alpha: float) -> torch.Tensor:
-    """d spike / d x at x = v - threshold (elementwise, x's shape and dtype)."""
+    """d spike / d x at x = v - threshold (elementwise, x's shape and dtype), for the surrogates that depend
+    on x only (all but "leaky")."""
     if surrogate == "atan":
         return (alpha / 2) / (1 + (math.pi / 2 * alpha * x) ** 2)
     if surrogate == "fast_sigmoid":

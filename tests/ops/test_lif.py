@@ -9,7 +9,7 @@ from helpers import assert_close
 
 from spikessm.ops import lif
 from spikessm.ops.naive import lif_loop
-from spikessm.ops.surrogates import DEFAULT_ALPHA, SURROGATES, derivative
+from spikessm.ops.surrogates import DEFAULT_ALPHA, SURROGATES, derivative, leaky_derivative
 
 RESETS = ("subtract", "zero", "none")
 MARGIN = 1e-4  # spikes may legitimately differ where the membrane is within rounding of the threshold
@@ -162,6 +162,16 @@ def test_surrogate_formulas(surrogate, alpha, x, expected):
     assert abs(got.item() - expected) < 1e-12
 
 
+def test_leaky_surrogate_formula():
+    # One neuron, beta = 0.5, threshold = 2, spikes at steps 1 and 2:
+    #   trace a = 0, 1, 1.5, 0.75; count g = 0, 1, 2, 2; factor (1 + ln(0.5) a / g) / 2, or 1/2 before a spike.
+    spikes = torch.tensor([0.0, 1.0, 1.0, 0.0], dtype=torch.float64).view(1, 4, 1)
+    got = leaky_derivative(spikes, torch.tensor([0.5], dtype=torch.float64), torch.tensor([2.0], dtype=torch.float64))
+    ln = math.log(0.5)
+    want = torch.tensor([0.5, (1 + ln) / 2, (1 + ln * 0.75) / 2, (1 + ln * 0.375) / 2], dtype=torch.float64)
+    assert torch.allclose(got.view(-1), want, rtol=1e-14, atol=0)
+
+
 def test_compile_fullgraph():
     x = torch.randn(2, 9, 3)
     beta = torch.rand(3, requires_grad=True)
@@ -207,5 +217,7 @@ def test_errors():
         lif(x[0], 0.5, 1.0)
     with pytest.raises(TypeError, match="lif: initial_state must be torch.float32"):
         lif(x, 0.5, 1.0, initial_state=torch.zeros(2, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="lif: the 'leaky' surrogate needs 0 < beta <= 1"):
+        lif(x, 0.0, 1.0, surrogate="leaky")
     with pytest.raises(ValueError, match="lif: backend must be one of"):
         lif(x, 0.5, 1.0, backend="cuda")

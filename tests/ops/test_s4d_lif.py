@@ -73,6 +73,7 @@ def check(ins64, *, backend, device, reset="subtract", surrogate="atan", detach_
 @pytest.mark.parametrize("reset,surrogate,detach_reset,reverse", [
     ("subtract", "atan", False, False), ("subtract", "fast_sigmoid", True, True), ("zero", "triangle", False, True),
     ("zero", "sigmoid", True, False), ("none", "rectangle", False, False), ("none", "atan", False, True),
+    ("subtract", "leaky", False, True), ("zero", "leaky", True, False),
 ])
 def test_matches_reference(backend, device, reset, surrogate, detach_reset, reverse):
     ins = make_inputs(2, 19, 3, 4, seed=len(reset) + len(surrogate))
