@@ -15,7 +15,7 @@ import triton
 import triton.language as tl
 
 HALF_PI = tl.constexpr(math.pi / 2)
-# "leaky" depends on the spike history: its derivative is computed by the launcher and read from memory.
+# "leaky" depends on the spike history: its derivative comes from the ops layer and is read from memory.
 SURROGATE_CODES = {"atan": 0, "fast_sigmoid": 1, "triangle": 2, "sigmoid": 3, "rectangle": 4, "leaky": 5}
 RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
 

@@ -11,9 +11,10 @@ import torch
 import triton
 import triton.language as tl
 
-from .affine_scan import check_chunk_size, compose_complex, last_row_3d, load_complex, real_view
+from .affine_scan import check_chunk_size, last_row_3d, load_complex, real_view
 from .lif import RESET_CODES, SURROGATE_CODES, _post_reset, _reset_derivatives, _surrogate
-from .s4d_scan import DEFAULT_CHUNK, load_ssm_parameters
+from .s4d_scan import (DEFAULT_CHUNK, load_ssm_parameters, ssm_chunk_adjoint, ssm_chunk_entry_state,
+                       ssm_chunk_gradients, ssm_chunk_recompute, ssm_chunk_states)
 
 
 @triton.jit
@@ -69,12 +70,7 @@ def _s4d_lif_fwd_kernel(
         u_offs = (pid_b * L + t[:, None]) * H + offs_h[None, :]
         m = valid[:, None] & mask_h[None, :]
         u = tl.load(u_ptr + u_offs, mask=m, other=0.0).to(acc_dtype)
-        v3 = valid[:, None, None]
-        pa_re, pa_im, pb_re, pb_im = tl.associative_scan(
-            (tl.where(v3, A_re, 1.0), tl.where(v3, A_im, 0.0), B_re * u[:, :, None], B_im * u[:, :, None]),
-            0, compose_complex)
-        x_re = pa_re * h_re[None, :, :] - pa_im * h_im[None, :, :] + pb_re
-        x_im = pa_re * h_im[None, :, :] + pa_im * h_re[None, :, :] + pb_im
+        x_re, x_im = ssm_chunk_states(A_re, A_im, B_re, B_im, u, valid, h_re, h_im)
         y = tl.sum(C_re * x_re - C_im * x_im, axis=2)
         if HAS_D:
             y += D[None, :] * u
@@ -147,7 +143,6 @@ def _s4d_lif_bwd_kernel(
     dth = zero_h
 
     rows = tl.arange(0, BLOCK_T)
-    v_first = (rows >= 1)[:, None, None]
     for k in range(0, n_chunks):
         c = n_chunks - 1 - k
         start = c * BLOCK_T
@@ -166,26 +161,15 @@ def _s4d_lif_bwd_kernel(
         u_prev = tl.load(u_ptr + (pid_b * L + t_prev[:, None]) * H + offs_h[None, :],
                          mask=has_prev[:, None] & mask_h[None, :], other=0.0).to(acc_dtype)
         gs = tl.load(gs_ptr + u_offs, mask=m, other=0.0).to(acc_dtype)
-        if SURROGATE == 5:  # "leaky": precomputed by the launcher from the spike history
+        if SURROGATE == 5:  # "leaky": computed outside the kernel from the spike history
             sigma_tile = tl.load(sigma_ptr + u_offs, mask=m, other=0.0).to(acc_dtype)
 
-        # States entering the chunk (for c = 0 the loads of chunk 0 are in bounds and discarded).
-        prev_chunk = tl.maximum(c - 1, 0)
-        s_offs = (pid_b * n_chunks + prev_chunk) * H * N * 2 + hn
-        has_saved = c > 0
-        hb_re = tl.where(has_saved, tl.load(states_ptr + s_offs, mask=mask_hn, other=0.0), h0_re)
-        hb_im = tl.where(has_saved, tl.load(states_ptr + s_offs + 1, mask=mask_hn, other=0.0), h0_im)
-        v = tl.where(has_saved, tl.load(vstates_ptr + (pid_b * n_chunks + prev_chunk) * H + offs_h, mask=mask_h,
-                                        other=0.0), v0)
-
-        # Recompute the chunk: exclusive states, states, y.
-        pa_re, pa_im, pb_re, pb_im = tl.associative_scan(
-            (tl.where(v_first, A_re, 1.0), tl.where(v_first, A_im, 0.0), B_re * u_prev[:, :, None],
-             B_im * u_prev[:, :, None]), 0, compose_complex)
-        xe_re = pa_re * hb_re[None, :, :] - pa_im * hb_im[None, :, :] + pb_re
-        xe_im = pa_re * hb_im[None, :, :] + pa_im * hb_re[None, :, :] + pb_im
-        x_re = A_re * xe_re - A_im * xe_im + B_re * u[:, :, None]
-        x_im = A_re * xe_im + A_im * xe_re + B_im * u[:, :, None]
+        # States entering the chunk (for c = 0 the load of chunk 0 is in bounds and discarded), then the chunk's
+        # exclusive states, states and y, recomputed.
+        hb_re, hb_im = ssm_chunk_entry_state(states_ptr, pid_b, c, n_chunks, H, N, hn, mask_hn, h0_re, h0_im)
+        v = tl.where(c > 0, tl.load(vstates_ptr + (pid_b * n_chunks + tl.maximum(c - 1, 0)) * H + offs_h,
+                                    mask=mask_h, other=0.0), v0)
+        xe_re, xe_im, x_re, x_im = ssm_chunk_recompute(A_re, A_im, B_re, B_im, u, u_prev, rows, hb_re, hb_im)
         y = tl.sum(C_re * x_re - C_im * x_im, axis=2) + D[None, :] * u
 
         # Recompute the membranes, then the LIF adjoint over the rows in reverse: gy = dLoss/dy.
@@ -215,26 +199,18 @@ def _s4d_lif_bwd_kernel(
             gy = _set_row(gy, rows, r, g_m)
 
         # S4D adjoint with that gy, on the time-reversed tile, flipped back to forward rows.
-        gy_rev = tl.flip(gy, 0)
         i_rev = start + BLOCK_T - 1 - rows
-        has_next = (i_rev + 1 < L)[:, None, None]
-        pa_re, pa_im, pb_re, pb_im = tl.associative_scan(
-            (tl.where(has_next, A_re, 1.0), tl.where(has_next, -A_im, 0.0), C_re * gy_rev[:, :, None],
-             -C_im * gy_rev[:, :, None]), 0, compose_complex)
-        gr_re = pa_re * g_re[None, :, :] - pa_im * g_im[None, :, :] + pb_re
-        gr_im = pa_re * g_im[None, :, :] + pa_im * g_re[None, :, :] + pb_im
-        g_re = last_row_3d(gr_re, rows, BLOCK_T)
-        g_im = last_row_3d(gr_im, rows, BLOCK_T)
-        v3 = valid[:, None, None]
-        gt_re = tl.where(v3, tl.flip(gr_re, 0), 0.0)
-        gt_im = tl.where(v3, tl.flip(gr_im, 0), 0.0)
-        dA_re += tl.sum(gt_re * xe_re + gt_im * xe_im, axis=0)
-        dA_im += tl.sum(gt_im * xe_re - gt_re * xe_im, axis=0)
-        dB_re += tl.sum(gt_re * u[:, :, None], axis=0)
-        dB_im += tl.sum(gt_im * u[:, :, None], axis=0)
-        dC_re += tl.sum(gy[:, :, None] * x_re, axis=0)
-        dC_im -= tl.sum(gy[:, :, None] * x_im, axis=0)
-        du = tl.sum(gt_re * B_re + gt_im * B_im, axis=2) + D[None, :] * gy
+        gt_re, gt_im, g_re, g_im = ssm_chunk_adjoint(A_re, A_im, C_re, C_im, tl.flip(gy, 0), i_rev + 1 < L, valid,
+                                                     g_re, g_im, rows, BLOCK_T)
+        gA_re, gA_im, gB_re, gB_im, gC_re, gC_im, du = ssm_chunk_gradients(gt_re, gt_im, xe_re, xe_im, x_re, x_im,
+                                                                          u, gy, B_re, B_im)
+        dA_re += gA_re
+        dA_im += gA_im
+        dB_re += gB_re
+        dB_im += gB_im
+        dC_re += gC_re
+        dC_im += gC_im
+        du += D[None, :] * gy
         dD += tl.sum(gy * u, axis=0)
         tl.store(du_ptr + u_offs, du.to(du_ptr.dtype.element_ty), mask=m)
 

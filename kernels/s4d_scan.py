@@ -30,6 +30,78 @@ def load_ssm_parameters(A_ptr, B_ptr, C_ptr, hn, mask_hn, zero):
 
 
 @triton.jit
+def ssm_chunk_states(A_re, A_im, B_re, B_im, u, valid, h_re, h_im):
+    """States of one chunk, (BLOCK_T, BLOCK_H, BLOCK_N) real and imaginary parts, from the carried-in state h.
+    u: (BLOCK_T, BLOCK_H). Rows past the end (valid false) are identity maps, so the last row is the state
+    after the last step."""
+    v3 = valid[:, None, None]
+    pa_re, pa_im, pb_re, pb_im = tl.associative_scan(
+        (tl.where(v3, A_re, 1.0), tl.where(v3, A_im, 0.0), B_re * u[:, :, None], B_im * u[:, :, None]),
+        0, compose_complex)
+    x_re = pa_re * h_re[None, :, :] - pa_im * h_im[None, :, :] + pb_re
+    x_im = pa_re * h_im[None, :, :] + pa_im * h_re[None, :, :] + pb_im
+    return x_re, x_im
+
+
+@triton.jit
+def ssm_chunk_entry_state(states_ptr, pid_b, c, n_chunks, H, N, hn, mask_hn, h0_re, h0_im):
+    """Backward: the state entering chunk c, i.e. the saved end of chunk c - 1, or the initial state for c = 0
+    (whose load of chunk 0 is in bounds and discarded)."""
+    offs = (pid_b * n_chunks + tl.maximum(c - 1, 0)) * H * N * 2 + hn
+    has_saved = c > 0
+    hb_re = tl.where(has_saved, tl.load(states_ptr + offs, mask=mask_hn, other=0.0), h0_re)
+    hb_im = tl.where(has_saved, tl.load(states_ptr + offs + 1, mask=mask_hn, other=0.0), h0_im)
+    return hb_re, hb_im
+
+
+@triton.jit
+def ssm_chunk_recompute(A_re, A_im, B_re, B_im, u, u_prev, rows, hb_re, hb_im):
+    """Backward: exclusive states xe_i = x_{i-1} (a scan of (A, B u_{i-1}) with an identity first row, from the
+    state hb entering the chunk) and states x_i = A xe_i + B u_i of one chunk."""
+    v_first = (rows >= 1)[:, None, None]
+    pa_re, pa_im, pb_re, pb_im = tl.associative_scan(
+        (tl.where(v_first, A_re, 1.0), tl.where(v_first, A_im, 0.0), B_re * u_prev[:, :, None],
+         B_im * u_prev[:, :, None]), 0, compose_complex)
+    xe_re = pa_re * hb_re[None, :, :] - pa_im * hb_im[None, :, :] + pb_re
+    xe_im = pa_re * hb_im[None, :, :] + pa_im * hb_re[None, :, :] + pb_im
+    x_re = A_re * xe_re - A_im * xe_im + B_re * u[:, :, None]
+    x_im = A_re * xe_im + A_im * xe_re + B_im * u[:, :, None]
+    return xe_re, xe_im, x_re, x_im
+
+
+@triton.jit
+def ssm_chunk_adjoint(A_re, A_im, C_re, C_im, gy_rev, has_next, valid, g_re, g_im, rows, BLOCK_T: tl.constexpr):
+    """Backward: adjoint states of one chunk in forward row order (zero on rows past the end), and the carry
+    for the previous chunk. The scan runs on the time-reversed tile (row r holds step start + BLOCK_T - 1 - r):
+    gy_rev is dLoss/dy there, has_next says whether that step has a successor; g is the carry from the next
+    chunk."""
+    hn3 = has_next[:, None, None]
+    pa_re, pa_im, pb_re, pb_im = tl.associative_scan(
+        (tl.where(hn3, A_re, 1.0), tl.where(hn3, -A_im, 0.0), C_re * gy_rev[:, :, None],
+         -C_im * gy_rev[:, :, None]), 0, compose_complex)
+    gr_re = pa_re * g_re[None, :, :] - pa_im * g_im[None, :, :] + pb_re
+    gr_im = pa_re * g_im[None, :, :] + pa_im * g_re[None, :, :] + pb_im
+    v3 = valid[:, None, None]
+    gt_re = tl.where(v3, tl.flip(gr_re, 0), 0.0)
+    gt_im = tl.where(v3, tl.flip(gr_im, 0), 0.0)
+    return gt_re, gt_im, last_row_3d(gr_re, rows, BLOCK_T), last_row_3d(gr_im, rows, BLOCK_T)
+
+
+@triton.jit
+def ssm_chunk_gradients(gt_re, gt_im, xe_re, xe_im, x_re, x_im, u, gy, B_re, B_im):
+    """Backward: one chunk's sums of dA = g conj(xe), dB = g u, dC = gy conj(x), and du = Re(conj(B) g)
+    summed over the states (without the D term)."""
+    dA_re = tl.sum(gt_re * xe_re + gt_im * xe_im, axis=0)
+    dA_im = tl.sum(gt_im * xe_re - gt_re * xe_im, axis=0)
+    dB_re = tl.sum(gt_re * u[:, :, None], axis=0)
+    dB_im = tl.sum(gt_im * u[:, :, None], axis=0)
+    dC_re = tl.sum(gy[:, :, None] * x_re, axis=0)
+    dC_im = -tl.sum(gy[:, :, None] * x_im, axis=0)
+    du = tl.sum(gt_re * B_re + gt_im * B_im, axis=2)
+    return dA_re, dA_im, dB_re, dB_im, dC_re, dC_im, du
+
+
+@triton.jit
 def _s4d_scan_fwd_kernel(
     u_ptr, A_ptr, B_ptr, C_ptr, D_ptr, h0_ptr, y_ptr, hT_ptr, states_ptr,
     L, H, N, n_chunks,
@@ -64,15 +136,7 @@ def _s4d_scan_fwd_kernel(
         u_offs = (pid_b * L + t[:, None]) * H + offs_h[None, :]
         m = valid[:, None] & mask_h[None, :]
         u = tl.load(u_ptr + u_offs, mask=m, other=0.0).to(acc_dtype)
-        # Rows past the end are identity maps, so the last row is the state after the last step.
-        v3 = valid[:, None, None]
-        a_re = tl.where(v3, A_re, 1.0)
-        a_im = tl.where(v3, A_im, 0.0)
-        b_re = B_re * u[:, :, None]
-        b_im = B_im * u[:, :, None]
-        pa_re, pa_im, pb_re, pb_im = tl.associative_scan((a_re, a_im, b_re, b_im), 0, compose_complex)
-        x_re = pa_re * h_re[None, :, :] - pa_im * h_im[None, :, :] + pb_re
-        x_im = pa_re * h_im[None, :, :] + pa_im * h_re[None, :, :] + pb_im
+        x_re, x_im = ssm_chunk_states(A_re, A_im, B_re, B_im, u, valid, h_re, h_im)
         y = tl.sum(C_re * x_re - C_im * x_im, axis=2)
         if HAS_D:
             y += D[None, :] * u
@@ -123,7 +187,6 @@ def _s4d_scan_bwd_kernel(
     dD = tl.zeros([BLOCK_H], dtype=acc_dtype)
 
     rows = tl.arange(0, BLOCK_T)
-    v_first = (rows >= 1)[:, None, None]
     for k in range(0, n_chunks):
         c = n_chunks - 1 - k
         start = c * BLOCK_T
@@ -149,49 +212,18 @@ def _s4d_scan_bwd_kernel(
         gy_rev = tl.load(gy_ptr + (pid_b * L + t_rev[:, None]) * H + offs_h[None, :],
                          mask=valid_rev[:, None] & mask_h[None, :], other=0.0).to(acc_dtype)
 
-        # State before the chunk: the saved end of the previous chunk, or the initial state.
-        # (For c = 0 the load of chunk 0 is in bounds and discarded.)
-        prev_chunk = tl.maximum(c - 1, 0)
-        s_offs = (pid_b * n_chunks + prev_chunk) * H * N * 2 + hn
-        has_saved = c > 0
-        hb_re = tl.load(states_ptr + s_offs, mask=mask_hn, other=0.0)
-        hb_im = tl.load(states_ptr + s_offs + 1, mask=mask_hn, other=0.0)
-        hb_re = tl.where(has_saved, hb_re, h0_re)
-        hb_im = tl.where(has_saved, hb_im, h0_im)
-
-        # Exclusive states xe_i = x_{i-1}: scan of (A, B u_{i-1}) with an identity first row.
-        ea_re = tl.where(v_first, A_re, 1.0)
-        ea_im = tl.where(v_first, A_im, 0.0)
-        pa_re, pa_im, pb_re, pb_im = tl.associative_scan(
-            (ea_re, ea_im, B_re * u_prev[:, :, None], B_im * u_prev[:, :, None]), 0, compose_complex)
-        xe_re = pa_re * hb_re[None, :, :] - pa_im * hb_im[None, :, :] + pb_re
-        xe_im = pa_re * hb_im[None, :, :] + pa_im * hb_re[None, :, :] + pb_im
-        x_re = A_re * xe_re - A_im * xe_im + B_re * u[:, :, None]
-        x_im = A_re * xe_im + A_im * xe_re + B_im * u[:, :, None]
-
-        # Adjoint on the time-reversed tile (row r holds step i_rev), then flipped back to forward rows.
-        has_next = (i_rev + 1 < L)[:, None, None]
-        ga_re = tl.where(has_next, A_re, 1.0)
-        ga_im = tl.where(has_next, -A_im, 0.0)
-        pa_re, pa_im, pb_re, pb_im = tl.associative_scan(
-            (ga_re, ga_im, C_re * gy_rev[:, :, None], -C_im * gy_rev[:, :, None]), 0, compose_complex)
-        gr_re = pa_re * g_re[None, :, :] - pa_im * g_im[None, :, :] + pb_re
-        gr_im = pa_re * g_im[None, :, :] + pa_im * g_re[None, :, :] + pb_im
-        g_re = last_row_3d(gr_re, rows, BLOCK_T)
-        g_im = last_row_3d(gr_im, rows, BLOCK_T)
-        gt_re = tl.flip(gr_re, 0)
-        gt_im = tl.flip(gr_im, 0)
-
-        v3 = valid[:, None, None]
-        gt_re = tl.where(v3, gt_re, 0.0)
-        gt_im = tl.where(v3, gt_im, 0.0)
-        dA_re += tl.sum(gt_re * xe_re + gt_im * xe_im, axis=0)
-        dA_im += tl.sum(gt_im * xe_re - gt_re * xe_im, axis=0)
-        dB_re += tl.sum(gt_re * u[:, :, None], axis=0)
-        dB_im += tl.sum(gt_im * u[:, :, None], axis=0)
-        dC_re += tl.sum(gy[:, :, None] * x_re, axis=0)
-        dC_im -= tl.sum(gy[:, :, None] * x_im, axis=0)
-        du = tl.sum(gt_re * B_re + gt_im * B_im, axis=2)
+        hb_re, hb_im = ssm_chunk_entry_state(states_ptr, pid_b, c, n_chunks, H, N, hn, mask_hn, h0_re, h0_im)
+        xe_re, xe_im, x_re, x_im = ssm_chunk_recompute(A_re, A_im, B_re, B_im, u, u_prev, rows, hb_re, hb_im)
+        gt_re, gt_im, g_re, g_im = ssm_chunk_adjoint(A_re, A_im, C_re, C_im, gy_rev, i_rev + 1 < L, valid,
+                                                     g_re, g_im, rows, BLOCK_T)
+        gA_re, gA_im, gB_re, gB_im, gC_re, gC_im, du = ssm_chunk_gradients(gt_re, gt_im, xe_re, xe_im, x_re, x_im,
+                                                                          u, gy, B_re, B_im)
+        dA_re += gA_re
+        dA_im += gA_im
+        dB_re += gB_re
+        dB_im += gB_im
+        dC_re += gC_re
+        dC_im += gC_im
         if HAS_D:
             du += D[None, :] * gy
             dD += tl.sum(gy * u, axis=0)
