@@ -1,9 +1,10 @@
 """`spikessm check`: verify the ops on this machine against the float64 step-by-step references and time them.
 
 For every backend this machine can run (the PyTorch path always; Triton on a CUDA device), each op runs on
-random float32 inputs of an awkward size and is compared with the float64 loop reference, values and gradients
-of every input. Then the PyTorch path is timed against the loop on a medium-sized problem. Needs no data or
-network; exits non-zero when a result is off.
+random inputs of an awkward size and is compared with its float64 loop reference, values and gradients of every
+input: the scans in float32, the spiking ops in float64 (in float32 a spike may legitimately flip where the
+membrane is within rounding of the threshold). Then the PyTorch paths are timed against the loops. Needs no
+data or network; exits non-zero when a result is off.
 """
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import time
 
 import torch
 
-from .ops import diag_scan, s4d_scan
+from .ops import diag_scan, lif, s4d_lif, s4d_scan
 from .ops.backend import triton_available
-from .ops.naive import diag_scan_loop, s4d_scan_loop
+from .ops.naive import diag_scan_loop, lif_loop, s4d_scan_loop
 
-TOLERANCE = 1e-4  # normwise relative error, float32 against float64
+TOLERANCE = 1e-4  # normwise relative error against the float64 reference
 
 
 def _rel_error(got: torch.Tensor, ref: torch.Tensor) -> float:
@@ -43,6 +44,41 @@ def _s4d_scan_case(B, L, H, N, device, g):
     c = torch.complex64
     names = ("u", "A_bar", "B_bar", "C", "D", "initial_state")
     return (u, A, Bm, C, D, h0), (torch.float32, c, c, c, torch.float32, c), s4d_scan, s4d_scan_loop, names
+
+
+def _lif_case(B, L, H, device, g):
+    x = torch.randn(B, L, H, generator=g, dtype=torch.float64)
+    beta = 0.9 * torch.rand(H, generator=g, dtype=torch.float64)
+    threshold = 0.3 + torch.rand(H, generator=g, dtype=torch.float64)
+    h0 = torch.randn(B, H, generator=g, dtype=torch.float64)
+
+    def op(x, beta, threshold, h0, backend):
+        return lif(x, beta, threshold, initial_state=h0, backend=backend)
+
+    def loop(x, beta, threshold, h0):
+        return lif_loop(x, beta, threshold, alpha=2.0, initial_state=h0)
+
+    return (x, beta, threshold, h0), (torch.float64,) * 4, op, loop, ("x", "beta", "threshold", "initial_state")
+
+
+def _s4d_lif_case(B, L, H, N, device, g):
+    (u, A, Bm, C, D, h0), _, _, _, _ = _s4d_scan_case(B, L, H, N, device, g)
+    beta = 0.9 * torch.rand(H, generator=g, dtype=torch.float64)
+    threshold = 0.3 + torch.rand(H, generator=g, dtype=torch.float64)
+
+    def op(u, A, Bm, C, D, h0, beta, threshold, backend):  # spikes and the final membrane
+        spikes, (_, v) = s4d_lif(u, A, Bm, C, D, beta=beta, threshold=threshold, initial_state=(h0, None),
+                                 backend=backend)
+        return spikes, v
+
+    def loop(u, A, Bm, C, D, h0, beta, threshold):
+        y, _ = s4d_scan_loop(u, A, Bm, C, D, h0)
+        return lif_loop(y, beta, threshold, alpha=2.0)
+
+    c = torch.complex128
+    names = ("u", "A_bar", "B_bar", "C", "D", "initial_state", "beta", "threshold")
+    return (u, A, Bm, C, D, h0, beta, threshold), (torch.float64, c, c, c, torch.float64, c, torch.float64,
+                                                   torch.float64), op, loop, names
 
 
 def _check_case(case, backend, device) -> list[tuple[str, float]]:
@@ -94,11 +130,14 @@ def run_check() -> bool:
             targets.append(("triton", torch.device("cuda")))
     print(f"spikessm check: torch {torch.__version__}, CUDA {'yes' if torch.cuda.is_available() else 'no'}, "
           f"Triton {'yes' if triton_available() else 'no'}, {torch.get_num_threads()} CPU threads")
-    print(f"\nCorrectness, float32 against the float64 loop (normwise relative error, pass <= {TOLERANCE:g}):")
+    print("\nCorrectness against the float64 loops (normwise relative error; scans in float32, spiking ops in")
+    print(f"float64; pass <= {TOLERANCE:g}):")
     ok = True
     for backend, device in targets:
         for name, case in (("diag_scan", _diag_scan_case(2, 301, 7, device, g)),
-                           ("s4d_scan", _s4d_scan_case(2, 301, 5, 9, device, g))):
+                           ("s4d_scan", _s4d_scan_case(2, 301, 5, 9, device, g)),
+                           ("lif", _lif_case(2, 301, 7, device, g)),
+                           ("s4d_lif", _s4d_lif_case(2, 101, 5, 9, device, g))):
             errors = _check_case(case, backend, device)
             worst = max(e for _, e in errors)
             passed = worst <= TOLERANCE
@@ -108,7 +147,8 @@ def run_check() -> bool:
 
     print("\nSpeed, forward+backward, median of 5 (ms):")
     for name, case in (("diag_scan", _diag_scan_case(4, 2048, 64, None, g)),
-                       ("s4d_scan", _s4d_scan_case(4, 2048, 32, 16, None, g))):
+                       ("s4d_scan", _s4d_scan_case(4, 2048, 32, 16, None, g)),
+                       ("lif", _lif_case(4, 2048, 64, None, g))):
         for backend, device in [("loop", torch.device("cpu"))] + targets:
             ms = _time_fwd_bwd(case, backend, device) * 1e3
             print(f"  {name:9s} B=4 L=2048  {backend:6s} {device.type:4s} {ms:9.1f}")
