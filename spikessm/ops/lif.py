@@ -94,6 +94,27 @@ def per_channel(op: str, name: str, value, H: int, dtype: torch.dtype, device: t
     return value.to(dtype)
 
 
+def check_lif_inputs(op: str, x: torch.Tensor, reset: str, surrogate: str, alpha, beta, threshold,
+                     membrane: torch.Tensor | None, membrane_name: str) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """Checks the neuron arguments of an op whose neurons take x (B, L, H) as input current; returns alpha
+    (resolved), beta and threshold as (H,) tensors in the membrane dtype."""
+    B, _, H = x.shape
+    if reset not in lif_recurrence.RESETS:
+        raise ValueError(f"{op}: reset must be one of {lif_recurrence.RESETS}, got {reset!r}")
+    alpha = resolve(op, surrogate, alpha)
+    require_leaky_beta(op, surrogate, beta)
+    dtype = lif_recurrence.state_dtype(x)
+    beta_t = per_channel(op, "beta", beta, H, dtype, x.device)
+    threshold_t = per_channel(op, "threshold", threshold, H, dtype, x.device)
+    if membrane is not None:
+        require_tensor(op, membrane_name, membrane)
+        require_shape(op, membrane_name, membrane, (B, H), "(batch, channels)")
+        if membrane.dtype != dtype:
+            raise TypeError(f"{op}: {membrane_name} must be {dtype} for input of {x.dtype}, got {membrane.dtype}")
+    require_same_device(op, {"input": x, "beta": beta_t, "threshold": threshold_t, membrane_name: membrane})
+    return alpha, beta_t, threshold_t
+
+
 def lif(
     x: torch.Tensor,
     beta,
@@ -132,24 +153,12 @@ def lif(
     """
     require_tensor(OP, "x", x)
     require_rank(OP, "x", x, (3,), "(batch, length, channels)")
-    B, L, H = x.shape
-    require_length(OP, "x", L)
+    require_length(OP, "x", x.shape[1])
     if x.is_complex() or x.dtype not in REAL_STATE + LOW_PRECISION:
         raise TypeError(f"{OP}: x must be float32, float64, float16 or bfloat16, got {x.dtype}")
-    if reset not in lif_recurrence.RESETS:
-        raise ValueError(f"{OP}: reset must be one of {lif_recurrence.RESETS}, got {reset!r}")
-    alpha = resolve(OP, surrogate, alpha)
-    require_leaky_beta(OP, surrogate, beta)
+    alpha, beta_t, threshold_t = check_lif_inputs(OP, x, reset, surrogate, alpha, beta, threshold, initial_state,
+                                                  "initial_state")
     triton = use_triton(backend, x.device, OP)
-    dtype = lif_recurrence.state_dtype(x)
-    beta_t = per_channel(OP, "beta", beta, H, dtype, x.device)
-    threshold_t = per_channel(OP, "threshold", threshold, H, dtype, x.device)
-    if initial_state is not None:
-        require_tensor(OP, "initial_state", initial_state)
-        require_shape(OP, "initial_state", initial_state, (B, H), "(batch, channels)")
-        if initial_state.dtype != dtype:
-            raise TypeError(f"{OP}: initial_state must be {dtype} for x of {x.dtype}, got {initial_state.dtype}")
-    require_same_device(OP, {"x": x, "beta": beta_t, "threshold": threshold_t, "initial_state": initial_state})
     h0 = initial_state.contiguous() if initial_state is not None else None
     spikes, _, final_state = _lif_fwd(x.contiguous(), beta_t.contiguous(), threshold_t.contiguous(), h0, reset,
                                       surrogate, alpha, bool(detach_reset), triton)

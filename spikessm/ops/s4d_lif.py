@@ -11,11 +11,10 @@ from typing import Optional
 import torch
 
 from .backend import use_triton
-from .checks import require_shape, require_tensor
-from .lif import _lif_fwd, per_channel
-from .lif_recurrence import RESETS
-from .s4d_scan import check_ssm_inputs, s4d_scan
-from .surrogates import leaky_derivative, require_leaky_beta, resolve
+from .lif import _lif_fwd, check_lif_inputs
+from .s4d_conv import s4d_scan_conv
+from .s4d_scan import check_ssm_inputs
+from .surrogates import leaky_derivative
 
 OP = "s4d_lif"
 
@@ -140,26 +139,13 @@ def s4d_lif(
             initial_state to continue a stream.
         membrane: (B, L, H), only when output_membrane.
     """
-    check_ssm_inputs(u, A_bar, B_bar, C, D, None)
-    Bsz, L, H = u.shape
     h0, v0 = initial_state if initial_state is not None else (None, None)
-    if h0 is not None:
-        check_ssm_inputs(u, A_bar, B_bar, C, D, h0)
-    if reset not in RESETS:
-        raise ValueError(f"{OP}: reset must be one of {RESETS}, got {reset!r}")
-    alpha = resolve(OP, surrogate, alpha)
-    require_leaky_beta(OP, surrogate, beta)
-    real = torch.float64 if u.dtype == torch.float64 else torch.float32
-    beta_t = per_channel(OP, "beta", beta, H, real, u.device)
-    threshold_t = per_channel(OP, "threshold", threshold, H, real, u.device)
-    if v0 is not None:
-        require_tensor(OP, "initial membrane", v0)
-        require_shape(OP, "initial membrane", v0, (Bsz, H), "(batch, channels)")
-        if v0.dtype != real:
-            raise TypeError(f"{OP}: the initial membrane must be {real} for u of {u.dtype}, got {v0.dtype}")
+    check_ssm_inputs(u, A_bar, B_bar, C, D, h0)
+    alpha, beta_t, threshold_t = check_lif_inputs(OP, u, reset, surrogate, alpha, beta, threshold, v0,
+                                                  "initial membrane")
 
     if not use_triton(backend, u.device, OP):
-        y, ssm_state = s4d_scan(u, A_bar, B_bar, C, D, h0, reverse=reverse, backend="torch")
+        y, ssm_state = s4d_scan_conv(u, A_bar, B_bar, C, D, h0, bool(reverse))
         y_steps = y.flip(1) if reverse else y
         spikes, membrane, v_state = _lif_fwd(y_steps.contiguous(), beta_t.contiguous(), threshold_t.contiguous(),
                                              v0, reset, surrogate, alpha, bool(detach_reset), False)
