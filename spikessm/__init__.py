@@ -1,6 +1,16 @@
-"""spikessm: spiking state-space models for long sequences."""
-from . import ops
+"""spikessm: spiking state-space models for long sequences.
+
+- spikessm.ops: the state-update ops (Triton kernels and PyTorch paths).
+- spikessm.layers: S4D, S5, LIF / Heaviside readouts, GSU and GLU mixing.
+- spikessm.models: SSMBlock, SequenceClassifier, the papers' presets (build_model).
+- spikessm.stats: spike, operation and energy accounting (OpCounter).
+"""
+from . import layers, models, ops, stats
+from .layers import GLU, GSU, LIF, S4D, S5, Heaviside
+from .models import ModelConfig, SequenceClassifier, build_model
 from .ops import diag_scan, s4d_scan
+from .stats import OpCounter
 
 __version__ = "0.1.0"
-__all__ = ["ops", "diag_scan", "s4d_scan", "__version__"]
+__all__ = ["ops", "layers", "models", "stats", "diag_scan", "s4d_scan", "GLU", "GSU", "LIF", "S4D", "S5",
+           "Heaviside", "ModelConfig", "SequenceClassifier", "build_model", "OpCounter", "__version__"]

@@ -1,0 +1,9 @@
+"""spikessm.layers: SSM layers, spiking readouts and feature mixing, all on (batch, length, channels)."""
+from .glu import GLU
+from .gsu import GSU
+from .neurons import LIF, Heaviside
+from .norm import ChannelBatchNorm, make_norm
+from .s4d import S4D
+from .s5 import S5
+
+__all__ = ["GLU", "GSU", "LIF", "Heaviside", "ChannelBatchNorm", "make_norm", "S4D", "S5"]

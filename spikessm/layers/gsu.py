@@ -1,0 +1,77 @@
+"""GSU, the Gated Spiking Unit of Stan & Rhodes (2024): feature mixing without multiply-accumulates.
+
+Per token, y in R^H is the SSM output (before any activation):
+    delta_y = 0.15 max_h |y_h|       Ter(y) = H(y - delta_y) - H(-y - delta_y)   in {-1, 0, +1}
+    delta_W = 0.15 max |W|           Ter(W) likewise, elementwise on the shared weight W (H, H)
+    a = Ter(y) W + b                 ternary activations x real weights: accumulate-only
+    g = y Ter(W)                     real activations x ternary weights: add/subtract-only
+    out = Dropout(GELU(LayerNorm(a * g)))
+Both ternarisations use the spikes' surrogate gradient (their thresholds are constants in the backward). The g
+branch is the non-saturating path that binary spikes lack. Parameters: W (H, H), b (H,), LayerNorm (2H):
+H^2 + 3H, against 2H^2 + 2H for the linear + GLU it replaces.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..ops import ternarize
+from ..ops.surrogates import resolve
+from .checks import check_input, check_positive_int, param_dtype
+
+
+def ternary_threshold(x: torch.Tensor, fraction: float, dim: int | None) -> torch.Tensor:
+    """fraction * max |x| over `dim` (kept for broadcasting), or over the whole tensor when dim is None."""
+    x = x.detach().abs()
+    return fraction * (x.amax() if dim is None else x.amax(dim=dim, keepdim=True))
+
+
+class GSU(nn.Module):
+    """Gated Spiking Unit: (batch, length, d_model) -> (batch, length, d_model).
+
+    Args:
+        d_model: channels H.
+        dropout: after the GELU.
+        fraction: the ternarisation thresholds' fraction of the largest magnitude (0.15 in the paper).
+        surrogate, alpha: the surrogate derivative of both ternarisations (the model's spike surrogate).
+        device, dtype: of the parameters.
+    """
+
+    def __init__(self, d_model: int, *, dropout: float = 0.0, fraction: float = 0.15, surrogate: str = "atan",
+                 alpha: float | None = None, device=None, dtype=None):
+        super().__init__()
+        check_positive_int("GSU", "d_model", d_model)
+        if not 0 <= fraction < 1:
+            raise ValueError(f"GSU: fraction must be in [0, 1), got {fraction!r}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"GSU: dropout must be in [0, 1), got {dropout!r}")
+        self.alpha = resolve("GSU", surrogate, alpha)
+        if surrogate == "leaky":
+            raise ValueError("GSU: the 'leaky' surrogate needs a membrane history; pick a pointwise surrogate")
+        dtype = param_dtype("GSU", dtype)
+        self.d_model, self.fraction, self.surrogate = d_model, fraction, surrogate
+        bound = 1 / math.sqrt(d_model)
+        self.W = nn.Parameter(torch.empty(d_model, d_model, device=device, dtype=dtype).uniform_(-bound, bound))
+        self.b = nn.Parameter(torch.empty(d_model, device=device, dtype=dtype).uniform_(-bound, bound))
+        self.norm = nn.LayerNorm(d_model, device=device, dtype=dtype)
+        self.dropout = nn.Dropout(dropout)
+
+    def ternary_input(self, y: torch.Tensor) -> torch.Tensor:
+        """Ter(y), per token: (..., H) -> (..., H) in {-1, 0, 1}."""
+        return ternarize(y, ternary_threshold(y, self.fraction, -1), surrogate=self.surrogate, alpha=self.alpha)
+
+    def ternary_weight(self) -> torch.Tensor:
+        """Ter(W): (H, H) in {-1, 0, 1}."""
+        return ternarize(self.W, ternary_threshold(self.W, self.fraction, None), surrogate=self.surrogate,
+                         alpha=self.alpha)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        check_input("GSU", y, self.d_model, rank=y.dim() if y.dim() in (2, 3) else 3)
+        a = self.ternary_input(y) @ self.W + self.b
+        g = y @ self.ternary_weight()
+        return self.dropout(nn.functional.gelu(self.norm(a * g)))
+
+    def extra_repr(self) -> str:
+        return f"{self.d_model}, fraction={self.fraction}, surrogate={self.surrogate!r}, alpha={self.alpha}"

@@ -1,0 +1,108 @@
+"""S4D: the diagonal structured state-space layer (Gu et al. 2022), one SSM per channel.
+
+Per channel h, with M = d_state // 2 complex modes whose conjugates are implied:
+    x_t = A_bar x_{t-1} + B_bar u_t          (M,) complex state
+    y_t = 2 Re(C x_t) + D u_t                 the 2 Re sums each mode with its conjugate
+A = -exp(log_neg_A_real) + i A_imag (so Re A < 0: stable), dt = exp(log_dt), discretised by ZOH or bilinear.
+The state update and readout run in spikessm.ops.s4d_scan (Triton on CUDA, FFT convolution on the CPU).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..ops import s4d_scan
+from ..ops.backend import BACKENDS
+from .checks import check_choice, check_input, check_positive_int, param_dtype, refuse_bidirectional
+from .discretize import check_dt_range, check_method, discretize
+from .ssm_init import s4d_spectrum
+
+
+class S4D(nn.Module):
+    """S4D layer: (batch, length, d_model) -> (batch, length, d_model).
+
+    Args:
+        d_model: channels H (one independent SSM each).
+        d_state: real state size N per channel (even): N // 2 complex modes.
+        init: "inv" (S4D-Inv), "lin" (S4D-Lin) or "legs" (S4D-LegS, the diagonal of HiPPO-LegS's normal part).
+        dt_min, dt_max: log-uniform range of the initial step dt, one per channel (learnable as log_dt).
+        discretization: "zoh" or "bilinear".
+        bidirectional: add a second, anti-causal readout: y = 2 Re(C x_fwd) + 2 Re(C_rev x_rev) + D u, where x_rev
+            runs from the end of the sequence (both include step t). Such a layer cannot stream.
+        backend: "auto" | "triton" | "torch", passed to the ops.
+        device, dtype: of the parameters; dtype float32 (default) or float64.
+
+    Parameters: log_dt (H,), log_neg_A_real (H, M), A_imag (H, M), B (H, M, 2) and C (directions, H, M, 2)
+    (complex numbers stored as [re, im] pairs), D (H,). `ssm_parameters()` names the first four.
+    """
+
+    def __init__(self, d_model: int, d_state: int = 64, *, init: str = "inv", dt_min: float = 1e-3,
+                 dt_max: float = 1e-1, discretization: str = "zoh", bidirectional: bool = False,
+                 backend: str = "auto", device=None, dtype=None):
+        super().__init__()
+        check_positive_int("S4D", "d_model", d_model)
+        check_dt_range("S4D", dt_min, dt_max)
+        check_method("S4D", discretization)
+        check_choice("S4D", "backend", backend, BACKENDS)
+        dtype = param_dtype("S4D", dtype)
+        A, B = s4d_spectrum(init, d_state)  # validates init and d_state
+        H, M = d_model, d_state // 2
+        self.d_model, self.d_state, self.init = d_model, d_state, init
+        self.discretization, self.bidirectional, self.backend = discretization, bidirectional, backend
+
+        def param(t: torch.Tensor) -> nn.Parameter:
+            return nn.Parameter(t.to(device=device, dtype=dtype).contiguous())
+
+        log_dt = torch.rand(H, dtype=torch.float64) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        self.log_dt = param(log_dt)
+        self.log_neg_A_real = param(torch.log(-A.real).expand(H, M))
+        self.A_imag = param(A.imag.expand(H, M))
+        self.B = param(torch.view_as_real(B).expand(H, M, 2))
+        # Unit-variance complex normal C, one per direction.
+        self.C = param(torch.randn(2 if bidirectional else 1, H, M, 2, dtype=torch.float64) * math.sqrt(0.5))
+        self.D = param(torch.randn(H, dtype=torch.float64))
+
+    def ssm_parameters(self) -> list[nn.Parameter]:
+        """The parameters the papers train with their own learning rate and no weight decay (A, B, dt)."""
+        return [self.log_dt, self.log_neg_A_real, self.A_imag, self.B]
+
+    def discretized(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A_bar, B_bar: (H, M) complex; C: (directions, H, M) complex, already doubled for the 2 Re readout."""
+        A = torch.complex(-torch.exp(self.log_neg_A_real), self.A_imag)
+        A_bar, B_bar = discretize(A, torch.view_as_complex(self.B), torch.exp(self.log_dt)[:, None],
+                                  self.discretization)
+        return A_bar, B_bar, 2 * torch.view_as_complex(self.C)
+
+    def forward(self, u: torch.Tensor, state: torch.Tensor | None = None, *, return_state: bool = False):
+        """u: (B, L, H) float32/float64/bfloat16/float16; state: (B, H, M) complex (the state before u's first
+        step) or None for zeros. Returns y: (B, L, H) in u's dtype, and with return_state the state after the
+        last step, to continue the stream from (causal layers only)."""
+        check_input("S4D", u, self.d_model)
+        if self.bidirectional and (state is not None or return_state):
+            refuse_bidirectional("S4D", "continuing from a state")
+        A_bar, B_bar, C = self.discretized()
+        y, final_state = s4d_scan(u, A_bar, B_bar, C[0], self.D, state, output_final_state=return_state,
+                                  backend=self.backend)
+        if self.bidirectional:
+            y_rev, _ = s4d_scan(u, A_bar, B_bar, C[1], None, reverse=True, output_final_state=False,
+                                backend=self.backend)
+            y = y + y_rev
+        return (y, final_state) if return_state else y
+
+    def init_state(self, batch_size: int) -> torch.Tensor:
+        """Zeros, (batch_size, H, M) complex: the state before the first step."""
+        dtype = torch.complex128 if self.D.dtype == torch.float64 else torch.complex64
+        return torch.zeros(batch_size, self.d_model, self.d_state // 2, dtype=dtype, device=self.D.device)
+
+    def step(self, u_t: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One time step: u_t (B, H), state (B, H, M) -> (y_t (B, H) in u_t's dtype, next state)."""
+        if self.bidirectional:
+            refuse_bidirectional("S4D", "step()")
+        check_input("S4D", u_t, self.d_model, rank=2)
+        A_bar, B_bar, C = self.discretized()
+        u = u_t.to(self.D.dtype)
+        state = A_bar * state + B_bar * u[..., None]
+        y = (C[0] * state).real.sum(-1) + self.D * u
+        return y.to(u_t.dtype), state

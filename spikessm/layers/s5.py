@@ -1,0 +1,148 @@
+"""S5: the simplified state-space layer (Smith et al. 2023), one multi-input multi-output diagonal SSM.
+
+With P = d_state and M complex modes (M = P // 2 with conjugate symmetry, else P):
+    x_t = Lambda_bar x_{t-1} + B_bar u_t      x: (M,) complex, B: (M, H) complex
+    y_t = k Re(C x_t) + D u_t                 C: (H, M) complex, k = 2 with conjugate symmetry, else 1
+Lambda starts as the eigenvalues of HiPPO-N (the normal part of HiPPO-LegS), one HiPPO-N of size P / blocks per
+block; B and C are expressed in its eigenbasis. Each mode has its own learnable step (log_step). The state
+update runs in spikessm.ops.diag_scan; the projections are real matmuls in float32 (also under autocast).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..ops import diag_scan
+from ..ops.backend import BACKENDS
+from .checks import check_choice, check_input, check_positive_int, param_dtype, refuse_bidirectional
+from .discretize import check_dt_range, check_method, discretize
+from .ssm_init import check_state_size, hippo_n
+
+
+def project_in(u: torch.Tensor, B_bar: torch.Tensor) -> torch.Tensor:
+    """B_bar u: (B, L, H) real, (M, H) complex -> (B, L, M) complex, as one real matmul whose output columns
+    interleave [re, im] per mode: the memory layout of a complex tensor, so no copy is needed to view it."""
+    W = torch.view_as_real(B_bar).permute(1, 0, 2).reshape(B_bar.shape[1], -1)  # (H, 2M)
+    return torch.view_as_complex((u @ W).unflatten(-1, (-1, 2)))
+
+
+def read_out(x: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    """Re(C x) = C.re x.re - C.im x.im: (B, L, M) complex, (H, M) complex -> (B, L, H) real, one real matmul."""
+    W = torch.stack([C.real, -C.imag], dim=-1).reshape(C.shape[0], -1).T  # (2M, H)
+    return torch.view_as_real(x).flatten(-2) @ W
+
+
+class S5(nn.Module):
+    """S5 layer: (batch, length, d_model) -> (batch, length, d_model).
+
+    Args:
+        d_model: channels H.
+        d_state: state size P (before halving by conjugate symmetry).
+        blocks: number of HiPPO-N blocks the initial spectrum is made of (P must divide into them, and each
+            block must be even with conj_sym).
+        conj_sym: keep one mode of each conjugate pair (M = P // 2) and read out 2 Re(C x).
+        clip_eigs: clamp Re(Lambda) <= -1e-4 in the forward, so the layer stays strictly stable while training.
+        discretization: "zoh" or "bilinear".
+        dt_min, dt_max: log-uniform range of the initial per-mode steps.
+        bidirectional: a second scan from the end of the sequence with its own C:
+            y = k Re(C x_fwd) + k Re(C_rev x_rev) + D u. Such a layer cannot stream.
+        backend: "auto" | "triton" | "torch", passed to diag_scan.
+        device, dtype: of the parameters; dtype float32 (default) or float64.
+
+    Parameters: Lambda_re, Lambda_im, log_step (M,); B (M, H, 2) and C (directions, H, M, 2) as [re, im]
+    pairs; D (H,). `ssm_parameters()` names Lambda, B and log_step.
+    """
+
+    def __init__(self, d_model: int, d_state: int = 64, *, blocks: int = 1, conj_sym: bool = True,
+                 clip_eigs: bool = False, discretization: str = "zoh", dt_min: float = 1e-3, dt_max: float = 1e-1,
+                 bidirectional: bool = False, backend: str = "auto", device=None, dtype=None):
+        super().__init__()
+        check_positive_int("S5", "d_model", d_model)
+        check_positive_int("S5", "d_state", d_state)
+        check_positive_int("S5", "blocks", blocks)
+        if d_state % blocks:
+            raise ValueError(f"S5: d_state ({d_state}) must be a multiple of blocks ({blocks})")
+        if conj_sym:
+            check_state_size("S5", "d_state / blocks (with conj_sym)", d_state // blocks)
+        check_dt_range("S5", dt_min, dt_max)
+        check_method("S5", discretization)
+        check_choice("S5", "backend", backend, BACKENDS)
+        dtype = param_dtype("S5", dtype)
+        H, P = d_model, d_state
+        self.d_model, self.d_state, self.blocks = d_model, d_state, blocks
+        self.conj_sym, self.clip_eigs, self.discretization = conj_sym, clip_eigs, discretization
+        self.bidirectional, self.backend = bidirectional, backend
+
+        size = P // blocks
+        lam, V = hippo_n(size)
+        keep = slice(size // 2, size) if conj_sym else slice(0, size)  # ascending Im: upper half is Im > 0
+        Lambda = lam[keep].repeat(blocks)
+        B = torch.randn(P, H, dtype=torch.float64) / math.sqrt(H)  # LeCun normal, in the HiPPO basis
+        # Block-diagonal V: each block's rows of B go to that block's eigenbasis (V unitary: V^-1 = V^H).
+        B_modes = torch.cat([(V.conj().T @ B[j * size:(j + 1) * size].to(torch.complex128))[keep]
+                             for j in range(blocks)])
+        M = Lambda.shape[0]
+
+        def param(t: torch.Tensor) -> nn.Parameter:
+            return nn.Parameter(t.to(device=device, dtype=dtype).contiguous())
+
+        self.Lambda_re = param(Lambda.real)
+        self.Lambda_im = param(Lambda.imag)
+        self.B = param(torch.view_as_real(B_modes))
+        # A unit-variance complex normal C is distributed alike in any unitary basis: no V needed.
+        self.C = param(torch.randn(2 if bidirectional else 1, H, M, 2, dtype=torch.float64) * math.sqrt(0.5))
+        self.D = param(torch.randn(H, dtype=torch.float64))
+        self.log_step = param(torch.rand(M, dtype=torch.float64) * (math.log(dt_max) - math.log(dt_min))
+                              + math.log(dt_min))
+
+    @property
+    def n_modes(self) -> int:
+        return self.Lambda_re.shape[0]
+
+    def ssm_parameters(self) -> list[nn.Parameter]:
+        """The parameters S5 trains with its own learning rate and no weight decay (Lambda, B, step)."""
+        return [self.Lambda_re, self.Lambda_im, self.B, self.log_step]
+
+    def discretized(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Lambda_bar (M,), B_bar (M, H) complex; C (directions, H, M) complex with the readout factor k in it."""
+        re = self.Lambda_re.clamp(max=-1e-4) if self.clip_eigs else self.Lambda_re
+        Lambda = torch.complex(re, self.Lambda_im)
+        Lambda_bar, B_bar = discretize(Lambda[:, None], torch.view_as_complex(self.B),
+                                       torch.exp(self.log_step)[:, None], self.discretization)
+        return Lambda_bar[:, 0], B_bar, (2 if self.conj_sym else 1) * torch.view_as_complex(self.C)
+
+    def forward(self, u: torch.Tensor, state: torch.Tensor | None = None, *, return_state: bool = False):
+        """u: (B, L, H) float32/float64/bfloat16/float16; state: (B, M) complex or None for zeros. Returns y:
+        (B, L, H) in u's dtype, and with return_state the state after the last step (causal layers only)."""
+        check_input("S5", u, self.d_model)
+        if self.bidirectional and (state is not None or return_state):
+            refuse_bidirectional("S5", "continuing from a state")
+        with torch.autocast(u.device.type, enabled=False):  # the state update is float32 even under autocast
+            v = u.to(self.D.dtype)
+            Lambda_bar, B_bar, C = self.discretized()
+            b = project_in(v, B_bar)
+            x, final_state = diag_scan(Lambda_bar, b, state, output_final_state=return_state, backend=self.backend)
+            y = read_out(x, C[0]) + self.D * v
+            if self.bidirectional:
+                x_rev, _ = diag_scan(Lambda_bar, b, reverse=True, output_final_state=False, backend=self.backend)
+                y = y + read_out(x_rev, C[1])
+        y = y.to(u.dtype)
+        return (y, final_state) if return_state else y
+
+    def init_state(self, batch_size: int) -> torch.Tensor:
+        """Zeros, (batch_size, M) complex: the state before the first step."""
+        dtype = torch.complex128 if self.D.dtype == torch.float64 else torch.complex64
+        return torch.zeros(batch_size, self.n_modes, dtype=dtype, device=self.D.device)
+
+    def step(self, u_t: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One time step: u_t (B, H), state (B, M) -> (y_t (B, H) in u_t's dtype, next state)."""
+        if self.bidirectional:
+            refuse_bidirectional("S5", "step()")
+        check_input("S5", u_t, self.d_model, rank=2)
+        Lambda_bar, B_bar, C = self.discretized()
+        u = u_t.to(self.D.dtype)
+        state = Lambda_bar * state + u.to(B_bar.dtype) @ B_bar.T
+        y = (state @ C[0].T).real + self.D * u
+        return y.to(u_t.dtype), state

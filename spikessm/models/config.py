@@ -1,0 +1,99 @@
+"""ModelConfig: every choice that defines a SequenceClassifier, in one plain dataclass.
+
+Presets (spikessm.models.presets) are named sets of these fields; `build_model(preset, ...)` fills in the task's
+sizes and any overrides.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..layers.discretize import DISCRETIZATIONS
+from ..layers.norm import NORMS
+from ..layers.ssm_init import S4D_INITS
+from ..ops.backend import BACKENDS
+from ..ops.lif_recurrence import RESETS
+from ..ops.surrogates import SURROGATES
+
+SSMS = ("s4d", "s5")
+READOUTS = ("binary", "lif", "gelu", "none")
+MIXINGS = ("glu", "gsu")
+POOLINGS = ("mean", "last")
+
+
+@dataclass
+class ModelConfig:
+    """A stack of SSM blocks between an encoder and a classifier head.
+
+    Task sizes: n_classes, and either vocab_size (token ids, 0 = padding; embedding encoder) or d_input
+    (real features per step; linear encoder). pair: two sequences per example (Retrieval): both are encoded
+    by the same network and the head sees [f1, f2, f1 * f2, f1 - f2] of the pooled features.
+
+    Each block: [norm] -> SSM -> readout -> mixing -> + residual [-> norm] (prenorm puts the norm first).
+    - ssm "s4d" (init, d_state) or "s5" (d_state, s5_blocks, conj_sym, clip_eigs); discretization, dt range,
+      bidirectional for both.
+    - readout: "binary" (Heaviside spike, threshold 0), "lif" (lif_* fields), "gelu" (non-spiking) or "none"
+      (the GSU ternarises y itself). surrogate and surrogate_alpha serve every spike and ternarisation.
+    - mixing: "glu" (Linear H -> 2H + GLU) or "gsu" (Gated Spiking Unit).
+    - norm: "batch" or "layer"; dropout inside the mixing; pooling "mean" (ignores padding) or "last".
+    """
+
+    n_classes: int
+    vocab_size: int | None = None
+    d_input: int | None = None
+    pair: bool = False
+    d_model: int = 128
+    n_layers: int = 4
+    ssm: str = "s4d"
+    d_state: int = 64
+    init: str = "inv"
+    s5_blocks: int = 1
+    conj_sym: bool = True
+    clip_eigs: bool = False
+    discretization: str = "zoh"
+    dt_min: float = 1e-3
+    dt_max: float = 1e-1
+    bidirectional: bool = False
+    readout: str = "binary"
+    surrogate: str = "atan"
+    surrogate_alpha: float | None = None
+    lif_beta: float = 0.5
+    lif_threshold: float = 1.0
+    lif_reset: str = "subtract"
+    learn_beta: bool = False
+    learn_threshold: bool = False
+    detach_reset: bool = False
+    mixing: str = "glu"
+    norm: str = "batch"
+    prenorm: bool = False
+    dropout: float = 0.0
+    pooling: str = "mean"
+    backend: str = "auto"
+
+    def __post_init__(self):
+        def positive_int(name):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"ModelConfig: {name} must be a positive integer, got {value!r}")
+
+        def choice(name, choices):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"ModelConfig: {name} must be one of {choices}, got {getattr(self, name)!r}")
+
+        for name in ("n_classes", "d_model", "n_layers", "d_state", "s5_blocks"):
+            positive_int(name)
+        if (self.vocab_size is None) == (self.d_input is None):
+            raise ValueError("ModelConfig: give exactly one of vocab_size (token inputs) and d_input (real "
+                             f"features), got vocab_size={self.vocab_size!r}, d_input={self.d_input!r}")
+        positive_int("vocab_size" if self.vocab_size is not None else "d_input")
+        for name, choices in (("ssm", SSMS), ("init", S4D_INITS), ("discretization", DISCRETIZATIONS),
+                              ("readout", READOUTS), ("surrogate", SURROGATES), ("lif_reset", RESETS),
+                              ("mixing", MIXINGS), ("norm", NORMS), ("pooling", POOLINGS), ("backend", BACKENDS)):
+            choice(name, choices)
+        if self.surrogate == "leaky" and (self.readout != "lif" or self.mixing == "gsu"):
+            raise ValueError("ModelConfig: the 'leaky' surrogate needs a LIF membrane history, so it takes "
+                             "readout='lif' and mixing='glu'")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"ModelConfig: dropout must be in [0, 1), got {self.dropout!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,244 @@
+"""S4D and S5 layers: initial spectra, discretisation, forward against float64 loops, streaming, gradients,
+backends, dtypes and argument errors."""
+import math
+
+import pytest
+import torch
+from conftest import TRITON_DEVICE, requires_triton
+from helpers import assert_close
+
+from spikessm.layers import S4D, S5
+from spikessm.layers.discretize import discretize
+from spikessm.layers.ssm_init import hippo_n, s4d_spectrum
+
+
+def hippo_legs(n):
+    """HiPPO-LegS and its P, straight from the definition."""
+    A = torch.zeros(n, n, dtype=torch.float64)
+    for i in range(n):
+        for j in range(n):
+            if i > j:
+                A[i, j] = -math.sqrt(2 * i + 1) * math.sqrt(2 * j + 1)
+            elif i == j:
+                A[i, j] = -(i + 1)
+    P = torch.tensor([math.sqrt(i + 0.5) for i in range(n)], dtype=torch.float64)
+    return A, P
+
+
+@pytest.mark.parametrize("n", [2, 8, 16])
+def test_hippo_n_diagonalises_the_normal_part_of_legs(n):
+    A, P = hippo_legs(n)
+    S = (A + P[:, None] * P[None, :]).to(torch.complex128)
+    lam, V = hippo_n(n)
+    assert_close(V @ torch.diag(lam) @ V.conj().T, S, 1e-12, "V diag V^H")
+    assert_close(V.conj().T @ V, torch.eye(n, dtype=torch.complex128), 1e-12, "V unitary")
+    assert torch.allclose(lam.real, torch.full((n,), -0.5, dtype=torch.float64))
+    assert (lam.imag.diff() >= 0).all()
+
+
+def test_s4d_spectra():
+    A, B = s4d_spectrum("inv", 8)
+    n = torch.arange(4, dtype=torch.float64)
+    assert torch.allclose(A.imag, 8 / math.pi * (8 / (2 * n + 1) - 1))
+    assert torch.allclose(A.real, torch.full((4,), -0.5, dtype=torch.float64)) and torch.all(B == 1)
+    A, _ = s4d_spectrum("lin", 8)
+    assert torch.allclose(A.imag, math.pi * n)
+    A, B = s4d_spectrum("legs", 8)
+    lam, V = hippo_n(8)
+    assert torch.allclose(A, lam[4:]) and (A.imag > 0).all()
+    b = torch.sqrt(2 * torch.arange(8, dtype=torch.float64) + 1).to(torch.complex128)
+    assert torch.allclose(B, (V.conj().T @ b)[4:])
+
+
+def test_zoh_matches_the_matrix_exponential():
+    A = torch.tensor([-0.3 + 2.0j, -1.5 - 0.2j], dtype=torch.complex128)
+    B = torch.tensor([0.7 - 0.1j, 1.0 + 0.5j], dtype=torch.complex128)
+    dt = torch.tensor([0.05, 0.4], dtype=torch.float64)
+    A_bar, B_bar = discretize(A, B, dt, "zoh")
+    for k in range(2):  # expm([[A dt, B dt], [0, 0]]) = [[A_bar, B_bar], [0, 1]]
+        E = torch.linalg.matrix_exp(torch.tensor([[A[k] * dt[k], B[k] * dt[k]], [0, 0]], dtype=torch.complex128))
+        assert torch.allclose(E[0, 0], A_bar[k]) and torch.allclose(E[0, 1], B_bar[k])
+    A_bar, B_bar = discretize(A, B, dt, "bilinear")  # x_t - x_{t-1} = dt (A (x_t + x_{t-1}) / 2 + B u_t)
+    x_prev, u = 0.3 - 0.2j, 1.7
+    x = A_bar * x_prev + B_bar * u
+    assert torch.allclose(x - x_prev, dt * (A * (x + x_prev) / 2 + B * u))
+
+
+def ssm_loop(u, A_bar, B_bar, C, reverse=False):
+    """sum_n Re(C x) with x_t = A_bar x_{t-1} + B_bar u_t per channel: u (B, L, H) -> (B, L, H), float64."""
+    Bsz, L, H = u.shape
+    x = torch.zeros(Bsz, *A_bar.shape, dtype=torch.complex128)
+    y = torch.zeros(Bsz, L, H, dtype=torch.float64)
+    for t in (range(L - 1, -1, -1) if reverse else range(L)):
+        x = A_bar * x + B_bar * u[:, t, :, None]
+        y[:, t] = (C * x).real.sum(-1)
+    return y
+
+
+@pytest.mark.parametrize("init", ["inv", "lin", "legs"])
+@pytest.mark.parametrize("discretization", ["zoh", "bilinear"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_s4d_matches_its_equations(init, discretization, bidirectional):
+    torch.manual_seed(0)
+    layer = S4D(3, 6, init=init, discretization=discretization, bidirectional=bidirectional, dtype=torch.float64)
+    u = torch.randn(2, 37, 3, dtype=torch.float64)
+    A = torch.complex(-torch.exp(layer.log_neg_A_real), layer.A_imag).detach()
+    A_bar, B_bar = discretize(A, torch.view_as_complex(layer.B).detach(), torch.exp(layer.log_dt).detach()[:, None],
+                              discretization)
+    C = torch.view_as_complex(layer.C).detach()
+    expected = 2 * ssm_loop(u, A_bar, B_bar, C[0]) + layer.D.detach() * u
+    if bidirectional:
+        expected = expected + 2 * ssm_loop(u, A_bar, B_bar, C[1], reverse=True)
+    assert_close(layer(u), expected, 1e-10, "S4D")
+
+
+@pytest.mark.parametrize("conj_sym", [True, False])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_s5_matches_its_equations(conj_sym, bidirectional):
+    torch.manual_seed(0)
+    layer = S5(3, 8, blocks=2, conj_sym=conj_sym, bidirectional=bidirectional, dtype=torch.float64)
+    u = torch.randn(2, 29, 3, dtype=torch.float64)
+    Lambda_bar, B_bar, C = (t.detach() for t in layer.discretized())  # C carries the factor k
+    k = 2 if conj_sym else 1
+    assert torch.allclose(C, k * torch.view_as_complex(layer.C).detach())
+    M = layer.n_modes
+    assert M == (4 if conj_sym else 8)
+
+    def loop(reverse, Cd):
+        x = torch.zeros(2, M, dtype=torch.complex128)
+        y = torch.zeros(2, 29, 3, dtype=torch.float64)
+        for t in (range(28, -1, -1) if reverse else range(29)):
+            x = Lambda_bar * x + u[:, t].to(torch.complex128) @ B_bar.T
+            y[:, t] = (x @ Cd.T).real
+        return y
+
+    expected = loop(False, C[0]) + layer.D.detach() * u
+    if bidirectional:
+        expected = expected + loop(True, C[1])
+    assert_close(layer(u), expected, 1e-10, "S5")
+
+
+def test_s5_initial_spectrum_is_hippo_n_per_block():
+    layer = S5(4, 16, blocks=2, dtype=torch.float64)
+    lam, V = hippo_n(8)
+    expected = lam[4:].repeat(2)
+    assert torch.allclose(torch.complex(layer.Lambda_re, layer.Lambda_im).detach(), expected)
+    layer = S5(4, 16, blocks=2, conj_sym=False, dtype=torch.float64)
+    assert torch.allclose(torch.complex(layer.Lambda_re, layer.Lambda_im).detach(), lam.repeat(2))
+
+
+def test_clip_eigs_keeps_the_real_part_negative():
+    layer = S5(2, 4, clip_eigs=True, dtype=torch.float64)
+    with torch.no_grad():
+        layer.Lambda_re.fill_(0.3)
+    Lambda_bar, _, _ = layer.discretized()
+    assert (Lambda_bar.abs() < 1).all()
+
+
+@pytest.mark.parametrize("make", [lambda: S4D(3, 4, dtype=torch.float64),
+                                  lambda: S5(3, 4, blocks=2, dtype=torch.float64)], ids=["S4D", "S5"])
+def test_step_and_chunks_equal_forward(make):
+    torch.manual_seed(1)
+    layer = make()
+    u = torch.randn(2, 23, 3, dtype=torch.float64)
+    y, final = layer(u, return_state=True)
+    state, steps = layer.init_state(2), []
+    for t in range(23):
+        y_t, state = layer.step(u[:, t], state)
+        steps.append(y_t)
+    assert_close(torch.stack(steps, 1), y, 1e-12, "step")
+    assert_close(state, final, 1e-12, "final state")
+    y1, s = layer(u[:, :10], return_state=True)
+    y2 = layer(u[:, 10:], s)
+    assert_close(torch.cat([y1, y2], 1), y, 1e-12, "chunked")
+
+
+@pytest.mark.parametrize("make", [lambda: S4D(2, 4, bidirectional=True, dtype=torch.float64),
+                                  lambda: S5(2, 4, blocks=2, dtype=torch.float64)], ids=["S4D", "S5"])
+def test_gradcheck(make):
+    torch.manual_seed(2)
+    layer = make()
+    names = [n for n, _ in layer.named_parameters()]
+    u = torch.randn(1, 7, 2, dtype=torch.float64, requires_grad=True)
+
+    def f(u, *params):
+        return torch.func.functional_call(layer, dict(zip(names, params)), (u,))
+
+    assert torch.autograd.gradcheck(f, (u, *[p.detach().requires_grad_() for p in layer.parameters()]))
+
+
+@pytest.mark.parametrize("cls", [S4D, S5])
+def test_ssm_parameters(cls):
+    layer = cls(4, 8)
+    ssm = {id(p) for p in layer.ssm_parameters()}
+    assert len(ssm) == 4
+    others = [n for n, p in layer.named_parameters() if id(p) not in ssm]
+    assert sorted(others) == ["C", "D"]
+
+
+@pytest.mark.parametrize("cls", [S4D, S5])
+def test_dtypes(cls):
+    layer = cls(4, 8)
+    u = torch.randn(2, 9, 4)
+    y = layer(u)
+    assert y.dtype == torch.float32 and y.shape == u.shape
+    y16 = layer(u.bfloat16())
+    assert y16.dtype == torch.bfloat16
+    assert_close(y16, y, 3e-2, "bfloat16 input")
+    with pytest.raises(TypeError, match="float32 or float64"):
+        cls(4, 8, dtype=torch.bfloat16)
+
+
+@requires_triton
+@pytest.mark.interpreter
+@pytest.mark.parametrize("cls", [S4D, S5])
+def test_backends_agree(cls):
+    torch.manual_seed(3)
+    torch_layer = cls(3, 4, bidirectional=True, backend="torch", device=TRITON_DEVICE)
+    triton_layer = cls(3, 4, bidirectional=True, backend="triton", device=TRITON_DEVICE)
+    triton_layer.load_state_dict(torch_layer.state_dict())
+    u = torch.randn(2, 19, 3, device=TRITON_DEVICE)
+    y_ref, y = torch_layer(u), triton_layer(u)
+    assert_close(y, y_ref, 1e-5, "forward")
+    g = torch.randn_like(y)
+    grads_ref = torch.autograd.grad(y_ref, list(torch_layer.parameters()), g)
+    grads = torch.autograd.grad(y, list(triton_layer.parameters()), g)
+    for (name, _), a, b in zip(torch_layer.named_parameters(), grads, grads_ref):
+        assert_close(a, b, 1e-4, name)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(init="hippo"), ValueError, "init must be one of"),
+    (dict(d_state=0), ValueError, "d_state must be a positive even integer"),
+    (dict(d_state=5), ValueError, "d_state must be a positive even integer"),
+    (dict(dt_min=0.1, dt_max=0.01), ValueError, "dt_min <= dt_max"),
+    (dict(discretization="euler"), ValueError, "discretization must be one of"),
+    (dict(backend="cuda"), ValueError, "backend must be one of"),
+])
+def test_s4d_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        S4D(4, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(d_state=0), "d_state must be a positive integer"),
+    (dict(d_state=12, blocks=5), "multiple of blocks"),
+    (dict(d_state=6, blocks=2), "even integer"),
+    (dict(blocks=0), "blocks must be a positive integer"),
+])
+def test_s5_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        S5(4, **kwargs)
+
+
+@pytest.mark.parametrize("cls", [S4D, S5])
+def test_bad_inputs_and_bidirectional_streaming(cls):
+    layer = cls(4, 4, bidirectional=True)
+    with pytest.raises(ValueError, match=r"\(batch, length, channels\) with 4 channels"):
+        layer(torch.randn(2, 9, 3))
+    with pytest.raises(TypeError, match="floating point"):
+        layer(torch.ones(2, 9, 4, dtype=torch.int64))
+    with pytest.raises(RuntimeError, match="bidirectional"):
+        layer.step(torch.randn(2, 4), None)
+    with pytest.raises(RuntimeError, match="bidirectional"):
+        layer(torch.randn(2, 9, 4), return_state=True)

@@ -1,0 +1,199 @@
+"""Models: every preset builds, trains a step and streams; step == forward, chunks == whole, per-step answers,
+padding-aware pooling, the pair mode, the fused S4D + LIF path and configuration errors."""
+import pytest
+import torch
+from conftest import TRITON_DEVICE, requires_triton
+from helpers import assert_close
+
+from spikessm.models import PRESETS, ModelConfig, SequenceClassifier, build_model
+from spikessm.models.block import SSMBlock
+
+SMALL = dict(d_model=8, n_layers=2, d_state=4)
+
+
+def tokens(B, L, vocab=11, seed=0):
+    return torch.randint(1, vocab, (B, L), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("task", ["tokens", "features"])
+def test_every_preset_trains_one_step(preset, task):
+    torch.manual_seed(0)
+    sizes = dict(vocab_size=11) if task == "tokens" else dict(d_input=3)
+    model = build_model(preset, n_classes=4, dropout=0.1, **sizes, **SMALL)
+    x = tokens(3, 21) if task == "tokens" else torch.randn(3, 21, 3)
+    labels = torch.tensor([0, 3, 1])
+    logits = model(x)
+    assert logits.shape == (3, 4) and logits.dtype == torch.float32
+    loss = torch.nn.functional.cross_entropy(logits, labels)
+    loss.backward()
+    assert torch.isfinite(loss)
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.step()
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+
+
+def trained_causal(preset, norm="batch", prenorm=False, pooling="mean"):
+    """A float64 causal model whose BatchNorm has non-trivial running statistics, in eval mode."""
+    torch.manual_seed(1)
+    model = build_model(preset, n_classes=3, vocab_size=11, bidirectional=False, norm=norm, prenorm=prenorm,
+                        pooling=pooling, dtype=torch.float64, **SMALL)
+    model(tokens(4, 30, seed=5))  # one training-mode pass updates the running statistics
+    return model.eval()
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("norm, prenorm, pooling", [("batch", False, "mean"), ("layer", True, "last")])
+def test_step_and_chunks_equal_forward(preset, norm, prenorm, pooling):
+    model = trained_causal(preset, norm, prenorm, pooling)
+    x = tokens(2, 25, seed=3)
+    with torch.no_grad():
+        every = model(x, per_step=True)
+        assert_close(model(x), every[:, -1], 1e-12, "forward == last per-step answer")
+        state, answers = model.init_state(2), []
+        for t in range(25):
+            logits, state = model.step(x[:, t], state)
+            answers.append(logits)
+        assert_close(torch.stack(answers, 1), every, 1e-10, "step == forward")
+        first, s = model(x[:, :11], return_state=True)
+        second, s = model(x[:, 11:], state=s, return_state=True)
+        assert_close(first, every[:, 10], 1e-10, "first chunk")
+        assert_close(second, every[:, -1], 1e-10, "chunked == whole")
+        assert_close(model(x[:, :7]), every[:, 6], 1e-10, "per-step answer at t == forward on x[:, :t+1]")
+
+
+def test_mean_pooling_ignores_padding():
+    model = trained_causal("lif-s4d")
+    x = tokens(3, 20, seed=7)
+    lengths = torch.tensor([20, 12, 5])
+    padded = x.clone()
+    for b, n in enumerate(lengths):
+        padded[b, n:] = 0
+    with torch.no_grad():
+        logits = model(padded, lengths)
+        for b, n in enumerate(lengths):
+            assert_close(logits[b], model(x[b:b + 1, :n])[0], 1e-10, f"example {b}")
+    with pytest.raises(ValueError, match="lengths"):
+        model(padded, torch.tensor([20, 0, 5]))
+
+
+def test_last_pooling_takes_the_last_true_step():
+    model = trained_causal("binary-s4d", pooling="last")
+    x = tokens(2, 9)
+    with torch.no_grad():
+        logits = model(x, torch.tensor([9, 4]))
+        assert_close(logits[1], model(x[1:, :4])[0], 1e-10, "last step")
+
+
+def test_pair_mode():
+    torch.manual_seed(0)
+    model = build_model("gsu-s4d", n_classes=2, vocab_size=11, pair=True, **SMALL)
+    x1, x2 = tokens(3, 13), tokens(3, 17, seed=1)
+    logits = model(x1, torch.tensor([13, 10, 4]), x2, torch.tensor([17, 3, 9]))
+    assert logits.shape == (3, 2)
+    assert model.decoder.in_features == 4 * SMALL["d_model"]
+    with pytest.raises(ValueError, match="inputs2 is required"):
+        model(x1)
+
+
+@pytest.mark.parametrize("preset", ["s4d", "s5", "binary-s4d", "gsu-s4d"])
+def test_bidirectional_models_refuse_streaming(preset):
+    model = build_model(preset, n_classes=2, vocab_size=5, **SMALL)
+    assert not model.causal
+    with pytest.raises(RuntimeError, match="bidirectional"):
+        model.init_state(1)
+    with pytest.raises(RuntimeError, match="bidirectional"):
+        model(tokens(1, 4, vocab=5), return_state=True)
+    with pytest.raises(RuntimeError, match="bidirectional"):
+        model.blocks[0].step(torch.zeros(1, 8), (None, None))
+
+
+def test_batchnorm_step_needs_eval_mode():
+    model = build_model("lif-s4d", n_classes=2, vocab_size=5, **SMALL)
+    with pytest.raises(RuntimeError, match="eval"):
+        model.step(torch.tensor([1]), model.init_state(1))
+
+
+def test_ssm_parameters_are_the_blocks_a_b_dt():
+    model = build_model("lif-s5", n_classes=2, d_input=1, **SMALL)
+    ssm = model.ssm_parameters()
+    assert len(ssm) == 4 * SMALL["n_layers"]
+    names = {n for n, p in model.named_parameters() if any(p is q for q in ssm)}
+    assert names == {f"blocks.{i}.ssm.{k}" for i in range(2) for k in ("Lambda_re", "Lambda_im", "B", "log_step")}
+
+
+def test_lif_after_causal_s4d_is_fused():
+    model = build_model("lif-s4d", n_classes=2, vocab_size=5, **SMALL)
+    assert all(block.fused for block in model.blocks)
+    assert not any(b.fused for b in build_model("lif-s5", n_classes=2, vocab_size=5, **SMALL).blocks)
+    assert not any(b.fused for b in build_model("lif-s4d", n_classes=2, vocab_size=5, bidirectional=True,
+                                                 **SMALL).blocks)
+
+
+def test_fused_block_equals_ssm_then_lif():
+    torch.manual_seed(4)
+    config = ModelConfig(n_classes=2, d_input=1, readout="lif", lif_beta=0.6, lif_threshold=0.3, learn_beta=True,
+                         learn_threshold=True, **SMALL)
+    block = SSMBlock(config, dtype=torch.float64)
+    assert block.fused
+    x = torch.randn(2, 17, 8, dtype=torch.float64, requires_grad=True)
+    out = block(x)
+    y = block.ssm(x)
+    ref = block.norm(x + block.mixing(block.readout(y)))
+    assert_close(out, ref, 1e-12, "fused == unfused")
+    g = torch.randn_like(out)
+    params = list(block.parameters())
+    grads = torch.autograd.grad(out, [x, *params], g)
+    ref_grads = torch.autograd.grad(ref, [x, *params], g)
+    for a, b in zip(grads, ref_grads):
+        assert_close(a, b, 1e-10, "gradient")
+
+
+@requires_triton
+@pytest.mark.interpreter
+@pytest.mark.parametrize("preset", ["lif-s4d", "binary-s4d", "lif-s5"])
+def test_triton_and_torch_models_agree(preset):
+    torch.manual_seed(5)
+    kwargs = dict(n_classes=3, vocab_size=11, bidirectional=preset != "lif-s5", device=TRITON_DEVICE,
+                  dtype=torch.float64, **SMALL)
+    ref = build_model(preset, backend="torch", **kwargs).eval()
+    model = build_model(preset, backend="triton", **kwargs).eval()
+    model.load_state_dict(ref.state_dict())
+    x = tokens(2, 19).to(TRITON_DEVICE)
+    assert_close(model(x), ref(x), 1e-9, "logits")
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: build_model("spiking-transformer", n_classes=2, vocab_size=5), ValueError, "unknown model preset"),
+    (lambda: build_model("s4d", n_classes=2, vocab_size=5, widht=3), ValueError, "unknown model setting"),
+    (lambda: build_model("s4d", n_classes=2, vocab_size=5, init="hippo"), ValueError, "init must be one of"),
+    (lambda: build_model("s4d", n_classes=2, vocab_size=5, d_state=0), ValueError, "d_state must be a positive"),
+    (lambda: build_model("s4d", n_classes=2), ValueError, "exactly one of vocab_size"),
+    (lambda: build_model("s4d", n_classes=2, vocab_size=5, d_input=3), ValueError, "exactly one of vocab_size"),
+    (lambda: build_model("gsu-s4d", n_classes=2, vocab_size=5, surrogate="leaky"), ValueError, "leaky"),
+    (lambda: build_model("s5", n_classes=0, vocab_size=5), ValueError, "n_classes must be a positive"),
+    (lambda: build_model("s5", n_classes=2, vocab_size=5, d_state=6, s5_blocks=4), ValueError, "multiple"),
+])
+def test_bad_configurations(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_bad_inputs():
+    model = build_model("lif-s4d", n_classes=2, vocab_size=5, **SMALL)
+    with pytest.raises(ValueError, match="token ids outside"):
+        model(torch.tensor([[1, 2, 7]]))
+    with pytest.raises(ValueError, match=r"\(batch, length\) int64"):
+        model(torch.randn(1, 3, 1))
+    feature_model = build_model("lif-s5", n_classes=2, d_input=2, **SMALL)
+    with pytest.raises(ValueError, match=r"\(batch, length, 2\)"):
+        feature_model(torch.randn(1, 3, 3))
+
+
+def test_config_round_trip():
+    model = build_model("gsu-s4d", n_classes=2, vocab_size=5, **SMALL)
+    clone = SequenceClassifier(ModelConfig(**model.config.to_dict()))
+    assert clone.config == model.config
