@@ -1,0 +1,99 @@
+"""LRA Retrieval: ACL Anthology Network (AAN) citation pairs, character level (does one paper cite the other?).
+
+Files (LRA release layout tsv_data/new_aan_pairs.{train,eval,test}.tsv; also read directly in data_dir): no
+header, one pair per line, 5 tab-separated columns label, id1, id2, text1, text2; the label is "0"/"1" or, as
+in the released files, "0.0"/"1.0". Ids (see CharVocab): 0 padding, 1 unknown character, 2.. the characters seen
+>= min_freq times in the (truncated) train texts, both columns, in code-point order.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from spikessm.data.base import TaskData
+from spikessm.data.vocab import CharVocab, PackedSequences, TokenDataset
+
+SPLITS = {"train": "new_aan_pairs.train.tsv", "val": "new_aan_pairs.eval.tsv", "test": "new_aan_pairs.test.tsv"}
+OFFICIAL_SUBDIR = "tsv_data"
+N_COLUMNS = 5
+
+
+def find_aan_files(data_dir: Path) -> dict[str, Path]:
+    """{split: file} in data_dir or data_dir/tsv_data; FileNotFoundError saying where to get the data."""
+    for folder in (data_dir, data_dir / OFFICIAL_SUBDIR):
+        if all((folder / name).is_file() for name in SPLITS.values()):
+            return {split: folder / name for split, name in SPLITS.items()}
+    raise FileNotFoundError(
+        f"AAN: no {', '.join(SPLITS.values())} in {data_dir} or {data_dir / OFFICIAL_SUBDIR}. They ship in the LRA "
+        f"release (https://storage.googleapis.com/long-range-arena/lra_release.gz, folder lra_release/tsv_data); "
+        f"pass the folder holding tsv_data/"
+    )
+
+
+def _parse_label(text: str) -> int | None:
+    """ "0", "1", "0.0", "1.0" (any float spelling of 0 or 1) -> 0 or 1; None for anything else."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return int(value) if value in (0.0, 1.0) else None
+
+
+def read_aan_rows(path: Path) -> Iterator[tuple[int, str, str]]:
+    """Streams (label, text1, text2) from one split file; ValueError naming the file and line if malformed."""
+    with open(path, "rb") as f:  # binary: lines end at "\n" only (a "\r" inside a text stays part of it)
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as error:
+                reason = f"not UTF-8 ({error.reason} at byte {error.start})"
+                raise ValueError(f"{path.name} line {line_no}: {reason}") from None
+            columns = line.split("\t")
+            if len(columns) != N_COLUMNS:
+                raise ValueError(
+                    f"{path.name} line {line_no}: expected {N_COLUMNS} tab-separated columns "
+                    f"(label, id1, id2, text1, text2), found {len(columns)}"
+                )
+            label = _parse_label(columns[0])
+            if label is None:
+                raise ValueError(f"{path.name} line {line_no}: label {columns[0]!r} is not 0 or 1")
+            if not columns[3] or not columns[4]:
+                raise ValueError(f"{path.name} line {line_no}: text{1 if not columns[3] else 2} is empty")
+            yield label, columns[3], columns[4]
+
+
+def _encode_split(path: Path, vocab: CharVocab, max_length: int) -> TokenDataset:
+    firsts, seconds, labels = [], [], []
+    for label, text1, text2 in read_aan_rows(path):
+        firsts.append(vocab.encode(text1, max_length))
+        seconds.append(vocab.encode(text2, max_length))
+        labels.append(label)
+    if not labels:
+        raise ValueError(f"{path.name}: no examples")
+    labels = torch.tensor(labels, dtype=torch.int64)
+    return TokenDataset(labels, PackedSequences.from_arrays(firsts), PackedSequences.from_arrays(seconds))
+
+
+def load_aan(data_dir: str | os.PathLike, *, max_length: int = 4000, min_freq: int = 15) -> TaskData:
+    """AAN from data_dir (or data_dir/tsv_data) -> TaskData(pair=True, 2 classes).
+
+    Examples are (((L1,) int64, (L2,) int64) character ids of the two texts, label), each text truncated to its
+    first max_length characters. The train file is read twice (vocabulary, then ids) rather than held in memory.
+    """
+    files = find_aan_files(Path(data_dir))
+    train_texts = (text for _, text1, text2 in read_aan_rows(files["train"]) for text in (text1, text2))
+    vocab = CharVocab.build(train_texts, min_freq=min_freq, max_length=max_length)
+    splits = {split: _encode_split(path, vocab, max_length) for split, path in files.items()}
+    return TaskData(
+        name="aan",
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+        n_classes=2,
+        max_length=max_length,
+        vocab_size=vocab.size,
+        pair=True,
+    )

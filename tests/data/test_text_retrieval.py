@@ -1,0 +1,132 @@
+"""IMDB (LRA Text) and AAN (LRA Retrieval) at character level, on tiny data in the real formats."""
+import pytest
+import torch
+
+from spikessm.data.base import collate
+from spikessm.data.retrieval import load_aan
+from spikessm.data.text import load_imdb
+from spikessm.data.vocab import CharVocab
+
+
+@pytest.fixture
+def datasets():
+    return pytest.importorskip("datasets")  # an optional dependency (spikessm[data]); AAN does not need it
+
+# "a" x 6 and "b" x 3 in train; "c" once; "é" x 3 (non-ASCII); "z" only in test.
+IMDB_TRAIN = {"text": ["aab", "aaé", "bbc", "aaéé"], "label": [0, 1, 0, 1]}
+IMDB_TEST = {"text": ["zab", "abcabcabc"], "label": [1, 0]}
+
+
+def _save_imdb(datasets, path, train=IMDB_TRAIN, test=IMDB_TEST):
+    splits = {"train": datasets.Dataset.from_dict(train), "test": datasets.Dataset.from_dict(test)}
+    datasets.DatasetDict(splits).save_to_disk(str(path))
+    return path
+
+
+def test_char_vocab_ids_and_min_freq():
+    vocab = CharVocab.build(["aab", "aaé", "bbc", "aaéé"], min_freq=3, max_length=100)
+    assert vocab.chars == ["a", "b", "é"] and vocab.size == 5  # code-point order; "c" (once) left out
+    assert vocab.encode("abézc", 100).tolist() == [2, 3, 4, 1, 1]
+    assert vocab.encode("abézc", 2).tolist() == [2, 3]
+    # Counting sees only the first max_length characters of each text.
+    assert CharVocab.build(["aab", "aaé", "bbc", "aaéé"], min_freq=3, max_length=2).chars == ["a"]
+
+
+def test_imdb_from_a_saved_dataset(datasets, tmp_path):
+    task = load_imdb(_save_imdb(datasets, tmp_path / "imdb"), min_freq=3, max_length=5)
+    assert (task.n_classes, task.vocab_size, task.val, task.pair) == (2, 5, None, False)
+    assert [len(task.train), len(task.test)] == [4, 2]
+    assert [task.train[i][1] for i in range(4)] == [0, 1, 0, 1]
+    assert task.train[1][0].tolist() == [2, 2, 4] and task.train[1][0].dtype == torch.int64
+    assert task.test[0][0].tolist() == [1, 2, 3] and task.test[0][1] == 1  # "z" never in train: unknown
+    assert task.test[1][0].tolist() == [2, 3, 1, 2, 3]  # truncated to max_length 5
+
+
+def test_imdb_collate_shapes(datasets, tmp_path):
+    task = load_imdb(_save_imdb(datasets, tmp_path / "imdb"), min_freq=1)
+    batch = collate([task.train[i] for i in range(4)])
+    assert batch["inputs"].shape == (4, 4) and batch["lengths"].tolist() == [3, 3, 3, 4]
+    assert batch["inputs"][0, 3] == 0 and batch["labels"].tolist() == [0, 1, 0, 1]
+
+
+def test_imdb_missing_column_or_bad_label(datasets, tmp_path):
+    no_label = {"text": ["ab"], "sentiment": [0]}
+    with pytest.raises(ValueError, match="split train: no column 'label'"):
+        load_imdb(_save_imdb(datasets, tmp_path / "a", train=no_label))
+    bad = {"text": ["ab", "cd"], "label": [0, 2]}
+    with pytest.raises(ValueError, match="split test row 1: label 2 is not 0 or 1"):
+        load_imdb(_save_imdb(datasets, tmp_path / "b", test=bad))
+
+
+def test_imdb_unreachable_hub_says_how_to_save(datasets, monkeypatch):
+    def offline(*args, **kwargs):
+        raise ConnectionError("no internet")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(FileNotFoundError, match="save_to_disk"):
+        load_imdb("stanfordnlp/imdb")
+
+
+# --- AAN ---
+
+AAN_TRAIN = ["1.0\tp1\tp2\taab\tab", "0.0\tp3\tp4\tbba\taaz"]  # a x 6, b x 4, z x 1
+
+
+def _write_aan(root, train=AAN_TRAIN, val=("0\tp5\tp6\tab\tba",), test=("1\tp7\tp8\tzzz\tabab",)):
+    folder = root / "tsv_data"
+    folder.mkdir(parents=True)
+    for name, lines in (("train", train), ("eval", val), ("test", test)):
+        (folder / f"new_aan_pairs.{name}.tsv").write_text("".join(line + "\n" for line in lines))
+    return root
+
+
+def test_aan_pairs_labels_and_ids(tmp_path):
+    task = load_aan(_write_aan(tmp_path), min_freq=2, max_length=3)
+    assert (task.n_classes, task.vocab_size, task.pair) == (2, 4, True)  # pad, unknown, "a", "b"
+    assert [len(task.train), len(task.val), len(task.test)] == [2, 1, 1]
+    (x1, x2), label = task.train[0]
+    assert label == 1 and x1.tolist() == [2, 2, 3] and x2.tolist() == [2, 3] and x1.dtype == torch.int64
+    assert task.train[1][1] == 0 and task.train[1][0][1].tolist() == [2, 2, 1]  # "z" unknown
+    assert task.val[0][1] == 0 and task.test[0][1] == 1
+    assert task.test[0][0][1].tolist() == [2, 3, 2]  # truncated to 3
+
+
+def test_aan_files_directly_in_the_folder(tmp_path):
+    _write_aan(tmp_path)
+    assert len(load_aan(tmp_path / "tsv_data", min_freq=1).train) == 2
+
+
+def test_aan_collate_shapes(tmp_path):
+    task = load_aan(_write_aan(tmp_path), min_freq=1)
+    batch = collate([task.train[0], task.train[1]])
+    assert batch["inputs"].shape == (2, 3) and batch["inputs2"].shape == (2, 3)
+    assert batch["lengths"].tolist() == [3, 3] and batch["lengths2"].tolist() == [2, 3]
+    assert batch["labels"].tolist() == [1, 0] and batch["inputs2"][0, 2] == 0
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("1\tp1\tp2\tab", "new_aan_pairs.train.tsv line 2: expected 5 tab-separated columns .* found 4"),
+        ("yes\tp1\tp2\tab\tcd", "new_aan_pairs.train.tsv line 2: label 'yes' is not 0 or 1"),
+        ("2.0\tp1\tp2\tab\tcd", "new_aan_pairs.train.tsv line 2: label '2.0' is not 0 or 1"),
+        ("1\tp1\tp2\tab\t", "new_aan_pairs.train.tsv line 2: text2 is empty"),
+    ],
+)
+def test_aan_malformed_lines_name_file_and_line(tmp_path, line, message):
+    _write_aan(tmp_path, train=[AAN_TRAIN[0], line])
+    with pytest.raises(ValueError, match=message):
+        load_aan(tmp_path)
+
+
+def test_aan_invalid_utf8_names_file_and_line(tmp_path):
+    _write_aan(tmp_path)
+    path = tmp_path / "tsv_data" / "new_aan_pairs.test.tsv"
+    path.write_bytes(b"1\tp7\tp8\tab\tab\n0\tp1\tp2\t\xff\tab\n")
+    with pytest.raises(ValueError, match="new_aan_pairs.test.tsv line 2: not UTF-8"):
+        load_aan(tmp_path)
+
+
+def test_aan_missing_directory_says_where_to_download(tmp_path):
+    with pytest.raises(FileNotFoundError, match="lra_release"):
+        load_aan(tmp_path / "nowhere")
