@@ -12,11 +12,8 @@ Token ids (LISTOPS_VOCAB; LISTOPS_VOCAB_SIZE 16): 0 padding, 1-10 the digits "0"
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import pickle
 import random
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +21,7 @@ import torch
 
 from ..atomic import write_atomically
 from .base import TaskData
+from .cache import cache_path, read_cache, write_cache
 from .vocab import PackedSequences, TokenDataset
 
 MIN, MAX, MED, SUM_MOD = "[MIN", "[MAX", "[MED", "[SM"
@@ -37,7 +35,6 @@ LISTOPS_VOCAB_SIZE = 1 + len(LISTOPS_VOCAB)
 SPLITS = {"train": "basic_train.tsv", "val": "basic_val.tsv", "test": "basic_test.tsv"}
 HEADER = "Source\tTarget"
 OFFICIAL_SUBDIR = "listops-1000"
-CACHE_SUBDIR = ".spikessm_cache"
 _CACHE_VERSION = 1  # bump when the cached layout or the tokenisation changes
 _LABELS = {str(v): v for v in VALUES}
 
@@ -267,34 +264,6 @@ def find_listops_files(data_dir: Path) -> dict[str, Path]:
     )
 
 
-def _cache_path(data_dir: Path, files: dict[str, Path], max_length: int) -> Path:
-    """The cache file for these exact files (path, size, mtime) and max_length: any change gives another name."""
-    key = [f"v{_CACHE_VERSION}", f"max_length={max_length}"]
-    for split, path in files.items():
-        stat = path.stat()
-        key.append(f"{split}={path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
-    digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:16]
-    return data_dir / CACHE_SUBDIR / f"listops-{digest}.pt"
-
-
-def _read_cache(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        return torch.load(path, weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
-        warnings.warn(f"ListOps: ignoring the unreadable cache {path} ({error})", stacklevel=3)
-        return None
-
-
-def _write_cache(path: Path, splits: dict) -> None:
-    try:
-        path.parent.mkdir(exist_ok=True)
-        write_atomically(path, lambda f: torch.save(splits, f))
-    except OSError as error:  # a read-only data folder only costs the speed-up
-        warnings.warn(f"ListOps: could not write the cache {path} ({error})", stacklevel=3)
-
-
 def load_listops(data_dir: str | os.PathLike, *, max_length: int = 2048) -> TaskData:
     """ListOps from data_dir (or data_dir/listops-1000) -> TaskData (vocab_size 16, 10 classes).
 
@@ -304,14 +273,14 @@ def load_listops(data_dir: str | os.PathLike, *, max_length: int = 2048) -> Task
     """
     data_dir = Path(data_dir)
     files = find_listops_files(data_dir)
-    cache = _cache_path(data_dir, files, max_length)
-    splits = _read_cache(cache)
+    cache = cache_path(data_dir, "listops", files, version=_CACHE_VERSION, max_length=max_length)
+    splits = read_cache(cache, "ListOps")
     if splits is None:
         splits = {}
         for split, path in files.items():
             sequences, labels = read_listops_tsv(path, max_length)
             splits[split] = {"tokens": sequences.tokens, "offsets": sequences.offsets, "labels": labels}
-        _write_cache(cache, splits)
+        write_cache(cache, splits, "ListOps")
     datasets = {
         split: TokenDataset(s["labels"], PackedSequences(s["tokens"], s["offsets"])) for split, s in splits.items()
     }

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 
-from spikessm.data.base import TaskData
-from spikessm.data.vocab import CharVocab, PackedSequences, TokenDataset
+from .base import TaskData
+from .cache import cache_path, read_cache, write_cache
+from .vocab import CharVocab, PackedSequences, TokenDataset
 
 SPLITS = {"train": "new_aan_pairs.train.tsv", "val": "new_aan_pairs.eval.tsv", "test": "new_aan_pairs.test.tsv"}
 OFFICIAL_SUBDIR = "tsv_data"
@@ -82,11 +83,27 @@ def load_aan(data_dir: str | os.PathLike, *, max_length: int = 4000, min_freq: i
 
     Examples are (((L1,) int64, (L2,) int64) character ids of the two texts, label), each text truncated to its
     first max_length characters. The train file is read twice (vocabulary, then ids) rather than held in memory.
+    The first load saves the encoded splits to data_dir/.spikessm_cache/aan-<hash>.pt (see spikessm.data.cache);
+    later loads of the same files and settings read that instead.
     """
-    files = find_aan_files(Path(data_dir))
-    train_texts = (text for _, text1, text2 in read_aan_rows(files["train"]) for text in (text1, text2))
-    vocab = CharVocab.build(train_texts, min_freq=min_freq, max_length=max_length)
-    splits = {split: _encode_split(path, vocab, max_length) for split, path in files.items()}
+    data_dir = Path(data_dir)
+    files = find_aan_files(data_dir)
+    cache = cache_path(data_dir, "aan", files, max_length=max_length, min_freq=min_freq)
+    content = read_cache(cache, "AAN")
+    if content is None:
+        train_texts = (text for _, text1, text2 in read_aan_rows(files["train"]) for text in (text1, text2))
+        vocab = CharVocab.build(train_texts, min_freq=min_freq, max_length=max_length)
+        content = {"vocab_size": vocab.size}
+        for split, path in files.items():
+            data = _encode_split(path, vocab, max_length)
+            first, second = data.sequences
+            content[split] = {"labels": data.labels, "tokens1": first.tokens, "offsets1": first.offsets,
+                              "tokens2": second.tokens, "offsets2": second.offsets}
+        write_cache(cache, content, "AAN")
+    splits = {split: TokenDataset(c["labels"], PackedSequences(c["tokens1"], c["offsets1"]),
+                                  PackedSequences(c["tokens2"], c["offsets2"]))
+              for split, c in ((s, content[s]) for s in files)}
+    vocab_size = int(content["vocab_size"])
     return TaskData(
         name="aan",
         train=splits["train"],
@@ -94,6 +111,6 @@ def load_aan(data_dir: str | os.PathLike, *, max_length: int = 4000, min_freq: i
         test=splits["test"],
         n_classes=2,
         max_length=max_length,
-        vocab_size=vocab.size,
+        vocab_size=vocab_size,
         pair=True,
     )

@@ -91,6 +91,22 @@ def test_aan_pairs_labels_and_ids(tmp_path):
     assert task.test[0][0][1].tolist() == [2, 3, 2]  # truncated to 3
 
 
+def test_aan_second_load_reads_the_cache_until_a_file_changes(tmp_path, monkeypatch):
+    from spikessm.data import retrieval
+
+    root = _write_aan(tmp_path)
+    first = load_aan(root, min_freq=2, max_length=3)
+    monkeypatch.setattr(retrieval, "read_aan_rows", lambda path: pytest.fail(f"parsed {path.name} again"))
+    cached = load_aan(root, min_freq=2, max_length=3)
+    assert cached.vocab_size == first.vocab_size and len(cached.train) == len(first.train)
+    for a, b in zip([cached.train[i] for i in range(2)] + [cached.test[0]],
+                    [first.train[i] for i in range(2)] + [first.test[0]]):
+        assert torch.equal(a[0][0], b[0][0]) and torch.equal(a[0][1], b[0][1]) and a[1] == b[1]
+    monkeypatch.undo()
+    (root / "tsv_data" / "new_aan_pairs.test.tsv").write_text("0\tp7\tp8\tbb\tbb\n")
+    assert load_aan(root, min_freq=2, max_length=3).test[0][1] == 0
+
+
 def test_aan_files_directly_in_the_folder(tmp_path):
     _write_aan(tmp_path)
     assert len(load_aan(tmp_path / "tsv_data", min_freq=1).train) == 2
