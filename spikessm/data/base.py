@@ -12,6 +12,7 @@ real token) or a (L, d_input) float32 tensor (pixel tasks); label is an int. Ret
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
@@ -63,3 +64,12 @@ def collate(examples: list) -> dict[str, torch.Tensor]:
         return {"inputs": inputs, "lengths": lengths, "inputs2": inputs2, "lengths2": lengths2, "labels": labels}
     inputs, lengths = pad([x for x, _ in examples])
     return {"inputs": inputs, "lengths": lengths, "labels": labels}
+
+
+def find_split_files(data_dir: Path, names: dict[str, str], subdir: str, how_to_get: str) -> dict[str, Path]:
+    """{split: file} for the split file names `names`, all in data_dir or all in data_dir/subdir (the LRA
+    release's layout); FileNotFoundError naming the files and both folders, then `how_to_get`."""
+    for folder in (data_dir, data_dir / subdir):
+        if all((folder / name).is_file() for name in names.values()):
+            return {split: folder / name for split, name in names.items()}
+    raise FileNotFoundError(f"no {', '.join(names.values())} in {data_dir} or {data_dir / subdir}. {how_to_get}")

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..atomic import write_atomically
-from .base import TaskData
+from .base import TaskData, find_split_files
 from .cache import cache_path, read_cache, write_cache
 from .vocab import PackedSequences, TokenDataset
 
@@ -254,14 +254,9 @@ def read_listops_tsv(path: Path, max_length: int) -> tuple[PackedSequences, torc
 
 def find_listops_files(data_dir: Path) -> dict[str, Path]:
     """{split: file} in data_dir or data_dir/listops-1000; FileNotFoundError saying how to get the data."""
-    for folder in (data_dir, data_dir / OFFICIAL_SUBDIR):
-        if all((folder / name).is_file() for name in SPLITS.values()):
-            return {split: folder / name for split, name in SPLITS.items()}
-    raise FileNotFoundError(
-        f"ListOps: no {', '.join(SPLITS.values())} in {data_dir} or {data_dir / OFFICIAL_SUBDIR}. Generate them with "
-        f"`spikessm generate listops --out {data_dir}`, or download the LRA release "
-        f"(https://storage.googleapis.com/long-range-arena/lra_release.gz) and pass the folder holding listops-1000/"
-    )
+    return find_split_files(data_dir, SPLITS, OFFICIAL_SUBDIR, (
+        f"ListOps: generate them with `spikessm generate listops --out {data_dir}`, or download the LRA release "
+        "(https://storage.googleapis.com/long-range-arena/lra_release.gz) and pass the folder holding listops-1000/"))
 
 
 def load_listops(data_dir: str | os.PathLike, *, max_length: int = 2048) -> TaskData:

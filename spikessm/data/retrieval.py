@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .base import TaskData
+from .base import TaskData, find_split_files
 from .cache import cache_path, read_cache, write_cache
 from .vocab import CharVocab, PackedSequences, TokenDataset
 
@@ -24,14 +24,9 @@ N_COLUMNS = 5
 
 def find_aan_files(data_dir: Path) -> dict[str, Path]:
     """{split: file} in data_dir or data_dir/tsv_data; FileNotFoundError saying where to get the data."""
-    for folder in (data_dir, data_dir / OFFICIAL_SUBDIR):
-        if all((folder / name).is_file() for name in SPLITS.values()):
-            return {split: folder / name for split, name in SPLITS.items()}
-    raise FileNotFoundError(
-        f"AAN: no {', '.join(SPLITS.values())} in {data_dir} or {data_dir / OFFICIAL_SUBDIR}. They ship in the LRA "
-        f"release (https://storage.googleapis.com/long-range-arena/lra_release.gz, folder lra_release/tsv_data); "
-        f"pass the folder holding tsv_data/"
-    )
+    return find_split_files(data_dir, SPLITS, OFFICIAL_SUBDIR, (
+        "AAN: they ship in the LRA release (https://storage.googleapis.com/long-range-arena/lra_release.gz, folder "
+        "lra_release/tsv_data); pass the folder holding tsv_data/"))
 
 
 def _parse_label(text: str) -> int | None:
