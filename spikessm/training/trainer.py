@@ -12,6 +12,7 @@ restores every RNG and the per-epoch data order, so a resumed run equals an unin
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import sys
@@ -236,31 +237,35 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
                                               rank=dist.rank, world_size=dist.world_size)
             correct = seen = 0
             started = time.perf_counter()
-            with OpCounter(model) as counter:
-                for batch in batches(data.train, order):
-                    labels = batch["labels"].to(device)
+            rates, rate = [], None
+            for batch in batches(data.train, order):
+                labels = batch["labels"].to(device)
+                # Spikes are counted on the logged steps only: counting reads tensors back from the device.
+                counting = (step + 1) % config.log_every == 0
+                with OpCounter(model) if counting else contextlib.nullcontext() as counter:
                     with autocast(device, config.amp):
                         logits = train_model(**model_inputs(batch, device)).float()
-                    loss = nn.functional.cross_entropy(logits, labels)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if config.grad_clip:
-                        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                    optimizer.step()
-                    scheduler.step()
-                    step += 1
-                    loss = loss.item()
-                    correct += int((logits.argmax(-1) == labels).sum())
-                    seen += len(labels)
+                loss = nn.functional.cross_entropy(logits, labels)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                loss = loss.item()
+                correct += int((logits.argmax(-1) == labels).sum())
+                seen += len(labels)
+                if counting:
                     rate = counter.totals()["firing_rate"]
-                    speed = seen * dist.world_size / (time.perf_counter() - started)
-                    record = {"kind": "step", "step": step, "epoch": epoch, "loss": loss,
-                              "accuracy": correct / seen, "lr": scheduler.get_last_lr()[-1],
-                              "examples_per_s": speed, "firing_rate": rate}
-                    progress.update(step, f"epoch {epoch + 1}/{epochs} loss {loss:.3f} acc {correct / seen:.3f} "
-                                          f"{speed:.0f} ex/s" + (f" rate {rate:.3f}" if rate is not None else ""))
-                    if metrics is not None and step % config.log_every == 0:
-                        metrics.write(json.dumps(record) + "\n")
+                    rates += [rate] if rate is not None else []
+                speed = seen * dist.world_size / (time.perf_counter() - started)
+                progress.update(step, f"epoch {epoch + 1}/{epochs} loss {loss:.3f} acc {correct / seen:.3f} "
+                                      f"{speed:.0f} ex/s" + (f" rate {rate:.3f}" if rate is not None else ""))
+                if metrics is not None and counting:
+                    metrics.write(json.dumps({"kind": "step", "step": step, "epoch": epoch, "loss": loss,
+                                              "accuracy": correct / seen, "lr": scheduler.get_last_lr()[-1],
+                                              "examples_per_s": speed, "firing_rate": rate}) + "\n")
             progress.close()
             if dist.main:
                 result = evaluate(model, val_set, batch_size=batch_size, device=device, amp=config.amp)
@@ -268,7 +273,8 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
                 best_acc = max(best_acc, result["accuracy"])
                 metrics.write(json.dumps({"kind": "epoch", "step": step, "epoch": epoch,
                                           "train_accuracy": correct / seen, "val_accuracy": result["accuracy"],
-                                          "val_loss": result["loss"], "firing_rate": counter.totals()["firing_rate"],
+                                          "val_loss": result["loss"],
+                                          "firing_rate": sum(rates) / len(rates) if rates else None,
                                           "seconds": time.perf_counter() - started}) + "\n")
                 metrics.flush()
                 log(f"epoch {epoch + 1}/{epochs}: train acc {correct / seen:.4f}, val acc {result['accuracy']:.4f}"
