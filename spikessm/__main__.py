@@ -66,12 +66,8 @@ def run_train(args) -> int:
 
 
 def run_eval(args) -> int:
-    import torch
-
-    from .data.base import TaskData  # noqa: F401  (documents what load_task returns)
     from .training.tasks import get_task, load_task
-    from .training.trainer import evaluate, load_checkpoint_model, majority_baseline, pick_device
-    from .stats import OpCounter
+    from .training.trainer import load_checkpoint_model, pick_device, report_test_split
 
     path = Path(args.checkpoint)
     if path.is_dir():
@@ -82,16 +78,9 @@ def run_eval(args) -> int:
     model, settings = load_checkpoint_model(path, device)
     data = load_task(get_task(settings["task"]), args.data_dir or settings["data_dir"],
                      args.source or settings["source"])
-    with OpCounter(model) as counter:
-        result = evaluate(model, data.test, batch_size=args.batch_size or settings["batch_size"], device=device,
-                          amp=not args.no_amp, counter=counter)
-    label, majority = majority_baseline(data)
-    print(counter.table())
-    per_example = counter.totals()["energy_pj"] / 1e6 / result["examples"]
-    print(f"{settings['task']} / {settings['model']}: test accuracy {result['accuracy']:.4f} on "
-          f"{result['examples']} examples (majority class {label}: {majority:.4f}); energy {per_example:.3f} uJ "
-          "per example")
-    del torch
+    print(f"{settings['task']} / {settings['model']}: {path}")
+    report_test_split(model, data, batch_size=args.batch_size or settings["batch_size"], device=device,
+                amp=not args.no_amp)
     return 0
 
 

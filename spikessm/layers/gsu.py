@@ -68,7 +68,7 @@ class GSU(nn.Module):
                          alpha=self.alpha)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        check_input("GSU", y, self.d_model, rank=y.dim() if y.dim() in (2, 3) else 3)
+        check_input("GSU", y, self.d_model, rank=2 if y.dim() == 2 else 3)  # (B, H) for one step
         a = self.ternary_input(y) @ self.W + self.b
         g = y @ self.ternary_weight()
         return self.dropout(nn.functional.gelu(self.norm(a * g)))

@@ -151,13 +151,17 @@ class SequenceClassifier(nn.Module):
 
     def _forward_stream(self, inputs: torch.Tensor, state: StreamState | None):
         feats, block_states = self.features(inputs, state, return_state=True)
-        B, L, _ = feats.shape
+        B = feats.shape[0]
         if state is None:
             pooled, steps = feats.new_zeros(B, feats.shape[-1]), torch.zeros(B, dtype=torch.int64,
                                                                             device=feats.device)
         else:
             pooled, steps = state.pooled, state.steps
-        steps = steps + L
+        return self._stream_answer(feats, block_states, pooled, steps)
+
+    def _stream_answer(self, feats: torch.Tensor, block_states: list, pooled: torch.Tensor, steps: torch.Tensor):
+        """Pools the new features (B, L, H) into the running pool -> (logits (B, n_classes), StreamState)."""
+        steps = steps + feats.shape[1]
         if self.config.pooling == "mean":
             pooled = pooled + feats.sum(1)
             answer = pooled / steps[:, None].to(feats.dtype)
@@ -185,11 +189,4 @@ class SequenceClassifier(nn.Module):
         for block, s in zip(self.blocks, state.blocks):
             x, s = block.step(x, s)
             blocks.append(s)
-        feat = self.final_norm(x)
-        steps = state.steps + 1
-        if self.config.pooling == "mean":
-            pooled = state.pooled + feat
-            answer = pooled / steps[:, None].to(feat.dtype)
-        else:
-            pooled = answer = feat
-        return self.decoder(answer), StreamState(blocks, pooled, steps)
+        return self._stream_answer(self.final_norm(x)[:, None], blocks, state.pooled, state.steps)

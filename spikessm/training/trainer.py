@@ -118,9 +118,8 @@ def batches(dataset, index_lists):
         yield collate([dataset[i] for i in indices])
 
 
-def evaluate(model: nn.Module, dataset, *, batch_size: int, device: torch.device, amp: bool,
-             counter: OpCounter | None = None) -> dict:
-    """Accuracy and mean loss over a dataset in eval mode (counted by `counter` when given)."""
+def evaluate(model: nn.Module, dataset, *, batch_size: int, device: torch.device, amp: bool) -> dict:
+    """Accuracy and mean loss over a dataset in eval mode."""
     was_training = model.training
     model.eval()
     correct = total = 0
@@ -309,12 +308,12 @@ def load_checkpoint_model(path: Path, device: torch.device):
     return model.eval(), checkpoint["config"]
 
 
-def final_evaluation(run_dir: Path, data: TaskData, *, device: torch.device, batch_size: int, amp: bool,
-                     log=print) -> dict:
-    """Evaluates best.pt on the test split with spike and energy accounting; writes results.json."""
-    model, _ = load_checkpoint_model(run_dir / "best.pt", device)
+def report_test_split(model: nn.Module, data: TaskData, *, batch_size: int, device: torch.device, amp: bool,
+                log=print) -> dict:
+    """Evaluates `model` on the test split with spike and energy accounting; logs the per-layer table and a
+    summary line; returns the results (accuracy, majority baseline, firing rates, energy)."""
     with OpCounter(model) as counter:
-        result = evaluate(model, data.test, batch_size=batch_size, device=device, amp=amp, counter=counter)
+        result = evaluate(model, data.test, batch_size=batch_size, device=device, amp=amp)
     majority_label, majority_acc = majority_baseline(data)
     totals = counter.totals()
     results = {
@@ -325,9 +324,17 @@ def final_evaluation(run_dir: Path, data: TaskData, *, device: torch.device, bat
         "dense_energy_uj_per_example": totals["dense_energy_pj"] / 1e6 / result["examples"],
         "energy_ratio": totals["energy_ratio"], "totals": totals,
     }
-    atomic.write_json(run_dir / "results.json", results)
     log(counter.table())
-    log(f"test accuracy {result['accuracy']:.4f} (majority class {majority_label}: {majority_acc:.4f}); "
-        f"energy {results['energy_uj_per_example']:.3f} uJ per example, non-spiking "
+    log(f"test accuracy {result['accuracy']:.4f} on {result['examples']} examples (majority class {majority_label}: "
+        f"{majority_acc:.4f}); energy {results['energy_uj_per_example']:.3f} uJ per example, non-spiking "
         f"{results['dense_energy_uj_per_example']:.3f} uJ")
+    return results
+
+
+def final_evaluation(run_dir: Path, data: TaskData, *, device: torch.device, batch_size: int, amp: bool,
+                     log=print) -> dict:
+    """report_test_split of best.pt, also written to run_dir/results.json."""
+    model, _ = load_checkpoint_model(run_dir / "best.pt", device)
+    results = report_test_split(model, data, batch_size=batch_size, device=device, amp=amp, log=log)
+    atomic.write_json(run_dir / "results.json", results)
     return results
