@@ -3,7 +3,7 @@ import re
 
 import pytest
 import torch
-from conftest import requires_triton
+from conftest import TRITON_DEVICE, requires_triton
 
 from spikessm.ops import diag_scan, s4d_scan
 
@@ -80,7 +80,7 @@ class TestDiagScan:
     @requires_triton
     @pytest.mark.interpreter
     def test_chunk_size(self):
-        a, b = self.good()
+        a, b = (t.to(TRITON_DEVICE) for t in self.good())
         with raises(ValueError, "diag_scan", "chunk_size must be a power of two", "24"):
             diag_scan(a, b, backend="triton", chunk_size=24)
 
