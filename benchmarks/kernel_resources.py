@@ -74,22 +74,33 @@ def variants():
 
 
 def lif_variants():
-    """LIF kernels: every reset in the forward; every surrogate, and every reset with and without
-    detach_reset, in the backward."""
-    block_h = lif._block_h(32, 256)
-    for reset in lif.RESET_CODES:
-        yield ("lif_fwd", f"reset={reset}", lif._lif_fwd_kernel,
-               ["x_ptr", "beta_ptr", "th_ptr", "h0_ptr", "s_ptr", "m_ptr", "vT_ptr"], ["L", "H"],
-               dict(HAS_H0=True, RESET=lif.RESET_CODES[reset], BLOCK_H=block_h), 4)
+    """LIF kernels: every reset in the forward passes (pass 1 with and without the saved membrane); every
+    surrogate, and every reset with and without detach_reset, in the backward, composing and not."""
+    block_h, T = lif._block_h(256), lif.CHUNK
+    fwd_ptrs = ["x_ptr", "beta_ptr", "th_ptr", "s_ptr", "m_ptr", "vend_ptr"]
+    for reset, store_m in itertools.product(lif.RESET_CODES, (False, True)):
+        flags = dict(STORE_M=store_m, RESET=lif.RESET_CODES[reset], BLOCK_H=block_h, T=T)
+        label = f"reset={reset} store_m={int(store_m)} T={T}"
+        yield ("lif_fwd", label, lif._lif_fwd_kernel, fwd_ptrs + ["h0_ptr"], ["L", "H", "SEG"],
+               dict(flags, HAS_H0=True), 1)
+        if store_m:
+            yield ("lif_fix_par", label, lif._lif_fixup_parallel_kernel, fwd_ptrs + ["vfix_ptr", "merged_ptr"],
+                   ["L", "H", "SEG", "n_seg"], flags, 1)
+            yield ("lif_fix_seq", label, lif._lif_fixup_sequential_kernel,
+                   fwd_ptrs + ["vfix_ptr", "merged_ptr", "vT_ptr"], ["L", "H", "SEG", "n_seg"],
+                   dict(flags, BLOCK_S=64), 1)
     combos = [("subtract", name, False) for name in lif.SURROGATE_CODES]  # "leaky" included
     combos += [(reset, "atan", detach) for reset in ("zero", "none") for detach in (False, True)]
     combos += [("subtract", "atan", True)]
-    for reset, surrogate, detach in combos:
-        yield ("lif_bwd", f"reset={reset} surrogate={surrogate} detach={int(detach)}", lif._lif_bwd_kernel,
-               ["beta_ptr", "th_ptr", "h0_ptr", "m_ptr", "gs_ptr", "gT_ptr", "sigma_ptr", "dx_ptr", "dbeta_ptr",
-                "dth_ptr", "dh0_ptr"], ["L", "H"],
-               dict(HAS_H0=True, HAS_GT=True, RESET=lif.RESET_CODES[reset], SURROGATE=lif.SURROGATE_CODES[surrogate],
-                    DETACH_RESET=detach, BLOCK_H=block_h), 4)
+    for (reset, surrogate, detach), compose in itertools.product(combos, (False, True)):
+        if compose and (reset, surrogate, detach) != ("subtract", "atan", False):
+            continue
+        yield ("lif_bwd", f"reset={reset} surrogate={surrogate} detach={int(detach)} compose={int(compose)}",
+               lif._lif_bwd_kernel,
+               ["beta_ptr", "th_ptr", "h0_ptr", "m_ptr", "gs_ptr", "sigma_ptr", "carry_ptr", "dx_ptr", "dbeta_ptr",
+                "dth_ptr", "out_a_ptr", "out_b_ptr"], ["L", "H", "SEG"],
+               dict(HAS_H0=True, RESET=lif.RESET_CODES[reset], SURROGATE=lif.SURROGATE_CODES[surrogate],
+                    DETACH_RESET=detach, COMPOSE=compose, BLOCK_H=lif.BWD_BLOCK_H, T=T), lif.BWD_NUM_WARPS)
 
 
 def s4d_lif_variants():

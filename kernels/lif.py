@@ -1,18 +1,41 @@
-"""Leaky integrate-and-fire neurons over a sequence: forward and backward, membrane in registers.
-
-Grid: one program per (block of BLOCK_H channels, batch element), walking time one step at a time (the reset
-makes the recurrence non-linear, so there is no associative scan). The forward writes the spikes and the
-pre-reset membrane m_t (the backward's only saved state); the backward walks time in reverse with the surrogate
-inline and sums the gradients of beta and threshold on chip into per-batch partial sums.
+"""Leaky integrate-and-fire neurons over a sequence: forward and backward.
 
     m_t = beta v_{t-1} + x_t;  s_t = H(m_t - threshold);  v_t = m_t - threshold s_t | m_t (1 - s_t) | m_t
     Gm_t = gs_t sigma_t + Gv_t dv/dm_t;  Gv_{t-1} = beta Gm_t   (sigma = the surrogate derivative)
+
+Forward. The reset makes the recurrence non-linear, so each channel walks its steps in order with the membrane
+in registers. Two things keep that walk from waiting on memory:
+  * Time is read in chunks of CHUNK steps. A (BLOCK_H, CHUNK) tile is loaded one chunk ahead of its use and
+    split into its columns in registers (tl.split); spikes and membranes are joined back into tiles, so each
+    chunk is one load and one or two stores, and no load waits on a step's arithmetic.
+  * When batch x channels alone cannot fill the GPU, time is cut into segments that run in parallel. Every
+    segment but the first starts from a guessed membrane, 0. A fix-up then runs the true trajectory beside the
+    guessed one and rewrites the steps where they differ, until the two membranes are equal bit for bit; from
+    there on they stay equal, because a step is a deterministic function of the membrane and the input. With a
+    leak the difference shrinks like beta^t and a reset at the same step erases it, so this takes tens to a few
+    hundred steps. Without leak or reset (beta = 1, reset "none") it runs to the segment's end: slower, still
+    exact. Three passes:
+      1. _lif_fwd_kernel: every segment from its start state; writes spikes, the membrane when asked, and the
+         segment's end state.
+      2. _lif_fixup_parallel_kernel: every segment k > 0 again, from the end state pass 1 gave segment k - 1.
+         That is the true start of segment k whenever segments 1 .. k - 1 all merged with their pass-1 runs.
+      3. _lif_fixup_sequential_kernel: if some segment did not merge, walks the segments of those channels in
+         order with the true state and re-runs what pass 2 started from a wrong state; otherwise it only copies
+         the final state.
+
+Backward. With the pre-reset membranes m saved, the adjoint is linear: Gv_{t-1} = beta (c_t + dv/dm_t Gv_t),
+c_t = gs_t sigma_t, an affine recurrence backwards in time, computed like diag_scan: an associative scan per
+chunk and a carry between chunks. With several segments, a first pass composes each segment's affine map,
+diag_scan chains the maps into each segment's incoming gradient, and a second pass computes the gradients.
 """
 import math
 
 import torch
 import triton
 import triton.language as tl
+
+from .affine_scan import compose_real
+from .diag_scan import diag_scan_fwd
 
 HALF_PI = tl.constexpr(math.pi / 2)
 # "leaky" depends on the spike history: its derivative comes from the ops layer and is read from memory.
@@ -24,7 +47,8 @@ RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
 def _surrogate(x, alpha, SURROGATE: tl.constexpr):
     """d spike / d x at x = m - threshold; formulas as in spikessm.ops.surrogates."""
     if SURROGATE == 0:
-        z = HALF_PI * alpha * x
+        # pi / 2 in x's dtype: a bare float literal would be a float32 constant, 1e-8 off in a float64 kernel
+        z = tl.full([], HALF_PI, x.dtype) * alpha * x
         d = (0.5 * alpha) / (1.0 + z * z)
     elif SURROGATE == 1:
         z = 1.0 + alpha * tl.abs(x)
@@ -75,124 +99,431 @@ def _reset_derivatives(m, s, sigma, th, RESET: tl.constexpr, DETACH_RESET: tl.co
     return dv_dm, dv_dth
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Forward: a chunk of steps on register tiles
+# ----------------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _step(x, live, v, v_old, beta, th, RESET: tl.constexpr, DUAL: tl.constexpr):
+    """One step for (BLOCK_H,) channels: x input, live = the step exists. With DUAL, also the step of a second
+    trajectory from v_old; `differ` says where the two pre-reset membranes differ."""
+    m = tl.fma(beta, v, x)
+    spiked = m > th
+    v = tl.where(live, _post_reset(m, spiked, th, RESET), v)
+    differ = spiked
+    if DUAL:
+        m_old = tl.fma(beta, v_old, x)
+        v_old = tl.where(live, _post_reset(m_old, m_old > th, th, RESET), v_old)
+        differ = m != m_old
+    return m, spiked, differ, v, v_old
+
+
+@triton.jit
+def _halves(tile, BLOCK_H: tl.constexpr, T: tl.constexpr):
+    """(BLOCK_H, T) -> its first and second halves in time, (BLOCK_H, T // 2) each: register moves."""
+    return tl.split(tl.permute(tl.reshape(tile, [BLOCK_H, 2, T // 2]), [0, 2, 1]))
+
+
+@triton.jit
+def _join_halves(first, second, BLOCK_H: tl.constexpr, T: tl.constexpr):
+    """Inverse of _halves: two (BLOCK_H, T // 2) tiles -> (BLOCK_H, T)."""
+    return tl.reshape(tl.permute(tl.join(first, second), [0, 2, 1]), [BLOCK_H, T])
+
+
+@triton.jit
+def _run2(x, live, v, v_old, beta, th, RESET: tl.constexpr, DUAL: tl.constexpr):
+    x0, x1 = tl.split(x)
+    l0, l1 = tl.split(live)
+    m0, s0, d0, v, v_old = _step(x0, l0, v, v_old, beta, th, RESET, DUAL)
+    m1, s1, d1, v, v_old = _step(x1, l1, v, v_old, beta, th, RESET, DUAL)
+    return tl.join(m0, m1), tl.join(s0, s1), tl.join(d0, d1), v, v_old
+
+
+# One function per chunk length: each runs its two halves in order with the next shorter one.
+@triton.jit
+def _run4(x, live, v, v_old, beta, th, RESET: tl.constexpr, DUAL: tl.constexpr, BLOCK_H: tl.constexpr):
+    xa, xb = _halves(x, BLOCK_H, 4)
+    la, lb = _halves(live, BLOCK_H, 4)
+    ma, sa, da, v, v_old = _run2(xa, la, v, v_old, beta, th, RESET, DUAL)
+    mb, sb, db, v, v_old = _run2(xb, lb, v, v_old, beta, th, RESET, DUAL)
+    return (_join_halves(ma, mb, BLOCK_H, 4), _join_halves(sa, sb, BLOCK_H, 4), _join_halves(da, db, BLOCK_H, 4),
+            v, v_old)
+
+
+@triton.jit
+def _run8(x, live, v, v_old, beta, th, RESET: tl.constexpr, DUAL: tl.constexpr, BLOCK_H: tl.constexpr):
+    xa, xb = _halves(x, BLOCK_H, 8)
+    la, lb = _halves(live, BLOCK_H, 8)
+    ma, sa, da, v, v_old = _run4(xa, la, v, v_old, beta, th, RESET, DUAL, BLOCK_H)
+    mb, sb, db, v, v_old = _run4(xb, lb, v, v_old, beta, th, RESET, DUAL, BLOCK_H)
+    return (_join_halves(ma, mb, BLOCK_H, 8), _join_halves(sa, sb, BLOCK_H, 8), _join_halves(da, db, BLOCK_H, 8),
+            v, v_old)
+
+
+@triton.jit
+def _run16(x, live, v, v_old, beta, th, RESET: tl.constexpr, DUAL: tl.constexpr, BLOCK_H: tl.constexpr):
+    xa, xb = _halves(x, BLOCK_H, 16)
+    la, lb = _halves(live, BLOCK_H, 16)
+    ma, sa, da, v, v_old = _run8(xa, la, v, v_old, beta, th, RESET, DUAL, BLOCK_H)
+    mb, sb, db, v, v_old = _run8(xb, lb, v, v_old, beta, th, RESET, DUAL, BLOCK_H)
+    return (_join_halves(ma, mb, BLOCK_H, 16), _join_halves(sa, sb, BLOCK_H, 16),
+            _join_halves(da, db, BLOCK_H, 16), v, v_old)
+
+
+@triton.jit
+def _run32(x, live, v, v_old, beta, th, RESET: tl.constexpr, DUAL: tl.constexpr, BLOCK_H: tl.constexpr):
+    xa, xb = _halves(x, BLOCK_H, 32)
+    la, lb = _halves(live, BLOCK_H, 32)
+    ma, sa, da, v, v_old = _run16(xa, la, v, v_old, beta, th, RESET, DUAL, BLOCK_H)
+    mb, sb, db, v, v_old = _run16(xb, lb, v, v_old, beta, th, RESET, DUAL, BLOCK_H)
+    return (_join_halves(ma, mb, BLOCK_H, 32), _join_halves(sa, sb, BLOCK_H, 32),
+            _join_halves(da, db, BLOCK_H, 32), v, v_old)
+
+
+@triton.jit
+def _run_chunk(x, live, v, v_old, beta, th, RESET: tl.constexpr, DUAL: tl.constexpr, BLOCK_H: tl.constexpr,
+               T: tl.constexpr):
+    """T steps of a (BLOCK_H, T) input tile -> (membrane, spikes, differ) tiles and the membranes after them."""
+    if T == 32:
+        out = _run32(x, live, v, v_old, beta, th, RESET, DUAL, BLOCK_H)
+    elif T == 16:
+        out = _run16(x, live, v, v_old, beta, th, RESET, DUAL, BLOCK_H)
+    elif T == 8:
+        out = _run8(x, live, v, v_old, beta, th, RESET, DUAL, BLOCK_H)
+    else:
+        out = _run4(x, live, v, v_old, beta, th, RESET, DUAL, BLOCK_H)
+    return out
+
+
 @triton.jit
 def _lif_fwd_kernel(
-    x_ptr, beta_ptr, th_ptr, h0_ptr, s_ptr, m_ptr, vT_ptr,
-    L, H,
-    HAS_H0: tl.constexpr, RESET: tl.constexpr, BLOCK_H: tl.constexpr,
+    x_ptr, beta_ptr, th_ptr, h0_ptr, s_ptr, m_ptr, vend_ptr,
+    L, H, SEG,
+    HAS_H0: tl.constexpr, STORE_M: tl.constexpr, RESET: tl.constexpr, BLOCK_H: tl.constexpr, T: tl.constexpr,
 ):
+    """Pass 1: program (channel block, batch element, segment) walks its segment; vend: (B, S, H)."""
     pid_h = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
-    acc_dtype = vT_ptr.dtype.element_ty
+    pid_k = tl.program_id(2)
+    n_seg = tl.num_programs(2)
+    acc_dtype = vend_ptr.dtype.element_ty
     offs_h = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
-    mask = offs_h < H
-    beta = tl.load(beta_ptr + offs_h, mask=mask, other=0.0).to(acc_dtype)
-    th = tl.load(th_ptr + offs_h, mask=mask, other=0.0).to(acc_dtype)
+    mask_h = offs_h < H
+    beta = tl.load(beta_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+    th = tl.load(th_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
     v = tl.zeros([BLOCK_H], dtype=acc_dtype)
     if HAS_H0:
-        v = tl.load(h0_ptr + pid_b * H + offs_h, mask=mask, other=0.0).to(acc_dtype)
-    row = pid_b * L * H + offs_h
-    for t in range(0, L):
-        x = tl.load(x_ptr + row + t * H, mask=mask, other=0.0).to(acc_dtype)
-        m = beta * v + x
-        spiked = m > th
-        tl.store(m_ptr + row + t * H, m, mask=mask)
-        tl.store(s_ptr + row + t * H, spiked.to(s_ptr.dtype.element_ty), mask=mask)
-        v = _post_reset(m, spiked, th, RESET)
-    tl.store(vT_ptr + pid_b * H + offs_h, v, mask=mask)
+        if pid_k == 0:
+            v = tl.load(h0_ptr + pid_b * H + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+    lo = pid_k * SEG
+    hi = tl.minimum(lo + SEG, L)
+    # (BLOCK_H, T) offsets of steps lo .. lo + T - 1; step t adds t * H
+    offs = pid_b * L * H + offs_h[:, None] + (lo + tl.arange(0, T))[None, :].to(tl.int64) * H
+    cols = tl.arange(0, T)
+    live_next = mask_h[:, None] & (lo + cols < hi)[None, :]
+    x_next = tl.load(x_ptr + offs, mask=live_next, other=0.0)
+    for start in range(lo, hi, T):
+        x = x_next.to(acc_dtype)
+        live = live_next
+        # issue the next chunk's load before this chunk's arithmetic
+        live_next = mask_h[:, None] & (start + T + cols < hi)[None, :]
+        x_next = tl.load(x_ptr + offs + (start + T - lo) * H, mask=live_next, other=0.0)
+        m, s, _, v, _ = _run_chunk(x, live, v, v, beta, th, RESET, False, BLOCK_H, T)
+        here = offs + (start - lo) * H
+        tl.store(s_ptr + here, s.to(s_ptr.dtype.element_ty), mask=live)
+        if STORE_M:
+            tl.store(m_ptr + here, m, mask=live)
+    tl.store(vend_ptr + (pid_b * n_seg + pid_k) * H + offs_h, v, mask=mask_h)
+
+
+@triton.jit
+def _rerun(x_ptr, s_ptr, m_ptr, offs, lo, hi, H, v, v_old, beta, th, mask_h,
+           STORE_M: tl.constexpr, RESET: tl.constexpr, BLOCK_H: tl.constexpr, T: tl.constexpr):
+    """Re-runs steps lo .. hi - 1 from membrane v beside the stored trajectory, recomputed from v_old, and
+    rewrites the steps where the two differ, until they agree in every channel of the block or the steps run
+    out. offs: (BLOCK_H, T) offsets of steps lo .. lo + T - 1. Returns v and whether each channel merged."""
+    acc_dtype = v.dtype
+    cols = tl.arange(0, T)
+    start = lo
+    live_next = mask_h[:, None] & (lo + cols < hi)[None, :]
+    x_next = tl.load(x_ptr + offs, mask=live_next, other=0.0)
+    differs = tl.max((mask_h & (v != v_old)).to(tl.int32), axis=0)
+    while (differs > 0) & (start < hi):
+        x = x_next.to(acc_dtype)
+        live = live_next
+        live_next = mask_h[:, None] & (start + T + cols < hi)[None, :]
+        x_next = tl.load(x_ptr + offs + (start + T - lo) * H, mask=live_next, other=0.0)
+        m, s, changed, v, v_old = _run_chunk(x, live, v, v_old, beta, th, RESET, True, BLOCK_H, T)
+        here = offs + (start - lo) * H
+        # a spike can change only where the membrane did
+        tl.store(s_ptr + here, s.to(s_ptr.dtype.element_ty), mask=live & changed)
+        if STORE_M:
+            tl.store(m_ptr + here, m, mask=live & changed)
+        start += T
+        differs = tl.max((mask_h & (v != v_old)).to(tl.int32), axis=0)
+    return v, v == v_old
+
+
+@triton.jit
+def _lif_fixup_parallel_kernel(
+    x_ptr, beta_ptr, th_ptr, s_ptr, m_ptr, vend_ptr, vfix_ptr, merged_ptr,
+    L, H, SEG, n_seg,
+    STORE_M: tl.constexpr, RESET: tl.constexpr, BLOCK_H: tl.constexpr, T: tl.constexpr,
+):
+    """Pass 2: program (channel block, batch element, segment k >= 1) re-runs segment k from pass 1's end state
+    of segment k - 1. vfix (B, S, H): segment k's end state on that start; merged (B, n_blocks, S) int32: 1 where
+    every channel of the block merged with pass 1."""
+    pid_h = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    k = tl.program_id(2) + 1
+    acc_dtype = vend_ptr.dtype.element_ty
+    offs_h = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
+    mask_h = offs_h < H
+    beta = tl.load(beta_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+    th = tl.load(th_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+    lo = k * SEG
+    hi = tl.minimum(lo + SEG, L)
+    offs = pid_b * L * H + offs_h[:, None] + (lo + tl.arange(0, T))[None, :].to(tl.int64) * H
+    seg_row = pid_b * n_seg * H + offs_h
+    v_start = tl.load(vend_ptr + seg_row + (k - 1) * H, mask=mask_h, other=0.0)
+    v, merged = _rerun(x_ptr, s_ptr, m_ptr, offs, lo, hi, H, v_start, tl.zeros([BLOCK_H], dtype=acc_dtype), beta,
+                       th, mask_h, STORE_M, RESET, BLOCK_H, T)
+    v_end = tl.where(merged, tl.load(vend_ptr + seg_row + k * H, mask=mask_h, other=0.0), v)
+    tl.store(vfix_ptr + seg_row + k * H, v_end, mask=mask_h)
+    all_merged = tl.min((merged | ~mask_h).to(tl.int32), axis=0)
+    tl.store(merged_ptr + (pid_b * tl.num_programs(0) + pid_h) * n_seg + k, all_merged)
+
+
+@triton.jit
+def _lif_fixup_sequential_kernel(
+    x_ptr, beta_ptr, th_ptr, s_ptr, m_ptr, vend_ptr, vfix_ptr, merged_ptr, vT_ptr,
+    L, H, SEG, n_seg,
+    STORE_M: tl.constexpr, RESET: tl.constexpr, BLOCK_H: tl.constexpr, T: tl.constexpr, BLOCK_S: tl.constexpr,
+):
+    """Pass 3: program (channel block, batch element). If every segment 1 .. S - 2 merged in pass 2, each pass-2
+    start was true and the final state is segment S - 1's pass-2 end. Otherwise the segments are walked in order
+    with the true state, and any that pass 2 started elsewhere is re-run from it."""
+    pid_h = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    acc_dtype = vend_ptr.dtype.element_ty
+    offs_h = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
+    mask_h = offs_h < H
+    seg_row = pid_b * n_seg * H + offs_h
+    ks = tl.arange(0, BLOCK_S)
+    flags = tl.load(merged_ptr + (pid_b * tl.num_programs(0) + pid_h) * n_seg + ks,
+                    mask=(ks >= 1) & (ks < n_seg - 1), other=1)
+    if tl.min(flags, axis=0) == 1:
+        v = tl.load(vfix_ptr + seg_row + (n_seg - 1) * H, mask=mask_h, other=0.0)
+    else:
+        beta = tl.load(beta_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+        th = tl.load(th_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+        v = tl.load(vend_ptr + seg_row, mask=mask_h, other=0.0)
+        for k in range(1, n_seg):
+            lo = k * SEG
+            hi = tl.minimum(lo + SEG, L)
+            offs = pid_b * L * H + offs_h[:, None] + (lo + tl.arange(0, T))[None, :].to(tl.int64) * H
+            used = tl.load(vend_ptr + seg_row + (k - 1) * H, mask=mask_h, other=0.0)
+            v, merged = _rerun(x_ptr, s_ptr, m_ptr, offs, lo, hi, H, v, used, beta, th, mask_h,
+                               STORE_M, RESET, BLOCK_H, T)
+            v = tl.where(merged, tl.load(vfix_ptr + seg_row + k * H, mask=mask_h, other=0.0), v)
+    tl.store(vT_ptr + pid_b * H + offs_h, v, mask=mask_h)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Backward: the linear adjoint as a chunked scan
+# ----------------------------------------------------------------------------------------------------------
 
 
 @triton.jit
 def _lif_bwd_kernel(
-    beta_ptr, th_ptr, h0_ptr, m_ptr, gs_ptr, gT_ptr, sigma_ptr, dx_ptr, dbeta_ptr, dth_ptr, dh0_ptr,
-    L, H, alpha,
-    HAS_H0: tl.constexpr, HAS_GT: tl.constexpr, RESET: tl.constexpr, SURROGATE: tl.constexpr,
-    DETACH_RESET: tl.constexpr, BLOCK_H: tl.constexpr,
+    beta_ptr, th_ptr, h0_ptr, m_ptr, gs_ptr, sigma_ptr, carry_ptr, dx_ptr, dbeta_ptr, dth_ptr, out_a_ptr, out_b_ptr,
+    L, H, SEG, alpha,
+    HAS_H0: tl.constexpr, RESET: tl.constexpr, SURROGATE: tl.constexpr, DETACH_RESET: tl.constexpr,
+    COMPOSE: tl.constexpr, BLOCK_H: tl.constexpr, T: tl.constexpr,
 ):
+    """Program (channel block, batch element, segment) walks its segment from the last step to the first.
+
+    carry (B, S, H): Gv at the segment's last step. Chunk rows run backwards in time (row r = step hi_c - r).
+    Row r's scan element is the map Gv_{t+1} -> Gv_t of the step after it (identity on row 0), so the scan
+    gives Gv_t on every row from the carry. COMPOSE: only the segment's map Gv_last -> Gv_{first - 1} is
+    written, as out_a, out_b (B, S, H). Otherwise: dx, per-segment sums of dbeta and dthreshold (B, S, H), and
+    out_a = Gv_{first - 1} (for the first segment, the initial state's gradient)."""
     pid_h = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
-    acc_dtype = dbeta_ptr.dtype.element_ty
+    pid_k = tl.program_id(2)
+    n_seg = tl.num_programs(2)
+    acc_dtype = out_a_ptr.dtype.element_ty
     offs_h = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
-    mask = offs_h < H
-    beta = tl.load(beta_ptr + offs_h, mask=mask, other=0.0).to(acc_dtype)
-    th = tl.load(th_ptr + offs_h, mask=mask, other=0.0).to(acc_dtype)
+    mask_h = offs_h < H
+    beta = tl.load(beta_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+    th = tl.load(th_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
     h0 = tl.zeros([BLOCK_H], dtype=acc_dtype)
     if HAS_H0:
-        h0 = tl.load(h0_ptr + pid_b * H + offs_h, mask=mask, other=0.0).to(acc_dtype)
-    g_v = tl.zeros([BLOCK_H], dtype=acc_dtype)  # gradient of the post-reset membrane v_t
-    if HAS_GT:
-        g_v = tl.load(gT_ptr + pid_b * H + offs_h, mask=mask, other=0.0).to(acc_dtype)
+        h0 = tl.load(h0_ptr + pid_b * H + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+    seg_row = (pid_b * n_seg + pid_k) * H + offs_h
+    carry = tl.zeros([BLOCK_H], dtype=acc_dtype)
+    if not COMPOSE:
+        carry = tl.load(carry_ptr + seg_row, mask=mask_h, other=0.0).to(acc_dtype)
+    map_a = tl.full([BLOCK_H], 1.0, acc_dtype)
+    map_b = tl.zeros([BLOCK_H], dtype=acc_dtype)
     dbeta = tl.zeros([BLOCK_H], dtype=acc_dtype)
     dth = tl.zeros([BLOCK_H], dtype=acc_dtype)
-    row = pid_b * L * H + offs_h
-    for k in range(0, L):
-        t = L - 1 - k
-        m = tl.load(m_ptr + row + t * H, mask=mask, other=0.0).to(acc_dtype)
-        gs = tl.load(gs_ptr + row + t * H, mask=mask, other=0.0).to(acc_dtype)
-        spiked = m > th
-        s = spiked.to(acc_dtype)
+
+    lo = pid_k * SEG
+    hi = tl.minimum(lo + SEG, L)
+    rows = tl.arange(0, T)
+    n_chunks = tl.cdiv(hi - lo, T)
+    base = pid_b * L * H + offs_h[None, :]
+    for j in range(0, n_chunks):
+        c_lo = lo + (n_chunks - 1 - j) * T
+        c_hi = tl.minimum(c_lo + T, hi) - 1
+        t = c_hi - rows  # step of each row
+        valid = t >= c_lo
+        m2 = valid[:, None] & mask_h[None, :]
+        m2_next = (valid & (rows >= 1))[:, None] & mask_h[None, :]
+        m2_prev = (valid & (t >= 1))[:, None] & mask_h[None, :]
+        offs = base + t[:, None].to(tl.int64) * H
+        m = tl.load(m_ptr + offs, mask=m2, other=0.0).to(acc_dtype)
+        gs = tl.load(gs_ptr + offs, mask=m2, other=0.0).to(acc_dtype)
+        m_n = tl.load(m_ptr + offs + H, mask=m2_next, other=0.0).to(acc_dtype)
+        gs_n = tl.load(gs_ptr + offs + H, mask=m2_next, other=0.0).to(acc_dtype)
         if SURROGATE == 5:
-            sigma = tl.load(sigma_ptr + row + t * H, mask=mask, other=0.0).to(acc_dtype)
+            sigma = tl.load(sigma_ptr + offs, mask=m2, other=0.0).to(acc_dtype)
+            sigma_n = tl.load(sigma_ptr + offs + H, mask=m2_next, other=0.0).to(acc_dtype)
         else:
-            sigma = _surrogate(m - th, alpha, SURROGATE)
-        c = gs * sigma
-        dv_dm, dv_dth = _reset_derivatives(m, s, sigma, th, RESET, DETACH_RESET)
-        g_m = c + g_v * dv_dm
-        tl.store(dx_ptr + row + t * H, g_m.to(dx_ptr.dtype.element_ty), mask=mask)
-        # v_{t-1}: the post-reset membrane of the previous step, or the initial state
-        # (at t = 0 the load of step 0 is in bounds and discarded)
-        m_prev = tl.load(m_ptr + row + tl.maximum(t - 1, 0) * H, mask=mask, other=0.0).to(acc_dtype)
-        v_prev = tl.where(t > 0, _post_reset(m_prev, m_prev > th, th, RESET), h0)
-        dbeta += g_m * v_prev
-        dth += g_v * dv_dth - c
-        g_v = beta * g_m
-    tl.store(dbeta_ptr + pid_b * H + offs_h, dbeta, mask=mask)
-    tl.store(dth_ptr + pid_b * H + offs_h, dth, mask=mask)
-    if HAS_H0:
-        tl.store(dh0_ptr + pid_b * H + offs_h, g_v, mask=mask)
+            sigma = _surrogate(m - th[None, :], alpha, SURROGATE)
+            sigma_n = _surrogate(m_n - th[None, :], alpha, SURROGATE)
+        s = (m > th[None, :]).to(acc_dtype)
+        c = tl.where(m2, gs * sigma, 0.0)
+        dv_dm, dv_dth = _reset_derivatives(m, s, sigma, th[None, :], RESET, DETACH_RESET)
+        dv_dm_n, _ = _reset_derivatives(m_n, (m_n > th[None, :]).to(acc_dtype), sigma_n, th[None, :], RESET,
+                                        DETACH_RESET)
+        # element of row r: Gv_{t+1} -> Gv_t = beta (c_{t+1} + dv/dm_{t+1} Gv_{t+1}); identity on row 0
+        e_a = tl.where(m2_next, beta[None, :] * dv_dm_n, 1.0)
+        e_b = tl.where(m2_next, beta[None, :] * gs_n * sigma_n, 0.0)
+        p_a, p_b = tl.associative_scan((e_a, e_b), 0, compose_real)
+        first = (t == c_lo)[:, None]  # the chunk's earliest step: its Gv_{t-1} leaves the chunk
+        a_lo = tl.sum(tl.where(first, beta[None, :] * dv_dm * p_a, 0.0), axis=0)
+        b_lo = tl.sum(tl.where(first, beta[None, :] * (c + dv_dm * p_b), 0.0), axis=0)
+        if COMPOSE:
+            map_a, map_b = compose_real(map_a, map_b, a_lo, b_lo)
+        else:
+            g_v = p_a * carry[None, :] + p_b
+            g_m = tl.where(m2, c + dv_dm * g_v, 0.0)
+            tl.store(dx_ptr + offs, g_m.to(dx_ptr.dtype.element_ty), mask=m2)
+            m_p = tl.load(m_ptr + offs - H, mask=m2_prev, other=0.0).to(acc_dtype)
+            v_prev = tl.where((t == 0)[:, None], h0[None, :], _post_reset(m_p, m_p > th[None, :], th[None, :], RESET))
+            dbeta += tl.sum(g_m * v_prev, axis=0)
+            dth += tl.sum(tl.where(m2, g_v * dv_dth - c, 0.0), axis=0)
+            carry = a_lo * carry + b_lo
+    if COMPOSE:
+        tl.store(out_a_ptr + seg_row, map_a, mask=mask_h)
+        tl.store(out_b_ptr + seg_row, map_b, mask=mask_h)
+    else:
+        tl.store(out_a_ptr + seg_row, carry, mask=mask_h)
+        tl.store(dbeta_ptr + seg_row, dbeta, mask=mask_h)
+        tl.store(dth_ptr + seg_row, dth, mask=mask_h)
 
 
-def _block_h(B: int, H: int) -> int:
-    # Small blocks give more programs: one program walks all of time, so the grid is the only parallelism.
-    block_h = min(128, triton.next_power_of_2(H))
-    while block_h > 32 and B * triton.cdiv(H, block_h) < 1024:
-        block_h //= 2
-    return block_h
+# ----------------------------------------------------------------------------------------------------------
+# Launchers
+# ----------------------------------------------------------------------------------------------------------
+
+CHUNK = 16
+# Forward plan, from a sweep on an H100 (benchmarks/tune_lif.py): up to ~8 one-warp programs per SM (132 SMs),
+# cutting time into segments of at least MIN_SEGMENT steps; the fix-up re-reads the first tens to hundreds of
+# steps of every segment, so short segments cost more than they gain unless the grid is nearly empty.
+TARGET_PROGRAMS = 1024
+MIN_SEGMENT = 1024
+MIN_SEGMENT_FEW_PROGRAMS = 512  # below 64 programs without segments
+# Backward plan: segments cost only one extra read of m and the spikes' gradient (the composing pass), so it
+# cuts time finer. Its (CHUNK, BWD_BLOCK_H) tiles over BWD_NUM_WARPS warps keep ~8 values per operand and thread.
+BWD_MIN_SEGMENT = 64
+BWD_BLOCK_H = 32
+BWD_NUM_WARPS = 2
+MAX_SEGMENTS = 64
 
 
-def lif_fwd(x, beta, threshold, h0, reset: str):
+def _block_h(H: int) -> int:
+    # 32 lanes x 4 consecutive channels: 16-byte accesses, time in registers.
+    return min(128, max(16, triton.next_power_of_2(H)))
+
+
+def plan(B: int, L: int, H: int, segments: int | None = None, chunk: int = CHUNK,
+         backward: bool = False) -> tuple[int, int, int]:
+    """(BLOCK_H, segment length, number of segments) for a (B, L, H) run; `segments` forces the number."""
+    block_h = min(BWD_BLOCK_H, max(16, triton.next_power_of_2(H))) if backward else _block_h(H)
+    if segments is None:
+        programs = B * triton.cdiv(H, block_h)
+        if backward:
+            min_segment = BWD_MIN_SEGMENT
+        else:
+            min_segment = MIN_SEGMENT if programs >= 64 else MIN_SEGMENT_FEW_PROGRAMS
+        segments = 1
+        while (programs * segments * 2 <= TARGET_PROGRAMS and segments < MAX_SEGMENTS
+               and L >= 2 * segments * min_segment):
+            segments *= 2
+    seg = triton.cdiv(triton.cdiv(L, max(1, segments)), chunk) * chunk
+    return block_h, seg, triton.cdiv(L, seg)
+
+
+def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segments: int | None = None,
+            chunk: int = CHUNK):
     """Same arguments and results as spikessm.ops.lif_recurrence.lif_fwd: x (B, L, H) contiguous; beta,
-    threshold (H,) in the state dtype; h0 (B, H) or None -> spikes (x's dtype), pre-reset membrane, final state."""
+    threshold (H,) in the state dtype; h0 (B, H) or None -> spikes (x's dtype), the pre-reset membrane (B, L, H)
+    (an empty tensor unless save_membrane) and the final state (B, H)."""
     B, L, H = x.shape
     dtype = beta.dtype
+    block_h, seg, n_seg = plan(B, L, H, segments, chunk)
     spikes = torch.empty_like(x)
-    m_all = torch.empty((B, L, H), dtype=dtype, device=x.device)
-    vT = torch.empty((B, H), dtype=dtype, device=x.device)
-    block_h = _block_h(B, H)
-    _lif_fwd_kernel[(triton.cdiv(H, block_h), B)](
-        x, beta, threshold, h0 if h0 is not None else vT, spikes, m_all, vT, L, H,
-        HAS_H0=h0 is not None, RESET=RESET_CODES[reset], BLOCK_H=block_h,
+    m_all = torch.empty((B, L, H) if save_membrane else (0,), dtype=dtype, device=x.device)
+    vend = torch.empty((B, n_seg, H), dtype=dtype, device=x.device)
+    n_blocks = triton.cdiv(H, block_h)
+    flags = dict(STORE_M=save_membrane, RESET=RESET_CODES[reset], BLOCK_H=block_h, T=chunk, num_warps=1)
+    _lif_fwd_kernel[(n_blocks, B, n_seg)](
+        x, beta, threshold, h0 if h0 is not None else vend, spikes, m_all, vend, L, H, seg,
+        HAS_H0=h0 is not None, **flags,
     )
+    if n_seg == 1:
+        return spikes, m_all, vend[:, 0]
+    vfix = torch.empty_like(vend)
+    merged = torch.empty((B, n_blocks, n_seg), dtype=torch.int32, device=x.device)
+    _lif_fixup_parallel_kernel[(n_blocks, B, n_seg - 1)](
+        x, beta, threshold, spikes, m_all, vend, vfix, merged, L, H, seg, n_seg, **flags)
+    vT = torch.empty((B, H), dtype=dtype, device=x.device)
+    _lif_fixup_sequential_kernel[(n_blocks, B)](
+        x, beta, threshold, spikes, m_all, vend, vfix, merged, vT, L, H, seg, n_seg,
+        BLOCK_S=triton.next_power_of_2(n_seg), **flags)
     return spikes, m_all, vT
 
 
 def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate: str, alpha: float,
-            detach_reset: bool, x_dtype: torch.dtype, sigma=None):
+            detach_reset: bool, x_dtype: torch.dtype, sigma=None, segments: int | None = None, chunk: int = CHUNK):
     """Same arguments and results as spikessm.ops.lif_recurrence.lif_bwd; for surrogate "leaky", `sigma` (B, L, H)
     is its derivative at every step (it depends on the spike history, which the backward does not see)."""
     if (surrogate == "leaky") != (sigma is not None):
         raise ValueError("lif_bwd: sigma is needed for, and only for, the 'leaky' surrogate")
     B, L, H = m_all.shape
+    dtype = m_all.dtype
+    block_h, seg, n_seg = plan(B, L, H, segments, chunk, backward=True)
+    grid = (triton.cdiv(H, block_h), B, n_seg)
+    g_final = g_final.to(dtype) if g_final is not None else torch.zeros((B, H), dtype=dtype, device=m_all.device)
     dx = torch.empty((B, L, H), dtype=x_dtype, device=m_all.device)
-    dbeta = torch.empty((B, H), dtype=m_all.dtype, device=m_all.device)
-    dth = torch.empty_like(dbeta)
-    dh0 = torch.empty_like(dbeta)
-    block_h = _block_h(B, H)
-    _lif_bwd_kernel[(triton.cdiv(H, block_h), B)](
-        beta, threshold, h0 if h0 is not None else dh0, m_all, g_spikes,
-        g_final if g_final is not None else dh0, sigma if sigma is not None else m_all, dx, dbeta, dth, dh0,
-        L, H, float(alpha),
-        HAS_H0=h0 is not None, HAS_GT=g_final is not None, RESET=RESET_CODES[reset],
-        SURROGATE=SURROGATE_CODES[surrogate], DETACH_RESET=detach_reset, BLOCK_H=block_h,
-    )
-    return dx, dbeta.sum(0), dth.sum(0), (dh0 if h0 is not None else None)
+    dbeta, dth, out_a, out_b = (torch.empty((B, n_seg, H), dtype=dtype, device=m_all.device) for _ in range(4))
+    args = dict(HAS_H0=h0 is not None, RESET=RESET_CODES[reset], SURROGATE=SURROGATE_CODES[surrogate],
+                DETACH_RESET=detach_reset, BLOCK_H=block_h, T=chunk, num_warps=BWD_NUM_WARPS)
+    h0_arg = h0 if h0 is not None else g_final
+    sigma_arg = sigma if sigma is not None else m_all
+    if n_seg == 1:
+        carry = g_final[:, None]
+    else:
+        # (composing reads no carry; out_a stands in for the argument)
+        _lif_bwd_kernel[grid](beta, threshold, h0_arg, m_all, g_spikes, sigma_arg, out_a, dx, dbeta, dth, out_a,
+                              out_b, L, H, seg, float(alpha), COMPOSE=True, **args)
+        # Gv entering segment k from above = segment maps k + 1 .. S - 1 applied to the final state's gradient
+        chained, _ = diag_scan_fwd(out_a.contiguous(), out_b.contiguous(), g_final, reverse=True)
+        carry = torch.cat([chained[:, 1:], g_final[:, None]], dim=1).contiguous()
+    _lif_bwd_kernel[grid](beta, threshold, h0_arg, m_all, g_spikes, sigma_arg, carry, dx, dbeta, dth, out_a,
+                          out_b, L, H, seg, float(alpha), COMPOSE=False, **args)
+    return dx, dbeta.sum((0, 1)), dth.sum((0, 1)), (out_a[:, 0] if h0 is not None else None)

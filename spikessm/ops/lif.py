@@ -30,16 +30,21 @@ def _impl(triton: bool):
 @torch.library.custom_op("spikessm::lif_fwd", mutates_args=())
 def _lif_fwd(
     x: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, h0: Optional[torch.Tensor], reset: str,
-    surrogate: str, alpha: float, detach_reset: bool, triton: bool,
+    surrogate: str, alpha: float, detach_reset: bool, triton: bool, save_membrane: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Returns spikes, the pre-reset membrane (saved for the backward) and the final membrane."""
-    return _impl(triton).lif_fwd(x, beta, threshold, h0, reset)
+    """Returns spikes, the pre-reset membrane (saved for the backward; the Triton kernel writes it only when
+    save_membrane, else an empty tensor comes back) and the final membrane."""
+    if triton:
+        return _impl(True).lif_fwd(x, beta, threshold, h0, reset, save_membrane)
+    return lif_recurrence.lif_fwd(x, beta, threshold, h0, reset)
 
 
 @_lif_fwd.register_fake
-def _(x, beta, threshold, h0, reset, surrogate, alpha, detach_reset, triton):
+def _(x, beta, threshold, h0, reset, surrogate, alpha, detach_reset, triton, save_membrane=True):
     dtype = lif_recurrence.state_dtype(x)
-    return torch.empty_like(x), x.new_empty(x.shape, dtype=dtype), x.new_empty((x.shape[0], x.shape[2]), dtype=dtype)
+    membrane_shape = x.shape if save_membrane or not triton else (0,)
+    return torch.empty_like(x), x.new_empty(membrane_shape, dtype=dtype), x.new_empty((x.shape[0], x.shape[2]),
+                                                                                      dtype=dtype)
 
 
 @torch.library.custom_op("spikessm::lif_bwd", mutates_args=())
@@ -66,19 +71,27 @@ def _(x, beta, threshold, h0, m_all, g_spikes, g_final, reset, surrogate, alpha,
 
 
 def _setup_context(ctx, inputs, output):
-    x, beta, threshold, h0, reset, surrogate, alpha, detach_reset, triton = inputs
+    x, beta, threshold, h0, reset, surrogate, alpha, detach_reset, triton, save_membrane = inputs
     ctx.save_for_backward(x, beta, threshold, h0, output[1])
     ctx.options = (reset, surrogate, alpha, detach_reset, triton)
+    ctx.saved_membrane = save_membrane
 
 
 def _backward(ctx, g_spikes, _g_membrane, g_final):
     x, beta, threshold, h0, m_all = ctx.saved_tensors
+    if not ctx.saved_membrane:
+        raise RuntimeError("lif: the forward ran without saving the membrane (no input required grad when it ran)")
     dx, dbeta, dthreshold, dh0 = _lif_bwd(x, beta, threshold, h0, m_all, g_spikes.contiguous(),
                                           g_final.contiguous(), *ctx.options)
-    return dx, dbeta, dthreshold, (dh0 if h0 is not None else None), None, None, None, None, None
+    return dx, dbeta, dthreshold, (dh0 if h0 is not None else None), None, None, None, None, None, None
 
 
 _lif_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def needs_grad(*tensors) -> bool:
+    """Whether autograd will want a backward through an op on these inputs (None entries ignored)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 def per_channel(op: str, name: str, value, H: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -161,5 +174,6 @@ def lif(
     triton = use_triton(backend, x.device, OP)
     h0 = initial_state.contiguous() if initial_state is not None else None
     spikes, _, final_state = _lif_fwd(x.contiguous(), beta_t.contiguous(), threshold_t.contiguous(), h0, reset,
-                                      surrogate, alpha, bool(detach_reset), triton)
+                                      surrogate, alpha, bool(detach_reset), triton,
+                                      needs_grad(x, beta_t, threshold_t, h0))
     return spikes, final_state

@@ -1,0 +1,117 @@
+"""Times the Triton kernels over their launch parameters on a GPU, to choose the defaults.
+
+    python benchmarks/tune_lif.py --out /tmp/tune.json
+
+lif: chunk length x number of time segments (spikessm/kernels/lif.py's plan); each row also checks the plan
+against the default plan's spikes (equal) and input gradient (rel_err). s4d_scan and s4d_lif: the chunk length
+(BLOCK_T), forward+backward at B=32, H=256, N=64. Not a results benchmark (the bench_*.py scripts are).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` lives next to this file
+
+import common  # noqa: E402
+from spikessm.kernels import lif as kernels  # noqa: E402
+
+SHAPES = [(32, 1024, 256), (32, 4096, 256), (1, 16384, 128), (8, 4096, 64)]
+CHUNKS = (8, 16, 32)
+SEGMENTS = (None, 1, 2, 4, 8, 16, 32, 64)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--target-seconds", type=float, default=0.15)
+    args = p.parse_args(argv)
+    device = common.pick_device("cuda")
+    copy_bw = common.measure_copy_bandwidth(device)
+    rows = []
+    for B, L, H in SHAPES:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(B, L, H, generator=g).to(device)
+        beta = (0.5 + 0.4 * torch.rand(H, generator=g)).to(device)
+        th = (0.5 + torch.rand(H, generator=g)).to(device)
+        gs = torch.randn(B, L, H, generator=g).to(device)
+        n = B * L * H
+        ref_s, ref_m, _ = kernels.lif_fwd(x, beta, th, None, "subtract")
+        ref_dx = kernels.lif_bwd(beta, th, None, ref_m, gs, None, "subtract", "atan", 2.0, False, x.dtype)[0]
+        for chunk in CHUNKS:
+            for segments in SEGMENTS:
+                plan = kernels.plan(B, L, H, segments, chunk)
+                if segments is not None and plan[2] != segments:
+                    continue
+                def fwd(save, x=x, beta=beta, th=th, segments=segments, chunk=chunk):
+                    return kernels.lif_fwd(x, beta, th, None, "subtract", save, segments, chunk)
+
+                s, m, _ = fwd(True)
+
+                def bwd(beta=beta, th=th, m=m, gs=gs, segments=segments, chunk=chunk):
+                    return kernels.lif_bwd(beta, th, None, m, gs, None, "subtract", "atan", 2.0, False, m.dtype,
+                                           None, segments, chunk)
+                dx = bwd()[0]
+                t_f = common.benchmark(lambda: fwd(False), device, target_s=args.target_seconds)
+                t_ft = common.benchmark(lambda: fwd(True), device, target_s=args.target_seconds)
+                t_b = common.benchmark(bwd, device, target_s=args.target_seconds)
+                row = {"B": B, "L": L, "H": H, "chunk": chunk, "segments": segments or "auto", "n_seg": plan[2],
+                       "fwd_ms": t_f.median_ms, "fwd_frac": 8 * n / (t_f.median_ms * 1e-3) / copy_bw,
+                       "fwd_train_ms": t_ft.median_ms, "bwd_ms": t_b.median_ms,
+                       "fwd+bwd_frac": 20 * n / ((t_ft.median_ms + t_b.median_ms) * 1e-3) / copy_bw,
+                       "spikes_equal": bool(torch.equal(s, ref_s)),
+                       "rel_err_dx": ((dx - ref_dx).abs().max() / ref_dx.abs().max()).item()}
+                common.log(str(row))
+                rows.append(row)
+    ssm_rows = tune_ssm_chunks(device, args.target_seconds)
+    common.write_json_atomic(args.out, {"copy_bandwidth_GBps": copy_bw / 1e9, "env": common.environment(device),
+                                        "rows": rows, "ssm_rows": ssm_rows})
+    print(common.format_table(rows, [(k, k) for k in rows[0]]))
+    print(common.format_table(ssm_rows, [(k, k) for k in ssm_rows[0]]))
+    return 0
+
+
+def tune_ssm_chunks(device, target_s):
+    from spikessm.ops import s4d_lif, s4d_scan
+
+    B, L, H, N = 32, 4096, 256, 64
+    g = torch.Generator().manual_seed(0)
+    A = torch.polar(0.9 + 0.1 * torch.rand(H, N, generator=g), torch.rand(H, N, generator=g) * 3).to(device)
+    Bm = torch.randn(H, N, dtype=torch.complex64, generator=g).to(device)
+    C = (torch.randn(H, N, dtype=torch.complex64, generator=g) / N ** 0.5).to(device)
+    D = torch.randn(H, generator=g).to(device)
+    u = torch.randn(B, L, H, generator=g).to(device)
+    gy = torch.randn(B, L, H, generator=g).to(device)
+    params = [t.clone().requires_grad_() for t in (u, A, Bm, C, D)]
+    rows = []
+    for op in ("s4d_scan", "s4d_lif"):
+        for chunk in (4, 8, 16, 32):
+            if op == "s4d_scan":
+                def fn(chunk=chunk):
+                    return s4d_scan(*params, chunk_size=chunk, output_final_state=False)[0]
+            else:
+                def fn(chunk=chunk):
+                    return s4d_lif(*params, beta=0.9, threshold=1.0, chunk_size=chunk)[0]
+
+            def fwd(fn=fn):
+                with torch.no_grad():
+                    return fn()
+
+            def fwd_bwd(fn=fn):
+                return torch.autograd.grad(fn(), params, gy)
+            try:
+                t_f = common.benchmark(fwd, device, target_s=target_s)
+                t_fb = common.benchmark(fwd_bwd, device, target_s=target_s)
+            except Exception as e:  # a chunk length that does not compile is a finding, not a crash
+                rows.append({"op": op, "chunk": chunk, "error": str(e).splitlines()[0][:80]})
+                continue
+            rows.append({"op": op, "chunk": chunk, "fwd_ms": t_f.median_ms, "fwd+bwd_ms": t_fb.median_ms})
+            common.log(str(rows[-1]))
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())

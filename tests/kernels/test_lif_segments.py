@@ -1,0 +1,89 @@
+"""The Triton LIF kernels with time cut into segments (pass 1 from a guessed membrane, then the exact fix-ups)
+and with each chunk length, against the PyTorch path in float64: the same spikes, membranes and gradients to
+rounding (the kernel fuses beta v + x into one multiply-add, the PyTorch path may not; in float64 no step of
+these inputs comes within that rounding of the threshold).
+
+The public op picks segments only for long sequences with few channels; here the plan is forced so that the
+interpreter can run it at small sizes. One case can never merge (beta = 1, no reset): the sequential fix-up
+then re-runs every segment.
+"""
+import pytest
+import torch
+from conftest import HAS_CUDA, TRITON_DEVICE, requires_triton
+from helpers import assert_close
+
+from spikessm.ops import lif, lif_recurrence
+from spikessm.ops.surrogates import leaky_derivative
+
+pytestmark = [requires_triton, pytest.mark.interpreter]
+
+CASES = [  # B, L, H, reset, surrogate, beta (None: random per channel), segments, chunk, h0, g_final
+    (2, 37, 5, "subtract", "atan", None, 1, 16, True, True),
+    (2, 37, 5, "subtract", "atan", None, 4, 8, True, True),
+    (1, 100, 3, "zero", "sigmoid", None, 3, 4, False, True),
+    (1, 70, 3, "none", "triangle", 1.0, 4, 8, True, True),
+    (2, 64, 130, "subtract", "leaky", None, 2, 32, True, False),
+    (1, 1, 1, "subtract", "fast_sigmoid", None, 1, 16, True, True),
+    (3, 45, 2, "subtract", "rectangle", 0.99, 5, 4, True, True),
+]
+
+
+@pytest.mark.parametrize("B,L,H,reset,surrogate,beta_value,segments,chunk,with_h0,with_gT", CASES)
+def test_segments_match_reference(B, L, H, reset, surrogate, beta_value, segments, chunk, with_h0, with_gT):
+    from spikessm.kernels import lif as kernels
+
+    g = torch.Generator().manual_seed(L + H)
+    f64 = dict(dtype=torch.float64)
+    x = torch.randn(B, L, H, generator=g, **f64)
+    beta = torch.full((H,), beta_value, **f64) if beta_value is not None else 0.5 + 0.45 * torch.rand(H, generator=g,
+                                                                                                         **f64)
+    th = 0.5 + torch.rand(H, generator=g, **f64)
+    h0 = torch.randn(B, H, generator=g, **f64) if with_h0 else None
+    gs = torch.randn(B, L, H, generator=g, **f64)
+    gT = torch.randn(B, H, generator=g, **f64) if with_gT else None
+    spikes_r, m_r, v_r = lif_recurrence.lif_fwd(x, beta, th, h0, reset)
+    dev = [t.to(TRITON_DEVICE) if t is not None else None for t in (x, beta, th, h0, gs, gT, m_r)]
+    xd, bd, td, hd, gsd, gTd, md = dev
+    for save in (True, False):
+        spikes, m, v = kernels.lif_fwd(xd, bd, td, hd, reset, save, segments, chunk)
+        assert torch.equal(spikes.cpu(), spikes_r), f"spikes (save_membrane={save})"
+        assert_close(v.cpu(), v_r, 1e-13, f"final membrane (save_membrane={save})")
+        if save:
+            assert_close(m.cpu(), m_r, 1e-13, "membrane")
+        else:
+            assert m.numel() == 0
+    sigma = leaky_derivative((m_r > th).double(), beta, th).to(TRITON_DEVICE) if surrogate == "leaky" else None
+    got = kernels.lif_bwd(bd, td, hd, md, gsd, gTd, reset, surrogate, 2.0, False, torch.float64, sigma, segments,
+                          chunk)
+    want = lif_recurrence.lif_bwd(beta, th, h0, m_r, gs, gT, reset, surrogate, 2.0, False, torch.float64)
+    for name, a, b in zip(("dx", "dbeta", "dthreshold", "dh0"), got, want):
+        if b is None:
+            assert a is None
+        else:
+            assert_close(a.cpu(), b, 1e-12, name)
+
+
+def test_long_sequence_through_the_op(monkeypatch):
+    """The op's own plan on a long sequence with few channels: it cuts time into segments (on the CPU the
+    interpreter gets a shorter sequence and a lower threshold for cutting). float64, so that no step falls
+    within rounding of the threshold and the spikes must agree exactly."""
+    from spikessm.kernels import lif as kernels
+
+    L = 65536 + 3 if HAS_CUDA else 1500
+    if not HAS_CUDA:
+        monkeypatch.setattr(kernels, "MIN_SEGMENT", 128)
+    assert kernels.plan(1, L, 3)[2] > 1
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, L, 3, generator=g, dtype=torch.float64)
+    beta = torch.tensor([0.9, 0.5, 0.99], dtype=torch.float64)
+    th = torch.tensor([1.0, 0.7, 1.3], dtype=torch.float64)
+    xd = x.to(TRITON_DEVICE).requires_grad_()
+    spikes, v = lif(xd, beta.to(TRITON_DEVICE), th.to(TRITON_DEVICE), backend="triton")
+    xr = x.clone().requires_grad_()
+    spikes_r, v_r = lif(xr, beta, th, backend="torch")
+    assert torch.equal(spikes.cpu(), spikes_r)
+    assert_close(v.cpu(), v_r, 1e-12, "final membrane")
+    gs = torch.randn(spikes_r.shape, generator=g, dtype=torch.float64)
+    (dx,) = torch.autograd.grad(spikes, xd, gs.to(TRITON_DEVICE))
+    (dx_r,) = torch.autograd.grad(spikes_r, xr, gs)
+    assert_close(dx.cpu(), dx_r, 1e-10, "dx")
