@@ -400,6 +400,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "with --quick, a file in the temp dir)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     p.add_argument("--ops", nargs="+", choices=("diag_scan", "s4d_scan"), default=["diag_scan", "s4d_scan"])
+    p.add_argument("--target-seconds", type=float, help="timed runs per row (default 1.0; 0.05 with --quick)")
     return p.parse_args(argv)
 
 
@@ -424,7 +425,7 @@ def main(argv=None) -> int:
         device=device,
         lengths=list(args.lengths or (QUICK_LENGTHS if args.quick else LENGTHS)),
         lengths_given=args.lengths is not None,
-        target_s=0.05 if args.quick else 1.0,
+        target_s=args.target_seconds or (0.05 if args.quick else 1.0),
         copy_bandwidth=copy_bw,
         peak_flops=peak,
     )
