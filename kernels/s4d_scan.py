@@ -245,7 +245,10 @@ def _s4d_scan_bwd_kernel(
         tl.store(dD_ptr + pid_b * H + offs_h, dD, mask=mask_h)
 
 
-DEFAULT_CHUNK = 32
+# Chunk length, from a sweep on an H100 at B=32, L=4096, H=256, N=64 (benchmarks/results/tune-lif-*.txt):
+# s4d_scan fwd+bwd 22.1 / 15.0 / 54.0 / 86.6 ms at 4 / 8 / 16 / 32 steps (the chunk's log-depth scan and the
+# tile's registers both grow with it); s4d_lif, which shares it, 33.8 / 38.2 ms at 4 / 8 and 149 ms at 32.
+DEFAULT_CHUNK = 8
 FWD_NUM_WARPS = 4
 # The backward holds a chunk's states, exclusive states and adjoints at once: 8 warps keep it near 210
 # registers per thread on sm_90 instead of the 255 cap (benchmarks/kernel_resources.py). Not yet timed on a GPU.

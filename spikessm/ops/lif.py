@@ -155,7 +155,9 @@ def lif(
         reset: "subtract", "zero" or "none".
         surrogate: the spike's backward derivative, by name; see spikessm.ops.surrogates ("atan",
             "fast_sigmoid", "triangle", "sigmoid", "rectangle").
-        alpha: the surrogate's shape parameter; None takes the surrogate's default.
+        alpha: the surrogate's shape parameter; None takes the surrogate's default. The Triton kernels take it
+            as a float32 scalar, so a float64 run with an alpha that float32 cannot hold exactly (the defaults
+            can) differs from the PyTorch path by ~1e-8 relative in the gradients.
         initial_state: (B, H) membrane before the first step; None means zeros.
         detach_reset: stop gradients through the reset term.
         backend: "auto" (Triton on CUDA, PyTorch otherwise), "triton" or "torch".

@@ -106,8 +106,11 @@ def test_triton_chunk_boundaries(L):
 
 @requires_triton
 @pytest.mark.interpreter
-@pytest.mark.parametrize("L", [31, 32, 33])
-def test_triton_default_chunk_boundaries(L):
+@pytest.mark.parametrize("steps_past_chunk", [-1, 0, 1])
+def test_triton_default_chunk_boundaries(steps_past_chunk):
+    from spikessm.kernels.s4d_scan import DEFAULT_CHUNK
+
+    L = DEFAULT_CHUNK * 4 + steps_past_chunk
     inputs = make_inputs(1, L, 1, 2, h0=False, seed=L)
     check_against_reference(inputs, backend="triton", device=TRITON_DEVICE, reverse=False)
 
