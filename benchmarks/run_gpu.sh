@@ -24,7 +24,7 @@ for step in $steps; do
                --out "$OUT/s4d_lif.json" >"$OUT/s4d_lif.txt" 2>&1 ;;
     scans) timeout 170 python3 benchmarks/bench_scans.py --target-seconds 0.3 \
              --out "$OUT/scans.json" >"$OUT/scans.txt" 2>&1 ;;
-    tune) timeout ${TUNE_TIMEOUT:-200} python3 benchmarks/tune_lif.py --out "$OUT/tune.json" >"$OUT/tune.txt" 2>&1 ;;
+    tune) timeout ${TUNE_TIMEOUT:-200} python3 benchmarks/tune_kernels.py --out "$OUT/tune.json" >"$OUT/tune.txt" 2>&1 ;;
     *) echo "unknown step $step"; exit 2 ;;
   esac
   rc=$?

@@ -431,9 +431,10 @@ def _lif_bwd_kernel(
 # ----------------------------------------------------------------------------------------------------------
 
 CHUNK = 16
-# Forward plan, from a sweep on an H100 (benchmarks/tune_lif.py): up to ~8 one-warp programs per SM (132 SMs),
-# cutting time into segments of at least MIN_SEGMENT steps; the fix-up re-reads the first tens to hundreds of
-# steps of every segment, so short segments cost more than they gain unless the grid is nearly empty.
+# Forward plan, from a sweep on an H100 (benchmarks/tune_kernels.py, then named tune_lif.py): up to ~8 one-warp
+# programs per SM (132 SMs), cutting time into segments of at least MIN_SEGMENT steps; the fix-up re-reads the
+# first tens to hundreds of steps of every segment, so short segments cost more than they gain unless the grid is
+# nearly empty.
 TARGET_PROGRAMS = 1024
 MIN_SEGMENT = 1024
 MIN_SEGMENT_FEW_PROGRAMS = 512  # below 64 programs without segments

@@ -1,318 +1,476 @@
-"""Fused S4D state update and readout; the (B, L, H, N) states never reach memory.
+"""Fused S4D state update and readout, optionally followed by LIF neurons; the states never reach memory.
 
   x_t[h, n] = A[h, n] x_{t-1}[h, n] + B[h, n] u_t[h];   y_t[h] = Re(sum_n C[h, n] x_t[h, n]) + D[h] u_t[h]
+  (LIF readout)  m_t = beta v_{t-1} + y_t;  s_t = H(m_t - threshold);  v_t = reset(m_t, s_t)
 
-Grid: one program per (block of BLOCK_H channels, batch element), holding a (BLOCK_H, BLOCK_N) complex state.
-Time is walked in chunks of BLOCK_T steps: a (BLOCK_T, BLOCK_H, BLOCK_N) associative scan inside the chunk,
-the carried state applied, the readout reduced over N on chip. The forward optionally saves the state at the
-end of each chunk, (B, n_chunks, H, N), 1/BLOCK_T of the full states; the backward walks the chunks in
-reverse, recomputes the chunk's states from the saved one and runs the adjoint scan on a time-reversed tile.
-Gradients of the (H, N) parameters are summed on chip over time and written as per-batch partial sums.
+Forward. One program per (block of BLOCK_H channels, batch element) holds a (BLOCK_H, BLOCK_N) complex state in
+registers and walks time in order, one step at a time: 6 multiply-adds per state and step for the update, 2 for
+the readout, then a reduction over the states. A parallel-in-time scan would cost a log-depth tree of complex
+map compositions per step instead (an sm_90 compile of the chunked scan this file used to hold issued ~3x the
+instructions per state and step); walking time sequentially is the cheapest exact order, and the B x H x N
+independent states are parallelism enough for the long sequences this targets. Each step reads one (BLOCK_H,)
+input vector, fetched one step ahead; outputs are gathered into (BLOCK_H, T) tiles and written every T steps.
 
-Complex tensors are passed as real views (element k at 2k, 2k + 1). State dtype = the final-state buffer's.
+Backward without recomputing a single state. With g_i = dLoss/dconj(x_i) (PyTorch's convention),
+g_i = conj(C) gy_i + conj(A) g_{i+1} and g_{L-1} = conj(C) gy_{L-1} + gT. Write g_i = conj(C) q_i + r_i with
+  q_i = gy_i + conj(A) q_{i+1}  (q_L = 0),       r_i = conj(A)^{L-1-i} gT,
+and let w_i = sum_{k>i} conj(A)^{k-1-i} g_k, so w_i = g_{i+1} + conj(A) w_{i+1}, split the same way as
+w_i = conj(C) wq_i + wr_i. Substituting x_i = A^{i+1} h0 + sum_{j<=i} A^{i-j} B u_j into the gradients gives
+  dA = sum_i g_i conj(x_{i-1}) = conj(B) sum_j u_j w_j + conj(h0) w_{-1}
+  dB = sum_i g_i u_i           = conj(C) sum_j u_j q_j + sum_j u_j r_j
+  dC = sum_i gy_i conj(x_i)    = conj(B) sum_j u_j q_j + conj(h0) conj(A) q_0
+  du_i = Re(sum_n conj(B) g_i) + D gy_i,    dh0 = conj(A) g_0,
+so one reverse walk carrying q, wq (and r, wr when the final state has a gradient) and summing u q, u wq gives
+every gradient, with no saved or recomputed state. The LIF adjoint runs in the same walk, from the saved
+pre-reset membranes, and hands the S4D adjoint its gy.
+
+Parameters go to the kernels as real planes P = (A_re, A_im, B_re, B_im, C_re, C_im), shape (6, H, N),
+contiguous along N so that their loads vectorise, and states as planes (B, 2, H, N) in the same layout. The
+state dtype is the planes' dtype (float32, or float64 for float64 inputs).
 """
 import torch
 import triton
 import triton.language as tl
 
-from .affine_scan import check_chunk_size, compose_complex, last_row_3d, load_complex, real_view
+from .lif import RESET_CODES, SURROGATE_CODES, _post_reset, _reset_derivatives, _surrogate
 
 
 @triton.jit
-def load_ssm_parameters(A_ptr, B_ptr, C_ptr, hn, mask_hn, zero):
-    """Real and imaginary parts of A, B, C at (BLOCK_H, BLOCK_N) offsets `hn`, as (1, BLOCK_H, BLOCK_N) tiles
-    that broadcast over a chunk. Padded states get A = B = C = 0 and so contribute nothing."""
-    A_re, A_im = load_complex(A_ptr, hn, mask_hn, True, True, zero)
-    B_re, B_im = load_complex(B_ptr, hn, mask_hn, True, True, zero)
-    C_re, C_im = load_complex(C_ptr, hn, mask_hn, True, True, zero)
-    return (A_re[None, :, :], A_im[None, :, :], B_re[None, :, :], B_im[None, :, :],
-            C_re[None, :, :], C_im[None, :, :])
+def _load_planes(P_ptr, hn, mask_hn, HN):
+    """The six (BLOCK_H, BLOCK_N) planes of P at offsets hn; padded states get zeros and so contribute nothing."""
+    A_re = tl.load(P_ptr + hn, mask=mask_hn, other=0.0)
+    A_im = tl.load(P_ptr + HN + hn, mask=mask_hn, other=0.0)
+    B_re = tl.load(P_ptr + 2 * HN + hn, mask=mask_hn, other=0.0)
+    B_im = tl.load(P_ptr + 3 * HN + hn, mask=mask_hn, other=0.0)
+    C_re = tl.load(P_ptr + 4 * HN + hn, mask=mask_hn, other=0.0)
+    C_im = tl.load(P_ptr + 5 * HN + hn, mask=mask_hn, other=0.0)
+    return A_re, A_im, B_re, B_im, C_re, C_im
 
 
 @triton.jit
-def ssm_chunk_states(A_re, A_im, B_re, B_im, u, valid, h_re, h_im):
-    """States of one chunk, (BLOCK_T, BLOCK_H, BLOCK_N) real and imaginary parts, from the carried-in state h.
-    u: (BLOCK_T, BLOCK_H). Rows past the end (valid false) are identity maps, so the last row is the state
-    after the last step."""
-    v3 = valid[:, None, None]
-    pa_re, pa_im, pb_re, pb_im = tl.associative_scan(
-        (tl.where(v3, A_re, 1.0), tl.where(v3, A_im, 0.0), B_re * u[:, :, None], B_im * u[:, :, None]),
-        0, compose_complex)
-    x_re = pa_re * h_re[None, :, :] - pa_im * h_im[None, :, :] + pb_re
-    x_im = pa_re * h_im[None, :, :] + pa_im * h_re[None, :, :] + pb_im
-    return x_re, x_im
+def _load_state(ptr, offs, mask_hn, HN, PRESENT: tl.constexpr, zero):
+    """(real, imaginary) planes of a (B, 2, H, N) state at offsets offs of its real plane; zeros if absent."""
+    re = zero
+    im = zero
+    if PRESENT:
+        re = tl.load(ptr + offs, mask=mask_hn, other=0.0)
+        im = tl.load(ptr + HN + offs, mask=mask_hn, other=0.0)
+    return re, im
 
 
 @triton.jit
-def ssm_chunk_entry_state(states_ptr, pid_b, c, n_chunks, H, N, hn, mask_hn, h0_re, h0_im):
-    """Backward: the state entering chunk c, i.e. the saved end of chunk c - 1, or the initial state for c = 0
-    (whose load of chunk 0 is in bounds and discarded)."""
-    offs = (pid_b * n_chunks + tl.maximum(c - 1, 0)) * H * N * 2 + hn
-    has_saved = c > 0
-    hb_re = tl.where(has_saved, tl.load(states_ptr + offs, mask=mask_hn, other=0.0), h0_re)
-    hb_im = tl.where(has_saved, tl.load(states_ptr + offs + 1, mask=mask_hn, other=0.0), h0_im)
-    return hb_re, hb_im
+def _conj_mul(a_re, a_im, b_re, b_im):
+    """conj(a) * b."""
+    return a_re * b_re + a_im * b_im, a_re * b_im - a_im * b_re
 
 
 @triton.jit
-def ssm_chunk_recompute(A_re, A_im, B_re, B_im, u, u_prev, rows, hb_re, hb_im):
-    """Backward: exclusive states xe_i = x_{i-1} (a scan of (A, B u_{i-1}) with an identity first row, from the
-    state hb entering the chunk) and states x_i = A xe_i + B u_i of one chunk."""
-    v_first = (rows >= 1)[:, None, None]
-    pa_re, pa_im, pb_re, pb_im = tl.associative_scan(
-        (tl.where(v_first, A_re, 1.0), tl.where(v_first, A_im, 0.0), B_re * u_prev[:, :, None],
-         B_im * u_prev[:, :, None]), 0, compose_complex)
-    xe_re = pa_re * hb_re[None, :, :] - pa_im * hb_im[None, :, :] + pb_re
-    xe_im = pa_re * hb_im[None, :, :] + pa_im * hb_re[None, :, :] + pb_im
-    x_re = A_re * xe_re - A_im * xe_im + B_re * u[:, :, None]
-    x_im = A_re * xe_im + A_im * xe_re + B_im * u[:, :, None]
-    return xe_re, xe_im, x_re, x_im
+def _conj_mul_add(a_re, a_im, b_re, b_im, c_re, c_im):
+    """conj(a) * b + c, grouped so that it compiles to four fused multiply-adds."""
+    return a_re * b_re + (a_im * b_im + c_re), a_re * b_im + (c_im - a_im * b_re)
 
 
 @triton.jit
-def ssm_chunk_adjoint(A_re, A_im, C_re, C_im, gy_rev, has_next, valid, g_re, g_im, rows, BLOCK_T: tl.constexpr):
-    """Backward: adjoint states of one chunk in forward row order (zero on rows past the end), and the carry
-    for the previous chunk. The scan runs on the time-reversed tile (row r holds step start + BLOCK_T - 1 - r):
-    gy_rev is dLoss/dy there, has_next says whether that step has a successor; g is the carry from the next
-    chunk."""
-    hn3 = has_next[:, None, None]
-    pa_re, pa_im, pb_re, pb_im = tl.associative_scan(
-        (tl.where(hn3, A_re, 1.0), tl.where(hn3, -A_im, 0.0), C_re * gy_rev[:, :, None],
-         -C_im * gy_rev[:, :, None]), 0, compose_complex)
-    gr_re = pa_re * g_re[None, :, :] - pa_im * g_im[None, :, :] + pb_re
-    gr_im = pa_re * g_im[None, :, :] + pa_im * g_re[None, :, :] + pb_im
-    v3 = valid[:, None, None]
-    gt_re = tl.where(v3, tl.flip(gr_re, 0), 0.0)
-    gt_im = tl.where(v3, tl.flip(gr_im, 0), 0.0)
-    return gt_re, gt_im, last_row_3d(gr_re, rows, BLOCK_T), last_row_3d(gr_im, rows, BLOCK_T)
+def _time(i, L, REVERSE: tl.constexpr):
+    """Time index of processing step i."""
+    if REVERSE:
+        t = L - 1 - i
+    else:
+        t = i
+    return t
 
 
 @triton.jit
-def ssm_chunk_gradients(gt_re, gt_im, xe_re, xe_im, x_re, x_im, u, gy, B_re, B_im):
-    """Backward: one chunk's sums of dA = g conj(xe), dB = g u, dC = gy conj(x), and du = Re(conj(B) g)
-    summed over the states (without the D term)."""
-    dA_re = tl.sum(gt_re * xe_re + gt_im * xe_im, axis=0)
-    dA_im = tl.sum(gt_im * xe_re - gt_re * xe_im, axis=0)
-    dB_re = tl.sum(gt_re * u[:, :, None], axis=0)
-    dB_im = tl.sum(gt_im * u[:, :, None], axis=0)
-    dC_re = tl.sum(gy[:, :, None] * x_re, axis=0)
-    dC_im = -tl.sum(gy[:, :, None] * x_im, axis=0)
-    du = tl.sum(gt_re * B_re + gt_im * B_im, axis=2)
-    return dA_re, dA_im, dB_re, dB_im, dC_re, dC_im, du
+def _set_column(tile, cols, j: tl.constexpr, value):
+    """tile[:, j] = value for a (BLOCK_H, T) tile; j is a compile-time column, so this is a register move."""
+    return tl.where(cols[None, :] == j, value[:, None], tile)
 
 
 @triton.jit
-def _s4d_scan_fwd_kernel(
-    u_ptr, A_ptr, B_ptr, C_ptr, D_ptr, h0_ptr, y_ptr, hT_ptr, states_ptr,
-    L, H, N, n_chunks,
-    HAS_D: tl.constexpr, HAS_H0: tl.constexpr, SAVE_STATES: tl.constexpr, REVERSE: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr,
+def _store_tile(ptr, tile, row, cols, start, L, H, mask_h, REVERSE: tl.constexpr):
+    """Write a (BLOCK_H, T) tile of processing steps start .. start + T - 1 (the ones < L)."""
+    i = start + cols
+    t = _time(i, L, REVERSE)
+    tl.store(ptr + row[:, None] + t[None, :] * H, tile.to(ptr.dtype.element_ty),
+             mask=mask_h[:, None] & (i < L)[None, :])
+
+
+@triton.jit
+def _load_step(ptr, row, i, L, H, mask_h, acc_dtype, REVERSE: tl.constexpr):
+    """(BLOCK_H,) values of processing step i, zeros where i is outside 0 .. L - 1."""
+    ok = tl.where((i >= 0) & (i < L), mask_h, False)
+    return tl.load(ptr + row + _time(i, L, REVERSE) * H, mask=ok, other=0.0).to(acc_dtype)
+
+
+@triton.jit
+def _s4d_fwd_kernel(
+    u_ptr, P_ptr, D_ptr, h0_ptr, v0_ptr, beta_ptr, th_ptr,
+    out_ptr, m_ptr, hT_ptr, vT_ptr,
+    L, H, N,
+    HAS_D: tl.constexpr, HAS_H0: tl.constexpr, LIF: tl.constexpr, HAS_V0: tl.constexpr, RESET: tl.constexpr,
+    STORE_M: tl.constexpr, REVERSE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, T: tl.constexpr,
 ):
+    """out = y (B, L, H), or with LIF the spikes (and the pre-reset membrane m when STORE_M); final states."""
     pid_h = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
-    acc_dtype = hT_ptr.dtype.element_ty
+    acc_dtype = P_ptr.dtype.element_ty
 
     offs_h = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
     offs_n = tl.arange(0, BLOCK_N)
     mask_h = offs_h < H
     mask_hn = mask_h[:, None] & (offs_n[None, :] < N)
-    hn = (offs_h[:, None] * N + offs_n[None, :]) * 2
-    zero = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
-    A_re, A_im, B_re, B_im, C_re, C_im = load_ssm_parameters(A_ptr, B_ptr, C_ptr, hn, mask_hn, zero)
+    hn = offs_h[:, None] * N + offs_n[None, :]
+    A_re, A_im, B_re, B_im, C_re, C_im = _load_planes(P_ptr, hn, mask_hn, H * N)
+    zero_h = tl.zeros([BLOCK_H], dtype=acc_dtype)
+    D = zero_h
     if HAS_D:
         D = tl.load(D_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+    state_offs = pid_b * 2 * H * N + hn
+    x_re, x_im = _load_state(h0_ptr, state_offs, mask_hn, H * N, HAS_H0, tl.zeros([BLOCK_H, BLOCK_N], acc_dtype))
+    if LIF:
+        beta = tl.load(beta_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+        th = tl.load(th_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+        v = zero_h
+        if HAS_V0:
+            v = tl.load(v0_ptr + pid_b * H + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
 
-    state_offs = pid_b * H * N * 2 + hn
-    h_re, h_im = load_complex(h0_ptr, state_offs, mask_hn, HAS_H0, True, zero)
+    row = pid_b * L * H + offs_h
+    cols = tl.arange(0, T)
+    u_next = _load_step(u_ptr, row, tl.full([], 0, tl.int32), L, H, mask_h, acc_dtype, REVERSE)
+    for c in range(0, tl.cdiv(L, T)):
+        out_tile = tl.zeros([BLOCK_H, T], dtype=acc_dtype)
+        m_tile = tl.zeros([BLOCK_H, T], dtype=acc_dtype)
+        for j in tl.static_range(T):
+            i = c * T + j
+            u = u_next
+            u_next = _load_step(u_ptr, row, i + 1, L, H, mask_h, acc_dtype, REVERSE)
+            live = i < L
+            ub = u[:, None]
+            new_re = A_re * x_re + (B_re * ub - A_im * x_im)
+            new_im = A_re * x_im + (B_im * ub + A_im * x_re)
+            x_re = tl.where(live, new_re, x_re)
+            x_im = tl.where(live, new_im, x_im)
+            y = tl.sum(C_re * x_re - C_im * x_im, axis=1) + D * u
+            if LIF:
+                m = beta * v + y
+                spiked = m > th
+                v = tl.where(live, _post_reset(m, spiked, th, RESET), v)
+                out_tile = _set_column(out_tile, cols, j, spiked.to(acc_dtype))
+                m_tile = _set_column(m_tile, cols, j, m)
+            else:
+                out_tile = _set_column(out_tile, cols, j, y)
+        _store_tile(out_ptr, out_tile, row, cols, c * T, L, H, mask_h, REVERSE)
+        if STORE_M:
+            _store_tile(m_ptr, m_tile, row, cols, c * T, L, H, mask_h, REVERSE)
 
-    rows = tl.arange(0, BLOCK_T)
-    for c in range(0, n_chunks):
-        i = c * BLOCK_T + rows
-        valid = i < L
-        if REVERSE:
-            t = L - 1 - i
-        else:
-            t = i
-        u_offs = (pid_b * L + t[:, None]) * H + offs_h[None, :]
-        m = valid[:, None] & mask_h[None, :]
-        u = tl.load(u_ptr + u_offs, mask=m, other=0.0).to(acc_dtype)
-        x_re, x_im = ssm_chunk_states(A_re, A_im, B_re, B_im, u, valid, h_re, h_im)
-        y = tl.sum(C_re * x_re - C_im * x_im, axis=2)
-        if HAS_D:
-            y += D[None, :] * u
-        tl.store(y_ptr + u_offs, y.to(y_ptr.dtype.element_ty), mask=m)
-        h_re = last_row_3d(x_re, rows, BLOCK_T)
-        h_im = last_row_3d(x_im, rows, BLOCK_T)
-        if SAVE_STATES:
-            s_offs = (pid_b * n_chunks + c) * H * N * 2 + hn
-            tl.store(states_ptr + s_offs, h_re, mask=mask_hn)
-            tl.store(states_ptr + s_offs + 1, h_im, mask=mask_hn)
-
-    tl.store(hT_ptr + state_offs, h_re, mask=mask_hn)
-    tl.store(hT_ptr + state_offs + 1, h_im, mask=mask_hn)
+    tl.store(hT_ptr + state_offs, x_re, mask=mask_hn)
+    tl.store(hT_ptr + H * N + state_offs, x_im, mask=mask_hn)
+    if LIF:
+        tl.store(vT_ptr + pid_b * H + offs_h, v, mask=mask_h)
 
 
 @triton.jit
-def _s4d_scan_bwd_kernel(
-    u_ptr, A_ptr, B_ptr, C_ptr, D_ptr, h0_ptr, states_ptr, gy_ptr, gT_ptr,
-    du_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dh0_ptr,
-    L, H, N, n_chunks,
-    HAS_D: tl.constexpr, HAS_H0: tl.constexpr, HAS_GT: tl.constexpr, REVERSE: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr,
+def _s4d_bwd_kernel(
+    u_ptr, P_ptr, D_ptr, h0_ptr, g_ptr, gT_ptr, m_ptr, sigma_ptr, v0_ptr, beta_ptr, th_ptr, gvT_ptr,
+    du_ptr, dP_ptr, dD_ptr, dh0_ptr, dv0_ptr, dbeta_ptr, dth_ptr,
+    L, H, N, alpha,
+    HAS_D: tl.constexpr, HAS_H0: tl.constexpr, HAS_GT: tl.constexpr, LIF: tl.constexpr, HAS_V0: tl.constexpr,
+    HAS_GVT: tl.constexpr, RESET: tl.constexpr, SURROGATE: tl.constexpr, DETACH_RESET: tl.constexpr,
+    REVERSE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, T: tl.constexpr,
 ):
-    """Adjoint of the fused S4D scan (g_i = dLoss/dconj(x_i), PyTorch's convention):
-      g_i = conj(C) gy_i + conj(A) g_{i+1},  g_{L-1} = conj(C) gy_{L-1} + gT
-      du_i = sum_n Re(conj(B) g_i) + D gy_i,  dA = sum_i g_i conj(x_{i-1}),  dB = sum_i g_i u_i,
-      dC = sum_i gy_i conj(x_i),  dD = sum_i gy_i u_i,  dh0 = conj(A) g_0.
-    """
+    """Reverse walk of the adjoint (module docstring). g is dLoss/dy, or with LIF dLoss/dspikes (then m holds the
+    pre-reset membranes and, for the "leaky" surrogate, sigma its derivative). Writes du and, per batch element,
+    the partial sums dP (B, 6, H, N) of the parameter gradients' real planes, dD, dbeta, dthreshold (B, H)."""
     pid_h = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
-    acc_dtype = dh0_ptr.dtype.element_ty
+    acc_dtype = P_ptr.dtype.element_ty
 
     offs_h = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
     offs_n = tl.arange(0, BLOCK_N)
     mask_h = offs_h < H
     mask_hn = mask_h[:, None] & (offs_n[None, :] < N)
-    hn = (offs_h[:, None] * N + offs_n[None, :]) * 2
+    hn = offs_h[:, None] * N + offs_n[None, :]
+    HN = H * N
+    A_re, A_im, B_re, B_im, C_re, C_im = _load_planes(P_ptr, hn, mask_hn, HN)
+    # du needs Re(conj(B) g) = Re(conj(B) conj(C) q) + Re(conj(B) r): K = conj(B C).
+    K_re = B_re * C_re - B_im * C_im
+    K_im = -(B_re * C_im + B_im * C_re)
     zero = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
-    A_re, A_im, B_re, B_im, C_re, C_im = load_ssm_parameters(A_ptr, B_ptr, C_ptr, hn, mask_hn, zero)
+    zero_h = tl.zeros([BLOCK_H], dtype=acc_dtype)
+    D = zero_h
     if HAS_D:
         D = tl.load(D_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+    state_offs = pid_b * 2 * HN + hn
+    r_re, r_im = _load_state(gT_ptr, state_offs, mask_hn, HN, HAS_GT, zero)
+    q_re, q_im, wq_re, wq_im = zero, zero, zero, zero
+    Sq_re, Sq_im, Swq_re, Swq_im = zero, zero, zero, zero
+    wr_re, wr_im, Sr_re, Sr_im, Swr_re, Swr_im = zero, zero, zero, zero, zero, zero
+    dD = zero_h
+    if LIF:
+        beta = tl.load(beta_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+        th = tl.load(th_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+        v0 = zero_h
+        if HAS_V0:
+            v0 = tl.load(v0_ptr + pid_b * H + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+        g_v = zero_h  # dLoss/d(post-reset membrane), carried backwards
+        if HAS_GVT:
+            g_v = tl.load(gvT_ptr + pid_b * H + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+        dbeta = zero_h
+        dth = zero_h
 
-    state_offs = pid_b * H * N * 2 + hn
-    h0_re, h0_im = load_complex(h0_ptr, state_offs, mask_hn, HAS_H0, True, zero)
-    g_re, g_im = load_complex(gT_ptr, state_offs, mask_hn, HAS_GT, True, zero)
-
-    dA_re, dA_im, dB_re, dB_im, dC_re, dC_im = zero, zero, zero, zero, zero, zero
-    dD = tl.zeros([BLOCK_H], dtype=acc_dtype)
-
-    rows = tl.arange(0, BLOCK_T)
+    row = pid_b * L * H + offs_h
+    cols = tl.arange(0, T)
+    n_chunks = tl.cdiv(L, T)
+    top = n_chunks * T - 1  # the walk starts at the last step of the last chunk (steps >= L do nothing)
+    u_next = _load_step(u_ptr, row, top, L, H, mask_h, acc_dtype, REVERSE)
+    g_next = _load_step(g_ptr, row, top, L, H, mask_h, acc_dtype, REVERSE)
+    if LIF:
+        m_next = _load_step(m_ptr, row, top, L, H, mask_h, acc_dtype, REVERSE)
+        if SURROGATE == 5:
+            sigma_next = _load_step(sigma_ptr, row, top, L, H, mask_h, acc_dtype, REVERSE)
     for k in range(0, n_chunks):
         c = n_chunks - 1 - k
-        start = c * BLOCK_T
-        i = start + rows
-        i_rev = start + BLOCK_T - 1 - rows
-        valid = i < L
-        valid_rev = i_rev < L
-        has_prev = valid & (rows >= 1)
-        if REVERSE:
-            t = L - 1 - i
-            t_prev = t + 1
-            t_rev = L - 1 - i_rev
-        else:
-            t = i
-            t_prev = t - 1
-            t_rev = i_rev
-        m = valid[:, None] & mask_h[None, :]
-        u_offs = (pid_b * L + t[:, None]) * H + offs_h[None, :]
-        u = tl.load(u_ptr + u_offs, mask=m, other=0.0).to(acc_dtype)
-        u_prev = tl.load(u_ptr + (pid_b * L + t_prev[:, None]) * H + offs_h[None, :],
-                         mask=has_prev[:, None] & mask_h[None, :], other=0.0).to(acc_dtype)
-        gy = tl.load(gy_ptr + u_offs, mask=m, other=0.0).to(acc_dtype)
-        gy_rev = tl.load(gy_ptr + (pid_b * L + t_rev[:, None]) * H + offs_h[None, :],
-                         mask=valid_rev[:, None] & mask_h[None, :], other=0.0).to(acc_dtype)
+        du_tile = tl.zeros([BLOCK_H, T], dtype=acc_dtype)
+        for jj in tl.static_range(T):
+            j = T - 1 - jj  # compile-time: the loop is unrolled
+            i = c * T + j
+            live = i < L
+            u = u_next
+            g_in = g_next
+            u_next = _load_step(u_ptr, row, i - 1, L, H, mask_h, acc_dtype, REVERSE)
+            g_next = _load_step(g_ptr, row, i - 1, L, H, mask_h, acc_dtype, REVERSE)
+            if LIF:
+                m = m_next
+                m_next = _load_step(m_ptr, row, i - 1, L, H, mask_h, acc_dtype, REVERSE)
+                if SURROGATE == 5:
+                    sigma = sigma_next
+                    sigma_next = _load_step(sigma_ptr, row, i - 1, L, H, mask_h, acc_dtype, REVERSE)
+                else:
+                    sigma = _surrogate(m - th, alpha, SURROGATE)
+                v_prev = tl.where(i > 0, _post_reset(m_next, m_next > th, th, RESET), v0)
+                spike = (m > th).to(acc_dtype)
+                cr = g_in * sigma
+                dv_dm, dv_dth = _reset_derivatives(m, spike, sigma, th, RESET, DETACH_RESET)
+                gy = tl.where(live, cr + g_v * dv_dm, 0.0)
+                dbeta += gy * v_prev
+                dth += tl.where(live, g_v * dv_dth - cr, 0.0)
+                g_v = tl.where(live, beta * gy, g_v)
+            else:
+                gy = g_in
+            ub = u[:, None]
+            # wq_i = q_{i+1} + conj(A) wq_{i+1}, then q_i = gy_i + conj(A) q_{i+1}. Steps past the end come first
+            # in this walk and have gy = u = 0, so q and wq stay 0 through them and need no mask; nor do the sums.
+            wq_re, wq_im = _conj_mul_add(A_re, A_im, wq_re, wq_im, q_re, q_im)
+            q_re, q_im = _conj_mul_add(A_re, A_im, q_re, q_im, gy[:, None], 0.0)
+            Sq_re += ub * q_re
+            Sq_im += ub * q_im
+            Swq_re += ub * wq_re
+            Swq_im += ub * wq_im
+            du_n = K_re * q_re - K_im * q_im
+            if HAS_GT:
+                Sr_re += ub * r_re
+                Sr_im += ub * r_im
+                Swr_re += ub * wr_re
+                Swr_im += ub * wr_im
+                du_n += B_re * r_re + B_im * r_im
+                # wr_{i-1} = r_i + conj(A) wr_i, r_{i-1} = conj(A) r_i; r starts at gT, so these are masked
+                a_re, a_im = _conj_mul_add(A_re, A_im, wr_re, wr_im, r_re, r_im)
+                wr_re = tl.where(live, a_re, wr_re)
+                wr_im = tl.where(live, a_im, wr_im)
+                a_re, a_im = _conj_mul(A_re, A_im, r_re, r_im)
+                r_re = tl.where(live, a_re, r_re)
+                r_im = tl.where(live, a_im, r_im)
+            du = tl.sum(du_n, axis=1) + D * gy
+            dD += gy * u
+            du_tile = _set_column(du_tile, cols, j, du)
+        _store_tile(du_ptr, du_tile, row, cols, c * T, L, H, mask_h, REVERSE)
 
-        hb_re, hb_im = ssm_chunk_entry_state(states_ptr, pid_b, c, n_chunks, H, N, hn, mask_hn, h0_re, h0_im)
-        xe_re, xe_im, x_re, x_im = ssm_chunk_recompute(A_re, A_im, B_re, B_im, u, u_prev, rows, hb_re, hb_im)
-        gt_re, gt_im, g_re, g_im = ssm_chunk_adjoint(A_re, A_im, C_re, C_im, gy_rev, i_rev + 1 < L, valid,
-                                                     g_re, g_im, rows, BLOCK_T)
-        gA_re, gA_im, gB_re, gB_im, gC_re, gC_im, du = ssm_chunk_gradients(gt_re, gt_im, xe_re, xe_im, x_re, x_im,
-                                                                          u, gy, B_re, B_im)
-        dA_re += gA_re
-        dA_im += gA_im
-        dB_re += gB_re
-        dB_im += gB_im
-        dC_re += gC_re
-        dC_im += gC_im
-        if HAS_D:
-            du += D[None, :] * gy
-            dD += tl.sum(gy * u, axis=0)
-        tl.store(du_ptr + u_offs, du.to(du_ptr.dtype.element_ty), mask=m)
-
-    # The carry now holds g_0 (padded rows are identity maps in the adjoint scan).
-    pA_re = A_re.reshape(BLOCK_H, BLOCK_N)
-    pA_im = A_im.reshape(BLOCK_H, BLOCK_N)
+    # q = q_0 and wq = wq_0 now; r = r_{-1} = conj(A) r_0 and wr = wr_{-1}.
+    wq_re, wq_im = _conj_mul_add(A_re, A_im, wq_re, wq_im, q_re, q_im)  # wq_{-1}
+    Aq_re, Aq_im = _conj_mul(A_re, A_im, q_re, q_im)  # conj(A) q_0
+    dC_re, dC_im = _conj_mul(B_re, B_im, Sq_re, Sq_im)
+    dB_re, dB_im = _conj_mul(C_re, C_im, Sq_re, Sq_im)
+    dA_re, dA_im = _conj_mul(C_re, C_im, Swq_re, Swq_im)
+    w_re, w_im = _conj_mul(C_re, C_im, wq_re, wq_im)  # conj(C) wq_{-1}: w_{-1} without its gT part
+    dh0_re, dh0_im = _conj_mul(C_re, C_im, Aq_re, Aq_im)
+    if HAS_GT:
+        dB_re += Sr_re
+        dB_im += Sr_im
+        dA_re += Swr_re
+        dA_im += Swr_im
+        w_re += wr_re
+        w_im += wr_im
+        dh0_re += r_re
+        dh0_im += r_im
+    dA_re, dA_im = _conj_mul(B_re, B_im, dA_re, dA_im)
     if HAS_H0:
-        tl.store(dh0_ptr + state_offs, pA_re * g_re + pA_im * g_im, mask=mask_hn)
-        tl.store(dh0_ptr + state_offs + 1, pA_re * g_im - pA_im * g_re, mask=mask_hn)
-    tl.store(dA_ptr + state_offs, dA_re, mask=mask_hn)
-    tl.store(dA_ptr + state_offs + 1, dA_im, mask=mask_hn)
-    tl.store(dB_ptr + state_offs, dB_re, mask=mask_hn)
-    tl.store(dB_ptr + state_offs + 1, dB_im, mask=mask_hn)
-    tl.store(dC_ptr + state_offs, dC_re, mask=mask_hn)
-    tl.store(dC_ptr + state_offs + 1, dC_im, mask=mask_hn)
-    if HAS_D:
-        tl.store(dD_ptr + pid_b * H + offs_h, dD, mask=mask_h)
+        h0_re, h0_im = _load_state(h0_ptr, state_offs, mask_hn, HN, True, zero)
+        a_re, a_im = _conj_mul(h0_re, h0_im, w_re, w_im)
+        dA_re += a_re
+        dA_im += a_im
+        a_re, a_im = _conj_mul(h0_re, h0_im, Aq_re, Aq_im)
+        dC_re += a_re
+        dC_im += a_im
+        tl.store(dh0_ptr + state_offs, dh0_re, mask=mask_hn)
+        tl.store(dh0_ptr + HN + state_offs, dh0_im, mask=mask_hn)
+    planes = dP_ptr + pid_b * 6 * HN + hn
+    tl.store(planes, dA_re, mask=mask_hn)
+    tl.store(planes + HN, dA_im, mask=mask_hn)
+    tl.store(planes + 2 * HN, dB_re, mask=mask_hn)
+    tl.store(planes + 3 * HN, dB_im, mask=mask_hn)
+    tl.store(planes + 4 * HN, dC_re, mask=mask_hn)
+    tl.store(planes + 5 * HN, dC_im, mask=mask_hn)
+    per_batch = pid_b * H + offs_h
+    tl.store(dD_ptr + per_batch, dD, mask=mask_h)
+    if LIF:
+        tl.store(dbeta_ptr + per_batch, dbeta, mask=mask_h)
+        tl.store(dth_ptr + per_batch, dth, mask=mask_h)
+        if HAS_V0:
+            tl.store(dv0_ptr + per_batch, g_v, mask=mask_h)
 
 
-# Chunk length, from a sweep on an H100 at B=32, L=4096, H=256, N=64 (benchmarks/results/tune-lif-*.txt):
-# s4d_scan fwd+bwd 22.1 / 15.0 / 54.0 / 86.6 ms at 4 / 8 / 16 / 32 steps (the chunk's log-depth scan and the
-# tile's registers both grow with it); s4d_lif, which shares it, 33.8 / 38.2 ms at 4 / 8 and 149 ms at 32.
-DEFAULT_CHUNK = 8
-FWD_NUM_WARPS = 4
-# The backward holds a chunk's states, exclusive states and adjoints at once: 8 warps keep it near 210
-# registers per thread on sm_90 instead of the 255 cap (benchmarks/kernel_resources.py). Not yet timed on a GPU.
-BWD_NUM_WARPS = 8
+# Output tiles are written every T steps: one layout exchange (through shared memory) per T steps instead of per
+# step. Launch shapes were chosen from sm_90 compiles (benchmarks/kernel_resources.py), not yet from timings:
+# about 8 states per thread keep the forward near 14 issued instructions per state and step at ~128 registers;
+# 16 save one instruction but double the registers, 32 spill. The backward holds 12 registers per state (A, K, q,
+# wq and the two sums) and 10 more with a final-state gradient (r, wr and theirs); that case and the LIF
+# backward (whose per-channel adjoint every thread of a channel's row repeats) each halve the states per thread.
+# BLOCK_H stays <= 64: with wider blocks Triton exchanges the per-step (BLOCK_H,) vectors through shared memory
+# at every step.
+T = 8
+STATES_PER_THREAD = 8
+MAX_BLOCK_H = 64
+MAX_WARPS = 4
 
 
-def _blocks(H: int, N: int, chunk_size: int | None) -> tuple[int, int, int]:
-    block_t = check_chunk_size("s4d_scan", chunk_size, DEFAULT_CHUNK)
+def launch_config(H: int, N: int, states_per_thread: int = STATES_PER_THREAD) -> tuple[int, int, int]:
+    """(BLOCK_H, BLOCK_N, num_warps) for H channels of N states."""
     block_n = triton.next_power_of_2(N)
-    # Keep a chunk tile near 2048 elements: enough work per program without spilling registers.
-    block_h = max(1, min(triton.next_power_of_2(H), 2048 // (block_t * block_n)))
-    return block_t, block_h, block_n
+    block_h = max(1, min(triton.next_power_of_2(H), MAX_BLOCK_H, MAX_WARPS * 32 * states_per_thread // block_n))
+    warps = max(1, min(MAX_WARPS, block_h * block_n // (32 * states_per_thread)))
+    return block_h, block_n, warps
 
 
-def s4d_scan_fwd(u, A, B, C, D, h0, reverse: bool, save_states: bool, chunk_size: int | None = None):
+def backward_states_per_thread(has_gT: bool, lif: bool) -> int:
+    return STATES_PER_THREAD >> (int(has_gT) + int(lif))
+
+
+def parameter_planes(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    """(H, N) complex A, B, C -> (6, H, N) real planes (A_re, A_im, B_re, B_im, C_re, C_im), contiguous."""
+    return torch.stack((A.real, A.imag, B.real, B.imag, C.real, C.imag)).contiguous()
+
+
+def state_planes(state: torch.Tensor | None) -> torch.Tensor | None:
+    """(B, H, N) complex -> (B, 2, H, N) real planes. Planar like the parameters, so that the kernels load both
+    in one register layout (an interleaved load picks another, and Triton 3.6 then converts every step)."""
+    return None if state is None else torch.stack((state.real, state.imag), 1).contiguous()
+
+
+def complex_state(planes: torch.Tensor) -> torch.Tensor:
+    """Inverse of state_planes."""
+    return torch.complex(planes[:, 0], planes[:, 1])
+
+
+def _forward(u, A, B, C, D, h0, reverse: bool, lif=None):
+    Bsz, L, H = u.shape
+    N = A.shape[1]
+    block_h, block_n, warps = launch_config(H, N)
+    real = A.real.dtype
+    hT = torch.empty((Bsz, 2, H, N), dtype=real, device=u.device)
+    out = torch.empty_like(u)
+    v0, beta, threshold, reset, store_m = lif if lif is not None else (None, None, None, "subtract", False)
+    membrane = torch.empty((Bsz, L, H), dtype=real, device=u.device) if store_m else None
+    vT = torch.empty((Bsz, H), dtype=real, device=u.device) if lif is not None else None
+    spare = hT  # stands in for absent pointers; never read or written
+    _s4d_fwd_kernel[(triton.cdiv(H, block_h), Bsz)](
+        u, parameter_planes(A, B, C), D if D is not None else spare, state_planes(h0) if h0 is not None else spare,
+        v0 if v0 is not None else spare, beta if beta is not None else spare,
+        threshold if threshold is not None else spare,
+        out, membrane if membrane is not None else spare, hT, vT if vT is not None else spare,
+        L, H, N,
+        HAS_D=D is not None, HAS_H0=h0 is not None, LIF=lif is not None, HAS_V0=v0 is not None,
+        RESET=RESET_CODES[reset], STORE_M=store_m, REVERSE=reverse,
+        BLOCK_H=block_h, BLOCK_N=block_n, T=T, num_warps=warps,
+    )
+    return out, complex_state(hT), vT, membrane
+
+
+def _backward(u, A, B, C, D, h0, g, gT, reverse: bool, lif=None):
+    Bsz, L, H = u.shape
+    N = A.shape[1]
+    block_h, block_n, warps = launch_config(H, N, backward_states_per_thread(gT is not None, lif is not None))
+    real = A.real.dtype
+    du = torch.empty_like(u)
+    dP = torch.empty((Bsz, 6, H, N), dtype=real, device=u.device)
+    dD = torch.empty((Bsz, H), dtype=real, device=u.device)
+    dh0 = torch.empty((Bsz, 2, H, N), dtype=real, device=u.device) if h0 is not None else None
+    if lif is not None:
+        membrane, sigma, v0, beta, threshold, gvT, reset, surrogate, alpha, detach_reset = lif
+        dv0 = torch.empty((Bsz, H), dtype=real, device=u.device) if v0 is not None else None
+        dbeta, dth = (torch.empty((Bsz, H), dtype=real, device=u.device) for _ in range(2))
+    else:
+        membrane = sigma = v0 = beta = threshold = gvT = dv0 = dbeta = dth = None
+        reset, surrogate, alpha, detach_reset = "subtract", "atan", 1.0, False
+    spare = dD  # stands in for absent pointers; never read or written
+
+    def arg(t):
+        return t if t is not None else spare
+
+    _s4d_bwd_kernel[(triton.cdiv(H, block_h), Bsz)](
+        u, parameter_planes(A, B, C), arg(D), arg(state_planes(h0)), g, arg(state_planes(gT)), arg(membrane),
+        arg(sigma), arg(v0), arg(beta), arg(threshold), arg(gvT), du, dP, dD, arg(dh0), arg(dv0), arg(dbeta),
+        arg(dth),
+        L, H, N, float(alpha),
+        HAS_D=D is not None, HAS_H0=h0 is not None, HAS_GT=gT is not None, LIF=lif is not None,
+        HAS_V0=v0 is not None, HAS_GVT=gvT is not None, RESET=RESET_CODES[reset],
+        SURROGATE=SURROGATE_CODES[surrogate], DETACH_RESET=detach_reset, REVERSE=reverse,
+        BLOCK_H=block_h, BLOCK_N=block_n, T=T, num_warps=warps,
+    )
+    planes = dP.sum(0)
+    dA, dB, dC = (torch.complex(planes[2 * k], planes[2 * k + 1]) for k in range(3))
+    grads = (du, dA, dB, dC, dD.sum(0) if D is not None else None, complex_state(dh0) if h0 is not None else None)
+    if lif is None:
+        return grads
+    return grads + (dv0, dbeta.sum(0), dth.sum(0))
+
+
+def s4d_scan_fwd(u, A, B, C, D, h0, reverse: bool):
     """Forward launcher.
 
     Args:
-        u: (B, L, H) real, contiguous. A, B, C: (H, N) complex (the state dtype), contiguous.
-        D: (H,) real or None. h0: (B, H, N) complex or None.
+        u: (B, L, H) real, contiguous. A, B, C: (H, N) complex (the state dtype). D: (H,) real or None.
+        h0: (B, H, N) complex, contiguous, or None.
     Returns:
-        y: (B, L, H) in u's dtype; final_state: (B, H, N); chunk_states: (B, n_chunks, H, N) states at the
-        end of each chunk when save_states, else None.
+        y: (B, L, H) in u's dtype; final_state: (B, H, N) complex.
     """
-    Bsz, L, H = u.shape
-    N = A.shape[1]
-    block_t, block_h, block_n = _blocks(H, N, chunk_size)
-    n_chunks = triton.cdiv(L, block_t)
-    y = torch.empty_like(u)
-    hT = torch.empty((Bsz, H, N), dtype=A.dtype, device=u.device)
-    states = torch.empty((Bsz, n_chunks, H, N), dtype=A.dtype, device=u.device) if save_states else None
-    grid = (triton.cdiv(H, block_h), Bsz)
-    _s4d_scan_fwd_kernel[grid](
-        u, real_view(A), real_view(B), real_view(C), D if D is not None else u,
-        real_view(h0 if h0 is not None else hT), y, real_view(hT), real_view(states if states is not None else hT),
-        L, H, N, n_chunks,
-        HAS_D=D is not None, HAS_H0=h0 is not None, SAVE_STATES=save_states, REVERSE=reverse,
-        BLOCK_T=block_t, BLOCK_H=block_h, BLOCK_N=block_n, num_warps=FWD_NUM_WARPS,
-    )
-    return y, hT, states
+    y, hT, _, _ = _forward(u, A, B, C, D, h0, reverse)
+    return y, hT
 
 
-def s4d_scan_bwd(u, A, B, C, D, h0, chunk_states, gy, gT, reverse: bool, chunk_size: int):
-    """Backward launcher; chunk_states and chunk_size come from :func:`s4d_scan_fwd` with save_states.
+def s4d_scan_bwd(u, A, B, C, D, h0, gy, gT, reverse: bool):
+    """Backward launcher: gy (B, L, H) = dLoss/dy, contiguous; gT (B, H, N) = dLoss/dfinal_state or None.
 
     Returns du (u's shape and dtype), dA, dB, dC ((H, N), A's dtype), dD ((H,) or None), dh0 ((B, H, N) or None).
     """
-    Bsz, L, H = u.shape
-    N = A.shape[1]
-    block_t, block_h, block_n = _blocks(H, N, chunk_size)
-    n_chunks = triton.cdiv(L, block_t)
-    du = torch.empty_like(u)
-    # Per-batch partial sums of the parameter gradients, reduced over the batch below.
-    dA, dB, dC = (torch.empty((Bsz, H, N), dtype=A.dtype, device=u.device) for _ in range(3))
-    dD = torch.empty((Bsz, H), dtype=A.real.dtype, device=u.device)
-    dh0 = torch.empty((Bsz, H, N), dtype=A.dtype, device=u.device)
-    grid = (triton.cdiv(H, block_h), Bsz)
-    _s4d_scan_bwd_kernel[grid](
-        u, real_view(A), real_view(B), real_view(C), D if D is not None else u,
-        real_view(h0 if h0 is not None else dh0), real_view(chunk_states), gy, real_view(gT if gT is not None else dh0),
-        du, real_view(dA), real_view(dB), real_view(dC), dD, real_view(dh0),
-        L, H, N, n_chunks,
-        HAS_D=D is not None, HAS_H0=h0 is not None, HAS_GT=gT is not None, REVERSE=reverse,
-        BLOCK_T=block_t, BLOCK_H=block_h, BLOCK_N=block_n, num_warps=BWD_NUM_WARPS,
-    )
-    dD = dD.sum(0) if D is not None else None
-    return du, dA.sum(0), dB.sum(0), dC.sum(0), dD, (dh0 if h0 is not None else None)
+    return _backward(u, A, B, C, D, h0, gy, gT, reverse)
+
+
+def s4d_lif_fwd(u, A, B, C, D, h0, v0, beta, threshold, reset: str, reverse: bool, store_membrane: bool):
+    """Forward launcher of S4D followed by LIF. u, A, B, C, D, h0 as in s4d_scan_fwd; v0 (B, H) or None; beta,
+    threshold (H,) in the state's real dtype.
+
+    Returns spikes (u's dtype), final SSM state (B, H, N), final membrane (B, H), and the pre-reset membrane
+    (B, L, H) when store_membrane (what the backward needs), else None."""
+    return _forward(u, A, B, C, D, h0, reverse, (v0, beta, threshold, reset, store_membrane))
+
+
+def s4d_lif_bwd(u, A, B, C, D, h0, v0, beta, threshold, membrane, g_spikes, gT, gvT, reset: str, surrogate: str,
+                alpha: float, detach_reset: bool, reverse: bool, sigma=None):
+    """Backward launcher of S4D followed by LIF; membrane is the pre-reset membrane s4d_lif_fwd stored. For the
+    "leaky" surrogate, sigma (B, L, H) is its derivative at every step (it depends on the spike history).
+
+    Returns du, dA, dB, dC, dD (or None), dh0 (or None), dv0 (or None), dbeta, dthreshold."""
+    if (surrogate == "leaky") != (sigma is not None):
+        raise ValueError("s4d_lif_bwd: sigma is needed for, and only for, the 'leaky' surrogate")
+    return _backward(u, A, B, C, D, h0, g_spikes, gT, reverse,
+                     (membrane, sigma, v0, beta, threshold, gvT, reset, surrogate, alpha, detach_reset))

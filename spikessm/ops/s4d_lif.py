@@ -1,7 +1,8 @@
 """s4d_lif: an S4D layer's state update and readout followed by LIF neurons, fused.
 
-The Triton kernel (spikessm.kernels.s4d_lif) reads u and writes spikes: neither the SSM states nor the SSM
-output y reach memory, and the backward recomputes them from one saved state per chunk. The PyTorch path is
+The Triton kernel (spikessm.kernels.s4d_scan, with its LIF readout) reads u and writes spikes: neither the SSM
+states nor the SSM output y reach memory. When gradients are needed it also writes the pre-reset membrane
+(B, L, H), from which one reverse walk gets every gradient (no state is saved or recomputed). The PyTorch path is
 s4d_scan followed by lif, which is also the definition the kernel is tested against.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ OP = "s4d_lif"
 
 
 def _kernels():
-    from spikessm.kernels import s4d_lif as k
+    from spikessm.kernels import s4d_scan as k
 
     return k
 
@@ -29,35 +30,28 @@ def _kernels():
 def _s4d_lif_fwd(
     u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, D: Optional[torch.Tensor],
     h0: Optional[torch.Tensor], v0: Optional[torch.Tensor], beta: torch.Tensor, threshold: torch.Tensor,
-    reset: str, surrogate: str, alpha: float, detach_reset: bool, reverse: bool, save_states: bool,
-    output_membrane: bool, chunk_size: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """spikes, final SSM state, final membrane, pre-reset membrane (empty unless output_membrane), and the
-    chunk-end SSM states and membranes for the backward (empty without save_states)."""
-    spikes, hT, vT, membrane, states, vstates = _kernels().s4d_lif_fwd(
-        u, A, B, C, D, h0, v0, beta, threshold, reset, reverse, save_states, output_membrane, chunk_size)
-    return (spikes, hT, vT, membrane if membrane is not None else u.new_empty(0),
-            states if states is not None else A.new_empty(0), vstates if vstates is not None else beta.new_empty(0))
+    reset: str, surrogate: str, alpha: float, detach_reset: bool, reverse: bool, store_membrane: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """spikes, final SSM state, final membrane, and the pre-reset membrane (empty unless store_membrane: the
+    backward needs it, and output_membrane returns it)."""
+    spikes, hT, vT, membrane = _kernels().s4d_lif_fwd(u, A, B, C, D, h0, v0, beta, threshold, reset, reverse,
+                                                      store_membrane)
+    return spikes, hT, vT, membrane if membrane is not None else beta.new_empty(0)
 
 
 @_s4d_lif_fwd.register_fake
-def _(u, A, B, C, D, h0, v0, beta, threshold, reset, surrogate, alpha, detach_reset, reverse, save_states,
-      output_membrane, chunk_size):
+def _(u, A, B, C, D, h0, v0, beta, threshold, reset, surrogate, alpha, detach_reset, reverse, store_membrane):
     Bsz, L, H = u.shape
-    N = A.shape[1]
-    n_chunks = -(-L // chunk_size)
-    return (torch.empty_like(u), A.new_empty((Bsz, H, N)), beta.new_empty((Bsz, H)),
-            beta.new_empty((Bsz, L, H)) if output_membrane else u.new_empty(0),
-            A.new_empty((Bsz, n_chunks, H, N)) if save_states else A.new_empty(0),
-            beta.new_empty((Bsz, n_chunks, H)) if save_states else beta.new_empty(0))
+    return (torch.empty_like(u), A.new_empty((Bsz, H, A.shape[1])), beta.new_empty((Bsz, H)),
+            beta.new_empty((Bsz, L, H)) if store_membrane else beta.new_empty(0))
 
 
 @torch.library.custom_op("spikessm::s4d_lif_bwd", mutates_args=())
 def _s4d_lif_bwd(
     u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, D: Optional[torch.Tensor],
     h0: Optional[torch.Tensor], v0: Optional[torch.Tensor], beta: torch.Tensor, threshold: torch.Tensor,
-    states: torch.Tensor, vstates: torch.Tensor, spikes: torch.Tensor, g_spikes: torch.Tensor, gT: torch.Tensor,
-    gvT: torch.Tensor, reset: str, surrogate: str, alpha: float, detach_reset: bool, reverse: bool, chunk_size: int,
+    membrane: torch.Tensor, spikes: torch.Tensor, g_spikes: torch.Tensor, gT: torch.Tensor, gvT: torch.Tensor,
+    reset: str, surrogate: str, alpha: float, detach_reset: bool, reverse: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
            torch.Tensor, torch.Tensor]:
     """(du, dA, dB, dC, dD, dh0, dv0, dbeta, dthreshold); absent inputs get distinct empty placeholders."""
@@ -66,14 +60,14 @@ def _s4d_lif_bwd(
         steps = spikes.to(beta.dtype)
         sigma = leaky_derivative(steps.flip(1) if reverse else steps, beta, threshold)
         sigma = (sigma.flip(1) if reverse else sigma).contiguous()
-    grads = _kernels().s4d_lif_bwd(u, A, B, C, D, h0, v0, beta, threshold, states, vstates, g_spikes, gT, gvT,
-                                   reset, surrogate, alpha, detach_reset, reverse, chunk_size, sigma)
+    grads = _kernels().s4d_lif_bwd(u, A, B, C, D, h0, v0, beta, threshold, membrane, g_spikes, gT, gvT, reset,
+                                   surrogate, alpha, detach_reset, reverse, sigma)
     return tuple(g if g is not None else u.new_empty(0) for g in grads)
 
 
 @_s4d_lif_bwd.register_fake
-def _(u, A, B, C, D, h0, v0, beta, threshold, states, vstates, spikes, g_spikes, gT, gvT, reset, surrogate, alpha,
-      detach_reset, reverse, chunk_size):
+def _(u, A, B, C, D, h0, v0, beta, threshold, membrane, spikes, g_spikes, gT, gvT, reset, surrogate, alpha,
+      detach_reset, reverse):
     def like(t):
         return torch.empty_like(t) if t is not None else u.new_empty(0)
 
@@ -81,20 +75,20 @@ def _(u, A, B, C, D, h0, v0, beta, threshold, states, vstates, spikes, g_spikes,
 
 
 def _setup_context(ctx, inputs, output):
-    (u, A, B, C, D, h0, v0, beta, threshold, reset, surrogate, alpha, detach_reset, reverse, save_states,
-     output_membrane, chunk_size) = inputs
-    if not save_states:
+    (u, A, B, C, D, h0, v0, beta, threshold, reset, surrogate, alpha, detach_reset, reverse,
+     store_membrane) = inputs
+    if not store_membrane:
         raise RuntimeError(f"{OP}: backward through a forward that ran without gradients enabled")
-    ctx.save_for_backward(u, A, B, C, D, h0, v0, beta, threshold, output[4], output[5], output[0])
-    ctx.options = (reset, surrogate, alpha, detach_reset, reverse, chunk_size)
+    ctx.save_for_backward(u, A, B, C, D, h0, v0, beta, threshold, output[3], output[0])
+    ctx.options = (reset, surrogate, alpha, detach_reset, reverse)
 
 
-def _backward(ctx, g_spikes, gT, gvT, _g_membrane, _g_states, _g_vstates):
-    u, A, B, C, D, h0, v0, beta, threshold, states, vstates, spikes = ctx.saved_tensors
-    grads = _s4d_lif_bwd(u, A, B, C, D, h0, v0, beta, threshold, states, vstates, spikes, g_spikes.contiguous(),
+def _backward(ctx, g_spikes, gT, gvT, _g_membrane):
+    u, A, B, C, D, h0, v0, beta, threshold, membrane, spikes = ctx.saved_tensors
+    grads = _s4d_lif_bwd(u, A, B, C, D, h0, v0, beta, threshold, membrane, spikes, g_spikes.contiguous(),
                          gT.contiguous(), gvT.contiguous(), *ctx.options)
     present = (u, A, B, C, D, h0, v0, beta, threshold)
-    return tuple(g if t is not None else None for g, t in zip(grads, present)) + (None,) * 8
+    return tuple(g if t is not None else None for g, t in zip(grads, present)) + (None,) * 6
 
 
 _s4d_lif_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -117,7 +111,6 @@ def s4d_lif(
     reverse: bool = False,
     output_membrane: bool = False,
     backend: str = "auto",
-    chunk_size: int | None = None,
 ):
     """S4D state update and readout, then LIF neurons on its output: s4d_scan followed by lif, in one kernel.
 
@@ -131,7 +124,6 @@ def s4d_lif(
         reverse: run both the SSM and the neurons from t = L - 1 down to t = 0.
         output_membrane: also return the pre-reset membrane (B, L, H), for analysis (no gradient).
         backend: "auto" (Triton on CUDA, PyTorch otherwise), "triton" or "torch".
-        chunk_size: time steps per chunk of the Triton kernel (power of two); None picks the default.
 
     Returns:
         spikes: (B, L, H) in u's dtype, values 0 or 1.
@@ -155,12 +147,10 @@ def s4d_lif(
         return result + (membrane.detach(),) if output_membrane else result
 
     tensors = [t for t in (u, A_bar, B_bar, C, D, h0, v0, beta_t, threshold_t) if t is not None]
-    save_states = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-    chunk = _kernels().check_chunk_size(OP, chunk_size, _kernels().DEFAULT_CHUNK)
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     contiguous = [t.contiguous() if t is not None else None for t in (u, A_bar, B_bar, C, D, h0, v0, beta_t,
                                                                           threshold_t)]
-    spikes, ssm_state, v_state, membrane, _, _ = _s4d_lif_fwd(
-        *contiguous, reset, surrogate, alpha, bool(detach_reset), bool(reverse), save_states,
-        bool(output_membrane), chunk)
+    spikes, ssm_state, v_state, membrane = _s4d_lif_fwd(
+        *contiguous, reset, surrogate, alpha, bool(detach_reset), bool(reverse), needs_grad or bool(output_membrane))
     result = (spikes, (ssm_state, v_state))
     return result + (membrane.detach(),) if output_membrane else result

@@ -42,21 +42,14 @@ def _s4d_scan_fwd(
     D: Optional[torch.Tensor],
     h0: Optional[torch.Tensor],
     reverse: bool,
-    save_states: bool,
-    chunk_size: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Returns y, final_state and the chunk-end states for the backward (empty without save_states)."""
-    y, hT, states = _kernels().s4d_scan_fwd(u, A, B, C, D, h0, reverse, save_states, chunk_size)
-    return y, hT, (states if states is not None else A.new_empty(0))
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns y and the final state."""
+    return _kernels().s4d_scan_fwd(u, A, B, C, D, h0, reverse)
 
 
 @_s4d_scan_fwd.register_fake
-def _(u, A, B, C, D, h0, reverse, save_states, chunk_size):
-    Bsz, L, H = u.shape
-    N = A.shape[1]
-    n_chunks = -(-L // chunk_size)
-    states = A.new_empty((Bsz, n_chunks, H, N)) if save_states else A.new_empty(0)
-    return torch.empty_like(u), A.new_empty((Bsz, H, N)), states
+def _(u, A, B, C, D, h0, reverse):
+    return torch.empty_like(u), A.new_empty((u.shape[0], u.shape[2], A.shape[1]))
 
 
 @torch.library.custom_op("spikessm::s4d_scan_bwd", mutates_args=())
@@ -67,21 +60,19 @@ def _s4d_scan_bwd(
     C: torch.Tensor,
     D: Optional[torch.Tensor],
     h0: Optional[torch.Tensor],
-    states: torch.Tensor,
     gy: torch.Tensor,
     gT: torch.Tensor,
     reverse: bool,
-    chunk_size: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients (du, dA, dB, dC, dD, dh0); dD and dh0 are empty when D or h0 is None."""
-    du, dA, dB, dC, dD, dh0 = _kernels().s4d_scan_bwd(u, A, B, C, D, h0, states, gy, gT, reverse, chunk_size)
+    du, dA, dB, dC, dD, dh0 = _kernels().s4d_scan_bwd(u, A, B, C, D, h0, gy, gT, reverse)
     # A custom op cannot return None or the same tensor twice: absent inputs get distinct empty placeholders.
     return (du, dA, dB, dC, (dD.to(D.dtype) if D is not None else A.new_empty(0)),
             (dh0 if dh0 is not None else A.new_empty(0)))
 
 
 @_s4d_scan_bwd.register_fake
-def _(u, A, B, C, D, h0, states, gy, gT, reverse, chunk_size):
+def _(u, A, B, C, D, h0, gy, gT, reverse):
     return (
         torch.empty_like(u), torch.empty_like(A), torch.empty_like(B), torch.empty_like(C),
         torch.empty_like(D) if D is not None else A.new_empty(0),
@@ -90,22 +81,15 @@ def _(u, A, B, C, D, h0, states, gy, gT, reverse, chunk_size):
 
 
 def _setup_context(ctx, inputs, output):
-    u, A, B, C, D, h0, reverse, save_states, chunk_size = inputs
-    if not save_states:
-        raise RuntimeError(f"{OP}: backward through a forward that ran without gradients enabled")
-    ctx.save_for_backward(u, A, B, C, D, h0, output[2])
-    ctx.reverse, ctx.chunk_size = reverse, chunk_size
+    u, A, B, C, D, h0, reverse = inputs
+    ctx.save_for_backward(u, A, B, C, D, h0)
+    ctx.reverse = reverse
 
 
-def _backward(ctx, gy, gT, _g_states):
-    u, A, B, C, D, h0, states = ctx.saved_tensors
-    du, dA, dB, dC, dD, dh0 = _s4d_scan_bwd(
-        u, A, B, C, D, h0, states, gy.contiguous(), gT.contiguous(), ctx.reverse, ctx.chunk_size
-    )
-    return (
-        du, dA, dB, dC, (dD if D is not None else None), (dh0 if h0 is not None else None),
-        None, None, None,
-    )
+def _backward(ctx, gy, gT):
+    u, A, B, C, D, h0 = ctx.saved_tensors
+    du, dA, dB, dC, dD, dh0 = _s4d_scan_bwd(u, A, B, C, D, h0, gy.contiguous(), gT.contiguous(), ctx.reverse)
+    return du, dA, dB, dC, (dD if D is not None else None), (dh0 if h0 is not None else None), None
 
 
 _s4d_scan_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -162,7 +146,6 @@ def s4d_scan(
     reverse: bool = False,
     output_final_state: bool = True,
     backend: str = "auto",
-    chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """S4D state update fused with its readout, per channel h and state n:
 
@@ -178,7 +161,6 @@ def s4d_scan(
         output_final_state: return the final state (else None). On the PyTorch path this skips a
             (B, L) x (L, N) product per channel; training layers that do not stream should pass False.
         backend: "auto" (Triton on CUDA, PyTorch otherwise), "triton" or "torch".
-        chunk_size: time steps per chunk of the Triton kernel (power of two); None picks the default.
 
     Returns:
         y: (B, L, H) in u's dtype.
@@ -186,15 +168,13 @@ def s4d_scan(
             output_final_state is False.
 
     Gradients flow to every tensor input. The Triton kernel never writes the (B, L, H, N) states: the forward
-    keeps one state per chunk (only when gradients are needed) and the backward recomputes from it. The PyTorch
-    path computes y by FFT convolution (its cost does not grow with N except in the kernel and state terms).
+    walks time with the states in registers, and the backward gets every gradient from one reverse walk of
+    adjoint recurrences, without saving or recomputing states (spikessm.kernels.s4d_scan). The PyTorch path
+    computes y by FFT convolution (its cost does not grow with N except in the kernel and state terms).
     """
     check_ssm_inputs(u, A_bar, B_bar, C, D, initial_state)
     if not use_triton(backend, u.device, OP):
         return s4d_scan_conv(u, A_bar, B_bar, C, D, initial_state, bool(reverse), bool(output_final_state))
-    tensors = [t for t in (u, A_bar, B_bar, C, D, initial_state) if t is not None]
-    save_states = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     contiguous = [t.contiguous() if t is not None else None for t in (u, A_bar, B_bar, C, D, initial_state)]
-    chunk = _kernels().check_chunk_size(OP, chunk_size, _kernels().DEFAULT_CHUNK)
-    y, final_state, _ = _s4d_scan_fwd(*contiguous, bool(reverse), save_states, chunk)
+    y, final_state = _s4d_scan_fwd(*contiguous, bool(reverse))
     return y, (final_state if output_final_state else None)

@@ -91,5 +91,5 @@ def test_opcheck_s4d_scan_triton():
     B, C = (torch.randn(3, 4, dtype=torch.complex64, device=d, requires_grad=True) for _ in range(2))
     D = torch.randn(3, device=d, requires_grad=True)
     h = torch.randn(2, 3, 4, dtype=torch.complex64, device=d, requires_grad=True)
-    _opcheck(torch.ops.spikessm.s4d_scan_fwd.default, (u, A, B, C, D, h, False, True, 8))
-    _opcheck(torch.ops.spikessm.s4d_scan_fwd.default, (u, A, B, C, None, None, True, True, 8))
+    _opcheck(torch.ops.spikessm.s4d_scan_fwd.default, (u, A, B, C, D, h, False))
+    _opcheck(torch.ops.spikessm.s4d_scan_fwd.default, (u, A, B, C, None, None, True))

@@ -78,7 +78,7 @@ def check(ins64, *, backend, device, reset="subtract", surrogate="atan", detach_
 def test_matches_reference(backend, device, reset, surrogate, detach_reset, reverse):
     ins = make_inputs(2, 19, 3, 4, seed=len(reset) + len(surrogate))
     check(ins, backend=backend, device=device, reset=reset, surrogate=surrogate, detach_reset=detach_reset,
-          reverse=reverse, chunk_size=8 if backend == "triton" else None)
+          reverse=reverse)
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
@@ -90,9 +90,9 @@ def test_optional_inputs(backend, device, D, states):
 @requires_triton
 @pytest.mark.interpreter
 @pytest.mark.parametrize("L", [7, 8, 9, 17])
-def test_triton_chunk_boundaries(L):
-    check(make_inputs(1, L, 2, 3, seed=L), backend="triton", device=TRITON_DEVICE, reverse=L % 2 == 0,
-          chunk_size=8)
+def test_triton_tile_boundaries(L):
+    # Outputs are gathered into tiles of T = 8 steps (spikessm.kernels.s4d_scan.T)
+    check(make_inputs(1, L, 2, 3, seed=L), backend="triton", device=TRITON_DEVICE, reverse=L % 2 == 0)
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
@@ -150,7 +150,7 @@ def test_opcheck_triton():
     ins = [t.to(torch.complex64 if t.is_complex() else torch.float32).to(d).requires_grad_()
            for t in make_inputs(2, 9, 2, 3, seed=13)]
     torch.library.opcheck(torch.ops.spikessm.s4d_lif_fwd.default,
-                          (*ins, "zero", "atan", 2.0, False, False, True, False, 8),
+                          (*ins, "zero", "atan", 2.0, False, False, True),
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
 

@@ -98,21 +98,15 @@ def test_low_precision_input(backend, device, u_dtype):
 
 @requires_triton
 @pytest.mark.interpreter
-@pytest.mark.parametrize("L", [7, 8, 9, 23, 24, 25])
-def test_triton_chunk_boundaries(L):
+@pytest.mark.parametrize("steps_past_tile", [-1, 0, 1, 15, 16, 17])
+def test_triton_tile_boundaries(steps_past_tile):
+    # The kernels gather outputs into tiles of T steps; the last tile may be partial, and the backward's walk
+    # starts inside it.
+    from spikessm.kernels.s4d_scan import T
+
+    L = T + steps_past_tile
     inputs = make_inputs(1, L, 2, 3, h0=True, seed=L)
-    check_against_reference(inputs, backend="triton", device=TRITON_DEVICE, reverse=L % 2 == 0, chunk_size=8)
-
-
-@requires_triton
-@pytest.mark.interpreter
-@pytest.mark.parametrize("steps_past_chunk", [-1, 0, 1])
-def test_triton_default_chunk_boundaries(steps_past_chunk):
-    from spikessm.kernels.s4d_scan import DEFAULT_CHUNK
-
-    L = DEFAULT_CHUNK * 4 + steps_past_chunk
-    inputs = make_inputs(1, L, 1, 2, h0=False, seed=L)
-    check_against_reference(inputs, backend="triton", device=TRITON_DEVICE, reverse=False)
+    check_against_reference(inputs, backend="triton", device=TRITON_DEVICE, reverse=L % 2 == 0)
 
 
 def test_torch_long_sequence():
@@ -148,13 +142,13 @@ def test_triton_agrees_with_torch(reverse):
 @requires_triton
 @pytest.mark.interpreter
 def test_triton_inference_matches_training_forward():
-    # Without gradients the kernel skips saving chunk states; the outputs must not change.
+    # Gradients enabled or not, the forward is the same kernel call; the outputs must not change.
     inputs = make_inputs(1, 20, 2, 3, h0=True, seed=18)
     dtypes = (torch.float32, torch.complex64, torch.complex64, torch.complex64, torch.float32, torch.complex64)
     ins = [t.to(dt).to(TRITON_DEVICE) for t, dt in zip(inputs, dtypes)]
     with torch.no_grad():
-        y0, h0 = s4d_scan(*ins, backend="triton", chunk_size=8)
-    y1, h1 = s4d_scan(ins[0], ins[1].requires_grad_(), *ins[2:], backend="triton", chunk_size=8)
+        y0, h0 = s4d_scan(*ins, backend="triton")
+    y1, h1 = s4d_scan(ins[0], ins[1].requires_grad_(), *ins[2:], backend="triton")
     assert torch.equal(y0, y1.detach()) and torch.equal(h0, h1.detach())
 
 
@@ -170,10 +164,10 @@ def test_gradcheck_torch_path():
 @pytest.mark.interpreter
 @pytest.mark.parametrize("reverse", [False, True])
 def test_gradcheck_triton_path(reverse):
-    # The kernels' backward against finite differences of their own forward, in float64, across chunks of 4.
+    # The kernels' backward against finite differences of their own forward, in float64.
     inputs = [t.to(TRITON_DEVICE).requires_grad_() for t in make_inputs(1, 6, 1, 2, h0=True, seed=22)]
     assert torch.autograd.gradcheck(
-        lambda *t: s4d_scan(*t, reverse=reverse, backend="triton", chunk_size=4), tuple(inputs))
+        lambda *t: s4d_scan(*t, reverse=reverse, backend="triton"), tuple(inputs))
 
 
 def test_powers_accuracy_and_zero():

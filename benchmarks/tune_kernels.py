@@ -1,14 +1,16 @@
 """Times the Triton kernels over their launch parameters on a GPU, to choose the defaults.
 
-    python benchmarks/tune_lif.py --out /tmp/tune.json
+    python benchmarks/tune_kernels.py --out /tmp/tune.json
 
 lif: chunk length x number of time segments (spikessm/kernels/lif.py's plan); each row also checks the plan
-against the default plan's spikes (equal) and input gradient (rel_err). s4d_scan and s4d_lif: the chunk length
-(BLOCK_T), forward+backward at B=32, H=256, N=64. Not a results benchmark (the bench_*.py scripts are).
+against the default plan's spikes (equal) and input gradient (rel_err). s4d_scan and s4d_lif: states per
+thread x output tile length T (spikessm/kernels/s4d_scan.py), forward and forward+backward at B=32, H=256,
+N=64. Not a results benchmark (the bench_*.py scripts are).
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -66,7 +68,7 @@ def main(argv=None) -> int:
                        "rel_err_dx": ((dx - ref_dx).abs().max() / ref_dx.abs().max()).item()}
                 common.log(str(row))
                 rows.append(row)
-    ssm_rows = tune_ssm_chunks(device, args.target_seconds)
+    ssm_rows = tune_ssm_launch(device, args.target_seconds)
     common.write_json_atomic(args.out, {"copy_bandwidth_GBps": copy_bw / 1e9, "env": common.environment(device),
                                         "rows": rows, "ssm_rows": ssm_rows})
     print(common.format_table(rows, [(k, k) for k in rows[0]]))
@@ -74,7 +76,8 @@ def main(argv=None) -> int:
     return 0
 
 
-def tune_ssm_chunks(device, target_s):
+def tune_ssm_launch(device, target_s):
+    from spikessm.kernels import s4d_scan as ssm_kernels
     from spikessm.ops import s4d_lif, s4d_scan
 
     B, L, H, N = 32, 4096, 256, 64
@@ -86,30 +89,35 @@ def tune_ssm_chunks(device, target_s):
     u = torch.randn(B, L, H, generator=g).to(device)
     gy = torch.randn(B, L, H, generator=g).to(device)
     params = [t.clone().requires_grad_() for t in (u, A, Bm, C, D)]
+    defaults = (ssm_kernels.STATES_PER_THREAD, ssm_kernels.T)
     rows = []
-    for op in ("s4d_scan", "s4d_lif"):
-        for chunk in (4, 8, 16, 32):
-            if op == "s4d_scan":
-                def fn(chunk=chunk):
-                    return s4d_scan(*params, chunk_size=chunk, output_final_state=False)[0]
-            else:
-                def fn(chunk=chunk):
-                    return s4d_lif(*params, beta=0.9, threshold=1.0, chunk_size=chunk)[0]
+    for op, per_thread, tile in itertools.product(("s4d_scan", "s4d_lif"), (4, 8, 16), (8, 16)):
+        # The launchers read these module constants at every call.
+        ssm_kernels.STATES_PER_THREAD, ssm_kernels.T = per_thread, tile
+        if op == "s4d_scan":
+            def fn():
+                return s4d_scan(*params, output_final_state=False)[0]
+        else:
+            def fn():
+                return s4d_lif(*params, beta=0.9, threshold=1.0)[0]
 
-            def fwd(fn=fn):
-                with torch.no_grad():
-                    return fn()
+        def fwd(fn=fn):
+            with torch.no_grad():
+                return fn()
 
-            def fwd_bwd(fn=fn):
-                return torch.autograd.grad(fn(), params, gy)
-            try:
-                t_f = common.benchmark(fwd, device, target_s=target_s)
-                t_fb = common.benchmark(fwd_bwd, device, target_s=target_s)
-            except Exception as e:  # a chunk length that does not compile is a finding, not a crash
-                rows.append({"op": op, "chunk": chunk, "error": str(e).splitlines()[0][:80]})
-                continue
-            rows.append({"op": op, "chunk": chunk, "fwd_ms": t_f.median_ms, "fwd+bwd_ms": t_fb.median_ms})
-            common.log(str(rows[-1]))
+        def fwd_bwd(fn=fn):
+            return torch.autograd.grad(fn(), params, gy)
+        row = {"op": op, "states_per_thread": per_thread, "T": tile}
+        try:
+            t_f = common.benchmark(fwd, device, target_s=target_s)
+            t_fb = common.benchmark(fwd_bwd, device, target_s=target_s)
+        except Exception as e:  # a configuration that does not compile is a finding, not a crash
+            rows.append(dict(row, error=str(e).splitlines()[0][:80]))
+            continue
+        finally:
+            ssm_kernels.STATES_PER_THREAD, ssm_kernels.T = defaults
+        rows.append(dict(row, fwd_ms=t_f.median_ms, fwd_bwd_ms=t_fb.median_ms))
+        common.log(str(rows[-1]))
     return rows
 
 
