@@ -73,8 +73,8 @@ def s4d_variants():
     # Reverse only changes index arithmetic: compiled once, at N = 64.
     for (N, rev), has_gt in itertools.product([(4, False), (16, False), (64, False), (64, True), (128, False)],
                                               [False, True]):
-        fwd_h, block_n, fwd_w = s4d_scan.launch_config(256, N)
-        bwd_h, _, bwd_w = s4d_scan.launch_config(256, N, s4d_scan.backward_states_per_thread(has_gt, False))
+        fwd_h, block_n, fwd_w = s4d_scan.launch_config(32, 256, N)
+        bwd_h, _, bwd_w = s4d_scan.launch_config(32, 256, N, s4d_scan.backward_states_per_thread(has_gt, False))
         label = f"N={N} reverse={int(rev)} gT={int(has_gt)}"
         common = dict(HAS_D=True, HAS_H0=True, REVERSE=rev, BLOCK_N=block_n, T=s4d_scan.T)
         if not has_gt:
@@ -83,10 +83,19 @@ def s4d_variants():
         yield ("s4d_scan_bwd", f"{label} BH={bwd_h}", s4d_scan._s4d_bwd_kernel, S4D_BWD_POINTERS, ["L", "H", "N"],
                dict(common, HAS_GT=has_gt, LIF=False, HAS_V0=False, HAS_GVT=False, RESET=0, SURROGATE=0,
                     DETACH_RESET=False, BLOCK_H=bwd_h), bwd_w)
-    fwd_h, block_n, fwd_w = s4d_scan.launch_config(256, 64)
+    # A small grid (B=1, H=128): fewer states per thread.
+    fwd_h, block_n, fwd_w = s4d_scan.launch_config(1, 128, 64)
+    bwd_h, _, bwd_w = s4d_scan.launch_config(1, 128, 64, s4d_scan.backward_states_per_thread(False, False))
+    common = dict(HAS_D=True, HAS_H0=True, REVERSE=False, BLOCK_N=block_n, T=s4d_scan.T)
+    yield ("s4d_scan_fwd", f"N=64 B=1 H=128 BH={fwd_h}", s4d_scan._s4d_fwd_kernel, S4D_FWD_POINTERS, ["L", "H", "N"],
+           dict(common, LIF=False, BLOCK_H=fwd_h, **off), fwd_w)
+    yield ("s4d_scan_bwd", f"N=64 B=1 H=128 BH={bwd_h}", s4d_scan._s4d_bwd_kernel, S4D_BWD_POINTERS, ["L", "H", "N"],
+           dict(common, HAS_GT=False, LIF=False, HAS_V0=False, HAS_GVT=False, RESET=0, SURROGATE=0,
+                DETACH_RESET=False, BLOCK_H=bwd_h), bwd_w)
+    fwd_h, block_n, fwd_w = s4d_scan.launch_config(32, 256, 64)
     for (reset, rev, surrogate), has_gt in itertools.product(
             (("subtract", False, "atan"), ("zero", True, "leaky"), ("none", False, "atan")), (False, True)):
-        bwd_h, _, bwd_w = s4d_scan.launch_config(256, 64, s4d_scan.backward_states_per_thread(has_gt, True))
+        bwd_h, _, bwd_w = s4d_scan.launch_config(32, 256, 64, s4d_scan.backward_states_per_thread(has_gt, True))
         label = f"N=64 reset={reset} reverse={int(rev)} {surrogate} gT={int(has_gt)}"
         common = dict(HAS_D=True, HAS_H0=True, LIF=True, HAS_V0=True, RESET=lif.RESET_CODES[reset], REVERSE=rev,
                       BLOCK_N=block_n, T=s4d_scan.T)

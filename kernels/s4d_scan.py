@@ -341,14 +341,25 @@ T = 8
 STATES_PER_THREAD = 8
 MAX_BLOCK_H = 64
 MAX_WARPS = 4
+# One program walks all of time, so the grid is all the parallelism there is: below MIN_PROGRAMS programs (two
+# per SM of an H100) the states per thread halve, down to MIN_STATES_PER_THREAD, to spread the work over more
+# SMs at some cost in instructions per state (~22 per step forward at 2 states per thread).
+MIN_PROGRAMS = 264
+MIN_STATES_PER_THREAD = 2
 
 
-def launch_config(H: int, N: int, states_per_thread: int = STATES_PER_THREAD) -> tuple[int, int, int]:
-    """(BLOCK_H, BLOCK_N, num_warps) for H channels of N states."""
+def launch_config(B: int, H: int, N: int, states_per_thread: int = STATES_PER_THREAD) -> tuple[int, int, int]:
+    """(BLOCK_H, BLOCK_N, num_warps) for a batch of B sequences of H channels with N states each."""
     block_n = triton.next_power_of_2(N)
-    block_h = max(1, min(triton.next_power_of_2(H), MAX_BLOCK_H, MAX_WARPS * 32 * states_per_thread // block_n))
-    warps = max(1, min(MAX_WARPS, block_h * block_n // (32 * states_per_thread)))
-    return block_h, block_n, warps
+
+    def block_h(per_thread):
+        return max(1, min(triton.next_power_of_2(H), MAX_BLOCK_H, MAX_WARPS * 32 * per_thread // block_n))
+
+    while states_per_thread > MIN_STATES_PER_THREAD and B * triton.cdiv(H, block_h(states_per_thread)) < MIN_PROGRAMS:
+        states_per_thread //= 2
+    bh = block_h(states_per_thread)
+    warps = max(1, min(MAX_WARPS, bh * block_n // (32 * states_per_thread)))
+    return bh, block_n, warps
 
 
 def backward_states_per_thread(has_gT: bool, lif: bool) -> int:
@@ -374,7 +385,7 @@ def complex_state(planes: torch.Tensor) -> torch.Tensor:
 def _forward(u, A, B, C, D, h0, reverse: bool, lif=None):
     Bsz, L, H = u.shape
     N = A.shape[1]
-    block_h, block_n, warps = launch_config(H, N)
+    block_h, block_n, warps = launch_config(Bsz, H, N)
     real = A.real.dtype
     hT = torch.empty((Bsz, 2, H, N), dtype=real, device=u.device)
     out = torch.empty_like(u)
@@ -398,7 +409,7 @@ def _forward(u, A, B, C, D, h0, reverse: bool, lif=None):
 def _backward(u, A, B, C, D, h0, g, gT, reverse: bool, lif=None):
     Bsz, L, H = u.shape
     N = A.shape[1]
-    block_h, block_n, warps = launch_config(H, N, backward_states_per_thread(gT is not None, lif is not None))
+    block_h, block_n, warps = launch_config(Bsz, H, N, backward_states_per_thread(gT is not None, lif is not None))
     real = A.real.dtype
     du = torch.empty_like(u)
     dP = torch.empty((Bsz, 6, H, N), dtype=real, device=u.device)
