@@ -109,6 +109,36 @@ def test_triton_tile_boundaries(steps_past_tile):
     check_against_reference(inputs, backend="triton", device=TRITON_DEVICE, reverse=L % 2 == 0)
 
 
+@requires_triton
+@pytest.mark.interpreter
+@pytest.mark.parametrize("B,H,N", [(1, 70, 2), (2, 9, 33)])
+def test_triton_several_channel_blocks(B, H, N):
+    # More channels than one program's block (the last block partly masked), and N not a power of two.
+    from spikessm.kernels.s4d_scan import launch_config
+
+    assert launch_config(B, H, N)[0] < H
+    inputs = make_inputs(B, 5, H, N, h0=True, seed=H)
+    check_against_reference(inputs, backend="triton", device=TRITON_DEVICE, reverse=False)
+
+
+@requires_triton
+def test_launch_config_shapes():
+    from spikessm.kernels.s4d_scan import MAX_BLOCK_H, MIN_STATES_PER_THREAD, STATES_PER_THREAD, launch_config
+
+    for B, H, N in [(32, 256, 64), (1, 128, 64), (8, 64, 16), (32, 256, 4), (1, 3, 5), (4, 512, 256)]:
+        for per_thread in (STATES_PER_THREAD, STATES_PER_THREAD // 4):
+            block_h, block_n, warps = launch_config(B, H, N, per_thread)
+            assert block_n >= N and block_n & (block_n - 1) == 0 and block_h & (block_h - 1) == 0
+            assert block_h <= min(MAX_BLOCK_H, triton_next_pow2(H))
+            states = block_h * block_n / (32 * warps)
+            assert states <= per_thread and (states >= MIN_STATES_PER_THREAD or block_h == triton_next_pow2(H)), \
+                (B, H, N, per_thread, block_h, block_n, warps)
+
+
+def triton_next_pow2(n):
+    return 1 << (n - 1).bit_length()
+
+
 def test_torch_long_sequence():
     inputs = make_inputs(1, 65536, 1, 3, h0=True, magnitude="near_one", seed=15)
     check_against_reference(inputs, backend="torch", device="cpu", reverse=False, tol=1e-4)
