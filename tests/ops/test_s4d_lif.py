@@ -95,6 +95,13 @@ def test_triton_tile_boundaries(L):
     check(make_inputs(1, L, 2, 3, seed=L), backend="triton", device=TRITON_DEVICE, reverse=L % 2 == 0)
 
 
+@requires_triton
+@pytest.mark.interpreter
+def test_triton_several_channel_blocks():
+    # More channels than one program's block (the last partly masked); N not a power of two.
+    check(make_inputs(2, 6, 9, 33, seed=5), backend="triton", device=TRITON_DEVICE, reverse=True)
+
+
 @pytest.mark.parametrize("backend,device", BACKENDS)
 def test_float32(backend, device):
     check(make_inputs(2, 40, 3, 5, seed=3), backend=backend, device=device, double=False, tol=2e-5)
