@@ -59,6 +59,15 @@ def _load_state(ptr, offs, mask_hn, HN, PRESENT: tl.constexpr, zero):
 
 
 @triton.jit
+def _load_channels(ptr, offs, mask_h, PRESENT: tl.constexpr, zero_h):
+    """A (BLOCK_H,) per-channel vector at offsets offs, in zero_h's dtype; zeros for an absent input."""
+    x = zero_h
+    if PRESENT:
+        x = tl.load(ptr + offs, mask=mask_h, other=0.0).to(zero_h.dtype)
+    return x
+
+
+@triton.jit
 def _conj_mul(a_re, a_im, b_re, b_im):
     """conj(a) * b."""
     return a_re * b_re + a_im * b_im, a_re * b_im - a_im * b_re
@@ -122,17 +131,13 @@ def _s4d_fwd_kernel(
     hn = offs_h[:, None] * N + offs_n[None, :]
     A_re, A_im, B_re, B_im, C_re, C_im = _load_planes(P_ptr, hn, mask_hn, H * N)
     zero_h = tl.zeros([BLOCK_H], dtype=acc_dtype)
-    D = zero_h
-    if HAS_D:
-        D = tl.load(D_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+    D = _load_channels(D_ptr, offs_h, mask_h, HAS_D, zero_h)
     state_offs = pid_b * 2 * H * N + hn
     x_re, x_im = _load_state(h0_ptr, state_offs, mask_hn, H * N, HAS_H0, tl.zeros([BLOCK_H, BLOCK_N], acc_dtype))
     if LIF:
-        beta = tl.load(beta_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
-        th = tl.load(th_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
-        v = zero_h
-        if HAS_V0:
-            v = tl.load(v0_ptr + pid_b * H + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+        beta = _load_channels(beta_ptr, offs_h, mask_h, True, zero_h)
+        th = _load_channels(th_ptr, offs_h, mask_h, True, zero_h)
+        v = _load_channels(v0_ptr, pid_b * H + offs_h, mask_h, HAS_V0, zero_h)
 
     row = pid_b * L * H + offs_h
     cols = tl.arange(0, T)
@@ -197,9 +202,7 @@ def _s4d_bwd_kernel(
     K_im = -(B_re * C_im + B_im * C_re)
     zero = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_dtype)
     zero_h = tl.zeros([BLOCK_H], dtype=acc_dtype)
-    D = zero_h
-    if HAS_D:
-        D = tl.load(D_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+    D = _load_channels(D_ptr, offs_h, mask_h, HAS_D, zero_h)
     state_offs = pid_b * 2 * HN + hn
     r_re, r_im = _load_state(gT_ptr, state_offs, mask_hn, HN, HAS_GT, zero)
     q_re, q_im, wq_re, wq_im = zero, zero, zero, zero
@@ -207,14 +210,11 @@ def _s4d_bwd_kernel(
     wr_re, wr_im, Sr_re, Sr_im, Swr_re, Swr_im = zero, zero, zero, zero, zero, zero
     dD = zero_h
     if LIF:
-        beta = tl.load(beta_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
-        th = tl.load(th_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
-        v0 = zero_h
-        if HAS_V0:
-            v0 = tl.load(v0_ptr + pid_b * H + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
-        g_v = zero_h  # dLoss/d(post-reset membrane), carried backwards
-        if HAS_GVT:
-            g_v = tl.load(gvT_ptr + pid_b * H + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+        beta = _load_channels(beta_ptr, offs_h, mask_h, True, zero_h)
+        th = _load_channels(th_ptr, offs_h, mask_h, True, zero_h)
+        v0 = _load_channels(v0_ptr, pid_b * H + offs_h, mask_h, HAS_V0, zero_h)
+        # dLoss/d(post-reset membrane), carried backwards
+        g_v = _load_channels(gvT_ptr, pid_b * H + offs_h, mask_h, HAS_GVT, zero_h)
         dbeta = zero_h
         dth = zero_h
 

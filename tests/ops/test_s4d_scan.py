@@ -123,20 +123,18 @@ def test_triton_several_channel_blocks(B, H, N):
 
 @requires_triton
 def test_launch_config_shapes():
+    from triton import next_power_of_2
+
     from spikessm.kernels.s4d_scan import MAX_BLOCK_H, MIN_STATES_PER_THREAD, STATES_PER_THREAD, launch_config
 
     for B, H, N in [(32, 256, 64), (1, 128, 64), (8, 64, 16), (32, 256, 4), (1, 3, 5), (4, 512, 256)]:
         for per_thread in (STATES_PER_THREAD, STATES_PER_THREAD // 4):
             block_h, block_n, warps = launch_config(B, H, N, per_thread)
             assert block_n >= N and block_n & (block_n - 1) == 0 and block_h & (block_h - 1) == 0
-            assert block_h <= min(MAX_BLOCK_H, triton_next_pow2(H))
+            assert block_h <= min(MAX_BLOCK_H, next_power_of_2(H))
             states = block_h * block_n / (32 * warps)
-            assert states <= per_thread and (states >= MIN_STATES_PER_THREAD or block_h == triton_next_pow2(H)), \
+            assert states <= per_thread and (states >= MIN_STATES_PER_THREAD or block_h == next_power_of_2(H)), \
                 (B, H, N, per_thread, block_h, block_n, warps)
-
-
-def triton_next_pow2(n):
-    return 1 << (n - 1).bit_length()
 
 
 def test_torch_long_sequence():
