@@ -8,6 +8,7 @@ Local-memory instructions (STL/LDL) mean spills.
     python benchmarks/kernel_resources.py            # table: kernel, variant, registers, local/shared bytes
     python benchmarks/kernel_resources.py --arch 80  # another compute capability
     python benchmarks/kernel_resources.py --fail-on-spill   # exit 1 if any variant spills (used by the tests)
+    python benchmarks/kernel_resources.py --only diag_scan  # only the kernels whose names start so
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import re
 import subprocess
 import tempfile
 
+import torch
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
@@ -46,18 +48,21 @@ def variants():
     seen = set()
     # Two shapes whose launch configurations differ: the benchmark's (small channel blocks) and a large batch.
     for (B, P), tv, cplx, rev in itertools.product([(8, 1536), (64, 1024)], *[[False, True]] * 3):
-        block_t, block_p, warps = diag_scan.launch_config(B, P, cplx, None)
-        flags = dict(A_TIME_VARYING=tv, COMPLEX=cplx, REVERSE=rev, BLOCK_T=block_t, BLOCK_P=block_p)
-        key = (tuple(flags.items()), warps)
-        if key in seen:
-            continue
-        seen.add(key)
-        label = f"tv={int(tv)} complex={int(cplx)} reverse={int(rev)} BP={block_p}"
-        yield ("diag_scan_fwd", label, fwd, ["a_ptr", "b_ptr", "h0_ptr", "x_ptr", "hT_ptr"], ["L", "P"],
-               dict(flags, HAS_H0=True), warps)
-        yield ("diag_scan_bwd", label, bwd,
-               ["a_ptr", "x_ptr", "h0_ptr", "gx_ptr", "gT_ptr", "da_ptr", "db_ptr", "dh0_ptr"], ["L", "P"],
-               dict(flags, HAS_H0=True, HAS_GT=True), warps)
+        dtype = torch.complex64 if cplx else torch.float32
+        for name, fn, backward in (("diag_scan_fwd", fwd, False), ("diag_scan_bwd", bwd, True)):
+            block_t, block_p, warps = diag_scan.launch_config(B, P, dtype, tv, backward)
+            flags = dict(A_TIME_VARYING=tv, COMPLEX=cplx, REVERSE=rev, BLOCK_T=block_t, BLOCK_P=block_p)
+            key = (name, tuple(flags.items()), warps)
+            if key in seen:
+                continue
+            seen.add(key)
+            label = f"tv={int(tv)} complex={int(cplx)} reverse={int(rev)} BT={block_t} BP={block_p}"
+            if backward:
+                yield (name, label, fn, ["a_ptr", "x_ptr", "h0_ptr", "gx_ptr", "gT_ptr", "da_ptr", "db_ptr", "dh0_ptr"],
+                       ["L", "P"], dict(flags, HAS_H0=True, HAS_GT=True), warps)
+            else:
+                yield (name, label, fn, ["a_ptr", "b_ptr", "h0_ptr", "x_ptr", "hT_ptr"], ["L", "P"],
+                       dict(flags, HAS_H0=True), warps)
 
 
 S4D_FWD_POINTERS = ["u_ptr", "P_ptr", "D_ptr", "h0_ptr", "v0_ptr", "beta_ptr", "th_ptr", "out_ptr", "m_ptr", "hT_ptr",
@@ -151,8 +156,7 @@ def compile_variant(fn, pointers, ints, constexprs, arch: int, num_warps: int):
 # Kernels whose launch plans were chosen by timing on an H100 although an sm_90 compile spills a few registers:
 # the LIF forward passes at (BLOCK_H=128, CHUNK=16, 1 warp); the fix-up passes re-run only tens to hundreds of
 # steps per segment (benchmarks/results/tune-lif-nvidia-h100-80gb-hbm3.txt). Every other kernel may spill at
-# most one value (one store and one load): ptxas does that even far below the register cap (the reverse real
-# diag_scan forward, at 48 registers, reloads one loop invariant per chunk).
+# most one value (one store and one load): ptxas does that even far below the register cap.
 SPILLS_KEPT_BY_TIMING = {"lif_fwd", "lif_fix_par", "lif_fix_seq"}
 MAX_LOCAL_MOVES = 2
 
@@ -198,6 +202,8 @@ def main() -> None:
     parser.add_argument("--arch", type=int, default=90, help="CUDA compute capability (90 = H100/H200)")
     parser.add_argument("--fail-on-spill", action="store_true",
                         help="exit 1 if a kernel spills registers (beyond SPILLS_KEPT_BY_TIMING)")
+    parser.add_argument("--only", nargs="+", metavar="PREFIX",
+                        help="compile only the kernels whose names start with one of these (e.g. diag_scan lif_bwd)")
     args = parser.parse_args()
     spilled = []
     print(f"Triton {triton.__version__}, target sm_{args.arch}, fp32 state")
@@ -205,6 +211,8 @@ def main() -> None:
           f"{'shared B':>9s} {'loop instr':>10s} {'loop BAR':>8s}")
     all_variants = itertools.chain(variants(), s4d_variants(), lif_variants())
     for name, label, fn, pointers, ints, constexprs, warps in all_variants:
+        if args.only and not name.startswith(tuple(args.only)):
+            continue
         cubin = compile_variant(fn, pointers, ints, constexprs, args.arch, warps).asm["cubin"]
         regs, stack, shared, local_moves = cubin_resources(cubin)
         loop, barriers = main_loop(cubin)

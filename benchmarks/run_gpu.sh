@@ -2,6 +2,7 @@
 # One call on a lent GPU machine: install, the test suite on CUDA, then the kernel benchmarks.
 # Logs and JSON go to $OUT (the device tool's output folder; ./gpu-out elsewhere). Usage:
 #   bash benchmarks/run_gpu.sh [tests] [lif] [s4d_lif] [scans] [tune]      (no argument: all but tune)
+# TUNE_ONLY picks the sweeps of tune (default "diag_scan s4d"; "lif" as well re-tunes the LIF plans).
 # At most 8 files come back from $OUT: env.txt, pytest.log, and a .txt table and .json per benchmark.
 set -u
 OUT=${OUT:-gpu-out}
@@ -24,7 +25,8 @@ for step in $steps; do
                --out "$OUT/s4d_lif.json" >"$OUT/s4d_lif.txt" 2>&1 ;;
     scans) timeout 170 python3 benchmarks/bench_scans.py --target-seconds 0.3 \
              --out "$OUT/scans.json" >"$OUT/scans.txt" 2>&1 ;;
-    tune) timeout ${TUNE_TIMEOUT:-200} python3 benchmarks/tune_kernels.py --out "$OUT/tune.json" >"$OUT/tune.txt" 2>&1 ;;
+    tune) timeout ${TUNE_TIMEOUT:-200} python3 benchmarks/tune_kernels.py --only ${TUNE_ONLY:-diag_scan s4d} \
+            --out "$OUT/tune.json" >"$OUT/tune.txt" 2>&1 ;;
     *) echo "unknown step $step"; exit 2 ;;
   esac
   rc=$?

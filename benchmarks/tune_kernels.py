@@ -2,14 +2,19 @@
 
     python benchmarks/tune_kernels.py --out /tmp/tune.json
 
+    python benchmarks/tune_kernels.py --out /tmp/tune.json --only diag_scan
+
 lif: chunk length x number of time segments (spikessm/kernels/lif.py's plan); each row also checks the plan
-against the default plan's spikes (equal) and input gradient (rel_err). s4d_scan and s4d_lif: states per
-thread x output tile length T (spikessm/kernels/s4d_scan.py), forward and forward+backward at B=32, H=256,
-N=64. Not a results benchmark (the bench_*.py scripts are).
+against the default plan's spikes (equal) and input gradient (rel_err). s4d: states per thread x output tile
+length T (spikessm/kernels/s4d_scan.py) for s4d_scan and s4d_lif, forward and forward+backward at B=32, H=256,
+N=64. diag_scan: (BLOCK_T, BLOCK_P, num_warps) of each pass at B=8, L=4096, P=1536 (S5-like), each pass timed on
+its own, with its fraction of copy bandwidth and its agreement with the default plan. Not a results benchmark
+(the bench_*.py scripts are).
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import sys
 from pathlib import Path
@@ -30,9 +35,21 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--target-seconds", type=float, default=0.15)
+    p.add_argument("--only", nargs="+", choices=SWEEPS, default=list(SWEEPS))
     args = p.parse_args(argv)
     device = common.pick_device("cuda")
     copy_bw = common.measure_copy_bandwidth(device)
+    result = {"copy_bandwidth_GBps": copy_bw / 1e9, "env": common.environment(device)}
+    for name in args.only:
+        rows = SWEEPS[name](device, copy_bw, args.target_seconds)
+        result[name] = rows
+        print(f"== {name}")
+        print(common.format_table(rows, [(k, k) for k in rows[0]]))
+        common.write_json_atomic(args.out, result)  # what has run so far survives a timeout
+    return 0
+
+
+def tune_lif(device, copy_bw, target_s):
     rows = []
     for B, L, H in SHAPES:
         g = torch.Generator().manual_seed(0)
@@ -57,9 +74,9 @@ def main(argv=None) -> int:
                     return kernels.lif_bwd(beta, th, None, m, gs, None, "subtract", "atan", 2.0, False, m.dtype,
                                            None, segments, chunk)
                 dx = bwd()[0]
-                t_f = common.benchmark(lambda: fwd(False), device, target_s=args.target_seconds)
-                t_ft = common.benchmark(lambda: fwd(True), device, target_s=args.target_seconds)
-                t_b = common.benchmark(bwd, device, target_s=args.target_seconds)
+                t_f = common.benchmark(lambda: fwd(False), device, target_s=target_s)
+                t_ft = common.benchmark(lambda: fwd(True), device, target_s=target_s)
+                t_b = common.benchmark(bwd, device, target_s=target_s)
                 row = {"B": B, "L": L, "H": H, "chunk": chunk, "segments": segments or "auto", "n_seg": plan[2],
                        "fwd_ms": t_f.median_ms, "fwd_frac": 8 * n / (t_f.median_ms * 1e-3) / copy_bw,
                        "fwd_train_ms": t_ft.median_ms, "bwd_ms": t_b.median_ms,
@@ -68,15 +85,10 @@ def main(argv=None) -> int:
                        "rel_err_dx": ((dx - ref_dx).abs().max() / ref_dx.abs().max()).item()}
                 common.log(str(row))
                 rows.append(row)
-    ssm_rows = tune_ssm_launch(device, args.target_seconds)
-    common.write_json_atomic(args.out, {"copy_bandwidth_GBps": copy_bw / 1e9, "env": common.environment(device),
-                                        "rows": rows, "ssm_rows": ssm_rows})
-    print(common.format_table(rows, [(k, k) for k in rows[0]]))
-    print(common.format_table(ssm_rows, [(k, k) for k in ssm_rows[0]]))
-    return 0
+    return rows
 
 
-def tune_ssm_launch(device, target_s):
+def tune_s4d(device, copy_bw, target_s):
     from spikessm.kernels import s4d_scan as ssm_kernels
     from spikessm.ops import s4d_lif, s4d_scan
 
@@ -119,6 +131,59 @@ def tune_ssm_launch(device, target_s):
         rows.append(dict(row, fwd_ms=t_f.median_ms, fwd_bwd_ms=t_fb.median_ms))
         common.log(str(rows[-1]))
     return rows
+
+
+# (BLOCK_T, BLOCK_P, num_warps): a chunk's steps in one thread (BLOCK_P x element bytes = 512 x warps) at three
+# chunk lengths, two warps, and the spread plans (steps over lanes and warps) real data uses by default.
+DIAG_SHAPE = (8, 4096, 1536)  # B, L, P
+DIAG_PLANS = {
+    "complex64": [(8, 64, 1), (16, 64, 1), (32, 64, 1), (16, 128, 2), (16, 32, 1), (32, 16, 4)],
+    "float32": [(8, 128, 1), (16, 128, 1), (16, 64, 1), (32, 64, 1), (32, 16, 2), (32, 32, 4)],
+}
+
+
+def tune_diag_scan(device, copy_bw, target_s):
+    from spikessm.kernels import diag_scan as kernels
+
+    B, L, P = DIAG_SHAPE
+    n = B * L * P
+    rows = []
+    for dtype_name, time_varying in (("complex64", False), ("complex64", True), ("float32", True)):
+        dtype = getattr(torch, dtype_name)
+        g = torch.Generator().manual_seed(0)
+        real = torch.float32
+        a_shape = (B, L, P) if time_varying else (P,)
+        a = (0.9 + 0.1 * torch.rand(a_shape, generator=g)).to(device)
+        b = torch.randn(B, L, P, generator=g).to(device)
+        gx = torch.randn(B, L, P, generator=g).to(device)
+        if dtype.is_complex:
+            a = torch.polar(a, torch.rand(a_shape, generator=g, dtype=real).to(device) * 3)
+            b, gx = torch.complex(b, b.flip(1)), torch.complex(gx, gx.flip(1))
+        x_ref, _ = kernels.diag_scan_fwd(a, b, None, False)
+        db_ref = kernels.diag_scan_bwd(a, x_ref, None, gx, None, False)[1]
+        s = dtype.itemsize
+        fwd_bytes = (2 + time_varying) * n * s
+        bwd_bytes = (3 + 2 * time_varying) * n * s
+        for plan in DIAG_PLANS[dtype_name]:
+            row = {"dtype": dtype_name, "a": "(B,L,P)" if time_varying else "(P,)", "plan": str(plan)}
+            fwd = functools.partial(kernels.diag_scan_fwd, a, b, None, False, plan=plan)
+            bwd = functools.partial(kernels.diag_scan_bwd, a, x_ref, None, gx, None, False, plan=plan)
+            try:
+                x, db = fwd()[0], bwd()[1]
+                t_f = common.benchmark(fwd, device, target_s=target_s)
+                t_b = common.benchmark(bwd, device, target_s=target_s)
+            except Exception as e:  # a plan that does not compile is a finding, not a crash
+                rows.append(dict(row, error=str(e).splitlines()[0][:80]))
+                continue
+            rows.append(dict(row, fwd_ms=t_f.median_ms, fwd_frac=fwd_bytes / (t_f.median_ms * 1e-3) / copy_bw,
+                             bwd_ms=t_b.median_ms, bwd_frac=bwd_bytes / (t_b.median_ms * 1e-3) / copy_bw,
+                             rel_err_x=((x - x_ref).abs().max() / x_ref.abs().max()).item(),
+                             rel_err_db=((db - db_ref).abs().max() / db_ref.abs().max()).item()))
+            common.log(str(rows[-1]))
+    return rows
+
+
+SWEEPS = {"lif": tune_lif, "s4d": tune_s4d, "diag_scan": tune_diag_scan}
 
 
 if __name__ == "__main__":

@@ -32,28 +32,39 @@ def compose_complex(ar1, ai1, br1, bi1, ar2, ai2, br2, bi2):
 
 @triton.jit
 def load_complex(ptr, offs, mask, PRESENT: tl.constexpr, COMPLEX: tl.constexpr, zero):
-    """(real, imaginary) parts of the elements at `offs` of a real view (imaginary part at offs + 1), cast to
-    `zero`'s dtype and shaped like it. Zeros where masked, for an absent input (PRESENT false) and for the
-    imaginary part of real data (COMPLEX false)."""
+    """(real, imaginary) tiles of the (R, M) elements of a real view at `offs`, cast to `zero`'s dtype.
+
+    `zero` is an (R, M) zero tile. `offs` and `mask` are (R, M) for real data and (R, 2M) for complex data,
+    whose columns then address the interleaved (real, imaginary) pairs: a complex row is one contiguous run, so
+    the load vectorises and coalesces the same way on every Triton version. Zeros where masked, for an absent
+    input (PRESENT false) and for the imaginary part of real data (COMPLEX false).
+    """
     re = zero
     im = zero
     if PRESENT:
-        re = tl.load(ptr + offs, mask=mask, other=0.0).to(zero.dtype)
+        v = tl.load(ptr + offs, mask=mask, other=0.0).to(zero.dtype)
         if COMPLEX:
-            im = tl.load(ptr + offs + 1, mask=mask, other=0.0).to(zero.dtype)
+            re, im = tl.split(tl.reshape(v, [zero.shape[0], zero.shape[1], 2]))
+        else:
+            re = v
     return re, im
 
 
 @triton.jit
-def last_row_2d(x, rows, BLOCK_T: tl.constexpr):
-    """x[BLOCK_T - 1] of a (BLOCK_T, M) chunk tile (rows = tl.arange(0, BLOCK_T)), as a reduction."""
-    return tl.sum(tl.where(rows[:, None] == BLOCK_T - 1, x, 0.0), axis=0)
+def store_complex(ptr, offs, re, im, mask, COMPLEX: tl.constexpr):
+    """Stores (R, M) tiles re (+ i im when COMPLEX) at `offs` of a real view, cast to the pointer's dtype: the
+    inverse of load_complex."""
+    if COMPLEX:
+        v = tl.reshape(tl.join(re, im), [re.shape[0], 2 * re.shape[1]])
+    else:
+        v = re
+    tl.store(ptr + offs, v.to(ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
-def last_row_3d(x, rows, BLOCK_T: tl.constexpr):
-    """x[BLOCK_T - 1] of a (BLOCK_T, M, K) chunk tile, as a reduction."""
-    return tl.sum(tl.where(rows[:, None, None] == BLOCK_T - 1, x, 0.0), axis=0)
+def last_row(x, rows, BLOCK_T: tl.constexpr):
+    """x[BLOCK_T - 1] of a (BLOCK_T, M) chunk tile (rows = tl.arange(0, BLOCK_T)), as a (1, M) reduction."""
+    return tl.sum(tl.where(rows[:, None] == BLOCK_T - 1, x, 0.0), axis=0, keep_dims=True)
 
 
 def check_chunk_size(op: str, chunk_size: int | None, default: int) -> int:

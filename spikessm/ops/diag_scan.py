@@ -37,7 +37,7 @@ def _diag_scan_fwd(
     a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor], reverse: bool, triton: bool, chunk_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if triton:
-        return _kernels().diag_scan_fwd(a, b, h0, reverse, chunk_size)
+        return _kernels().diag_scan_fwd(a, b, h0, reverse, chunk_size or None)
     x, hT = chunked_scan.diag_scan_fwd(a, b, h0, reverse)
     # Outputs must have the contiguous layout the fake implementation promises to the compiler.
     return x.contiguous(), hT.contiguous()
@@ -60,7 +60,7 @@ def _diag_scan_bwd(
     chunk_size: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if triton:
-        da, db, dh0 = _kernels().diag_scan_bwd(a, x, h0, gx, gT, reverse, chunk_size)
+        da, db, dh0 = _kernels().diag_scan_bwd(a, x, h0, gx, gT, reverse, chunk_size or None)
     else:
         da, db, dh0 = (t.contiguous() if t is not None else None
                        for t in chunked_scan.diag_scan_bwd(a, x, h0, gx, gT, reverse))
@@ -139,7 +139,8 @@ def diag_scan(
         reverse: run from t = L - 1 down to t = 0 (x_t = a_t x_{t+1} + b_t), e.g. for bidirectional layers.
         output_final_state: return the final state (else None).
         backend: "auto" (Triton on CUDA, PyTorch otherwise), "triton" or "torch".
-        chunk_size: time steps per chunk of the Triton kernel (power of two); None picks the default.
+        chunk_size: time steps per chunk of the Triton kernels (power of two >= 2), forward and backward; None
+            lets the launch plan choose (spikessm/kernels/diag_scan.py).
 
     Returns:
         x: (B, L, P) all states, in b's dtype.
@@ -151,7 +152,8 @@ def diag_scan(
     """
     _check(a, b, initial_state)
     triton = use_triton(backend, b.device, OP)
-    chunk = _kernels().check_chunk_size(OP, chunk_size, _kernels().DEFAULT_CHUNK) if triton else 0
+    # 0 lets the kernel's launch plan choose the chunk length (it differs between passes and dtypes).
+    chunk = _kernels().check_chunk_size(OP, chunk_size, 0) if triton else 0
     h0 = initial_state.contiguous() if initial_state is not None else None
     x, final_state = _diag_scan_fwd(a.contiguous(), b.contiguous(), h0, bool(reverse), triton, chunk)
     return x, (final_state if output_final_state else None)

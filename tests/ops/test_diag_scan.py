@@ -129,6 +129,37 @@ def test_triton_default_chunk_boundaries(L):
     check_against_reference(a, b, h, dtype=torch.float32, backend="triton", device=TRITON_DEVICE, reverse=False)
 
 
+@requires_triton
+@pytest.mark.interpreter
+@pytest.mark.parametrize("time_varying,L,P", [(False, 31, 3), (False, 33, 3), (True, 15, 3), (True, 17, 130),
+                                               (True, 9, 3)])
+def test_triton_complex_default_chunk_boundaries(time_varying, L, P):
+    # The complex plan's chunks differ per pass: forward 32 (a (P,)) or 16 steps, backward 16 or 8 steps.
+    # P = 130: three channel blocks of 64, the last one masked.
+    a, b, h = make_inputs(1, L, P, torch.complex64, time_varying=time_varying, h0=True, seed=L)
+    check_against_reference(a, b, h, dtype=torch.complex64, backend="triton", device=TRITON_DEVICE,
+                            reverse=P > 64)
+
+
+@requires_triton
+def test_launch_plans():
+    from spikessm.kernels.diag_scan import ROW_BYTES, launch_config
+
+    # Complex: a chunk row fills one warp's 16-byte loads, so every thread owns its channels' whole chunk.
+    assert launch_config(8, 1536, torch.complex64, False, False) == (32, ROW_BYTES // 8, 1)
+    assert launch_config(8, 1536, torch.complex64, True, False)[0] == 16
+    assert launch_config(8, 1536, torch.complex64, False, True)[0] == 16
+    assert launch_config(8, 1536, torch.complex64, True, True)[0] == 8
+    assert launch_config(8, 1536, torch.complex128, False, False) == (16, ROW_BYTES // 16, 1)
+    assert launch_config(2, 5, torch.complex64, False, False)[1] == 8  # no wider than the channels
+    assert launch_config(8, 1536, torch.complex64, True, True, chunk_size=4)[0] == 4
+    for B, P in [(1, 1), (8, 1536), (64, 1024), (3, 65)]:
+        block_t, block_p, warps = launch_config(B, P, torch.float32, True, False)
+        assert block_t == 32 and 1 <= block_p <= 64 and 1 <= warps <= 8
+    with pytest.raises(ValueError, match="power of two"):
+        launch_config(8, 64, torch.complex64, False, False, chunk_size=12)
+
+
 @pytest.mark.parametrize("L", [63, 64, 65, 255, 256, 257])
 def test_torch_chunk_boundaries(L):
     assert chunk_length(64) == 8 and chunk_length(256) == 16
