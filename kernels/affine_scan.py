@@ -8,10 +8,7 @@ states. Complex numbers are carried as separate real and imaginary tensors.
 ``tl.associative_scan(..., reverse=True)`` is never used: its operand order for non-commutative combines has
 been wrong on GPUs (triton issue 4362). Kernels that need a reverse-time scan load the chunk in reversed
 order instead, and flip the result back with tl.flip where it must line up with other tiles.
-
-Also here: the small host-side helpers the launchers share (chunk-size check, real views of complex tensors).
 """
-import torch
 import triton
 import triton.language as tl
 
@@ -65,17 +62,3 @@ def store_complex(ptr, offs, re, im, mask, COMPLEX: tl.constexpr):
 def last_row(x, rows, BLOCK_T: tl.constexpr):
     """x[BLOCK_T - 1] of a (BLOCK_T, M) chunk tile (rows = tl.arange(0, BLOCK_T)), as a (1, M) reduction."""
     return tl.sum(tl.where(rows[:, None] == BLOCK_T - 1, x, 0.0), axis=0, keep_dims=True)
-
-
-def check_chunk_size(op: str, chunk_size: int | None, default: int) -> int:
-    """Launcher helper: the chunk length to use, `default` for None, else a power of two >= 2."""
-    if chunk_size is None:
-        return default
-    if chunk_size < 2 or chunk_size & (chunk_size - 1):
-        raise ValueError(f"{op}: chunk_size must be a power of two >= 2, got {chunk_size}")
-    return chunk_size
-
-
-def real_view(t: torch.Tensor) -> torch.Tensor:
-    """Launcher helper: complex tensors go to kernels as their real views (element k at 2k, 2k + 1)."""
-    return torch.view_as_real(t) if t.is_complex() else t

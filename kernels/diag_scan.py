@@ -20,8 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .affine_scan import (check_chunk_size, compose_complex, compose_real, last_row, load_complex, real_view,
-                          store_complex)
+from .affine_scan import compose_complex, compose_real, last_row, load_complex, store_complex
+from .host import cdiv, check_chunk_size, next_power_of_2, real_view
 
 
 @triton.jit
@@ -227,10 +227,10 @@ def launch_config(B: int, P: int, dtype: torch.dtype, time_varying: bool, backwa
         loads_per_step = (2 if backward else 1) + int(time_varying)
         default_t = max(2, 1 << (CHUNK_LOAD_BYTES // (loads_per_step * dtype.itemsize)).bit_length() - 1)
         block_t = check_chunk_size("diag_scan", chunk_size, default_t)
-        return block_t, min(ROW_BYTES // dtype.itemsize, triton.next_power_of_2(P)), 1
+        return block_t, min(ROW_BYTES // dtype.itemsize, next_power_of_2(P)), 1
     block_t = check_chunk_size("diag_scan", chunk_size, DEFAULT_CHUNK)
-    block_p = min(64, triton.next_power_of_2(P))
-    while block_p > MIN_BLOCK_P and B * triton.cdiv(P, block_p) < TARGET_PROGRAMS:
+    block_p = min(64, next_power_of_2(P))
+    while block_p > MIN_BLOCK_P and B * cdiv(P, block_p) < TARGET_PROGRAMS:
         block_p //= 2
     num_warps = max(1, min(8, block_t * block_p // 256))
     return block_t, block_p, num_warps
@@ -250,7 +250,7 @@ def diag_scan_fwd(a, b, h0, reverse: bool, chunk_size: int | None = None, plan: 
     x = torch.empty_like(b)
     hT = torch.empty((B, P), dtype=a.dtype, device=b.device)
     block_t, block_p, num_warps = plan or launch_config(B, P, a.dtype, a.dim() == 3, False, chunk_size)
-    grid = (triton.cdiv(P, block_p), B)
+    grid = (cdiv(P, block_p), B)
     _diag_scan_fwd_kernel[grid](
         real_view(a), real_view(b), real_view(h0 if h0 is not None else hT), real_view(x), real_view(hT),
         L, P,
@@ -276,7 +276,7 @@ def diag_scan_bwd(a, x, h0, gx, gT, reverse: bool, chunk_size: int | None = None
     da = torch.empty((B, L, P) if time_varying else (B, P), dtype=a.dtype, device=x.device)
     dh0 = torch.empty((B, P), dtype=a.dtype, device=x.device)
     block_t, block_p, num_warps = plan or launch_config(B, P, a.dtype, time_varying, True, chunk_size)
-    grid = (triton.cdiv(P, block_p), B)
+    grid = (cdiv(P, block_p), B)
     _diag_scan_bwd_kernel[grid](
         real_view(a), real_view(x), real_view(h0 if h0 is not None else dh0), real_view(gx),
         real_view(gT if gT is not None else dh0), real_view(da), real_view(db), real_view(dh0),

@@ -36,6 +36,7 @@ import triton.language as tl
 
 from .affine_scan import compose_real
 from .diag_scan import diag_scan_fwd
+from .host import cdiv, next_power_of_2
 
 HALF_PI = tl.constexpr(math.pi / 2)
 # "leaky" depends on the spike history: its derivative comes from the ops layer and is read from memory.
@@ -448,15 +449,15 @@ MAX_SEGMENTS = 64
 
 def _block_h(H: int) -> int:
     # 32 lanes x 4 consecutive channels: 16-byte accesses, time in registers.
-    return min(128, max(16, triton.next_power_of_2(H)))
+    return min(128, max(16, next_power_of_2(H)))
 
 
 def plan(B: int, L: int, H: int, segments: int | None = None, chunk: int = CHUNK,
          backward: bool = False) -> tuple[int, int, int]:
     """(BLOCK_H, segment length, number of segments) for a (B, L, H) run; `segments` forces the number."""
-    block_h = min(BWD_BLOCK_H, max(16, triton.next_power_of_2(H))) if backward else _block_h(H)
+    block_h = min(BWD_BLOCK_H, max(16, next_power_of_2(H))) if backward else _block_h(H)
     if segments is None:
-        programs = B * triton.cdiv(H, block_h)
+        programs = B * cdiv(H, block_h)
         if backward:
             min_segment = BWD_MIN_SEGMENT
         else:
@@ -465,8 +466,8 @@ def plan(B: int, L: int, H: int, segments: int | None = None, chunk: int = CHUNK
         while (programs * segments * 2 <= TARGET_PROGRAMS and segments < MAX_SEGMENTS
                and L >= 2 * segments * min_segment):
             segments *= 2
-    seg = triton.cdiv(triton.cdiv(L, max(1, segments)), chunk) * chunk
-    return block_h, seg, triton.cdiv(L, seg)
+    seg = cdiv(cdiv(L, max(1, segments)), chunk) * chunk
+    return block_h, seg, cdiv(L, seg)
 
 
 def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segments: int | None = None,
@@ -480,7 +481,7 @@ def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segm
     spikes = torch.empty_like(x)
     m_all = torch.empty((B, L, H) if save_membrane else (0,), dtype=dtype, device=x.device)
     vend = torch.empty((B, n_seg, H), dtype=dtype, device=x.device)
-    n_blocks = triton.cdiv(H, block_h)
+    n_blocks = cdiv(H, block_h)
     flags = dict(STORE_M=save_membrane, RESET=RESET_CODES[reset], BLOCK_H=block_h, T=chunk, num_warps=1)
     _lif_fwd_kernel[(n_blocks, B, n_seg)](
         x, beta, threshold, h0 if h0 is not None else vend, spikes, m_all, vend, L, H, seg,
@@ -495,7 +496,7 @@ def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segm
     vT = torch.empty((B, H), dtype=dtype, device=x.device)
     _lif_fixup_sequential_kernel[(n_blocks, B)](
         x, beta, threshold, spikes, m_all, vend, vfix, merged, vT, L, H, seg, n_seg,
-        BLOCK_S=triton.next_power_of_2(n_seg), **flags)
+        BLOCK_S=next_power_of_2(n_seg), **flags)
     return spikes, m_all, vT
 
 
@@ -508,7 +509,7 @@ def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate
     B, L, H = m_all.shape
     dtype = m_all.dtype
     block_h, seg, n_seg = plan(B, L, H, segments, chunk, backward=True)
-    grid = (triton.cdiv(H, block_h), B, n_seg)
+    grid = (cdiv(H, block_h), B, n_seg)
     g_final = g_final.to(dtype) if g_final is not None else torch.zeros((B, H), dtype=dtype, device=m_all.device)
     dx = torch.empty((B, L, H), dtype=x_dtype, device=m_all.device)
     dbeta, dth, out_a, out_b = (torch.empty((B, n_seg, H), dtype=dtype, device=m_all.device) for _ in range(4))

@@ -32,6 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .host import cdiv, next_power_of_2
 from .lif import RESET_CODES, SURROGATE_CODES, _post_reset, _reset_derivatives, _surrogate
 
 
@@ -350,12 +351,12 @@ MIN_STATES_PER_THREAD = 2
 
 def launch_config(B: int, H: int, N: int, states_per_thread: int = STATES_PER_THREAD) -> tuple[int, int, int]:
     """(BLOCK_H, BLOCK_N, num_warps) for a batch of B sequences of H channels with N states each."""
-    block_n = triton.next_power_of_2(N)
+    block_n = next_power_of_2(N)
 
     def block_h(per_thread):
-        return max(1, min(triton.next_power_of_2(H), MAX_BLOCK_H, MAX_WARPS * 32 * per_thread // block_n))
+        return max(1, min(next_power_of_2(H), MAX_BLOCK_H, MAX_WARPS * 32 * per_thread // block_n))
 
-    while states_per_thread > MIN_STATES_PER_THREAD and B * triton.cdiv(H, block_h(states_per_thread)) < MIN_PROGRAMS:
+    while states_per_thread > MIN_STATES_PER_THREAD and B * cdiv(H, block_h(states_per_thread)) < MIN_PROGRAMS:
         states_per_thread //= 2
     bh = block_h(states_per_thread)
     warps = max(1, min(MAX_WARPS, bh * block_n // (32 * states_per_thread)))
@@ -393,7 +394,7 @@ def _forward(u, A, B, C, D, h0, reverse: bool, lif=None):
     membrane = torch.empty((Bsz, L, H), dtype=real, device=u.device) if store_m else None
     vT = torch.empty((Bsz, H), dtype=real, device=u.device) if lif is not None else None
     spare = hT  # stands in for absent pointers; never read or written
-    _s4d_fwd_kernel[(triton.cdiv(H, block_h), Bsz)](
+    _s4d_fwd_kernel[(cdiv(H, block_h), Bsz)](
         u, parameter_planes(A, B, C), D if D is not None else spare, state_planes(h0) if h0 is not None else spare,
         v0 if v0 is not None else spare, beta if beta is not None else spare,
         threshold if threshold is not None else spare,
@@ -427,7 +428,7 @@ def _backward(u, A, B, C, D, h0, g, gT, reverse: bool, lif=None):
     def arg(t):
         return t if t is not None else spare
 
-    _s4d_bwd_kernel[(triton.cdiv(H, block_h), Bsz)](
+    _s4d_bwd_kernel[(cdiv(H, block_h), Bsz)](
         u, parameter_planes(A, B, C), arg(D), arg(state_planes(h0)), g, arg(state_planes(gT)), arg(membrane),
         arg(sigma), arg(v0), arg(beta), arg(threshold), arg(gvT), du, dP, dD, arg(dh0), arg(dv0), arg(dbeta),
         arg(dth),

@@ -1,0 +1,25 @@
+"""The launchers' host-side integer helpers agree with Triton's own."""
+import pytest
+from conftest import requires_triton
+
+
+@requires_triton
+def test_integer_helpers_match_triton():
+    import triton
+
+    from spikessm.kernels.host import cdiv, next_power_of_2
+
+    for n in range(1, 2100):
+        assert next_power_of_2(n) == triton.next_power_of_2(n), n
+        for d in (1, 2, 3, 16, 17, 64, 1000):
+            assert cdiv(n, d) == triton.cdiv(n, d), (n, d)
+
+
+@requires_triton
+def test_chunk_size_check():
+    from spikessm.kernels.host import check_chunk_size
+
+    assert check_chunk_size("op", None, 32) == 32 and check_chunk_size("op", 8, 32) == 8
+    for bad in (0, 1, 12):
+        with pytest.raises(ValueError, match="op: chunk_size must be a power of two"):
+            check_chunk_size("op", bad, 32)
