@@ -2,7 +2,7 @@
 elementwise first-order linear recurrence), with a Triton kernel and a PyTorch path.
 
 Registered as torch.library custom ops (forward and backward), so torch.compile treats them as single
-opaque nodes with known output shapes instead of tracing a loop over time.
+opaque nodes with known output shapes instead of tracing a loop over time (spikessm.ops.dispatch).
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 
 from . import chunked_scan
 from .backend import use_triton
+from .dispatch import Op
 from .checks import (
     COMPLEX_STATE,
     LOW_PRECISION,
@@ -32,8 +33,7 @@ def _kernels():
     return k
 
 
-@torch.library.custom_op("spikessm::diag_scan_fwd", mutates_args=())
-def _diag_scan_fwd(
+def _forward(
     a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor], reverse: bool, triton: bool, chunk_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if triton:
@@ -43,13 +43,11 @@ def _diag_scan_fwd(
     return x.contiguous(), hT.contiguous()
 
 
-@_diag_scan_fwd.register_fake
-def _(a, b, h0, reverse, triton, chunk_size):
+def _forward_fake(a, b, h0, reverse, triton, chunk_size):
     return torch.empty_like(b), b.new_empty((b.shape[0], b.shape[2]), dtype=a.dtype)
 
 
-@torch.library.custom_op("spikessm::diag_scan_bwd", mutates_args=())
-def _diag_scan_bwd(
+def _backward_impl(
     a: torch.Tensor,
     x: torch.Tensor,
     h0: Optional[torch.Tensor],
@@ -68,8 +66,7 @@ def _diag_scan_bwd(
     return da, db, (dh0 if dh0 is not None else a.new_empty(0))
 
 
-@_diag_scan_bwd.register_fake
-def _(a, x, h0, gx, gT, reverse, triton, chunk_size):
+def _backward_fake(a, x, h0, gx, gT, reverse, triton, chunk_size):
     dh0 = torch.empty_like(h0) if h0 is not None else a.new_empty(0)
     return torch.empty_like(a), torch.empty_like(x), dh0
 
@@ -80,13 +77,13 @@ def _setup_context(ctx, inputs, output):
     ctx.reverse, ctx.triton, ctx.chunk_size = reverse, triton, chunk_size
 
 
-def _backward(ctx, gx, gT):
+def _backward(ctx, backward_impl, gx, gT):
     a, x, h0 = ctx.saved_tensors
-    da, db, dh0 = _diag_scan_bwd(a, x, h0, gx.contiguous(), gT.contiguous(), ctx.reverse, ctx.triton, ctx.chunk_size)
+    da, db, dh0 = backward_impl(a, x, h0, gx.contiguous(), gT.contiguous(), ctx.reverse, ctx.triton, ctx.chunk_size)
     return da, db, (dh0 if h0 is not None else None), None, None, None
 
 
-_diag_scan_fwd.register_autograd(_backward, setup_context=_setup_context)
+_op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
 
 
 def _check(a, b, initial_state) -> None:
@@ -155,5 +152,5 @@ def diag_scan(
     # 0 lets the kernel's launch plan choose the chunk length (it differs between passes and dtypes).
     chunk = _kernels().check_chunk_size(OP, chunk_size, 0) if triton else 0
     h0 = initial_state.contiguous() if initial_state is not None else None
-    x, final_state = _diag_scan_fwd(a.contiguous(), b.contiguous(), h0, bool(reverse), triton, chunk)
+    x, final_state = _op(a.contiguous(), b.contiguous(), h0, bool(reverse), triton, chunk)
     return x, (final_state if output_final_state else None)

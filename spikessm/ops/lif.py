@@ -12,6 +12,7 @@ import torch
 
 from . import lif_recurrence
 from .backend import use_triton
+from .dispatch import Op
 from .checks import LOW_PRECISION, REAL_STATE, require_length, require_rank, require_same_device, require_shape, \
     require_tensor
 from .surrogates import leaky_derivative, require_leaky_beta, resolve
@@ -27,10 +28,9 @@ def _impl(triton: bool):
     return lif_recurrence
 
 
-@torch.library.custom_op("spikessm::lif_fwd", mutates_args=())
-def _lif_fwd(
+def _forward(
     x: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, h0: Optional[torch.Tensor], reset: str,
-    surrogate: str, alpha: float, detach_reset: bool, triton: bool, save_membrane: bool = True,
+    surrogate: str, alpha: float, detach_reset: bool, triton: bool, save_membrane: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Returns spikes, the pre-reset membrane (saved for the backward; the Triton kernel writes it only when
     save_membrane, else an empty tensor comes back) and the final membrane."""
@@ -39,16 +39,14 @@ def _lif_fwd(
     return lif_recurrence.lif_fwd(x, beta, threshold, h0, reset)
 
 
-@_lif_fwd.register_fake
-def _(x, beta, threshold, h0, reset, surrogate, alpha, detach_reset, triton, save_membrane=True):
+def _forward_fake(x, beta, threshold, h0, reset, surrogate, alpha, detach_reset, triton, save_membrane):
     dtype = lif_recurrence.state_dtype(x)
     membrane_shape = x.shape if save_membrane or not triton else (0,)
     return torch.empty_like(x), x.new_empty(membrane_shape, dtype=dtype), x.new_empty((x.shape[0], x.shape[2]),
                                                                                       dtype=dtype)
 
 
-@torch.library.custom_op("spikessm::lif_bwd", mutates_args=())
-def _lif_bwd(
+def _backward_impl(
     x: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, h0: Optional[torch.Tensor], m_all: torch.Tensor,
     g_spikes: torch.Tensor, g_final: torch.Tensor, reset: str, surrogate: str, alpha: float, detach_reset: bool,
     triton: bool,
@@ -64,8 +62,8 @@ def _lif_bwd(
     return dx, dbeta, dthreshold, (dh0 if dh0 is not None else x.new_empty(0))
 
 
-@_lif_bwd.register_fake
-def _(x, beta, threshold, h0, m_all, g_spikes, g_final, reset, surrogate, alpha, detach_reset, triton):
+def _backward_fake(x, beta, threshold, h0, m_all, g_spikes, g_final, reset, surrogate, alpha, detach_reset,
+                   triton):
     dh0 = torch.empty_like(h0) if h0 is not None else x.new_empty(0)
     return torch.empty_like(x), torch.empty_like(beta), torch.empty_like(threshold), dh0
 
@@ -77,16 +75,16 @@ def _setup_context(ctx, inputs, output):
     ctx.saved_membrane = save_membrane
 
 
-def _backward(ctx, g_spikes, _g_membrane, g_final):
+def _backward(ctx, backward_impl, g_spikes, _g_membrane, g_final):
     x, beta, threshold, h0, m_all = ctx.saved_tensors
     if not ctx.saved_membrane:
         raise RuntimeError("lif: the forward ran without saving the membrane (no input required grad when it ran)")
-    dx, dbeta, dthreshold, dh0 = _lif_bwd(x, beta, threshold, h0, m_all, g_spikes.contiguous(),
+    dx, dbeta, dthreshold, dh0 = backward_impl(x, beta, threshold, h0, m_all, g_spikes.contiguous(),
                                           g_final.contiguous(), *ctx.options)
     return dx, dbeta, dthreshold, (dh0 if h0 is not None else None), None, None, None, None, None, None
 
 
-_lif_fwd.register_autograd(_backward, setup_context=_setup_context)
+lif_op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
 
 
 def needs_grad(*tensors) -> bool:
@@ -175,7 +173,7 @@ def lif(
                                                   "initial_state")
     triton = use_triton(backend, x.device, OP)
     h0 = initial_state.contiguous() if initial_state is not None else None
-    spikes, _, final_state = _lif_fwd(x.contiguous(), beta_t.contiguous(), threshold_t.contiguous(), h0, reset,
+    spikes, _, final_state = lif_op(x.contiguous(), beta_t.contiguous(), threshold_t.contiguous(), h0, reset,
                                       surrogate, alpha, bool(detach_reset), triton,
                                       needs_grad(x, beta_t, threshold_t, h0))
     return spikes, final_state

@@ -12,7 +12,8 @@ from typing import Optional
 import torch
 
 from .backend import use_triton
-from .lif import _lif_fwd, check_lif_inputs
+from .dispatch import Op
+from .lif import check_lif_inputs, lif_op
 from .s4d_conv import s4d_scan_conv
 from .s4d_scan import check_ssm_inputs
 from .surrogates import leaky_derivative
@@ -26,8 +27,7 @@ def _kernels():
     return k
 
 
-@torch.library.custom_op("spikessm::s4d_lif_fwd", mutates_args=())
-def _s4d_lif_fwd(
+def _forward(
     u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, D: Optional[torch.Tensor],
     h0: Optional[torch.Tensor], v0: Optional[torch.Tensor], beta: torch.Tensor, threshold: torch.Tensor,
     reset: str, surrogate: str, alpha: float, detach_reset: bool, reverse: bool, store_membrane: bool,
@@ -39,15 +39,14 @@ def _s4d_lif_fwd(
     return spikes, hT, vT, membrane if membrane is not None else beta.new_empty(0)
 
 
-@_s4d_lif_fwd.register_fake
-def _(u, A, B, C, D, h0, v0, beta, threshold, reset, surrogate, alpha, detach_reset, reverse, store_membrane):
+def _forward_fake(u, A, B, C, D, h0, v0, beta, threshold, reset, surrogate, alpha, detach_reset, reverse,
+                  store_membrane):
     Bsz, L, H = u.shape
     return (torch.empty_like(u), A.new_empty((Bsz, H, A.shape[1])), beta.new_empty((Bsz, H)),
             beta.new_empty((Bsz, L, H)) if store_membrane else beta.new_empty(0))
 
 
-@torch.library.custom_op("spikessm::s4d_lif_bwd", mutates_args=())
-def _s4d_lif_bwd(
+def _backward_impl(
     u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, D: Optional[torch.Tensor],
     h0: Optional[torch.Tensor], v0: Optional[torch.Tensor], beta: torch.Tensor, threshold: torch.Tensor,
     membrane: torch.Tensor, spikes: torch.Tensor, g_spikes: torch.Tensor, gT: torch.Tensor, gvT: torch.Tensor,
@@ -65,9 +64,8 @@ def _s4d_lif_bwd(
     return tuple(g if g is not None else u.new_empty(0) for g in grads)
 
 
-@_s4d_lif_bwd.register_fake
-def _(u, A, B, C, D, h0, v0, beta, threshold, membrane, spikes, g_spikes, gT, gvT, reset, surrogate, alpha,
-      detach_reset, reverse):
+def _backward_fake(u, A, B, C, D, h0, v0, beta, threshold, membrane, spikes, g_spikes, gT, gvT, reset, surrogate,
+                   alpha, detach_reset, reverse):
     def like(t):
         return torch.empty_like(t) if t is not None else u.new_empty(0)
 
@@ -83,15 +81,15 @@ def _setup_context(ctx, inputs, output):
     ctx.options = (reset, surrogate, alpha, detach_reset, reverse)
 
 
-def _backward(ctx, g_spikes, gT, gvT, _g_membrane):
+def _backward(ctx, backward_impl, g_spikes, gT, gvT, _g_membrane):
     u, A, B, C, D, h0, v0, beta, threshold, membrane, spikes = ctx.saved_tensors
-    grads = _s4d_lif_bwd(u, A, B, C, D, h0, v0, beta, threshold, membrane, spikes, g_spikes.contiguous(),
+    grads = backward_impl(u, A, B, C, D, h0, v0, beta, threshold, membrane, spikes, g_spikes.contiguous(),
                          gT.contiguous(), gvT.contiguous(), *ctx.options)
     present = (u, A, B, C, D, h0, v0, beta, threshold)
     return tuple(g if t is not None else None for g, t in zip(grads, present)) + (None,) * 6
 
 
-_s4d_lif_fwd.register_autograd(_backward, setup_context=_setup_context)
+_op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
 
 
 def s4d_lif(
@@ -139,8 +137,9 @@ def s4d_lif(
     if not use_triton(backend, u.device, OP):
         y, ssm_state = s4d_scan_conv(u, A_bar, B_bar, C, D, h0, bool(reverse))
         y_steps = y.flip(1) if reverse else y
-        spikes, membrane, v_state = _lif_fwd(y_steps.contiguous(), beta_t.contiguous(), threshold_t.contiguous(),
-                                             v0, reset, surrogate, alpha, bool(detach_reset), False)
+        # (the PyTorch path always returns the membrane: save_membrane only concerns the kernel)
+        spikes, membrane, v_state = lif_op(y_steps.contiguous(), beta_t.contiguous(), threshold_t.contiguous(),
+                                           v0, reset, surrogate, alpha, bool(detach_reset), False, True)
         if reverse:
             spikes, membrane = spikes.flip(1), membrane.flip(1)
         result = (spikes.to(u.dtype), (ssm_state, v_state))
@@ -150,7 +149,7 @@ def s4d_lif(
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     contiguous = [t.contiguous() if t is not None else None for t in (u, A_bar, B_bar, C, D, h0, v0, beta_t,
                                                                           threshold_t)]
-    spikes, ssm_state, v_state, membrane = _s4d_lif_fwd(
+    spikes, ssm_state, v_state, membrane = _op(
         *contiguous, reset, surrogate, alpha, bool(detach_reset), bool(reverse), needs_grad or bool(output_membrane))
     result = (spikes, (ssm_state, v_state))
     return result + (membrane.detach(),) if output_membrane else result

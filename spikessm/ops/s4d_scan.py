@@ -12,6 +12,7 @@ from typing import Optional
 import torch
 
 from .backend import use_triton
+from .dispatch import Op
 from .checks import (
     COMPLEX_FOR_REAL,
     LOW_PRECISION,
@@ -33,8 +34,7 @@ def _kernels():
     return k
 
 
-@torch.library.custom_op("spikessm::s4d_scan_fwd", mutates_args=())
-def _s4d_scan_fwd(
+def _forward(
     u: torch.Tensor,
     A: torch.Tensor,
     B: torch.Tensor,
@@ -47,13 +47,11 @@ def _s4d_scan_fwd(
     return _kernels().s4d_scan_fwd(u, A, B, C, D, h0, reverse)
 
 
-@_s4d_scan_fwd.register_fake
-def _(u, A, B, C, D, h0, reverse):
+def _forward_fake(u, A, B, C, D, h0, reverse):
     return torch.empty_like(u), A.new_empty((u.shape[0], u.shape[2], A.shape[1]))
 
 
-@torch.library.custom_op("spikessm::s4d_scan_bwd", mutates_args=())
-def _s4d_scan_bwd(
+def _backward_impl(
     u: torch.Tensor,
     A: torch.Tensor,
     B: torch.Tensor,
@@ -71,8 +69,7 @@ def _s4d_scan_bwd(
             (dh0 if dh0 is not None else A.new_empty(0)))
 
 
-@_s4d_scan_bwd.register_fake
-def _(u, A, B, C, D, h0, gy, gT, reverse):
+def _backward_fake(u, A, B, C, D, h0, gy, gT, reverse):
     return (
         torch.empty_like(u), torch.empty_like(A), torch.empty_like(B), torch.empty_like(C),
         torch.empty_like(D) if D is not None else A.new_empty(0),
@@ -86,13 +83,13 @@ def _setup_context(ctx, inputs, output):
     ctx.reverse = reverse
 
 
-def _backward(ctx, gy, gT):
+def _backward(ctx, backward_impl, gy, gT):
     u, A, B, C, D, h0 = ctx.saved_tensors
-    du, dA, dB, dC, dD, dh0 = _s4d_scan_bwd(u, A, B, C, D, h0, gy.contiguous(), gT.contiguous(), ctx.reverse)
+    du, dA, dB, dC, dD, dh0 = backward_impl(u, A, B, C, D, h0, gy.contiguous(), gT.contiguous(), ctx.reverse)
     return du, dA, dB, dC, (dD if D is not None else None), (dh0 if h0 is not None else None), None
 
 
-_s4d_scan_fwd.register_autograd(_backward, setup_context=_setup_context)
+_op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
 
 
 def check_ssm_inputs(u, A_bar, B_bar, C, D, initial_state) -> None:
@@ -176,5 +173,5 @@ def s4d_scan(
     if not use_triton(backend, u.device, OP):
         return s4d_scan_conv(u, A_bar, B_bar, C, D, initial_state, bool(reverse), bool(output_final_state))
     contiguous = [t.contiguous() if t is not None else None for t in (u, A_bar, B_bar, C, D, initial_state)]
-    y, final_state = _s4d_scan_fwd(*contiguous, bool(reverse))
+    y, final_state = _op(*contiguous, bool(reverse))
     return y, (final_state if output_final_state else None)

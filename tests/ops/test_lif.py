@@ -194,7 +194,7 @@ def test_opcheck(backend, device):
     beta = torch.rand(3, device=device, requires_grad=True)
     th = torch.rand(3, device=device, requires_grad=True)
     h0 = torch.randn(2, 3, device=device, requires_grad=True)
-    args = (x, beta, th, h0, "subtract", "atan", 2.0, False, backend == "triton")
+    args = (x, beta, th, h0, "subtract", "atan", 2.0, False, backend == "triton", True)
     torch.library.opcheck(torch.ops.spikessm.lif_fwd.default, args,
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
