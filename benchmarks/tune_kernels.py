@@ -151,13 +151,12 @@ def tune_diag_scan(device, copy_bw, target_s):
     for dtype_name, time_varying in (("complex64", False), ("complex64", True), ("float32", True)):
         dtype = getattr(torch, dtype_name)
         g = torch.Generator().manual_seed(0)
-        real = torch.float32
         a_shape = (B, L, P) if time_varying else (P,)
         a = (0.9 + 0.1 * torch.rand(a_shape, generator=g)).to(device)
         b = torch.randn(B, L, P, generator=g).to(device)
         gx = torch.randn(B, L, P, generator=g).to(device)
         if dtype.is_complex:
-            a = torch.polar(a, torch.rand(a_shape, generator=g, dtype=real).to(device) * 3)
+            a = torch.polar(a, torch.rand(a_shape, generator=g).to(device) * 3)
             b, gx = torch.complex(b, b.flip(1)), torch.complex(gx, gx.flip(1))
         x_ref, _ = kernels.diag_scan_fwd(a, b, None, False)
         db_ref = kernels.diag_scan_bwd(a, x_ref, None, gx, None, False)[1]
