@@ -139,7 +139,7 @@ def lif_variants():
                ["beta_ptr", "th_ptr", "h0_ptr", "m_ptr", "gs_ptr", "sigma_ptr", "carry_ptr", "dx_ptr", "dbeta_ptr",
                 "dth_ptr", "out_a_ptr", "out_b_ptr"], ["L", "H", "SEG"],
                dict(HAS_H0=True, RESET=lif.RESET_CODES[reset], SURROGATE=lif.SURROGATE_CODES[surrogate],
-                    DETACH_RESET=detach, COMPOSE=compose, BLOCK_H=lif.BWD_BLOCK_H, T=T), lif.BWD_NUM_WARPS)
+                    DETACH_RESET=detach, COMPOSE=compose, BLOCK_H=block_h, T=lif.BWD_CHUNK), 1)
 
 
 def compile_variant(fn, pointers, ints, constexprs, arch: int, num_warps: int):

@@ -3,7 +3,7 @@
 # Logs and JSON are written to a work folder, then packed into one $OUT/gpu-results.tar.gz (the device tool
 # returns at most 8 files from $OUT, its output folder; ./gpu-out elsewhere). Usage:
 #   bash benchmarks/run_gpu.sh [tests] [lif] [s4d_lif] [scans] [overhead] [tune]   (no argument: all but tune)
-# TUNE_ONLY picks the sweeps of tune (default "diag_scan s4d"; "lif" as well re-tunes the LIF plans).
+# TUNE_ONLY picks the sweeps of tune (default all: "lif diag_scan s4d"); give tune a call of its own.
 set -u
 OUT=${OUT:-gpu-out}
 WORK=$(mktemp -d)  # env.txt, pytest.log, and a .txt table and .json per benchmark
@@ -28,7 +28,7 @@ for step in $steps; do
              --out "$WORK/scans.json" >"$WORK/scans.txt" 2>&1 ;;
     overhead) timeout 60 python3 benchmarks/bench_overhead.py --device cuda --out "$WORK/overhead.json" \
                 >"$WORK/overhead.txt" 2>&1 ;;
-    tune) timeout ${TUNE_TIMEOUT:-200} python3 benchmarks/tune_kernels.py --only ${TUNE_ONLY:-diag_scan s4d} \
+    tune) timeout ${TUNE_TIMEOUT:-500} python3 benchmarks/tune_kernels.py --only ${TUNE_ONLY:-lif diag_scan s4d} \
             --out "$WORK/tune.json" >"$WORK/tune.txt" 2>&1 ;;
     *) echo "unknown step $step"; exit 2 ;;
   esac

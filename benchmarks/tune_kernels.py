@@ -4,8 +4,9 @@
 
     python benchmarks/tune_kernels.py --out /tmp/tune.json --only diag_scan
 
-lif: chunk length x number of time segments (spikessm/kernels/lif.py's plan); each row also checks the plan
-against the default plan's spikes (equal) and input gradient (rel_err). s4d: states per thread x output tile
+lif: chunk length x number of time segments (spikessm/kernels/lif.py's plan) of the forward and, on its own, of
+the backward; each row also checks the plan against the default plan's spikes (equal) or input gradient
+(rel_err). s4d: states per thread x output tile
 length T (spikessm/kernels/s4d_scan.py) for s4d_scan and s4d_lif, forward and forward+backward at B=32, H=256,
 N=64. diag_scan: (BLOCK_T, BLOCK_P, num_warps) of each pass at B=8, L=4096, P=1536 (S5-like), each pass timed on
 its own, with its fraction of copy bandwidth and its agreement with the default plan. Not a results benchmark
@@ -44,12 +45,15 @@ def main(argv=None) -> int:
         rows = SWEEPS[name](device, copy_bw, args.target_seconds)
         result[name] = rows
         print(f"== {name}")
-        print(common.format_table(rows, [(k, k) for k in rows[0]]))
+        keys = list(dict.fromkeys(k for row in rows for k in row))  # rows of one sweep may differ in keys
+        print(common.format_table(rows, [(k, k) for k in keys]))
         common.write_json_atomic(args.out, result)  # what has run so far survives a timeout
     return 0
 
 
 def tune_lif(device, copy_bw, target_s):
+    """Forward plans (chunk x segments; bytes: x read, spikes written) and backward plans (its own chunk x
+    segments; bytes: membrane and spike gradient read, dx written), each timed on its own."""
     rows = []
     for B, L, H in SHAPES:
         g = torch.Generator().manual_seed(0)
@@ -60,29 +64,28 @@ def tune_lif(device, copy_bw, target_s):
         n = B * L * H
         ref_s, ref_m, _ = kernels.lif_fwd(x, beta, th, None, "subtract")
         ref_dx = kernels.lif_bwd(beta, th, None, ref_m, gs, None, "subtract", "atan", 2.0, False, x.dtype)[0]
-        for chunk in CHUNKS:
-            for segments in SEGMENTS:
-                plan = kernels.plan(B, L, H, segments, chunk)
+        for backward, chunks in ((False, CHUNKS), (True, kernels.BWD_CHUNKS)):
+            for chunk, segments in itertools.product(chunks, SEGMENTS):
+                plan = kernels.plan(B, L, H, segments, chunk, backward)
                 if segments is not None and plan[2] != segments:
                     continue
-                def fwd(save, x=x, beta=beta, th=th, segments=segments, chunk=chunk):
-                    return kernels.lif_fwd(x, beta, th, None, "subtract", save, segments, chunk)
-
-                s, m, _ = fwd(True)
-
-                def bwd(beta=beta, th=th, m=m, gs=gs, segments=segments, chunk=chunk):
-                    return kernels.lif_bwd(beta, th, None, m, gs, None, "subtract", "atan", 2.0, False, m.dtype,
-                                           None, segments, chunk)
-                dx = bwd()[0]
-                t_f = common.benchmark(lambda: fwd(False), device, target_s=target_s)
-                t_ft = common.benchmark(lambda: fwd(True), device, target_s=target_s)
-                t_b = common.benchmark(bwd, device, target_s=target_s)
-                row = {"B": B, "L": L, "H": H, "chunk": chunk, "segments": segments or "auto", "n_seg": plan[2],
-                       "fwd_ms": t_f.median_ms, "fwd_frac": 8 * n / (t_f.median_ms * 1e-3) / copy_bw,
-                       "fwd_train_ms": t_ft.median_ms, "bwd_ms": t_b.median_ms,
-                       "fwd+bwd_frac": 20 * n / ((t_ft.median_ms + t_b.median_ms) * 1e-3) / copy_bw,
-                       "spikes_equal": bool(torch.equal(s, ref_s)),
-                       "rel_err_dx": ((dx - ref_dx).abs().max() / ref_dx.abs().max()).item()}
+                row = {"B": B, "L": L, "H": H, "pass": "bwd" if backward else "fwd", "chunk": chunk,
+                       "segments": segments or "auto", "n_seg": plan[2]}
+                if backward:
+                    bwd = functools.partial(kernels.lif_bwd, beta, th, None, ref_m, gs, None, "subtract", "atan", 2.0,
+                                            False, x.dtype, None, segments, chunk)
+                    dx = bwd()[0]
+                    t = common.benchmark(bwd, device, target_s=target_s)
+                    row.update(ms=t.median_ms, frac=12 * n / (t.median_ms * 1e-3) / copy_bw,
+                               rel_err_dx=((dx - ref_dx).abs().max() / ref_dx.abs().max()).item())
+                else:
+                    fwd, fwd_saving = (functools.partial(kernels.lif_fwd, x, beta, th, None, "subtract", save,
+                                                         segments, chunk) for save in (False, True))
+                    s = fwd()[0]
+                    t = common.benchmark(fwd, device, target_s=target_s)
+                    t_train = common.benchmark(fwd_saving, device, target_s=target_s)
+                    row.update(ms=t.median_ms, frac=8 * n / (t.median_ms * 1e-3) / copy_bw,
+                               ms_saving_membrane=t_train.median_ms, spikes_equal=bool(torch.equal(s, ref_s)))
                 common.log(str(row))
                 rows.append(row)
     return rows

@@ -24,9 +24,13 @@ in registers. Two things keep that walk from waiting on memory:
          the final state.
 
 Backward. With the pre-reset membranes m saved, the adjoint is linear: Gv_{t-1} = beta (c_t + dv/dm_t Gv_t),
-c_t = gs_t sigma_t, an affine recurrence backwards in time, computed like diag_scan: an associative scan per
-chunk and a carry between chunks. With several segments, a first pass composes each segment's affine map,
-diag_scan chains the maps into each segment's incoming gradient, and a second pass computes the gradients.
+c_t = gs_t sigma_t, an affine recurrence backwards in time. Each thread walks its channels' steps from the last
+to the first with Gv in registers, the same chunked tiles and register splits as the forward, so a step costs
+a few multiply-adds and no lane exchange (an sm_90 compile of the associative scan this replaced issued ~4x
+the instructions per step, with 10 barriers per chunk). dbeta's term Gm_t v_{t-1} is settled one step later in
+the walk, when v_{t-1} is at hand. With several segments, a composing pass first gives each segment's affine
+map Gv_last -> Gv_{first - 1}, diag_scan chains the maps into each segment's incoming gradient, and a second
+pass computes the gradients.
 """
 import math
 
@@ -34,7 +38,6 @@ import torch
 import triton
 import triton.language as tl
 
-from .affine_scan import compose_real
 from .diag_scan import diag_scan_fwd
 from .host import cdiv, next_power_of_2
 
@@ -332,8 +335,110 @@ def _lif_fixup_sequential_kernel(
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Backward: the linear adjoint as a chunked scan
+# Backward: the linear adjoint, walked step by step in registers
 # ----------------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _adjoint_step(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SURROGATE: tl.constexpr,
+                  RESET: tl.constexpr, DETACH_RESET: tl.constexpr, COMPOSE: tl.constexpr, MASKED: tl.constexpr):
+    """Step t of the reverse walk for (BLOCK_H,) channels: m, gs (and sg, the saved surrogate derivative of
+    "leaky") at step t; Gv = dLoss/dv_t; pend = Gm_{t+1}, whose dbeta term needs v_t. Returns Gm_t = dLoss/dx_t
+    and the carries for step t - 1. COMPOSE (the composing pass): only Gv and A, the product of the steps'
+    factors beta dv/dm, are carried; otherwise A is not. MASKED: steps where `live` is false leave every carry as
+    it was."""
+    if SURROGATE == 5:
+        sigma = sg
+    else:
+        sigma = _surrogate(m - th, alpha, SURROGATE)
+    spiked = m > th
+    c = gs * sigma
+    dv_dm, dv_dth = _reset_derivatives(m, spiked.to(m.dtype), sigma, th, RESET, DETACH_RESET)
+    v = _post_reset(m, spiked, th, RESET)
+    gm = tl.fma(dv_dm, Gv, c)
+    if COMPOSE:
+        new_A = A * (beta * dv_dm)
+        new_dbeta = dbeta
+        new_dth = dth
+    else:
+        new_A = A
+        new_dbeta = tl.fma(pend, v, dbeta)
+        new_dth = tl.fma(Gv, dv_dth, dth) - c
+    if MASKED:
+        return (gm, tl.where(live, beta * gm, Gv), tl.where(live, gm, pend), tl.where(live, new_dth, dth),
+                tl.where(live, new_dbeta, dbeta), tl.where(live, new_A, A))
+    return gm, beta * gm, gm, new_dth, new_dbeta, new_A
+
+
+@triton.jit
+def _adjoint_run2(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SURROGATE: tl.constexpr,
+                  RESET: tl.constexpr, DETACH_RESET: tl.constexpr, COMPOSE: tl.constexpr, MASKED: tl.constexpr):
+    m0, m1 = tl.split(m)
+    g0, g1 = tl.split(gs)
+    s0, s1 = tl.split(sg)
+    l0, l1 = tl.split(live)
+    gm1, Gv, pend, dth, dbeta, A = _adjoint_step(m1, g1, s1, l1, Gv, pend, dth, dbeta, A, beta, th, alpha,
+                                                 SURROGATE, RESET, DETACH_RESET, COMPOSE, MASKED)
+    gm0, Gv, pend, dth, dbeta, A = _adjoint_step(m0, g0, s0, l0, Gv, pend, dth, dbeta, A, beta, th, alpha,
+                                                 SURROGATE, RESET, DETACH_RESET, COMPOSE, MASKED)
+    return tl.join(gm0, gm1), Gv, pend, dth, dbeta, A
+
+
+# One function per chunk length, like the forward's: each walks its later half, then its earlier half.
+@triton.jit
+def _adjoint_run4(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SURROGATE: tl.constexpr,
+                  RESET: tl.constexpr, DETACH_RESET: tl.constexpr, COMPOSE: tl.constexpr, MASKED: tl.constexpr,
+                  BLOCK_H: tl.constexpr):
+    ma, mb = _halves(m, BLOCK_H, 4)
+    ga, gb = _halves(gs, BLOCK_H, 4)
+    sa, sb = _halves(sg, BLOCK_H, 4)
+    la, lb = _halves(live, BLOCK_H, 4)
+    gmb, Gv, pend, dth, dbeta, A = _adjoint_run2(mb, gb, sb, lb, Gv, pend, dth, dbeta, A, beta, th, alpha,
+                                                 SURROGATE, RESET, DETACH_RESET, COMPOSE, MASKED)
+    gma, Gv, pend, dth, dbeta, A = _adjoint_run2(ma, ga, sa, la, Gv, pend, dth, dbeta, A, beta, th, alpha,
+                                                 SURROGATE, RESET, DETACH_RESET, COMPOSE, MASKED)
+    return _join_halves(gma, gmb, BLOCK_H, 4), Gv, pend, dth, dbeta, A
+
+
+@triton.jit
+def _adjoint_run8(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SURROGATE: tl.constexpr,
+                  RESET: tl.constexpr, DETACH_RESET: tl.constexpr, COMPOSE: tl.constexpr, MASKED: tl.constexpr,
+                  BLOCK_H: tl.constexpr):
+    ma, mb = _halves(m, BLOCK_H, 8)
+    ga, gb = _halves(gs, BLOCK_H, 8)
+    sa, sb = _halves(sg, BLOCK_H, 8)
+    la, lb = _halves(live, BLOCK_H, 8)
+    gmb, Gv, pend, dth, dbeta, A = _adjoint_run4(mb, gb, sb, lb, Gv, pend, dth, dbeta, A, beta, th, alpha,
+                                                 SURROGATE, RESET, DETACH_RESET, COMPOSE, MASKED, BLOCK_H)
+    gma, Gv, pend, dth, dbeta, A = _adjoint_run4(ma, ga, sa, la, Gv, pend, dth, dbeta, A, beta, th, alpha,
+                                                 SURROGATE, RESET, DETACH_RESET, COMPOSE, MASKED, BLOCK_H)
+    return _join_halves(gma, gmb, BLOCK_H, 8), Gv, pend, dth, dbeta, A
+
+
+@triton.jit
+def _adjoint_chunk(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SURROGATE: tl.constexpr,
+                   RESET: tl.constexpr, DETACH_RESET: tl.constexpr, COMPOSE: tl.constexpr, MASKED: tl.constexpr,
+                   BLOCK_H: tl.constexpr, T: tl.constexpr):
+    """The T steps of (BLOCK_H, T) tiles, last step first -> the (BLOCK_H, T) tile of Gm and the carries."""
+    if T == 8:
+        out = _adjoint_run8(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SURROGATE, RESET,
+                            DETACH_RESET, COMPOSE, MASKED, BLOCK_H)
+    else:
+        out = _adjoint_run4(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SURROGATE, RESET,
+                            DETACH_RESET, COMPOSE, MASKED, BLOCK_H)
+    return out
+
+
+@triton.jit
+def _load_chunk(m_ptr, gs_ptr, sigma_ptr, offs, mask, acc_dtype, SURROGATE: tl.constexpr):
+    """(m, gs, sg) tiles at offs from each pointer; sg is the saved surrogate derivative for "leaky", else m
+    again (unused)."""
+    m = tl.load(m_ptr + offs, mask=mask, other=0.0).to(acc_dtype)
+    gs = tl.load(gs_ptr + offs, mask=mask, other=0.0).to(acc_dtype)
+    sg = m
+    if SURROGATE == 5:
+        sg = tl.load(sigma_ptr + offs, mask=mask, other=0.0).to(acc_dtype)
+    return m, gs, sg
 
 
 @triton.jit
@@ -345,11 +450,12 @@ def _lif_bwd_kernel(
 ):
     """Program (channel block, batch element, segment) walks its segment from the last step to the first.
 
-    carry (B, S, H): Gv at the segment's last step. Chunk rows run backwards in time (row r = step hi_c - r).
-    Row r's scan element is the map Gv_{t+1} -> Gv_t of the step after it (identity on row 0), so the scan
-    gives Gv_t on every row from the carry. COMPOSE: only the segment's map Gv_last -> Gv_{first - 1} is
-    written, as out_a, out_b (B, S, H). Otherwise: dx, per-segment sums of dbeta and dthreshold (B, S, H), and
-    out_a = Gv_{first - 1} (for the first segment, the initial state's gradient)."""
+    carry (B, S, H): Gv at the segment's last step. Chunks start at the segment's first step, so only the last
+    chunk (walked first) can be partial; its steps past the end are masked, and every other chunk runs without
+    masks in time. COMPOSE: only the segment's map Gv_last -> Gv_{first - 1} = out_a Gv_last + out_b is written
+    (B, S, H each): out_a is the product of the steps' factors, out_b the walk from Gv_last = 0. Otherwise: dx,
+    per-segment sums of dbeta and dthreshold (B, S, H), and out_a = Gv_{first - 1} (for the first segment, the
+    initial state's gradient)."""
     pid_h = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     pid_k = tl.program_id(2)
@@ -359,70 +465,60 @@ def _lif_bwd_kernel(
     mask_h = offs_h < H
     beta = tl.load(beta_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
     th = tl.load(th_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
-    h0 = tl.zeros([BLOCK_H], dtype=acc_dtype)
-    if HAS_H0:
-        h0 = tl.load(h0_ptr + pid_b * H + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
     seg_row = (pid_b * n_seg + pid_k) * H + offs_h
-    carry = tl.zeros([BLOCK_H], dtype=acc_dtype)
+    zero = tl.zeros([BLOCK_H], dtype=acc_dtype)
+    Gv = zero
     if not COMPOSE:
-        carry = tl.load(carry_ptr + seg_row, mask=mask_h, other=0.0).to(acc_dtype)
-    map_a = tl.full([BLOCK_H], 1.0, acc_dtype)
-    map_b = tl.zeros([BLOCK_H], dtype=acc_dtype)
-    dbeta = tl.zeros([BLOCK_H], dtype=acc_dtype)
-    dth = tl.zeros([BLOCK_H], dtype=acc_dtype)
+        Gv = tl.load(carry_ptr + seg_row, mask=mask_h, other=0.0).to(acc_dtype)
+    pend = zero
+    dth = zero
+    dbeta = zero
+    A = tl.full([BLOCK_H], 1.0, acc_dtype)
 
     lo = pid_k * SEG
     hi = tl.minimum(lo + SEG, L)
-    rows = tl.arange(0, T)
-    n_chunks = tl.cdiv(hi - lo, T)
-    base = pid_b * L * H + offs_h[None, :]
-    for j in range(0, n_chunks):
-        c_lo = lo + (n_chunks - 1 - j) * T
-        c_hi = tl.minimum(c_lo + T, hi) - 1
-        t = c_hi - rows  # step of each row
-        valid = t >= c_lo
-        m2 = valid[:, None] & mask_h[None, :]
-        m2_next = (valid & (rows >= 1))[:, None] & mask_h[None, :]
-        m2_prev = (valid & (t >= 1))[:, None] & mask_h[None, :]
-        offs = base + t[:, None].to(tl.int64) * H
-        m = tl.load(m_ptr + offs, mask=m2, other=0.0).to(acc_dtype)
-        gs = tl.load(gs_ptr + offs, mask=m2, other=0.0).to(acc_dtype)
-        m_n = tl.load(m_ptr + offs + H, mask=m2_next, other=0.0).to(acc_dtype)
-        gs_n = tl.load(gs_ptr + offs + H, mask=m2_next, other=0.0).to(acc_dtype)
-        if SURROGATE == 5:
-            sigma = tl.load(sigma_ptr + offs, mask=m2, other=0.0).to(acc_dtype)
-            sigma_n = tl.load(sigma_ptr + offs + H, mask=m2_next, other=0.0).to(acc_dtype)
-        else:
-            sigma = _surrogate(m - th[None, :], alpha, SURROGATE)
-            sigma_n = _surrogate(m_n - th[None, :], alpha, SURROGATE)
-        s = (m > th[None, :]).to(acc_dtype)
-        c = tl.where(m2, gs * sigma, 0.0)
-        dv_dm, dv_dth = _reset_derivatives(m, s, sigma, th[None, :], RESET, DETACH_RESET)
-        dv_dm_n, _ = _reset_derivatives(m_n, (m_n > th[None, :]).to(acc_dtype), sigma_n, th[None, :], RESET,
-                                        DETACH_RESET)
-        # element of row r: Gv_{t+1} -> Gv_t = beta (c_{t+1} + dv/dm_{t+1} Gv_{t+1}); identity on row 0
-        e_a = tl.where(m2_next, beta[None, :] * dv_dm_n, 1.0)
-        e_b = tl.where(m2_next, beta[None, :] * gs_n * sigma_n, 0.0)
-        p_a, p_b = tl.associative_scan((e_a, e_b), 0, compose_real)
-        first = (t == c_lo)[:, None]  # the chunk's earliest step: its Gv_{t-1} leaves the chunk
-        a_lo = tl.sum(tl.where(first, beta[None, :] * dv_dm * p_a, 0.0), axis=0)
-        b_lo = tl.sum(tl.where(first, beta[None, :] * (c + dv_dm * p_b), 0.0), axis=0)
-        if COMPOSE:
-            map_a, map_b = compose_real(map_a, map_b, a_lo, b_lo)
-        else:
-            g_v = p_a * carry[None, :] + p_b
-            g_m = tl.where(m2, c + dv_dm * g_v, 0.0)
-            tl.store(dx_ptr + offs, g_m.to(dx_ptr.dtype.element_ty), mask=m2)
-            m_p = tl.load(m_ptr + offs - H, mask=m2_prev, other=0.0).to(acc_dtype)
-            v_prev = tl.where((t == 0)[:, None], h0[None, :], _post_reset(m_p, m_p > th[None, :], th[None, :], RESET))
-            dbeta += tl.sum(g_m * v_prev, axis=0)
-            dth += tl.sum(tl.where(m2, g_v * dv_dth - c, 0.0), axis=0)
-            carry = a_lo * carry + b_lo
+    cols = tl.arange(0, T)
+    mask_2d = mask_h[:, None] & (cols >= 0)[None, :]  # (BLOCK_H, T)
+    # (BLOCK_H, T) offsets of a chunk's steps from its first step's row (int32, loop invariant)
+    offs = offs_h[:, None] + cols[None, :] * H
+    top = lo + (tl.cdiv(hi - lo, T) - 1) * T  # first step of the last chunk
+    base = (pid_b * L + top) * H
+    live = mask_h[:, None] & (top + cols < hi)[None, :]
+    m, gs, sg = _load_chunk(m_ptr + base, gs_ptr + base, sigma_ptr + base, offs, live, acc_dtype, SURROGATE)
+    # the chunk below, loaded before this one's arithmetic (nothing when there is none)
+    below = mask_h[:, None] & (top - T + cols >= lo)[None, :]
+    m_n, gs_n, sg_n = _load_chunk(m_ptr + base - T * H, gs_ptr + base - T * H, sigma_ptr + base - T * H, offs,
+                                  below, acc_dtype, SURROGATE)
+    gm, Gv, pend, dth, dbeta, A = _adjoint_chunk(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha,
+                                                 SURROGATE, RESET, DETACH_RESET, COMPOSE, True, BLOCK_H, T)
+    if not COMPOSE:
+        tl.store(dx_ptr + base + offs, gm.to(dx_ptr.dtype.element_ty), mask=live)
+    for j in range(1, tl.cdiv(hi - lo, T)):
+        start = top - j * T
+        base = (pid_b * L + start) * H
+        m, gs, sg = m_n, gs_n, sg_n
+        below = mask_h[:, None] & (start - T + cols >= lo)[None, :]
+        m_n, gs_n, sg_n = _load_chunk(m_ptr + base - T * H, gs_ptr + base - T * H, sigma_ptr + base - T * H, offs,
+                                      below, acc_dtype, SURROGATE)
+        gm, Gv, pend, dth, dbeta, A = _adjoint_chunk(m, gs, sg, mask_2d, Gv, pend, dth, dbeta, A, beta, th, alpha,
+                                                     SURROGATE, RESET, DETACH_RESET, COMPOSE, False, BLOCK_H, T)
+        if not COMPOSE:
+            tl.store(dx_ptr + base + offs, gm.to(dx_ptr.dtype.element_ty), mask=mask_2d)
     if COMPOSE:
-        tl.store(out_a_ptr + seg_row, map_a, mask=mask_h)
-        tl.store(out_b_ptr + seg_row, map_b, mask=mask_h)
+        tl.store(out_a_ptr + seg_row, A, mask=mask_h)
+        tl.store(out_b_ptr + seg_row, Gv, mask=mask_h)
     else:
-        tl.store(out_a_ptr + seg_row, carry, mask=mask_h)
+        # dbeta's last term, Gm_first v_{first - 1}: the previous segment's last post-reset membrane, or h0
+        if lo > 0:
+            m_p = tl.load(m_ptr + pid_b * L * H + (lo - 1).to(tl.int64) * H + offs_h, mask=mask_h,
+                          other=0.0).to(acc_dtype)
+            v_prev = _post_reset(m_p, m_p > th, th, RESET)
+        else:
+            v_prev = zero
+            if HAS_H0:
+                v_prev = tl.load(h0_ptr + pid_b * H + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+        dbeta += pend * v_prev
+        tl.store(out_a_ptr + seg_row, Gv, mask=mask_h)
         tl.store(dbeta_ptr + seg_row, dbeta, mask=mask_h)
         tl.store(dth_ptr + seg_row, dth, mask=mask_h)
 
@@ -432,6 +528,7 @@ def _lif_bwd_kernel(
 # ----------------------------------------------------------------------------------------------------------
 
 CHUNK = 16
+CHUNKS = (4, 8, 16, 32)  # the lengths _run_chunk walks
 # Forward plan, from a sweep on an H100 (benchmarks/tune_kernels.py, then named tune_lif.py): up to ~8 one-warp
 # programs per SM (132 SMs), cutting time into segments of at least MIN_SEGMENT steps; the fix-up re-reads the
 # first tens to hundreds of steps of every segment, so short segments cost more than they gain unless the grid is
@@ -440,10 +537,11 @@ TARGET_PROGRAMS = 1024
 MIN_SEGMENT = 1024
 MIN_SEGMENT_FEW_PROGRAMS = 512  # below 64 programs without segments
 # Backward plan: segments cost only one extra read of m and the spikes' gradient (the composing pass), so it
-# cuts time finer. Its (CHUNK, BWD_BLOCK_H) tiles over BWD_NUM_WARPS warps keep ~8 values per operand and thread.
+# cuts time finer. It walks shorter chunks than the forward, as it holds four input tiles (the membrane and its
+# gradient, and the next chunk's two, loaded ahead) where the forward holds two. Not yet timed on a GPU.
+BWD_CHUNK = 8
+BWD_CHUNKS = (4, 8)  # the lengths _adjoint_chunk walks; 16 spills on sm_90
 BWD_MIN_SEGMENT = 64
-BWD_BLOCK_H = 32
-BWD_NUM_WARPS = 2
 MAX_SEGMENTS = 64
 
 
@@ -454,8 +552,13 @@ def _block_h(H: int) -> int:
 
 def plan(B: int, L: int, H: int, segments: int | None = None, chunk: int = CHUNK,
          backward: bool = False) -> tuple[int, int, int]:
-    """(BLOCK_H, segment length, number of segments) for a (B, L, H) run; `segments` forces the number."""
-    block_h = min(BWD_BLOCK_H, max(16, next_power_of_2(H))) if backward else _block_h(H)
+    """(BLOCK_H, segment length, number of segments) for a (B, L, H) run; `segments` forces the number.
+    Every kernel runs one-warp programs of BLOCK_H channels."""
+    chunks = BWD_CHUNKS if backward else CHUNKS
+    if chunk not in chunks:
+        pass_name = "backward" if backward else "forward"
+        raise ValueError(f"lif {pass_name} kernel: chunk must be one of {chunks}, got {chunk}")
+    block_h = _block_h(H)
     if segments is None:
         programs = B * cdiv(H, block_h)
         if backward:
@@ -501,7 +604,8 @@ def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segm
 
 
 def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate: str, alpha: float,
-            detach_reset: bool, x_dtype: torch.dtype, sigma=None, segments: int | None = None, chunk: int = CHUNK):
+            detach_reset: bool, x_dtype: torch.dtype, sigma=None, segments: int | None = None,
+            chunk: int = BWD_CHUNK):
     """Same arguments and results as spikessm.ops.lif_recurrence.lif_bwd; for surrogate "leaky", `sigma` (B, L, H)
     is its derivative at every step (it depends on the spike history, which the backward does not see)."""
     if (surrogate == "leaky") != (sigma is not None):
@@ -514,7 +618,7 @@ def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate
     dx = torch.empty((B, L, H), dtype=x_dtype, device=m_all.device)
     dbeta, dth, out_a, out_b = (torch.empty((B, n_seg, H), dtype=dtype, device=m_all.device) for _ in range(4))
     args = dict(HAS_H0=h0 is not None, RESET=RESET_CODES[reset], SURROGATE=SURROGATE_CODES[surrogate],
-                DETACH_RESET=detach_reset, BLOCK_H=block_h, T=chunk, num_warps=BWD_NUM_WARPS)
+                DETACH_RESET=detach_reset, BLOCK_H=block_h, T=chunk, num_warps=1)
     h0_arg = h0 if h0 is not None else g_final
     sigma_arg = sigma if sigma is not None else m_all
     if n_seg == 1:

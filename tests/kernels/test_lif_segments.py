@@ -53,14 +53,24 @@ def test_segments_match_reference(B, L, H, reset, surrogate, beta_value, segment
         else:
             assert m.numel() == 0
     sigma = leaky_derivative((m_r > th).double(), beta, th).to(TRITON_DEVICE) if surrogate == "leaky" else None
+    bwd_chunk = min(chunk, max(kernels.BWD_CHUNKS))  # the backward walks chunks of at most 8 steps
     got = kernels.lif_bwd(bd, td, hd, md, gsd, gTd, reset, surrogate, 2.0, False, torch.float64, sigma, segments,
-                          chunk)
+                          bwd_chunk)
     want = lif_recurrence.lif_bwd(beta, th, h0, m_r, gs, gT, reset, surrogate, 2.0, False, torch.float64)
     for name, a, b in zip(("dx", "dbeta", "dthreshold", "dh0"), got, want):
         if b is None:
             assert a is None
         else:
             assert_close(a.cpu(), b, 1e-12, name)
+
+
+def test_unsupported_chunk_lengths_are_refused():
+    from spikessm.kernels import lif as kernels
+
+    with pytest.raises(ValueError, match="forward kernel: chunk must be one of"):
+        kernels.plan(2, 100, 8, chunk=64)
+    with pytest.raises(ValueError, match="backward kernel: chunk must be one of"):
+        kernels.plan(2, 100, 8, chunk=16, backward=True)
 
 
 def test_long_sequence_through_the_op(monkeypatch):
