@@ -136,68 +136,24 @@ def _join_halves(first, second, BLOCK_H: tl.constexpr, T: tl.constexpr):
 
 
 @triton.jit
-def _run2(x, live, v, v_old, beta, th, RESET: tl.constexpr, DUAL: tl.constexpr):
-    x0, x1 = tl.split(x)
-    l0, l1 = tl.split(live)
-    m0, s0, d0, v, v_old = _step(x0, l0, v, v_old, beta, th, RESET, DUAL)
-    m1, s1, d1, v, v_old = _step(x1, l1, v, v_old, beta, th, RESET, DUAL)
-    return tl.join(m0, m1), tl.join(s0, s1), tl.join(d0, d1), v, v_old
-
-
-# One function per chunk length: each runs its two halves in order with the next shorter one.
-@triton.jit
-def _run4(x, live, v, v_old, beta, th, RESET: tl.constexpr, DUAL: tl.constexpr, BLOCK_H: tl.constexpr):
-    xa, xb = _halves(x, BLOCK_H, 4)
-    la, lb = _halves(live, BLOCK_H, 4)
-    ma, sa, da, v, v_old = _run2(xa, la, v, v_old, beta, th, RESET, DUAL)
-    mb, sb, db, v, v_old = _run2(xb, lb, v, v_old, beta, th, RESET, DUAL)
-    return (_join_halves(ma, mb, BLOCK_H, 4), _join_halves(sa, sb, BLOCK_H, 4), _join_halves(da, db, BLOCK_H, 4),
-            v, v_old)
-
-
-@triton.jit
-def _run8(x, live, v, v_old, beta, th, RESET: tl.constexpr, DUAL: tl.constexpr, BLOCK_H: tl.constexpr):
-    xa, xb = _halves(x, BLOCK_H, 8)
-    la, lb = _halves(live, BLOCK_H, 8)
-    ma, sa, da, v, v_old = _run4(xa, la, v, v_old, beta, th, RESET, DUAL, BLOCK_H)
-    mb, sb, db, v, v_old = _run4(xb, lb, v, v_old, beta, th, RESET, DUAL, BLOCK_H)
-    return (_join_halves(ma, mb, BLOCK_H, 8), _join_halves(sa, sb, BLOCK_H, 8), _join_halves(da, db, BLOCK_H, 8),
-            v, v_old)
-
-
-@triton.jit
-def _run16(x, live, v, v_old, beta, th, RESET: tl.constexpr, DUAL: tl.constexpr, BLOCK_H: tl.constexpr):
-    xa, xb = _halves(x, BLOCK_H, 16)
-    la, lb = _halves(live, BLOCK_H, 16)
-    ma, sa, da, v, v_old = _run8(xa, la, v, v_old, beta, th, RESET, DUAL, BLOCK_H)
-    mb, sb, db, v, v_old = _run8(xb, lb, v, v_old, beta, th, RESET, DUAL, BLOCK_H)
-    return (_join_halves(ma, mb, BLOCK_H, 16), _join_halves(sa, sb, BLOCK_H, 16),
-            _join_halves(da, db, BLOCK_H, 16), v, v_old)
-
-
-@triton.jit
-def _run32(x, live, v, v_old, beta, th, RESET: tl.constexpr, DUAL: tl.constexpr, BLOCK_H: tl.constexpr):
-    xa, xb = _halves(x, BLOCK_H, 32)
-    la, lb = _halves(live, BLOCK_H, 32)
-    ma, sa, da, v, v_old = _run16(xa, la, v, v_old, beta, th, RESET, DUAL, BLOCK_H)
-    mb, sb, db, v, v_old = _run16(xb, lb, v, v_old, beta, th, RESET, DUAL, BLOCK_H)
-    return (_join_halves(ma, mb, BLOCK_H, 32), _join_halves(sa, sb, BLOCK_H, 32),
-            _join_halves(da, db, BLOCK_H, 32), v, v_old)
-
-
-@triton.jit
 def _run_chunk(x, live, v, v_old, beta, th, RESET: tl.constexpr, DUAL: tl.constexpr, BLOCK_H: tl.constexpr,
                T: tl.constexpr):
-    """T steps of a (BLOCK_H, T) input tile -> (membrane, spikes, differ) tiles and the membranes after them."""
-    if T == 32:
-        out = _run32(x, live, v, v_old, beta, th, RESET, DUAL, BLOCK_H)
-    elif T == 16:
-        out = _run16(x, live, v, v_old, beta, th, RESET, DUAL, BLOCK_H)
-    elif T == 8:
-        out = _run8(x, live, v, v_old, beta, th, RESET, DUAL, BLOCK_H)
+    """T steps of a (BLOCK_H, T) input tile -> (membrane, spikes, differ) tiles and the membranes after them.
+    The tile is halved in registers down to single steps (recursion on the constexpr T), walked in order."""
+    if T == 2:
+        x0, x1 = tl.split(x)
+        l0, l1 = tl.split(live)
+        m0, s0, d0, v, v_old = _step(x0, l0, v, v_old, beta, th, RESET, DUAL)
+        m1, s1, d1, v, v_old = _step(x1, l1, v, v_old, beta, th, RESET, DUAL)
+        m, s, d = tl.join(m0, m1), tl.join(s0, s1), tl.join(d0, d1)
     else:
-        out = _run4(x, live, v, v_old, beta, th, RESET, DUAL, BLOCK_H)
-    return out
+        xa, xb = _halves(x, BLOCK_H, T)
+        la, lb = _halves(live, BLOCK_H, T)
+        ma, sa, da, v, v_old = _run_chunk(xa, la, v, v_old, beta, th, RESET, DUAL, BLOCK_H, T // 2)
+        mb, sb, db, v, v_old = _run_chunk(xb, lb, v, v_old, beta, th, RESET, DUAL, BLOCK_H, T // 2)
+        m, s, d = (_join_halves(ma, mb, BLOCK_H, T), _join_halves(sa, sb, BLOCK_H, T),
+                   _join_halves(da, db, BLOCK_H, T))
+    return m, s, d, v, v_old
 
 
 @triton.jit
@@ -371,62 +327,34 @@ def _adjoint_step(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SUR
 
 
 @triton.jit
-def _adjoint_run2(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SURROGATE: tl.constexpr,
-                  RESET: tl.constexpr, DETACH_RESET: tl.constexpr, COMPOSE: tl.constexpr, MASKED: tl.constexpr):
-    m0, m1 = tl.split(m)
-    g0, g1 = tl.split(gs)
-    s0, s1 = tl.split(sg)
-    l0, l1 = tl.split(live)
-    gm1, Gv, pend, dth, dbeta, A = _adjoint_step(m1, g1, s1, l1, Gv, pend, dth, dbeta, A, beta, th, alpha,
-                                                 SURROGATE, RESET, DETACH_RESET, COMPOSE, MASKED)
-    gm0, Gv, pend, dth, dbeta, A = _adjoint_step(m0, g0, s0, l0, Gv, pend, dth, dbeta, A, beta, th, alpha,
-                                                 SURROGATE, RESET, DETACH_RESET, COMPOSE, MASKED)
-    return tl.join(gm0, gm1), Gv, pend, dth, dbeta, A
-
-
-# One function per chunk length, like the forward's: each walks its later half, then its earlier half.
-@triton.jit
-def _adjoint_run4(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SURROGATE: tl.constexpr,
-                  RESET: tl.constexpr, DETACH_RESET: tl.constexpr, COMPOSE: tl.constexpr, MASKED: tl.constexpr,
-                  BLOCK_H: tl.constexpr):
-    ma, mb = _halves(m, BLOCK_H, 4)
-    ga, gb = _halves(gs, BLOCK_H, 4)
-    sa, sb = _halves(sg, BLOCK_H, 4)
-    la, lb = _halves(live, BLOCK_H, 4)
-    gmb, Gv, pend, dth, dbeta, A = _adjoint_run2(mb, gb, sb, lb, Gv, pend, dth, dbeta, A, beta, th, alpha,
-                                                 SURROGATE, RESET, DETACH_RESET, COMPOSE, MASKED)
-    gma, Gv, pend, dth, dbeta, A = _adjoint_run2(ma, ga, sa, la, Gv, pend, dth, dbeta, A, beta, th, alpha,
-                                                 SURROGATE, RESET, DETACH_RESET, COMPOSE, MASKED)
-    return _join_halves(gma, gmb, BLOCK_H, 4), Gv, pend, dth, dbeta, A
-
-
-@triton.jit
-def _adjoint_run8(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SURROGATE: tl.constexpr,
-                  RESET: tl.constexpr, DETACH_RESET: tl.constexpr, COMPOSE: tl.constexpr, MASKED: tl.constexpr,
-                  BLOCK_H: tl.constexpr):
-    ma, mb = _halves(m, BLOCK_H, 8)
-    ga, gb = _halves(gs, BLOCK_H, 8)
-    sa, sb = _halves(sg, BLOCK_H, 8)
-    la, lb = _halves(live, BLOCK_H, 8)
-    gmb, Gv, pend, dth, dbeta, A = _adjoint_run4(mb, gb, sb, lb, Gv, pend, dth, dbeta, A, beta, th, alpha,
-                                                 SURROGATE, RESET, DETACH_RESET, COMPOSE, MASKED, BLOCK_H)
-    gma, Gv, pend, dth, dbeta, A = _adjoint_run4(ma, ga, sa, la, Gv, pend, dth, dbeta, A, beta, th, alpha,
-                                                 SURROGATE, RESET, DETACH_RESET, COMPOSE, MASKED, BLOCK_H)
-    return _join_halves(gma, gmb, BLOCK_H, 8), Gv, pend, dth, dbeta, A
-
-
-@triton.jit
 def _adjoint_chunk(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SURROGATE: tl.constexpr,
                    RESET: tl.constexpr, DETACH_RESET: tl.constexpr, COMPOSE: tl.constexpr, MASKED: tl.constexpr,
                    BLOCK_H: tl.constexpr, T: tl.constexpr):
-    """The T steps of (BLOCK_H, T) tiles, last step first -> the (BLOCK_H, T) tile of Gm and the carries."""
-    if T == 8:
-        out = _adjoint_run8(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SURROGATE, RESET,
-                            DETACH_RESET, COMPOSE, MASKED, BLOCK_H)
+    """The T steps of (BLOCK_H, T) tiles, last step first -> the (BLOCK_H, T) tile of Gm and the carries. Halved
+    like the forward's chunk, walking the later half first."""
+    if T == 2:
+        m0, m1 = tl.split(m)
+        g0, g1 = tl.split(gs)
+        s0, s1 = tl.split(sg)
+        l0, l1 = tl.split(live)
+        gm1, Gv, pend, dth, dbeta, A = _adjoint_step(m1, g1, s1, l1, Gv, pend, dth, dbeta, A, beta, th, alpha,
+                                                     SURROGATE, RESET, DETACH_RESET, COMPOSE, MASKED)
+        gm0, Gv, pend, dth, dbeta, A = _adjoint_step(m0, g0, s0, l0, Gv, pend, dth, dbeta, A, beta, th, alpha,
+                                                     SURROGATE, RESET, DETACH_RESET, COMPOSE, MASKED)
+        gm = tl.join(gm0, gm1)
     else:
-        out = _adjoint_run4(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SURROGATE, RESET,
-                            DETACH_RESET, COMPOSE, MASKED, BLOCK_H)
-    return out
+        ma, mb = _halves(m, BLOCK_H, T)
+        ga, gb = _halves(gs, BLOCK_H, T)
+        sa, sb = _halves(sg, BLOCK_H, T)
+        la, lb = _halves(live, BLOCK_H, T)
+        gmb, Gv, pend, dth, dbeta, A = _adjoint_chunk(mb, gb, sb, lb, Gv, pend, dth, dbeta, A, beta, th, alpha,
+                                                      SURROGATE, RESET, DETACH_RESET, COMPOSE, MASKED, BLOCK_H,
+                                                      T // 2)
+        gma, Gv, pend, dth, dbeta, A = _adjoint_chunk(ma, ga, sa, la, Gv, pend, dth, dbeta, A, beta, th, alpha,
+                                                      SURROGATE, RESET, DETACH_RESET, COMPOSE, MASKED, BLOCK_H,
+                                                      T // 2)
+        gm = _join_halves(gma, gmb, BLOCK_H, T)
+    return gm, Gv, pend, dth, dbeta, A
 
 
 @triton.jit
@@ -528,7 +456,7 @@ def _lif_bwd_kernel(
 # ----------------------------------------------------------------------------------------------------------
 
 CHUNK = 16
-CHUNKS = (4, 8, 16, 32)  # the lengths _run_chunk walks
+CHUNKS = (2, 4, 8, 16, 32)  # powers of two: _run_chunk halves a chunk down to steps
 # Forward plan, from a sweep on an H100 (benchmarks/tune_kernels.py, then named tune_lif.py): up to ~8 one-warp
 # programs per SM (132 SMs), cutting time into segments of at least MIN_SEGMENT steps; the fix-up re-reads the
 # first tens to hundreds of steps of every segment, so short segments cost more than they gain unless the grid is
@@ -540,7 +468,7 @@ MIN_SEGMENT_FEW_PROGRAMS = 512  # below 64 programs without segments
 # cuts time finer. It walks shorter chunks than the forward, as it holds four input tiles (the membrane and its
 # gradient, and the next chunk's two, loaded ahead) where the forward holds two. Not yet timed on a GPU.
 BWD_CHUNK = 8
-BWD_CHUNKS = (4, 8)  # the lengths _adjoint_chunk walks; 16 spills on sm_90
+BWD_CHUNKS = (2, 4, 8)  # as CHUNKS; 16 spills on sm_90
 BWD_MIN_SEGMENT = 64
 MAX_SEGMENTS = 64
 

@@ -25,6 +25,7 @@ CASES = [  # B, L, H, reset, surrogate, beta (None: random per channel), segment
     (2, 64, 130, "subtract", "leaky", None, 2, 32, True, False),
     (1, 1, 1, "subtract", "fast_sigmoid", None, 1, 16, True, True),
     (3, 45, 2, "subtract", "rectangle", 0.99, 5, 4, True, True),
+    (1, 9, 3, "zero", "atan", None, 2, 2, True, True),
 ]
 
 
