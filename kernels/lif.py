@@ -124,6 +124,13 @@ def _step(x, live, v, v_old, beta, th, RESET: tl.constexpr, DUAL: tl.constexpr):
 
 
 @triton.jit
+def _spike_values(spiked, acc_dtype: tl.constexpr, s_ptr):
+    """A boolean spike tile as 0/1 values of the spike tensor's dtype. Through the state dtype: Triton's
+    interpreter (3.6 to 3.9) mis-converts booleans straight to bfloat16; on a GPU this is one conversion."""
+    return spiked.to(acc_dtype).to(s_ptr.dtype.element_ty)
+
+
+@triton.jit
 def _halves(tile, BLOCK_H: tl.constexpr, T: tl.constexpr):
     """(BLOCK_H, T) -> its first and second halves in time, (BLOCK_H, T // 2) each: register moves."""
     return tl.split(tl.permute(tl.reshape(tile, [BLOCK_H, 2, T // 2]), [0, 2, 1]))
@@ -191,7 +198,7 @@ def _lif_fwd_kernel(
         x_next = tl.load(x_ptr + offs + (start + T - lo) * H, mask=live_next, other=0.0)
         m, s, _, v, _ = _run_chunk(x, live, v, v, beta, th, RESET, False, BLOCK_H, T)
         here = offs + (start - lo) * H
-        tl.store(s_ptr + here, s.to(s_ptr.dtype.element_ty), mask=live)
+        tl.store(s_ptr + here, _spike_values(s, acc_dtype, s_ptr), mask=live)
         if STORE_M:
             tl.store(m_ptr + here, m, mask=live)
     tl.store(vend_ptr + (pid_b * n_seg + pid_k) * H + offs_h, v, mask=mask_h)
@@ -217,7 +224,7 @@ def _rerun(x_ptr, s_ptr, m_ptr, offs, lo, hi, H, v, v_old, beta, th, mask_h,
         m, s, changed, v, v_old = _run_chunk(x, live, v, v_old, beta, th, RESET, True, BLOCK_H, T)
         here = offs + (start - lo) * H
         # a spike can change only where the membrane did
-        tl.store(s_ptr + here, s.to(s_ptr.dtype.element_ty), mask=live & changed)
+        tl.store(s_ptr + here, _spike_values(s, acc_dtype, s_ptr), mask=live & changed)
         if STORE_M:
             tl.store(m_ptr + here, m, mask=live & changed)
         start += T

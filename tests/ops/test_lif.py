@@ -130,10 +130,52 @@ def test_scalar_tensor_parameters_and_alpha():
           tol=1e-12, alpha=2.5)
 
 
-def test_low_precision_input():
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_input(backend, device, dtype):
+    """bfloat16 / float16 x with a float32 membrane: spikes and dx come back in x's dtype and match the float64
+    reference run on the same (rounded) input; dx to its dtype's rounding."""
     x, beta, th, h0 = make_inputs(2, 30, 4, seed=4)
-    spikes, v = lif(x.bfloat16(), beta.float(), th.float(), initial_state=h0.float())
-    assert spikes.dtype == torch.bfloat16 and v.dtype == torch.float32
+    beta, th, h0 = beta.float(), th.float(), h0.float()
+    xl = x.to(dtype).to(device).requires_grad_()
+    spikes, v = lif(xl, beta.to(device), th.to(device), initial_state=h0.to(device), backend=backend)
+    assert spikes.dtype == dtype and v.dtype == torch.float32
+    xr = xl.detach().cpu().double().requires_grad_()
+    b64, t64, h64 = beta.double(), th.double(), h0.double()
+    spikes_r, v_r = lif_loop(xr, b64, t64, reset="subtract", surrogate="atan", alpha=DEFAULT_ALPHA["atan"],
+                             initial_state=h64)
+    clear = (pre_reset_membrane(xr.detach(), b64, t64, h64, "subtract") - t64).abs() > MARGIN
+    assert torch.equal(spikes.cpu().double()[clear], spikes_r.detach()[clear])
+    assert_close(v, v_r, 1e-5, "final membrane")
+    gs = torch.randn(spikes_r.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(dtype)
+    (dx,) = torch.autograd.grad(spikes, xl, gs.to(device))
+    (dx_r,) = torch.autograd.grad(spikes_r, xr, gs.double())
+    assert dx.dtype == dtype
+    assert_close(dx, dx_r, 1e-2, "dx")
+
+
+@requires_triton
+@pytest.mark.interpreter
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_kernel_reads_s5_output_in_place(monkeypatch, dtype):
+    """The S5 layer's output goes to the LIF kernel as it is: the tensor the kernel reads is S5's output itself,
+    not a copy (float32, and bfloat16 as under autocast)."""
+    from spikessm.kernels import lif as kernels
+    from spikessm.layers import S5
+
+    seen = []
+
+    def recording_fwd(x, *args, **kwargs):
+        seen.append(x)
+        return launcher(x, *args, **kwargs)
+
+    launcher = kernels.lif_fwd
+    monkeypatch.setattr(kernels, "lif_fwd", recording_fwd)
+    layer = S5(8, 6, backend="torch", device=TRITON_DEVICE)
+    y = layer(torch.randn(2, 11, 8, device=TRITON_DEVICE, dtype=dtype))
+    spikes, _ = lif(y, 0.9, 0.1, backend="triton")
+    assert len(seen) == 1 and seen[0].data_ptr() == y.data_ptr() and seen[0].dtype == dtype
+    assert spikes.dtype == dtype
 
 
 def test_binary_spiking_is_heaviside():
