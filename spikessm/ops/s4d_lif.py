@@ -111,6 +111,7 @@ def s4d_lif(
     backend: str = "auto",
 ):
     """S4D state update and readout, then LIF neurons on its output: s4d_scan followed by lif, in one kernel.
+    y stays in the state's precision between the two (for a bfloat16/float16 u it is not rounded to u's dtype).
 
         y_t = Re(sum_n C x_t) + D u_t  with  x_t = A_bar x_{t-1} + B_bar u_t      (see s4d_scan)
         v_t = beta v_{t-1} + y_t;  s_t = H(v_t - threshold);  reset                (see lif)
@@ -135,7 +136,8 @@ def s4d_lif(
                                                   "initial membrane")
 
     if not use_triton(backend, u.device, OP):
-        y, ssm_state = s4d_scan_conv(u, A_bar, B_bar, C, D, h0, bool(reverse))
+        # y in the state's precision, as the kernel keeps it: a 16-bit u must not round y before the neurons
+        y, ssm_state = s4d_scan_conv(u.to(A_bar.real.dtype), A_bar, B_bar, C, D, h0, bool(reverse))
         y_steps = y.flip(1) if reverse else y
         # (the PyTorch path always returns the membrane: save_membrane only concerns the kernel)
         spikes, membrane, v_state = lif_op(y_steps.contiguous(), beta_t.contiguous(), threshold_t.contiguous(),

@@ -41,10 +41,13 @@ def reference(ins, *, reset, surrogate, detach_reset, reverse):
 
 
 def check(ins64, *, backend, device, reset="subtract", surrogate="atan", detach_reset=False, reverse=False,
-          double=True, tol=1e-11, **kw):
+          double=True, tol=1e-11, u_dtype=None, grad_tol=None, **kw):
+    """u_dtype: u in another dtype than the state (16 bits); grad_tol: tolerance of the gradients, if not tol."""
     cdt, rdt = (torch.complex128, torch.float64) if double else (torch.complex64, torch.float32)
-    ins = [t.to(cdt if t.is_complex() else rdt).to(device).requires_grad_() if t is not None else None
-           for t in ins64]
+    ins = [t.to(cdt if t.is_complex() else rdt).to(device) if t is not None else None for t in ins64]
+    if u_dtype is not None:
+        ins[0] = ins[0].to(u_dtype)
+    ins = [t.requires_grad_() if t is not None else None for t in ins]
     u, A, Bm, C, D, h0, v0, beta, th = ins
     initial = (h0, v0) if (h0 is not None or v0 is not None) else None
     spikes, (ssm_state, v) = s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, reset=reset, surrogate=surrogate,
@@ -66,7 +69,7 @@ def check(ins64, *, backend, device, reset="subtract", surrogate="atan", detach_
                                 (gs.to(spikes.dtype).to(device), gT.to(cdt).to(device), gv.to(rdt).to(device)))
     grads_r = torch.autograd.grad((spikes_r, ssm_r, v_r), [r for _, _, r in present], (gs, gT, gv))
     for (name, _, _), got, want in zip(present, grads, grads_r):
-        assert_close(got, want, tol, f"grad {name}")
+        assert_close(got, want, grad_tol or tol, f"grad {name}")
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
@@ -105,6 +108,14 @@ def test_triton_several_channel_blocks():
 @pytest.mark.parametrize("backend,device", BACKENDS)
 def test_float32(backend, device):
     check(make_inputs(2, 40, 3, 5, seed=3), backend=backend, device=device, double=False, tol=2e-5)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("u_dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_input(backend, device, u_dtype):
+    """u and the spikes in 16 bits, the states in float32; against the float64 reference on the rounded u."""
+    check(make_inputs(2, 23, 3, 5, seed=6), backend=backend, device=device, double=False, tol=2e-5,
+          u_dtype=u_dtype, grad_tol=1e-2)
 
 
 @requires_triton
