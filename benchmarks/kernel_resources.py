@@ -136,9 +136,9 @@ def lif_variants():
             continue
         yield ("lif_bwd", f"reset={reset} surrogate={surrogate} detach={int(detach)} compose={int(compose)}",
                lif._lif_bwd_kernel,
-               ["beta_ptr", "th_ptr", "h0_ptr", "m_ptr", "gs_ptr", "sigma_ptr", "carry_ptr", "dx_ptr", "dbeta_ptr",
-                "dth_ptr", "out_a_ptr", "out_b_ptr"], ["L", "H", "SEG"],
-               dict(HAS_H0=True, RESET=lif.RESET_CODES[reset], SURROGATE=lif.SURROGATE_CODES[surrogate],
+               ["beta_ptr", "th_ptr", "h0_ptr", "m_ptr", "gs_ptr", "sigma_ptr", "gT_ptr", "chained_ptr", "dx_ptr",
+                "out_ptr"], ["L", "H", "SEG"],
+               dict(HAS_H0=True, HAS_GT=True, RESET=lif.RESET_CODES[reset], SURROGATE=lif.SURROGATE_CODES[surrogate],
                     DETACH_RESET=detach, COMPOSE=compose, BLOCK_H=block_h, T=lif.BWD_CHUNK), 1)
 
 

@@ -378,24 +378,27 @@ def _load_chunk(m_ptr, gs_ptr, sigma_ptr, offs, mask, acc_dtype, SURROGATE: tl.c
 
 @triton.jit
 def _lif_bwd_kernel(
-    beta_ptr, th_ptr, h0_ptr, m_ptr, gs_ptr, sigma_ptr, carry_ptr, dx_ptr, dbeta_ptr, dth_ptr, out_a_ptr, out_b_ptr,
+    beta_ptr, th_ptr, h0_ptr, m_ptr, gs_ptr, sigma_ptr, gT_ptr, chained_ptr, dx_ptr, out_ptr,
     L, H, SEG, alpha,
-    HAS_H0: tl.constexpr, RESET: tl.constexpr, SURROGATE: tl.constexpr, DETACH_RESET: tl.constexpr,
-    COMPOSE: tl.constexpr, BLOCK_H: tl.constexpr, T: tl.constexpr,
+    HAS_H0: tl.constexpr, HAS_GT: tl.constexpr, RESET: tl.constexpr, SURROGATE: tl.constexpr,
+    DETACH_RESET: tl.constexpr, COMPOSE: tl.constexpr, BLOCK_H: tl.constexpr, T: tl.constexpr,
 ):
     """Program (channel block, batch element, segment) walks its segment from the last step to the first.
 
-    carry (B, S, H): Gv at the segment's last step. Chunks start at the segment's first step, so only the last
-    chunk (walked first) can be partial; its steps past the end are masked, and every other chunk runs without
-    masks in time. COMPOSE: only the segment's map Gv_last -> Gv_{first - 1} = out_a Gv_last + out_b is written
-    (B, S, H each): out_a is the product of the steps' factors, out_b the walk from Gv_last = 0. Otherwise: dx,
-    per-segment sums of dbeta and dthreshold (B, S, H), and out_a = Gv_{first - 1} (for the first segment, the
-    initial state's gradient)."""
+    Gv at the segment's last step: for the last segment gT (B, H), the final membrane's gradient (0 without
+    HAS_GT); for segment k < S - 1, chained (B, S, H) at k + 1, the Gv leaving segment k + 1. Chunks start at
+    the segment's first step, so only the last chunk (walked first) can be partial; its steps past the end are
+    masked, and every other chunk runs without masks in time.
+
+    out (4, B, S, H) holds per segment the planes (dbeta, dthreshold, a, b). COMPOSE: only the segment's map
+    Gv_last -> Gv_{first - 1} = a Gv_last + b is written: a is the product of the steps' factors, b the walk from
+    Gv_last = 0. Otherwise: dx, the segment's sums of dbeta and dthreshold, and a = Gv_{first - 1} (for the first
+    segment, the initial state's gradient)."""
     pid_h = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     pid_k = tl.program_id(2)
     n_seg = tl.num_programs(2)
-    acc_dtype = out_a_ptr.dtype.element_ty
+    acc_dtype = out_ptr.dtype.element_ty
     offs_h = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
     mask_h = offs_h < H
     beta = tl.load(beta_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
@@ -404,7 +407,11 @@ def _lif_bwd_kernel(
     zero = tl.zeros([BLOCK_H], dtype=acc_dtype)
     Gv = zero
     if not COMPOSE:
-        Gv = tl.load(carry_ptr + seg_row, mask=mask_h, other=0.0).to(acc_dtype)
+        # masked loads rather than a branch: with a branch here ptxas caps the registers and the walk spills
+        last = pid_k == n_seg - 1
+        Gv = tl.load(chained_ptr + seg_row + H, mask=tl.where(last, False, mask_h), other=0.0).to(acc_dtype)
+        if HAS_GT:
+            Gv += tl.load(gT_ptr + pid_b * H + offs_h, mask=tl.where(last, mask_h, False), other=0.0).to(acc_dtype)
     pend = zero
     dth = zero
     dbeta = zero
@@ -440,8 +447,9 @@ def _lif_bwd_kernel(
         if not COMPOSE:
             tl.store(dx_ptr + base + offs, gm.to(dx_ptr.dtype.element_ty), mask=mask_2d)
     if COMPOSE:
-        tl.store(out_a_ptr + seg_row, A, mask=mask_h)
-        tl.store(out_b_ptr + seg_row, Gv, mask=mask_h)
+        plane = tl.num_programs(1) * n_seg * H
+        tl.store(out_ptr + 2 * plane + seg_row, A, mask=mask_h)
+        tl.store(out_ptr + 3 * plane + seg_row, Gv, mask=mask_h)
     else:
         # dbeta's last term, Gm_first v_{first - 1}: the previous segment's last post-reset membrane, or h0
         if lo > 0:
@@ -453,9 +461,10 @@ def _lif_bwd_kernel(
             if HAS_H0:
                 v_prev = tl.load(h0_ptr + pid_b * H + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
         dbeta += pend * v_prev
-        tl.store(out_a_ptr + seg_row, Gv, mask=mask_h)
-        tl.store(dbeta_ptr + seg_row, dbeta, mask=mask_h)
-        tl.store(dth_ptr + seg_row, dth, mask=mask_h)
+        plane = tl.num_programs(1) * n_seg * H
+        tl.store(out_ptr + seg_row, dbeta, mask=mask_h)
+        tl.store(out_ptr + plane + seg_row, dth, mask=mask_h)
+        tl.store(out_ptr + 2 * plane + seg_row, Gv, mask=mask_h)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -549,22 +558,21 @@ def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate
     dtype = m_all.dtype
     block_h, seg, n_seg = plan(B, L, H, segments, chunk, backward=True)
     grid = (cdiv(H, block_h), B, n_seg)
-    g_final = g_final.to(dtype) if g_final is not None else torch.zeros((B, H), dtype=dtype, device=m_all.device)
     dx = torch.empty((B, L, H), dtype=x_dtype, device=m_all.device)
-    dbeta, dth, out_a, out_b = (torch.empty((B, n_seg, H), dtype=dtype, device=m_all.device) for _ in range(4))
-    args = dict(HAS_H0=h0 is not None, RESET=RESET_CODES[reset], SURROGATE=SURROGATE_CODES[surrogate],
-                DETACH_RESET=detach_reset, BLOCK_H=block_h, T=chunk, num_warps=1)
-    h0_arg = h0 if h0 is not None else g_final
-    sigma_arg = sigma if sigma is not None else m_all
-    if n_seg == 1:
-        carry = g_final[:, None]
-    else:
-        # (composing reads no carry; out_a stands in for the argument)
-        _lif_bwd_kernel[grid](beta, threshold, h0_arg, m_all, g_spikes, sigma_arg, out_a, dx, dbeta, dth, out_a,
-                              out_b, L, H, seg, float(alpha), COMPOSE=True, **args)
-        # Gv entering segment k from above = segment maps k + 1 .. S - 1 applied to the final state's gradient
-        chained, _ = diag_scan_fwd(out_a.contiguous(), out_b.contiguous(), g_final, reverse=True)
-        carry = torch.cat([chained[:, 1:], g_final[:, None]], dim=1).contiguous()
-    _lif_bwd_kernel[grid](beta, threshold, h0_arg, m_all, g_spikes, sigma_arg, carry, dx, dbeta, dth, out_a,
-                          out_b, L, H, seg, float(alpha), COMPOSE=False, **args)
-    return dx, dbeta.sum((0, 1)), dth.sum((0, 1)), (out_a[:, 0] if h0 is not None else None)
+    # per segment: dbeta and dthreshold partial sums, and its map's two coefficients; one buffer, so that one
+    # allocation and one reduction serve them all
+    partials = torch.empty((4, B, n_seg, H), dtype=dtype, device=m_all.device)
+    args = dict(HAS_H0=h0 is not None, HAS_GT=g_final is not None, RESET=RESET_CODES[reset],
+                SURROGATE=SURROGATE_CODES[surrogate], DETACH_RESET=detach_reset, BLOCK_H=block_h, T=chunk,
+                num_warps=1)
+    spare = partials  # stands in for absent pointers; never read
+    pointers = (beta, threshold, h0 if h0 is not None else spare, m_all, g_spikes,
+                sigma if sigma is not None else spare, g_final if g_final is not None else spare)
+    chained = spare
+    if n_seg > 1:
+        _lif_bwd_kernel[grid](*pointers, spare, dx, partials, L, H, seg, float(alpha), COMPOSE=True, **args)
+        # chained[:, k] = Gv leaving segment k = segment maps k .. S - 1 applied to the final membrane's gradient
+        chained, _ = diag_scan_fwd(partials[2], partials[3], g_final, reverse=True)
+    _lif_bwd_kernel[grid](*pointers, chained, dx, partials, L, H, seg, float(alpha), COMPOSE=False, **args)
+    sums = partials[:2].sum((1, 2))
+    return dx, sums[0], sums[1], (partials[2, :, 0] if h0 is not None else None)
