@@ -29,6 +29,7 @@ from spikessm.kernels import lif as kernels  # noqa: E402
 
 SHAPES = [(32, 1024, 256), (32, 4096, 256), (1, 16384, 128), (8, 4096, 64)]
 CHUNKS = (8, 16, 32)
+LIF_BWD_CHUNKS = (4, 8)
 SEGMENTS = (None, 1, 2, 4, 8, 16, 32, 64)
 
 
@@ -51,6 +52,15 @@ def main(argv=None) -> int:
     return 0
 
 
+def lif_plans(backward: bool):
+    """(chunk, block_h, segments) of one pass: every chunk length with the default channel block, then 64-channel
+    blocks (twice the programs, two channels per lane) at the default chunk."""
+    chunks = LIF_BWD_CHUNKS if backward else CHUNKS
+    default = kernels.BWD_CHUNK if backward else kernels.CHUNK
+    yield from itertools.product(chunks, [None], SEGMENTS)
+    yield from itertools.product([default], [64], SEGMENTS)
+
+
 def tune_lif(device, copy_bw, target_s):
     """Forward plans (chunk x segments; bytes: x read, spikes written) and backward plans (its own chunk x
     segments; bytes: membrane and spike gradient read, dx written), each timed on its own."""
@@ -64,23 +74,23 @@ def tune_lif(device, copy_bw, target_s):
         n = B * L * H
         ref_s, ref_m, _ = kernels.lif_fwd(x, beta, th, None, "subtract")
         ref_dx = kernels.lif_bwd(beta, th, None, ref_m, gs, None, "subtract", "atan", 2.0, False, x.dtype)[0]
-        for backward, chunks in ((False, CHUNKS), (True, kernels.BWD_CHUNKS)):
-            for chunk, segments in itertools.product(chunks, SEGMENTS):
-                plan = kernels.plan(B, L, H, segments, chunk, backward)
+        for backward in (False, True):
+            for chunk, block_h, segments in lif_plans(backward):
+                plan = kernels.plan(B, L, H, segments, chunk, backward, block_h)
                 if segments is not None and plan[2] != segments:
                     continue
                 row = {"B": B, "L": L, "H": H, "pass": "bwd" if backward else "fwd", "chunk": chunk,
-                       "segments": segments or "auto", "n_seg": plan[2]}
+                       "block_h": plan[0], "segments": segments or "auto", "n_seg": plan[2]}
                 if backward:
                     bwd = functools.partial(kernels.lif_bwd, beta, th, None, ref_m, gs, None, "subtract", "atan", 2.0,
-                                            False, x.dtype, None, segments, chunk)
+                                            False, x.dtype, None, segments, chunk, block_h)
                     dx = bwd()[0]
                     t = common.benchmark(bwd, device, target_s=target_s)
                     row.update(ms=t.median_ms, frac=12 * n / (t.median_ms * 1e-3) / copy_bw,
                                rel_err_dx=((dx - ref_dx).abs().max() / ref_dx.abs().max()).item())
                 else:
                     fwd, fwd_saving = (functools.partial(kernels.lif_fwd, x, beta, th, None, "subtract", save,
-                                                         segments, chunk) for save in (False, True))
+                                                         segments, chunk, block_h) for save in (False, True))
                     s = fwd()[0]
                     t = common.benchmark(fwd, device, target_s=target_s)
                     t_train = common.benchmark(fwd_saving, device, target_s=target_s)

@@ -489,20 +489,27 @@ BWD_MIN_SEGMENT = 64
 MAX_SEGMENTS = 64
 
 
+BLOCK_HS = (16, 32, 64, 128)
+
+
 def _block_h(H: int) -> int:
-    # 32 lanes x 4 consecutive channels: 16-byte accesses, time in registers.
+    # 32 lanes x 4 consecutive channels: 16-byte accesses, time in registers. (64 channels also keep time in
+    # registers, with 2 channels per lane and more instructions per step; 32 and fewer spread it over lanes.)
     return min(128, max(16, next_power_of_2(H)))
 
 
 def plan(B: int, L: int, H: int, segments: int | None = None, chunk: int = CHUNK,
-         backward: bool = False) -> tuple[int, int, int]:
-    """(BLOCK_H, segment length, number of segments) for a (B, L, H) run; `segments` forces the number.
+         backward: bool = False, block_h: int | None = None) -> tuple[int, int, int]:
+    """(BLOCK_H, segment length, number of segments) for a (B, L, H) run; `segments` and `block_h` force those.
     Every kernel runs one-warp programs of BLOCK_H channels."""
+    pass_name = "backward" if backward else "forward"
     chunks = BWD_CHUNKS if backward else CHUNKS
     if chunk not in chunks:
-        pass_name = "backward" if backward else "forward"
         raise ValueError(f"lif {pass_name} kernel: chunk must be one of {chunks}, got {chunk}")
-    block_h = _block_h(H)
+    if block_h is None:
+        block_h = _block_h(H)
+    elif block_h not in BLOCK_HS:
+        raise ValueError(f"lif {pass_name} kernel: block_h must be one of {BLOCK_HS}, got {block_h}")
     if segments is None:
         programs = B * cdiv(H, block_h)
         if backward:
@@ -518,13 +525,13 @@ def plan(B: int, L: int, H: int, segments: int | None = None, chunk: int = CHUNK
 
 
 def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segments: int | None = None,
-            chunk: int = CHUNK):
+            chunk: int = CHUNK, block_h: int | None = None):
     """Same arguments and results as spikessm.ops.lif_recurrence.lif_fwd: x (B, L, H) contiguous; beta,
     threshold (H,) in the state dtype; h0 (B, H) or None -> spikes (x's dtype), the pre-reset membrane (B, L, H)
-    (an empty tensor unless save_membrane) and the final state (B, H)."""
+    (an empty tensor unless save_membrane) and the final state (B, H). segments, chunk, block_h: see plan."""
     B, L, H = x.shape
     dtype = beta.dtype
-    block_h, seg, n_seg = plan(B, L, H, segments, chunk)
+    block_h, seg, n_seg = plan(B, L, H, segments, chunk, block_h=block_h)
     spikes = torch.empty_like(x)
     m_all = torch.empty((B, L, H) if save_membrane else (0,), dtype=dtype, device=x.device)
     vend = torch.empty((B, n_seg, H), dtype=dtype, device=x.device)
@@ -549,14 +556,15 @@ def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segm
 
 def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate: str, alpha: float,
             detach_reset: bool, x_dtype: torch.dtype, sigma=None, segments: int | None = None,
-            chunk: int = BWD_CHUNK):
+            chunk: int = BWD_CHUNK, block_h: int | None = None):
     """Same arguments and results as spikessm.ops.lif_recurrence.lif_bwd; for surrogate "leaky", `sigma` (B, L, H)
-    is its derivative at every step (it depends on the spike history, which the backward does not see)."""
+    is its derivative at every step (it depends on the spike history, which the backward does not see).
+    segments, chunk, block_h: see plan."""
     if (surrogate == "leaky") != (sigma is not None):
         raise ValueError("lif_bwd: sigma is needed for, and only for, the 'leaky' surrogate")
     B, L, H = m_all.shape
     dtype = m_all.dtype
-    block_h, seg, n_seg = plan(B, L, H, segments, chunk, backward=True)
+    block_h, seg, n_seg = plan(B, L, H, segments, chunk, backward=True, block_h=block_h)
     grid = (cdiv(H, block_h), B, n_seg)
     dx = torch.empty((B, L, H), dtype=x_dtype, device=m_all.device)
     # per segment: dbeta and dthreshold partial sums, and its map's two coefficients; one buffer, so that one

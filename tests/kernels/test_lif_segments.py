@@ -17,20 +17,22 @@ from spikessm.ops.surrogates import leaky_derivative
 
 pytestmark = [requires_triton, pytest.mark.interpreter]
 
-CASES = [  # B, L, H, reset, surrogate, beta (None: random per channel), segments, chunk, h0, g_final
-    (2, 37, 5, "subtract", "atan", None, 1, 16, True, True),
-    (2, 37, 5, "subtract", "atan", None, 4, 8, True, True),
-    (1, 100, 3, "zero", "sigmoid", None, 3, 4, False, True),
-    (1, 70, 3, "none", "triangle", 1.0, 4, 8, True, True),
-    (2, 64, 130, "subtract", "leaky", None, 2, 32, True, False),
-    (1, 1, 1, "subtract", "fast_sigmoid", None, 1, 16, True, True),
-    (3, 45, 2, "subtract", "rectangle", 0.99, 5, 4, True, True),
-    (1, 9, 3, "zero", "atan", None, 2, 2, True, True),
+CASES = [  # B, L, H, reset, surrogate, beta (None: random per channel), segments, chunk, block_h, h0, g_final
+    (2, 37, 5, "subtract", "atan", None, 1, 16, None, True, True),
+    (2, 37, 5, "subtract", "atan", None, 4, 8, None, True, True),
+    (1, 100, 3, "zero", "sigmoid", None, 3, 4, None, False, True),
+    (1, 70, 3, "none", "triangle", 1.0, 4, 8, None, True, True),
+    (2, 64, 130, "subtract", "leaky", None, 2, 32, None, True, False),
+    (1, 1, 1, "subtract", "fast_sigmoid", None, 1, 16, None, True, True),
+    (3, 45, 2, "subtract", "rectangle", 0.99, 5, 4, None, True, True),
+    (1, 9, 3, "zero", "atan", None, 2, 2, None, True, True),
+    (1, 40, 70, "subtract", "atan", None, 2, 8, 64, True, True),  # two 64-channel blocks, the last masked
 ]
 
 
-@pytest.mark.parametrize("B,L,H,reset,surrogate,beta_value,segments,chunk,with_h0,with_gT", CASES)
-def test_segments_match_reference(B, L, H, reset, surrogate, beta_value, segments, chunk, with_h0, with_gT):
+@pytest.mark.parametrize("B,L,H,reset,surrogate,beta_value,segments,chunk,block_h,with_h0,with_gT", CASES)
+def test_segments_match_reference(B, L, H, reset, surrogate, beta_value, segments, chunk, block_h, with_h0,
+                                  with_gT):
     from spikessm.kernels import lif as kernels
 
     g = torch.Generator().manual_seed(L + H)
@@ -46,7 +48,7 @@ def test_segments_match_reference(B, L, H, reset, surrogate, beta_value, segment
     dev = [t.to(TRITON_DEVICE) if t is not None else None for t in (x, beta, th, h0, gs, gT, m_r)]
     xd, bd, td, hd, gsd, gTd, md = dev
     for save in (True, False):
-        spikes, m, v = kernels.lif_fwd(xd, bd, td, hd, reset, save, segments, chunk)
+        spikes, m, v = kernels.lif_fwd(xd, bd, td, hd, reset, save, segments, chunk, block_h)
         assert torch.equal(spikes.cpu(), spikes_r), f"spikes (save_membrane={save})"
         assert_close(v.cpu(), v_r, 1e-13, f"final membrane (save_membrane={save})")
         if save:
@@ -56,7 +58,7 @@ def test_segments_match_reference(B, L, H, reset, surrogate, beta_value, segment
     sigma = leaky_derivative((m_r > th).double(), beta, th).to(TRITON_DEVICE) if surrogate == "leaky" else None
     bwd_chunk = min(chunk, max(kernels.BWD_CHUNKS))  # the backward walks chunks of at most 8 steps
     got = kernels.lif_bwd(bd, td, hd, md, gsd, gTd, reset, surrogate, 2.0, False, torch.float64, sigma, segments,
-                          bwd_chunk)
+                          bwd_chunk, block_h)
     want = lif_recurrence.lif_bwd(beta, th, h0, m_r, gs, gT, reset, surrogate, 2.0, False, torch.float64)
     for name, a, b in zip(("dx", "dbeta", "dthreshold", "dh0"), got, want):
         if b is None:
@@ -65,13 +67,15 @@ def test_segments_match_reference(B, L, H, reset, surrogate, beta_value, segment
             assert_close(a.cpu(), b, 1e-12, name)
 
 
-def test_unsupported_chunk_lengths_are_refused():
+def test_unsupported_plans_are_refused():
     from spikessm.kernels import lif as kernels
 
     with pytest.raises(ValueError, match="forward kernel: chunk must be one of"):
         kernels.plan(2, 100, 8, chunk=64)
     with pytest.raises(ValueError, match="backward kernel: chunk must be one of"):
         kernels.plan(2, 100, 8, chunk=16, backward=True)
+    with pytest.raises(ValueError, match="block_h must be one of"):
+        kernels.plan(2, 100, 8, block_h=48)
 
 
 def test_long_sequence_through_the_op(monkeypatch):
