@@ -567,8 +567,7 @@ def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate
     block_h, seg, n_seg = plan(B, L, H, segments, chunk, backward=True, block_h=block_h)
     grid = (cdiv(H, block_h), B, n_seg)
     dx = torch.empty((B, L, H), dtype=x_dtype, device=m_all.device)
-    # per segment: dbeta and dthreshold partial sums, and its map's two coefficients; one buffer, so that one
-    # allocation and one reduction serve them all
+    # per segment: dbeta and dthreshold partial sums, and its map's two coefficients, in one allocation
     partials = torch.empty((4, B, n_seg, H), dtype=dtype, device=m_all.device)
     args = dict(HAS_H0=h0 is not None, HAS_GT=g_final is not None, RESET=RESET_CODES[reset],
                 SURROGATE=SURROGATE_CODES[surrogate], DETACH_RESET=detach_reset, BLOCK_H=block_h, T=chunk,
@@ -582,5 +581,7 @@ def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate
         # chained[:, k] = Gv leaving segment k = segment maps k .. S - 1 applied to the final membrane's gradient
         chained, _ = diag_scan_fwd(partials[2], partials[3], g_final, reverse=True)
     _lif_bwd_kernel[grid](*pointers, chained, dx, partials, L, H, seg, float(alpha), COMPOSE=False, **args)
-    sums = partials[:2].sum((1, 2))
-    return dx, sums[0], sums[1], (partials[2, :, 0] if h0 is not None else None)
+    # The op's results must not share storage and must match its fake implementation (contiguous, offset 0):
+    # two reductions, and the initial state's gradient copied out of the buffer.
+    dh0 = partials[2, :, 0].clone() if h0 is not None else None
+    return dx, partials[0].sum((0, 1)), partials[1].sum((0, 1)), dh0

@@ -239,6 +239,12 @@ def test_opcheck(backend, device):
     args = (x, beta, th, h0, "subtract", "atan", 2.0, False, backend == "triton", True)
     torch.library.opcheck(torch.ops.spikessm.lif_fwd.default, args,
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+    # the backward op as torch.compile calls it: its results must not alias one another or an input
+    m_all = torch.ops.spikessm.lif_fwd(*args)[1].detach()
+    g_spikes, g_final = torch.randn(2, 5, 3, device=device), torch.randn(2, 3, device=device)
+    bwd_args = (x.detach(), beta.detach(), th.detach(), h0.detach(), m_all, g_spikes, g_final, "subtract", "atan",
+                2.0, False, backend == "triton")
+    torch.library.opcheck(torch.ops.spikessm.lif_bwd.default, bwd_args, test_utils=("test_schema", "test_faketensor"))
 
 
 def test_errors():
