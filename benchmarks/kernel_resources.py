@@ -9,16 +9,20 @@ Local-memory instructions (STL/LDL) mean spills.
     python benchmarks/kernel_resources.py --arch 80  # another compute capability
     python benchmarks/kernel_resources.py --fail-on-spill   # exit 1 if any variant spills (used by the tests)
     python benchmarks/kernel_resources.py --only diag_scan  # only the kernels whose names start so
+    python benchmarks/kernel_resources.py --jobs 1          # one compile at a time (default: one per CPU)
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
+import multiprocessing
 import os
 import warnings
 import re
 import subprocess
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 
 import torch
 import triton
@@ -195,6 +199,17 @@ def main_loop(cubin: bytes) -> tuple[int, int]:
     return len(body), sum(" BAR" in f" {text}" for _, text in body)
 
 
+_SELECTED: list = []  # the variants main() compiles; a module global so that forked workers see it
+
+
+def _measure(index: int, arch: int) -> tuple:
+    """(name, label, warps, regs, stack, shared, local moves, loop instructions, loop barriers) of variant
+    _SELECTED[index] (an index: forked workers find the variant in their copy of the list)."""
+    name, label, fn, pointers, ints, constexprs, warps = _SELECTED[index]
+    cubin = compile_variant(fn, pointers, ints, constexprs, arch, warps).asm["cubin"]
+    return (name, label, warps, *cubin_resources(cubin), *main_loop(cubin))
+
+
 def main() -> None:
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton's default; set to silence its notice
     warnings.filterwarnings("ignore", message="TRITON_DEFAULT_FP_FUSION")
@@ -204,22 +219,28 @@ def main() -> None:
                         help="exit 1 if a kernel spills registers (beyond SPILLS_KEPT_BY_TIMING)")
     parser.add_argument("--only", nargs="+", metavar="PREFIX",
                         help="compile only the kernels whose names start with one of these (e.g. diag_scan lif_bwd)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="variants compiled at once, in forked processes (default: one per CPU)")
     args = parser.parse_args()
+    measure = functools.partial(_measure, arch=args.arch)
+    all_variants = itertools.chain(variants(), s4d_variants(), lif_variants())
+    _SELECTED[:] = [v for v in all_variants if not args.only or v[0].startswith(tuple(args.only))]
     spilled = []
     print(f"Triton {triton.__version__}, target sm_{args.arch}, fp32 state")
     print(f"{'kernel':15s} {'variant':48s} {'warps':>5s} {'regs':>5s} {'stack B':>8s} {'STL/LDL':>8s} "
           f"{'shared B':>9s} {'loop instr':>10s} {'loop BAR':>8s}")
-    all_variants = itertools.chain(variants(), s4d_variants(), lif_variants())
-    for name, label, fn, pointers, ints, constexprs, warps in all_variants:
-        if args.only and not name.startswith(tuple(args.only)):
-            continue
-        cubin = compile_variant(fn, pointers, ints, constexprs, args.arch, warps).asm["cubin"]
-        regs, stack, shared, local_moves = cubin_resources(cubin)
-        loop, barriers = main_loop(cubin)
+    if args.jobs > 1 and "fork" in multiprocessing.get_all_start_methods():
+        pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("fork"))
+        rows = pool.map(measure, range(len(_SELECTED)))
+    else:
+        pool, rows = None, map(measure, range(len(_SELECTED)))
+    for name, label, warps, regs, stack, shared, local_moves, loop, barriers in rows:  # in order, as they finish
         print(f"{name:15s} {label:48s} {warps:5d} {regs:5d} {stack:8d} {local_moves:8d} {shared:9d} {loop:10d} "
-              f"{barriers:8d}")
+              f"{barriers:8d}", flush=True)
         if local_moves > MAX_LOCAL_MOVES and name not in SPILLS_KEPT_BY_TIMING:
             spilled.append(f"{name} {label}")
+    if pool is not None:
+        pool.shutdown()
     if spilled and args.fail_on_spill:
         raise SystemExit(f"kernels that spill registers: {spilled}")
 
