@@ -8,7 +8,8 @@ lif: chunk length x number of time segments (spikessm/kernels/lif.py's plan) of 
 the backward; each row also checks the plan against the default plan's spikes (equal) or input gradient
 (rel_err). s4d: states per thread x output tile
 length T (spikessm/kernels/s4d_scan.py) for s4d_scan and s4d_lif, forward and forward+backward at B=32, H=256,
-N=64. diag_scan: (BLOCK_T, BLOCK_P, num_warps) of each pass at B=8, L=4096, P=1536 (S5-like), each pass timed on
+N=64, each row checked against the default plan (y's relative error or the share of spikes that differ, and the
+worst gradient's relative error). diag_scan: (BLOCK_T, BLOCK_P, num_warps) of each pass at B=8, L=4096, P=1536 (S5-like), each pass timed on
 its own, with its fraction of copy bandwidth and its agreement with the default plan. Not a results benchmark
 (the bench_*.py scripts are).
 """
@@ -101,11 +102,14 @@ def tune_lif(device, copy_bw, target_s):
     return rows
 
 
+S4D_SHAPE = (32, 4096, 256, 64)  # B, L, H, N: issue 2's target shape
+
+
 def tune_s4d(device, copy_bw, target_s):
     from spikessm.kernels import s4d_scan as ssm_kernels
     from spikessm.ops import s4d_lif, s4d_scan
 
-    B, L, H, N = 32, 4096, 256, 64
+    B, L, H, N = S4D_SHAPE
     g = torch.Generator().manual_seed(0)
     A = torch.polar(0.9 + 0.1 * torch.rand(H, N, generator=g), torch.rand(H, N, generator=g) * 3).to(device)
     Bm = torch.randn(H, N, dtype=torch.complex64, generator=g).to(device)
@@ -115,33 +119,38 @@ def tune_s4d(device, copy_bw, target_s):
     gy = torch.randn(B, L, H, generator=g).to(device)
     params = [t.clone().requires_grad_() for t in (u, A, Bm, C, D)]
     defaults = (ssm_kernels.STATES_PER_THREAD, ssm_kernels.T)
+
+    def call(op):
+        if op == "s4d_scan":
+            return s4d_scan(*params, output_final_state=False, backend="triton")[0]
+        return s4d_lif(*params, beta=0.9, threshold=1.0, backend="triton")[0]
+
+    def fwd_bwd(op):
+        out = call(op)
+        return out.detach(), torch.autograd.grad(out, params, gy)
+
+    reference = {op: fwd_bwd(op) for op in ("s4d_scan", "s4d_lif")}  # the default plan's output and gradients
     rows = []
     for op, per_thread, tile in itertools.product(("s4d_scan", "s4d_lif"), (4, 8, 16), (8, 16)):
+        row = {"op": op, "states_per_thread": per_thread, "T": tile}
         # The launchers read these module constants at every call.
         ssm_kernels.STATES_PER_THREAD, ssm_kernels.T = per_thread, tile
-        if op == "s4d_scan":
-            def fn():
-                return s4d_scan(*params, output_final_state=False)[0]
-        else:
-            def fn():
-                return s4d_lif(*params, beta=0.9, threshold=1.0)[0]
-
-        def fwd(fn=fn):
-            with torch.no_grad():
-                return fn()
-
-        def fwd_bwd(fn=fn):
-            return torch.autograd.grad(fn(), params, gy)
-        row = {"op": op, "states_per_thread": per_thread, "T": tile}
         try:
-            t_f = common.benchmark(fwd, device, target_s=target_s)
-            t_fb = common.benchmark(fwd_bwd, device, target_s=target_s)
+            out, grads = fwd_bwd(op)
+            with torch.no_grad():
+                t_f = common.benchmark(functools.partial(call, op), device, target_s=target_s)
+            t_fb = common.benchmark(functools.partial(fwd_bwd, op), device, target_s=target_s)
         except Exception as e:  # a configuration that does not compile is a finding, not a crash
             rows.append(dict(row, error=str(e).splitlines()[0][:80]))
             continue
         finally:
             ssm_kernels.STATES_PER_THREAD, ssm_kernels.T = defaults
-        rows.append(dict(row, fwd_ms=t_f.median_ms, fwd_bwd_ms=t_fb.median_ms))
+        ref_out, ref_grads = reference[op]
+        # Spikes may flip where the membrane is within rounding of the threshold: report the share that differ.
+        agree = ({"rel_err_y": (out - ref_out).abs().max().item() / ref_out.abs().max().item()} if op == "s4d_scan"
+                 else {"spikes_differ": (out != ref_out).float().mean().item()})
+        rel_grad = max((d - r).abs().max().item() / r.abs().max().item() for d, r in zip(grads, ref_grads))
+        rows.append(dict(row, fwd_ms=t_f.median_ms, fwd_bwd_ms=t_fb.median_ms, **agree, rel_err_grads=rel_grad))
         common.log(str(rows[-1]))
     return rows
 
