@@ -124,8 +124,8 @@ def lif_variants():
     for reset, store_m in itertools.product(lif.RESET_CODES, (False, True)):
         flags = dict(STORE_M=store_m, RESET=lif.RESET_CODES[reset], BLOCK_H=block_h, T=T)
         label = f"reset={reset} store_m={int(store_m)} T={T}"
-        yield ("lif_fwd", label, lif._lif_fwd_kernel, fwd_ptrs + ["h0_ptr"], ["L", "H", "SEG"],
-               dict(flags, HAS_H0=True), 1)
+        yield ("lif_fwd", f"{label} stages={lif.STAGES}", lif._lif_fwd_kernel, fwd_ptrs + ["h0_ptr"],
+               ["L", "H", "SEG"], dict(flags, HAS_H0=True, STAGES=lif.STAGES), 1)
         if store_m:
             yield ("lif_fix_par", label, lif._lif_fixup_parallel_kernel, fwd_ptrs + ["vfix_ptr", "merged_ptr"],
                    ["L", "H", "SEG", "n_seg"], flags, 1)
@@ -135,15 +135,18 @@ def lif_variants():
     combos = [("subtract", name, False) for name in lif.SURROGATE_CODES]  # "leaky" included
     combos += [(reset, "atan", detach) for reset in ("zero", "none") for detach in (False, True)]
     combos += [("subtract", "atan", True)]
-    for (reset, surrogate, detach), compose in itertools.product(combos, (False, True)):
-        if compose and (reset, surrogate, detach) != ("subtract", "atan", False):
-            continue
-        yield ("lif_bwd", f"reset={reset} surrogate={surrogate} detach={int(detach)} compose={int(compose)}",
+    # the defaults, then the longest chunk the tuner may pick
+    chunks = [(lif.BWD_CHUNK, combo, compose) for combo, compose in itertools.product(combos, (False, True))
+              if not compose or combo == ("subtract", "atan", False)]
+    chunks += [(max(lif.BWD_CHUNKS), combo, False) for combo in (("subtract", "atan", False),
+                                                                 ("subtract", "leaky", False))]
+    for T, (reset, surrogate, detach), compose in chunks:
+        yield ("lif_bwd", f"reset={reset} surrogate={surrogate} detach={int(detach)} compose={int(compose)} T={T}",
                lif._lif_bwd_kernel,
                ["beta_ptr", "th_ptr", "h0_ptr", "m_ptr", "gs_ptr", "sigma_ptr", "gT_ptr", "chained_ptr", "dx_ptr",
                 "out_ptr"], ["L", "H", "SEG"],
                dict(HAS_H0=True, HAS_GT=True, RESET=lif.RESET_CODES[reset], SURROGATE=lif.SURROGATE_CODES[surrogate],
-                    DETACH_RESET=detach, COMPOSE=compose, BLOCK_H=block_h, T=lif.BWD_CHUNK), 1)
+                    DETACH_RESET=detach, COMPOSE=compose, BLOCK_H=block_h, T=T, STAGES=lif.BWD_STAGES), 1)
 
 
 def compile_variant(fn, pointers, ints, constexprs, arch: int, num_warps: int):
@@ -158,10 +161,10 @@ def compile_variant(fn, pointers, ints, constexprs, arch: int, num_warps: int):
 
 
 # Kernels whose launch plans were chosen by timing on an H100 although an sm_90 compile spills a few registers:
-# the LIF forward passes at (BLOCK_H=128, CHUNK=16, 1 warp); the fix-up passes re-run only tens to hundreds of
-# steps per segment (benchmarks/results/tune-lif-nvidia-h100-80gb-hbm3.txt). Every other kernel may spill at
-# most one value (one store and one load): ptxas does that even far below the register cap.
-SPILLS_KEPT_BY_TIMING = {"lif_fwd", "lif_fix_par", "lif_fix_seq"}
+# the LIF fix-up passes at (BLOCK_H=128, CHUNK=16, 1 warp), which re-run only tens to hundreds of steps per
+# segment (benchmarks/results/tune-lif-nvidia-h100-80gb-hbm3.txt). Every other kernel may spill at most one
+# value (one store and one load): ptxas does that even far below the register cap.
+SPILLS_KEPT_BY_TIMING = {"lif_fix_par", "lif_fix_seq"}
 MAX_LOCAL_MOVES = 2
 
 

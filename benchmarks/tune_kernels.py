@@ -4,14 +4,18 @@
 
     python benchmarks/tune_kernels.py --out /tmp/tune.json --only diag_scan
 
-lif: chunk length x number of time segments (spikessm/kernels/lif.py's plan) of the forward and, on its own, of
-the backward; each row also checks the plan against the default plan's spikes (equal) or input gradient
-(rel_err). s4d: states per thread x output tile
-length T (spikessm/kernels/s4d_scan.py) for s4d_scan and s4d_lif, forward and forward+backward at B=32, H=256,
-N=64, each row checked against the default plan (y's relative error or the share of spikes that differ, and the
-worst gradient's relative error). diag_scan: (BLOCK_T, BLOCK_P, num_warps) of each pass at B=8, L=4096, P=1536 (S5-like), each pass timed on
-its own, with its fraction of copy bandwidth and its agreement with the default plan. Not a results benchmark
-(the bench_*.py scripts are).
+lif: the forward's and, on its own, the backward's launch plans (spikessm/kernels/lif.py's plan), per shape in two
+phases: chunk length x number of time segments, then channel block x pipeline depth (stages) at the fastest of
+those. Each row checks the plan against the default plan's spikes (equal) or input gradient (rel_err).
+
+s4d: states per thread x output tile length T (spikessm/kernels/s4d_scan.py) for s4d_scan and s4d_lif, forward and
+forward+backward at B=32, H=256, N=64. Each row checks the plan against the default plan (y's relative error or
+the share of spikes that differ, and the worst gradient's relative error).
+
+diag_scan: (BLOCK_T, BLOCK_P, num_warps) of each pass at B=8, L=4096, P=1536 (S5-like), each pass timed on its own,
+with its fraction of copy bandwidth and its agreement with the default plan.
+
+Not a results benchmark (the bench_*.py scripts are).
 """
 from __future__ import annotations
 
@@ -30,8 +34,10 @@ from spikessm.kernels import lif as kernels  # noqa: E402
 
 SHAPES = [(32, 1024, 256), (32, 4096, 256), (1, 16384, 128), (8, 4096, 64)]
 CHUNKS = (8, 16, 32)
-LIF_BWD_CHUNKS = (4, 8)
+LIF_BWD_CHUNKS = (4, 8, 16)
 SEGMENTS = (None, 1, 2, 4, 8, 16, 32, 64)
+LIF_BLOCKS = (32, 64, 128)
+LIF_STAGES = (1, 2, 3, 4, 6)
 
 
 def main(argv=None) -> int:
@@ -54,52 +60,82 @@ def main(argv=None) -> int:
 
 
 def lif_plans(backward: bool):
-    """(chunk, block_h, segments) of one pass: every chunk length with the default channel block, then 64-channel
-    blocks (twice the programs, two channels per lane) at the default chunk."""
+    """Phase 1 of one pass's sweep, (chunk, block_h, segments, stages): every chunk length x segment count at
+    the default channel block and pipeline depth."""
     chunks = LIF_BWD_CHUNKS if backward else CHUNKS
-    default = kernels.BWD_CHUNK if backward else kernels.CHUNK
-    yield from itertools.product(chunks, [None], SEGMENTS)
-    yield from itertools.product([default], [64], SEGMENTS)
+    stages = kernels.BWD_STAGES if backward else kernels.STAGES
+    for chunk, segments in itertools.product(chunks, SEGMENTS):
+        yield chunk, None, segments, stages
+
+
+def lif_refinements(best: dict, backward: bool):
+    """Phase 2: around phase 1's fastest (chunk, segments), every channel block x pipeline depth."""
+    for block_h, stages in itertools.product(LIF_BLOCKS, LIF_STAGES):
+        if (block_h, stages) != (best["block_h"], best["stages"]):
+            yield best["chunk"], block_h, best["segments_arg"], stages
 
 
 def tune_lif(device, copy_bw, target_s):
-    """Forward plans (chunk x segments; bytes: x read, spikes written) and backward plans (its own chunk x
-    segments; bytes: membrane and spike gradient read, dx written), each timed on its own."""
+    """Forward plans (bytes: x read, spikes written) and backward plans (bytes: membrane and spike gradient
+    read, dx written), each pass timed on its own, in two phases per shape: chunk x segments, then channel block
+    x pipeline depth at the fastest of those."""
     rows = []
-    for B, L, H in SHAPES:
-        g = torch.Generator().manual_seed(0)
-        x = torch.randn(B, L, H, generator=g).to(device)
-        beta = (0.5 + 0.4 * torch.rand(H, generator=g)).to(device)
-        th = (0.5 + torch.rand(H, generator=g)).to(device)
-        gs = torch.randn(B, L, H, generator=g).to(device)
-        n = B * L * H
-        ref_s, ref_m, _ = kernels.lif_fwd(x, beta, th, None, "subtract")
-        ref_dx = kernels.lif_bwd(beta, th, None, ref_m, gs, None, "subtract", "atan", 2.0, False, x.dtype)[0]
+    for shape in SHAPES:
+        case = _lif_case(*shape, device)
         for backward in (False, True):
-            for chunk, block_h, segments in lif_plans(backward):
-                plan = kernels.plan(B, L, H, segments, chunk, backward, block_h)
-                if segments is not None and plan[2] != segments:
-                    continue
-                row = {"B": B, "L": L, "H": H, "pass": "bwd" if backward else "fwd", "chunk": chunk,
-                       "block_h": plan[0], "segments": segments or "auto", "n_seg": plan[2]}
-                if backward:
-                    bwd = functools.partial(kernels.lif_bwd, beta, th, None, ref_m, gs, None, "subtract", "atan", 2.0,
-                                            False, x.dtype, None, segments, chunk, block_h)
-                    dx = bwd()[0]
-                    t = common.benchmark(bwd, device, target_s=target_s)
-                    row.update(ms=t.median_ms, frac=12 * n / (t.median_ms * 1e-3) / copy_bw,
-                               rel_err_dx=((dx - ref_dx).abs().max() / ref_dx.abs().max()).item())
-                else:
-                    fwd, fwd_saving = (functools.partial(kernels.lif_fwd, x, beta, th, None, "subtract", save,
-                                                         segments, chunk, block_h) for save in (False, True))
-                    s = fwd()[0]
-                    t = common.benchmark(fwd, device, target_s=target_s)
-                    t_train = common.benchmark(fwd_saving, device, target_s=target_s)
-                    row.update(ms=t.median_ms, frac=8 * n / (t.median_ms * 1e-3) / copy_bw,
-                               ms_saving_membrane=t_train.median_ms, spikes_equal=bool(torch.equal(s, ref_s)))
-                common.log(str(row))
-                rows.append(row)
+            run = functools.partial(_time_lif_plan, case, backward, device, copy_bw, target_s)
+            phase1 = [run(*p) for p in lif_plans(backward)]
+            timed = [r for r in phase1 if r is not None and "ms" in r]
+            phase2 = [run(*p) for p in lif_refinements(min(timed, key=lambda r: r["ms"]), backward)] if timed else []
+            rows += [r for r in phase1 + phase2 if r is not None]
+    for row in rows:
+        del row["segments_arg"]
     return rows
+
+
+def _lif_case(B, L, H, device):
+    """Inputs of one tuning shape and the default plans' spikes, membrane and input gradient."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(B, L, H, generator=g).to(device)
+    beta = (0.5 + 0.4 * torch.rand(H, generator=g)).to(device)
+    th = (0.5 + torch.rand(H, generator=g)).to(device)
+    gs = torch.randn(B, L, H, generator=g).to(device)
+    ref_s, ref_m, _ = kernels.lif_fwd(x, beta, th, None, "subtract")
+    ref_dx = kernels.lif_bwd(beta, th, None, ref_m, gs, None, "subtract", "atan", 2.0, False, x.dtype)[0]
+    return dict(x=x, beta=beta, th=th, gs=gs, ref_s=ref_s, ref_m=ref_m, ref_dx=ref_dx)
+
+
+def _time_lif_plan(case, backward, device, copy_bw, target_s, chunk, block_h, segments, stages):
+    """One plan's row, or None when the sequence is too short for that many segments of whole chunks."""
+    x, beta, th = case["x"], case["beta"], case["th"]
+    B, L, H = x.shape
+    n = x.numel()
+    plan = kernels.plan(B, L, H, segments, chunk, backward, block_h)
+    if segments is not None and plan[2] != segments:
+        return None
+    row = {"B": B, "L": L, "H": H, "pass": "bwd" if backward else "fwd", "chunk": chunk, "block_h": plan[0],
+           "stages": stages, "segments": segments or "auto", "n_seg": plan[2], "segments_arg": segments}
+    try:
+        if backward:
+            bwd = functools.partial(kernels.lif_bwd, beta, th, None, case["ref_m"], case["gs"], None, "subtract",
+                                    "atan", 2.0, False, x.dtype, None, segments, chunk, block_h, stages)
+            dx = bwd()[0]
+            t = common.benchmark(bwd, device, target_s=target_s)
+            ref_dx = case["ref_dx"]
+            row.update(ms=t.median_ms, frac=12 * n / (t.median_ms * 1e-3) / copy_bw,
+                       rel_err_dx=((dx - ref_dx).abs().max() / ref_dx.abs().max()).item())
+        else:
+            fwd, fwd_saving = (functools.partial(kernels.lif_fwd, x, beta, th, None, "subtract", save, segments,
+                                                 chunk, block_h, stages) for save in (False, True))
+            s = fwd()[0]
+            t = common.benchmark(fwd, device, target_s=target_s)
+            t_train = common.benchmark(fwd_saving, device, target_s=target_s)
+            row.update(ms=t.median_ms, frac=8 * n / (t.median_ms * 1e-3) / copy_bw,
+                       ms_saving_membrane=t_train.median_ms, spikes_equal=bool(torch.equal(s, case["ref_s"])))
+    except Exception as e:  # a plan that does not compile or run is a finding, not a crash
+        row["error"] = str(e).splitlines()[0][:80]
+    common.log(str(row))
+    return row
 
 
 S4D_SHAPE = (32, 4096, 256, 64)  # B, L, H, N: issue 2's target shape

@@ -5,9 +5,10 @@
 
 Forward. The reset makes the recurrence non-linear, so each channel walks its steps in order with the membrane
 in registers. Two things keep that walk from waiting on memory:
-  * Time is read in chunks of CHUNK steps. A (BLOCK_H, CHUNK) tile is loaded one chunk ahead of its use and
-    split into its columns in registers (tl.split); spikes and membranes are joined back into tiles, so each
-    chunk is one load and one or two stores, and no load waits on a step's arithmetic.
+  * Time is read in chunks of CHUNK steps. A (BLOCK_H, CHUNK) tile is split into its columns in registers
+    (tl.split); spikes and membranes are joined back into tiles, so each chunk is one load and one or two
+    stores. Loads run ahead of the walk: pass 1 keeps STAGES - 1 chunks in flight into shared memory (Triton's
+    software pipeliner), the fix-up passes load one chunk ahead in registers.
   * When batch x channels alone cannot fill the GPU, time is cut into segments that run in parallel. Every
     segment but the first starts from a guessed membrane, 0. A fix-up then runs the true trajectory beside the
     guessed one and rewrites the steps where they differ, until the two membranes are equal bit for bit; from
@@ -23,13 +24,13 @@ in registers. Two things keep that walk from waiting on memory:
          order with the true state and re-runs what pass 2 started from a wrong state; otherwise it only copies
          the final state.
 
-Backward. With the pre-reset membranes m saved, the adjoint is linear: Gv_{t-1} = beta (c_t + dv/dm_t Gv_t),
-c_t = gs_t sigma_t, an affine recurrence backwards in time. Each thread walks its channels' steps from the last
-to the first with Gv in registers, the same chunked tiles and register splits as the forward, so a step costs
-a few multiply-adds and no lane exchange (an sm_90 compile of the associative scan this replaced issued ~4x
-the instructions per step, with 10 barriers per chunk). dbeta's term Gm_t v_{t-1} is settled one step later in
-the walk, when v_{t-1} is at hand. With several segments, a composing pass first gives each segment's affine
-map Gv_last -> Gv_{first - 1}, diag_scan chains the maps into each segment's incoming gradient, and a second
+Backward. With the pre-reset membranes m saved, the adjoint is linear: Gv_{t-1} = beta (c_t + dv/dm_t Gv_t), c_t =
+gs_t sigma_t, an affine recurrence backwards in time. Each thread walks its channels' steps from the last to the
+first with Gv in registers, with the same chunked tiles, register splits and pipelined loads as the forward's pass
+1, so a step costs a few multiply-adds and no lane exchange (an sm_90 compile of the associative scan this replaced
+issued ~4x the instructions per step, with 10 barriers per chunk). dbeta's term Gm_t v_{t-1} is settled one step
+later in the walk, when v_{t-1} is at hand. With several segments, a composing pass first gives each segment's
+affine map Gv_last -> Gv_{first - 1}, diag_scan chains the maps into each segment's incoming gradient, and a second
 pass computes the gradients.
 """
 import math
@@ -168,6 +169,7 @@ def _lif_fwd_kernel(
     x_ptr, beta_ptr, th_ptr, h0_ptr, s_ptr, m_ptr, vend_ptr,
     L, H, SEG,
     HAS_H0: tl.constexpr, STORE_M: tl.constexpr, RESET: tl.constexpr, BLOCK_H: tl.constexpr, T: tl.constexpr,
+    STAGES: tl.constexpr,
 ):
     """Pass 1: program (channel block, batch element, segment) walks its segment; vend: (B, S, H)."""
     pid_h = tl.program_id(0)
@@ -185,22 +187,18 @@ def _lif_fwd_kernel(
             v = tl.load(h0_ptr + pid_b * H + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
     lo = pid_k * SEG
     hi = tl.minimum(lo + SEG, L)
-    # (BLOCK_H, T) offsets of steps lo .. lo + T - 1; step t adds t * H
-    offs = pid_b * L * H + offs_h[:, None] + (lo + tl.arange(0, T))[None, :].to(tl.int64) * H
     cols = tl.arange(0, T)
-    live_next = mask_h[:, None] & (lo + cols < hi)[None, :]
-    x_next = tl.load(x_ptr + offs, mask=live_next, other=0.0)
-    for start in range(lo, hi, T):
-        x = x_next.to(acc_dtype)
-        live = live_next
-        # issue the next chunk's load before this chunk's arithmetic
-        live_next = mask_h[:, None] & (start + T + cols < hi)[None, :]
-        x_next = tl.load(x_ptr + offs + (start + T - lo) * H, mask=live_next, other=0.0)
+    # (BLOCK_H, T) offsets of a chunk's steps from its first step's row (int32, loop invariant)
+    offs = offs_h[:, None] + cols[None, :] * H
+    # The pipeliner copies the next STAGES - 1 chunks into shared memory while this one is walked.
+    for start in tl.range(lo, hi, T, num_stages=STAGES):
+        live = mask_h[:, None] & (start + cols < hi)[None, :]
+        base = (pid_b * L + start) * H
+        x = tl.load(x_ptr + base + offs, mask=live, other=0.0).to(acc_dtype)
         m, s, _, v, _ = _run_chunk(x, live, v, v, beta, th, RESET, False, BLOCK_H, T)
-        here = offs + (start - lo) * H
-        tl.store(s_ptr + here, _spike_values(s, acc_dtype, s_ptr), mask=live)
+        tl.store(s_ptr + base + offs, _spike_values(s, acc_dtype, s_ptr), mask=live)
         if STORE_M:
-            tl.store(m_ptr + here, m, mask=live)
+            tl.store(m_ptr + base + offs, m, mask=live)
     tl.store(vend_ptr + (pid_b * n_seg + pid_k) * H + offs_h, v, mask=mask_h)
 
 
@@ -382,6 +380,7 @@ def _lif_bwd_kernel(
     L, H, SEG, alpha,
     HAS_H0: tl.constexpr, HAS_GT: tl.constexpr, RESET: tl.constexpr, SURROGATE: tl.constexpr,
     DETACH_RESET: tl.constexpr, COMPOSE: tl.constexpr, BLOCK_H: tl.constexpr, T: tl.constexpr,
+    STAGES: tl.constexpr,
 ):
     """Program (channel block, batch element, segment) walks its segment from the last step to the first.
 
@@ -427,27 +426,20 @@ def _lif_bwd_kernel(
     base = (pid_b * L + top) * H
     live = mask_h[:, None] & (top + cols < hi)[None, :]
     m, gs, sg = _load_chunk(m_ptr + base, gs_ptr + base, sigma_ptr + base, offs, live, acc_dtype, SURROGATE)
-    # the chunk below, loaded before this one's arithmetic (nothing when there is none)
-    below = mask_h[:, None] & (top - T + cols >= lo)[None, :]
-    m_n, gs_n, sg_n = _load_chunk(m_ptr + base - T * H, gs_ptr + base - T * H, sigma_ptr + base - T * H, offs,
-                                  below, acc_dtype, SURROGATE)
     gm, Gv, pend, dth, dbeta, A = _adjoint_chunk(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha,
                                                  SURROGATE, RESET, DETACH_RESET, COMPOSE, True, BLOCK_H, T)
     if not COMPOSE:
         tl.store(dx_ptr + base + offs, gm.to(dx_ptr.dtype.element_ty), mask=live)
-    for j in range(1, tl.cdiv(hi - lo, T)):
-        start = top - j * T
-        base = (pid_b * L + start) * H
-        m, gs, sg = m_n, gs_n, sg_n
-        below = mask_h[:, None] & (start - T + cols >= lo)[None, :]
-        m_n, gs_n, sg_n = _load_chunk(m_ptr + base - T * H, gs_ptr + base - T * H, sigma_ptr + base - T * H, offs,
-                                      below, acc_dtype, SURROGATE)
+    # The pipeliner copies the next STAGES - 1 chunks below into shared memory while this one is walked.
+    for j in tl.range(1, tl.cdiv(hi - lo, T), num_stages=STAGES):
+        base = (pid_b * L + top - j * T) * H
+        m, gs, sg = _load_chunk(m_ptr + base, gs_ptr + base, sigma_ptr + base, offs, mask_2d, acc_dtype, SURROGATE)
         gm, Gv, pend, dth, dbeta, A = _adjoint_chunk(m, gs, sg, mask_2d, Gv, pend, dth, dbeta, A, beta, th, alpha,
                                                      SURROGATE, RESET, DETACH_RESET, COMPOSE, False, BLOCK_H, T)
         if not COMPOSE:
             tl.store(dx_ptr + base + offs, gm.to(dx_ptr.dtype.element_ty), mask=mask_2d)
+    plane = tl.num_programs(1) * n_seg * H
     if COMPOSE:
-        plane = tl.num_programs(1) * n_seg * H
         tl.store(out_ptr + 2 * plane + seg_row, A, mask=mask_h)
         tl.store(out_ptr + 3 * plane + seg_row, Gv, mask=mask_h)
     else:
@@ -461,7 +453,6 @@ def _lif_bwd_kernel(
             if HAS_H0:
                 v_prev = tl.load(h0_ptr + pid_b * H + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
         dbeta += pend * v_prev
-        plane = tl.num_programs(1) * n_seg * H
         tl.store(out_ptr + seg_row, dbeta, mask=mask_h)
         tl.store(out_ptr + plane + seg_row, dth, mask=mask_h)
         tl.store(out_ptr + 2 * plane + seg_row, Gv, mask=mask_h)
@@ -481,12 +472,21 @@ TARGET_PROGRAMS = 1024
 MIN_SEGMENT = 1024
 MIN_SEGMENT_FEW_PROGRAMS = 512  # below 64 programs without segments
 # Backward plan: segments cost only one extra read of m and the spikes' gradient (the composing pass), so it
-# cuts time finer. It walks shorter chunks than the forward, as it holds four input tiles (the membrane and its
-# gradient, and the next chunk's two, loaded ahead) where the forward holds two. Not yet timed on a GPU.
+# cuts time finer. It walks shorter chunks than the forward: each step reads two inputs. Not yet timed on a GPU.
 BWD_CHUNK = 8
-BWD_CHUNKS = (2, 4, 8)  # as CHUNKS; 16 spills on sm_90
+BWD_CHUNKS = (2, 4, 8, 16)  # as CHUNKS
 BWD_MIN_SEGMENT = 64
 MAX_SEGMENTS = 64
+# Chunks in flight: the forward's pass 1 and the backward keep STAGES - 1 chunks ahead of the walk loading into
+# shared memory (Triton's software pipeliner, cp.async on sm_80+), so a program has that many chunks of loads
+# outstanding without holding them in registers. A serial walk per channel is otherwise latency-bound once
+# batch x channels x chunk bytes in flight fall below what the memory system needs to stream (~ bandwidth x
+# latency, a few MB on an H100). Chosen from sm_90 compiles, not yet from timings: 3 stages at the default
+# blocks hold 128-163 registers with no spills and 16-24 KB of shared memory per one-warp program; 1 is a
+# plain loop with no prefetch.
+STAGES = 3
+BWD_STAGES = 3
+MAX_STAGES = 8
 
 
 BLOCK_HS = (16, 32, 64, 128)
@@ -499,13 +499,16 @@ def _block_h(H: int) -> int:
 
 
 def plan(B: int, L: int, H: int, segments: int | None = None, chunk: int = CHUNK,
-         backward: bool = False, block_h: int | None = None) -> tuple[int, int, int]:
-    """(BLOCK_H, segment length, number of segments) for a (B, L, H) run; `segments` and `block_h` force those.
-    Every kernel runs one-warp programs of BLOCK_H channels."""
+         backward: bool = False, block_h: int | None = None, stages: int | None = None) -> tuple[int, int, int]:
+    """(BLOCK_H, segment length, number of segments) for a (B, L, H) run; `segments` and `block_h` force those,
+    `stages` (pipeline depth, 1 .. MAX_STAGES) is only checked. Every kernel runs one-warp programs of BLOCK_H
+    channels."""
     pass_name = "backward" if backward else "forward"
     chunks = BWD_CHUNKS if backward else CHUNKS
     if chunk not in chunks:
         raise ValueError(f"lif {pass_name} kernel: chunk must be one of {chunks}, got {chunk}")
+    if stages is not None and not (isinstance(stages, int) and 1 <= stages <= MAX_STAGES):
+        raise ValueError(f"lif {pass_name} kernel: stages must be an int from 1 to {MAX_STAGES}, got {stages!r}")
     if block_h is None:
         block_h = _block_h(H)
     elif block_h not in BLOCK_HS:
@@ -525,13 +528,14 @@ def plan(B: int, L: int, H: int, segments: int | None = None, chunk: int = CHUNK
 
 
 def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segments: int | None = None,
-            chunk: int = CHUNK, block_h: int | None = None):
+            chunk: int = CHUNK, block_h: int | None = None, stages: int = STAGES):
     """Same arguments and results as spikessm.ops.lif_recurrence.lif_fwd: x (B, L, H) contiguous; beta,
     threshold (H,) in the state dtype; h0 (B, H) or None -> spikes (x's dtype), the pre-reset membrane (B, L, H)
-    (an empty tensor unless save_membrane) and the final state (B, H). segments, chunk, block_h: see plan."""
+    (an empty tensor unless save_membrane) and the final state (B, H). segments, chunk, block_h, stages: see
+    plan."""
     B, L, H = x.shape
     dtype = beta.dtype
-    block_h, seg, n_seg = plan(B, L, H, segments, chunk, block_h=block_h)
+    block_h, seg, n_seg = plan(B, L, H, segments, chunk, block_h=block_h, stages=stages)
     spikes = torch.empty_like(x)
     m_all = torch.empty((B, L, H) if save_membrane else (0,), dtype=dtype, device=x.device)
     vend = torch.empty((B, n_seg, H), dtype=dtype, device=x.device)
@@ -539,7 +543,7 @@ def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segm
     flags = dict(STORE_M=save_membrane, RESET=RESET_CODES[reset], BLOCK_H=block_h, T=chunk, num_warps=1)
     _lif_fwd_kernel[(n_blocks, B, n_seg)](
         x, beta, threshold, h0 if h0 is not None else vend, spikes, m_all, vend, L, H, seg,
-        HAS_H0=h0 is not None, **flags,
+        HAS_H0=h0 is not None, STAGES=stages, **flags,
     )
     if n_seg == 1:
         return spikes, m_all, vend[:, 0]
@@ -556,22 +560,22 @@ def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segm
 
 def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate: str, alpha: float,
             detach_reset: bool, x_dtype: torch.dtype, sigma=None, segments: int | None = None,
-            chunk: int = BWD_CHUNK, block_h: int | None = None):
+            chunk: int = BWD_CHUNK, block_h: int | None = None, stages: int = BWD_STAGES):
     """Same arguments and results as spikessm.ops.lif_recurrence.lif_bwd; for surrogate "leaky", `sigma` (B, L, H)
     is its derivative at every step (it depends on the spike history, which the backward does not see).
-    segments, chunk, block_h: see plan."""
+    segments, chunk, block_h, stages: see plan."""
     if (surrogate == "leaky") != (sigma is not None):
         raise ValueError("lif_bwd: sigma is needed for, and only for, the 'leaky' surrogate")
     B, L, H = m_all.shape
     dtype = m_all.dtype
-    block_h, seg, n_seg = plan(B, L, H, segments, chunk, backward=True, block_h=block_h)
+    block_h, seg, n_seg = plan(B, L, H, segments, chunk, backward=True, block_h=block_h, stages=stages)
     grid = (cdiv(H, block_h), B, n_seg)
     dx = torch.empty((B, L, H), dtype=x_dtype, device=m_all.device)
     # per segment: dbeta and dthreshold partial sums, and its map's two coefficients, in one allocation
     partials = torch.empty((4, B, n_seg, H), dtype=dtype, device=m_all.device)
     args = dict(HAS_H0=h0 is not None, HAS_GT=g_final is not None, RESET=RESET_CODES[reset],
                 SURROGATE=SURROGATE_CODES[surrogate], DETACH_RESET=detach_reset, BLOCK_H=block_h, T=chunk,
-                num_warps=1)
+                STAGES=stages, num_warps=1)
     spare = partials  # stands in for absent pointers; never read
     pointers = (beta, threshold, h0 if h0 is not None else spare, m_all, g_spikes,
                 sigma if sigma is not None else spare, g_final if g_final is not None else spare)

@@ -4,8 +4,9 @@ rounding (the kernel fuses beta v + x into one multiply-add, the PyTorch path ma
 these inputs comes within that rounding of the threshold).
 
 The public op picks segments only for long sequences with few channels; here the plan is forced so that the
-interpreter can run it at small sizes. One case can never merge (beta = 1, no reset): the sequential fix-up
-then re-runs every segment.
+interpreter can run it at small sizes. Some cases also force the pipeline depth (stages): the interpreter runs loops
+plainly, so those differ only on a GPU, where the pipeliner loads chunks ahead into shared memory. One case can
+never merge (beta = 1, no reset): the sequential fix-up then re-runs every segment.
 """
 import pytest
 import torch
@@ -17,22 +18,23 @@ from spikessm.ops.surrogates import leaky_derivative
 
 pytestmark = [requires_triton, pytest.mark.interpreter]
 
-CASES = [  # B, L, H, reset, surrogate, beta (None: random per channel), segments, chunk, block_h, h0, g_final
-    (2, 37, 5, "subtract", "atan", None, 1, 16, None, True, True),
-    (2, 37, 5, "subtract", "atan", None, 4, 8, None, True, True),
-    (1, 100, 3, "zero", "sigmoid", None, 3, 4, None, False, True),
-    (1, 70, 3, "none", "triangle", 1.0, 4, 8, None, True, True),
-    (2, 64, 130, "subtract", "leaky", None, 2, 32, None, True, False),
-    (1, 1, 1, "subtract", "fast_sigmoid", None, 1, 16, None, True, True),
-    (3, 45, 2, "subtract", "rectangle", 0.99, 5, 4, None, True, True),
-    (1, 9, 3, "zero", "atan", None, 2, 2, None, True, True),
-    (1, 40, 70, "subtract", "atan", None, 2, 8, 64, True, True),  # two 64-channel blocks, the last masked
+CASES = [  # B, L, H, reset, surrogate, beta (None: random per channel), segments, chunk, block_h, h0, g_final, stages
+    (2, 37, 5, "subtract", "atan", None, 1, 16, None, True, True, None),
+    (2, 37, 5, "subtract", "atan", None, 4, 8, None, True, True, 1),  # no pipelining
+    (1, 100, 3, "zero", "sigmoid", None, 3, 4, None, False, True, None),
+    (1, 70, 3, "none", "triangle", 1.0, 4, 8, None, True, True, 2),
+    (2, 64, 130, "subtract", "leaky", None, 2, 32, None, True, False, None),
+    (1, 1, 1, "subtract", "fast_sigmoid", None, 1, 16, None, True, True, None),
+    (3, 45, 2, "subtract", "rectangle", 0.99, 5, 4, None, True, True, 4),
+    (1, 9, 3, "zero", "atan", None, 2, 2, None, True, True, None),
+    (1, 40, 70, "subtract", "atan", None, 2, 8, 64, True, True, None),  # two 64-channel blocks, the last masked
+    (2, 150, 4, "subtract", "atan", None, 1, 16, None, True, True, 8),  # more stages than most segments' chunks
 ]
 
 
-@pytest.mark.parametrize("B,L,H,reset,surrogate,beta_value,segments,chunk,block_h,with_h0,with_gT", CASES)
+@pytest.mark.parametrize("B,L,H,reset,surrogate,beta_value,segments,chunk,block_h,with_h0,with_gT,stages", CASES)
 def test_segments_match_reference(B, L, H, reset, surrogate, beta_value, segments, chunk, block_h, with_h0,
-                                  with_gT):
+                                  with_gT, stages):
     from spikessm.kernels import lif as kernels
 
     g = torch.Generator().manual_seed(L + H)
@@ -48,7 +50,8 @@ def test_segments_match_reference(B, L, H, reset, surrogate, beta_value, segment
     dev = [t.to(TRITON_DEVICE) if t is not None else None for t in (x, beta, th, h0, gs, gT, m_r)]
     xd, bd, td, hd, gsd, gTd, md = dev
     for save in (True, False):
-        spikes, m, v = kernels.lif_fwd(xd, bd, td, hd, reset, save, segments, chunk, block_h)
+        spikes, m, v = kernels.lif_fwd(xd, bd, td, hd, reset, save, segments, chunk, block_h,
+                                       stages or kernels.STAGES)
         assert torch.equal(spikes.cpu(), spikes_r), f"spikes (save_membrane={save})"
         assert_close(v.cpu(), v_r, 1e-13, f"final membrane (save_membrane={save})")
         if save:
@@ -56,9 +59,9 @@ def test_segments_match_reference(B, L, H, reset, surrogate, beta_value, segment
         else:
             assert m.numel() == 0
     sigma = leaky_derivative((m_r > th).double(), beta, th).to(TRITON_DEVICE) if surrogate == "leaky" else None
-    bwd_chunk = min(chunk, max(kernels.BWD_CHUNKS))  # the backward walks chunks of at most 8 steps
+    bwd_chunk = min(chunk, max(kernels.BWD_CHUNKS))  # the backward's chunks are at most 16 steps
     got = kernels.lif_bwd(bd, td, hd, md, gsd, gTd, reset, surrogate, 2.0, False, torch.float64, sigma, segments,
-                          bwd_chunk, block_h)
+                          bwd_chunk, block_h, stages or kernels.BWD_STAGES)
     want = lif_recurrence.lif_bwd(beta, th, h0, m_r, gs, gT, reset, surrogate, 2.0, False, torch.float64)
     for name, a, b in zip(("dx", "dbeta", "dthreshold", "dh0"), got, want):
         if b is None:
@@ -73,9 +76,12 @@ def test_unsupported_plans_are_refused():
     with pytest.raises(ValueError, match="forward kernel: chunk must be one of"):
         kernels.plan(2, 100, 8, chunk=64)
     with pytest.raises(ValueError, match="backward kernel: chunk must be one of"):
-        kernels.plan(2, 100, 8, chunk=16, backward=True)
+        kernels.plan(2, 100, 8, chunk=32, backward=True)
     with pytest.raises(ValueError, match="block_h must be one of"):
         kernels.plan(2, 100, 8, block_h=48)
+    for stages in (0, kernels.MAX_STAGES + 1, 2.0):
+        with pytest.raises(ValueError, match="stages must be an int"):
+            kernels.plan(2, 100, 8, stages=stages)
 
 
 def test_long_sequence_through_the_op(monkeypatch):
@@ -102,3 +108,4 @@ def test_long_sequence_through_the_op(monkeypatch):
     (dx,) = torch.autograd.grad(spikes, xd, gs.to(TRITON_DEVICE))
     (dx_r,) = torch.autograd.grad(spikes_r, xr, gs)
     assert_close(dx.cpu(), dx_r, 1e-10, "dx")
+
