@@ -440,7 +440,15 @@ def _lif_bwd_kernel(
             tl.store(dx_ptr + base + offs, gm.to(dx_ptr.dtype.element_ty), mask=mask_2d)
     plane = tl.num_programs(1) * n_seg * H
     if COMPOSE:
-        tl.store(out_ptr + 2 * plane + seg_row, A, mask=mask_h)
+        # A product that overflowed meets the gradient arriving from later steps; where that is exactly 0 (no
+        # loss term there), the true incoming gradient is b, and inf * 0 would make it NaN. Clamped to the
+        # largest finite value, the product keeps it b; against any but a tiny nonzero gradient it still
+        # overflows, as the step-by-step walk does (a tiny one is a range limit of composing segments).
+        if acc_dtype == tl.float64:
+            largest = tl.full([], 1.7976931348623157e308, tl.float64)
+        else:
+            largest = tl.full([], 3.4028234663852886e38, tl.float32)
+        tl.store(out_ptr + 2 * plane + seg_row, tl.clamp(A, -largest, largest), mask=mask_h)
         tl.store(out_ptr + 3 * plane + seg_row, Gv, mask=mask_h)
     else:
         # dbeta's last term, Gm_first v_{first - 1}: the previous segment's last post-reset membrane, or h0

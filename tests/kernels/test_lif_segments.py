@@ -109,3 +109,23 @@ def test_long_sequence_through_the_op(monkeypatch):
     (dx_r,) = torch.autograd.grad(spikes_r, xr, gs)
     assert_close(dx.cpu(), dx_r, 1e-10, "dx")
 
+
+def test_composed_map_that_overflows_meets_a_zero_gradient():
+    """A segment whose map product overflows float32 (|beta dv/dm| = 2.7 at every step: the membrane sits on the
+    threshold 4 with a surrogate slope of 1) while no gradient reaches it from later steps: the exact incoming
+    gradient is 0, and inf * 0 must not turn it into NaN."""
+    from spikessm.kernels import lif as kernels
+
+    B, L, H, th_value = 1, 400, 2, 4.0
+    f32 = dict(dtype=torch.float32)
+    beta = torch.full((H,), 0.9, **f32)
+    th = torch.full((H,), th_value, **f32)
+    m_all = torch.full((B, L, H), th_value, **f32)  # pre-reset membrane on the threshold: no spike, slope 1
+    gs = torch.zeros(B, L, H, **f32)
+    gs[:, :20] = torch.randn(B, 20, H, generator=torch.Generator().manual_seed(0))  # 2.7^20: still finite
+    want = lif_recurrence.lif_bwd(beta, th, None, m_all, gs, None, "subtract", "atan", 2.0, False, torch.float32)
+    got = kernels.lif_bwd(*(t.to(TRITON_DEVICE) for t in (beta, th)), None, m_all.to(TRITON_DEVICE),
+                          gs.to(TRITON_DEVICE), None, "subtract", "atan", 2.0, False, torch.float32, None, 4)
+    for name, a, b in zip(("dx", "dbeta", "dthreshold"), got, want):
+        assert torch.isfinite(a).all(), f"{name} is not finite"
+        assert_close(a.cpu(), b, 1e-5, name)
