@@ -98,11 +98,11 @@ def _set_column(tile, cols, j: tl.constexpr, value):
 
 @triton.jit
 def _store_tile(ptr, tile, row, cols, start, L, H, mask_h, REVERSE: tl.constexpr):
-    """Write a (BLOCK_H, T) tile of processing steps start .. start + T - 1 (the ones < L)."""
+    """Write a (BLOCK_H, T) tile of processing steps start .. start + T - 1 (the ones in 0 .. L - 1)."""
     i = start + cols
     t = _time(i, L, REVERSE)
     tl.store(ptr + row[:, None] + t[None, :] * H, tile.to(ptr.dtype.element_ty),
-             mask=mask_h[:, None] & (i < L)[None, :])
+             mask=mask_h[:, None] & ((i >= 0) & (i < L))[None, :])
 
 
 @triton.jit
@@ -142,22 +142,32 @@ def _s4d_fwd_kernel(
 
     row = pid_b * L * H + offs_h
     cols = tl.arange(0, T)
+    n_chunks = tl.cdiv(L, T)
+    # When T does not divide L, the first chunk starts before step 0 (steps first .. -1 have zero input and no
+    # output), so that the walk ends exactly at step L - 1 and the final states need no masking. From zero
+    # states those steps keep them at exactly zero; only an initial state or membrane needs a mask per step.
+    first = L - n_chunks * T
+    MASK_BEFORE_0: tl.constexpr = HAS_H0 or LIF
     # inputs are loaded two steps ahead of their use
-    u_next = _load_step(u_ptr, row, tl.full([], 0, tl.int32), L, H, mask_h, acc_dtype, REVERSE)
-    u_after = _load_step(u_ptr, row, tl.full([], 1, tl.int32), L, H, mask_h, acc_dtype, REVERSE)
-    for c in range(0, tl.cdiv(L, T)):
+    u_next = _load_step(u_ptr, row, first, L, H, mask_h, acc_dtype, REVERSE)
+    u_after = _load_step(u_ptr, row, first + 1, L, H, mask_h, acc_dtype, REVERSE)
+    for c in range(0, n_chunks):
         out_tile = tl.zeros([BLOCK_H, T], dtype=acc_dtype)
         m_tile = tl.zeros([BLOCK_H, T], dtype=acc_dtype)
         for j in tl.static_range(T):
-            i = c * T + j
+            i = first + c * T + j
             u, u_next = u_next, u_after
             u_after = _load_step(u_ptr, row, i + 2, L, H, mask_h, acc_dtype, REVERSE)
-            live = i < L
+            live = i >= 0
             ub = u[:, None]
             new_re = A_re * x_re + (B_re * ub - A_im * x_im)
             new_im = A_re * x_im + (B_im * ub + A_im * x_re)
-            x_re = tl.where(live, new_re, x_re)
-            x_im = tl.where(live, new_im, x_im)
+            if MASK_BEFORE_0:
+                x_re = tl.where(live, new_re, x_re)
+                x_im = tl.where(live, new_im, x_im)
+            else:
+                x_re = new_re
+                x_im = new_im
             y = tl.sum(C_re * x_re - C_im * x_im, axis=1) + D * u
             if LIF:
                 m = beta * v + y
@@ -167,9 +177,9 @@ def _s4d_fwd_kernel(
                 m_tile = _set_column(m_tile, cols, j, m)
             else:
                 out_tile = _set_column(out_tile, cols, j, y)
-        _store_tile(out_ptr, out_tile, row, cols, c * T, L, H, mask_h, REVERSE)
+        _store_tile(out_ptr, out_tile, row, cols, first + c * T, L, H, mask_h, REVERSE)
         if STORE_M:
-            _store_tile(m_ptr, m_tile, row, cols, c * T, L, H, mask_h, REVERSE)
+            _store_tile(m_ptr, m_tile, row, cols, first + c * T, L, H, mask_h, REVERSE)
 
     tl.store(hT_ptr + state_offs, x_re, mask=mask_hn)
     tl.store(hT_ptr + H * N + state_offs, x_im, mask=mask_hn)
