@@ -92,6 +92,14 @@ def s4d_variants():
         yield ("s4d_scan_bwd", f"{label} BH={bwd_h}", s4d_scan._s4d_bwd_kernel, S4D_BWD_POINTERS, ["L", "H", "N"],
                dict(common, HAS_GT=has_gt, LIF=False, HAS_V0=False, HAS_GVT=False, RESET=0, SURROGATE=0,
                     DETACH_RESET=False, BLOCK_H=bwd_h), bwd_w)
+    # Training's forward: no initial state, so the walk runs on x / B and no step is masked.
+    fwd_h, block_n, fwd_w = s4d_scan.launch_config(32, 256, 64)
+    yield ("s4d_scan_fwd", f"N=64 h0=0 BH={fwd_h}", s4d_scan._s4d_fwd_kernel, S4D_FWD_POINTERS, ["L", "H", "N"],
+           dict(HAS_D=True, HAS_H0=False, REVERSE=False, BLOCK_N=block_n, T=s4d_scan.T, LIF=False, BLOCK_H=fwd_h,
+                **off), fwd_w)
+    yield ("s4d_lif_fwd", f"N=64 reset=subtract h0=0 v0=0 BH={fwd_h}", s4d_scan._s4d_fwd_kernel, S4D_FWD_POINTERS,
+           ["L", "H", "N"], dict(HAS_D=True, HAS_H0=False, REVERSE=False, BLOCK_N=block_n, T=s4d_scan.T, LIF=True,
+                                 BLOCK_H=fwd_h, HAS_V0=False, RESET=0, STORE_M=True), fwd_w)
     # A small grid (B=1, H=128): fewer states per thread.
     fwd_h, block_n, fwd_w = s4d_scan.launch_config(1, 128, 64)
     bwd_h, _, bwd_w = s4d_scan.launch_config(1, 128, 64, s4d_scan.backward_states_per_thread(False, False))
