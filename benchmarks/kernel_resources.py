@@ -55,7 +55,8 @@ def variants():
         dtype = torch.complex64 if cplx else torch.float32
         for name, fn, backward in (("diag_scan_fwd", fwd, False), ("diag_scan_bwd", bwd, True)):
             block_t, block_p, warps = diag_scan.launch_config(B, P, dtype, tv, backward)
-            flags = dict(A_TIME_VARYING=tv, COMPLEX=cplx, REVERSE=rev, BLOCK_T=block_t, BLOCK_P=block_p)
+            flags = dict(A_TIME_VARYING=tv, COMPLEX=cplx, REVERSE=rev, BLOCK_T=block_t, BLOCK_P=block_p,
+                         STAGES=diag_scan.STAGES)
             key = (name, tuple(flags.items()), warps)
             if key in seen:
                 continue

@@ -12,8 +12,9 @@ s4d: states per thread x output tile length T (spikessm/kernels/s4d_scan.py) for
 forward+backward at B=32, H=256, N=64. Each row checks the plan against the default plan (y's relative error or
 the share of spikes that differ, and the worst gradient's relative error).
 
-diag_scan: (BLOCK_T, BLOCK_P, num_warps) of each pass at B=8, L=4096, P=1536 (S5-like), each pass timed on its own,
-with its fraction of copy bandwidth and its agreement with the default plan.
+diag_scan: (BLOCK_T, BLOCK_P, num_warps) of each pass at B=8, L=4096, P=1536 (S5-like), then pipeline depths
+(stages) at each pass's fastest plan; each pass timed on its own, with its fraction of copy bandwidth and its
+agreement with the default plan.
 
 Not a results benchmark (the bench_*.py scripts are).
 """
@@ -194,6 +195,7 @@ def tune_s4d(device, copy_bw, target_s):
 # (BLOCK_T, BLOCK_P, num_warps): a chunk's steps in one thread (BLOCK_P x element bytes = 512 x warps) at three
 # chunk lengths, two warps, and the spread plans (steps over lanes and warps) real data uses by default.
 DIAG_SHAPE = (8, 4096, 1536)  # B, L, P
+DIAG_STAGES = (2, 3, 4)
 DIAG_PLANS = {
     "complex64": [(8, 64, 1), (16, 64, 1), (32, 64, 1), (16, 128, 2), (16, 32, 1), (32, 16, 4)],
     "float32": [(8, 128, 1), (16, 128, 1), (16, 64, 1), (32, 64, 1), (32, 16, 2), (32, 32, 4)],
@@ -201,43 +203,65 @@ DIAG_PLANS = {
 
 
 def tune_diag_scan(device, copy_bw, target_s):
-    from spikessm.kernels import diag_scan as kernels
-
+    """Per case: every plan of DIAG_PLANS as a plain loop, then deeper pipelines at each pass's fastest plan."""
     B, L, P = DIAG_SHAPE
-    n = B * L * P
     rows = []
     for dtype_name, time_varying in (("complex64", False), ("complex64", True), ("float32", True)):
-        dtype = getattr(torch, dtype_name)
-        g = torch.Generator().manual_seed(0)
-        a_shape = (B, L, P) if time_varying else (P,)
-        a = (0.9 + 0.1 * torch.rand(a_shape, generator=g)).to(device)
-        b = torch.randn(B, L, P, generator=g).to(device)
-        gx = torch.randn(B, L, P, generator=g).to(device)
-        if dtype.is_complex:
-            a = torch.polar(a, torch.rand(a_shape, generator=g).to(device) * 3)
-            b, gx = torch.complex(b, b.flip(1)), torch.complex(gx, gx.flip(1))
-        x_ref, _ = kernels.diag_scan_fwd(a, b, None, False)
-        db_ref = kernels.diag_scan_bwd(a, x_ref, None, gx, None, False)[1]
-        s = dtype.itemsize
-        fwd_bytes = (2 + time_varying) * n * s
-        bwd_bytes = (3 + 2 * time_varying) * n * s
-        for plan in DIAG_PLANS[dtype_name]:
-            row = {"dtype": dtype_name, "a": "(B,L,P)" if time_varying else "(P,)", "plan": str(plan)}
-            fwd = functools.partial(kernels.diag_scan_fwd, a, b, None, False, plan=plan)
-            bwd = functools.partial(kernels.diag_scan_bwd, a, x_ref, None, gx, None, False, plan=plan)
-            try:
-                x, db = fwd()[0], bwd()[1]
-                t_f = common.benchmark(fwd, device, target_s=target_s)
-                t_b = common.benchmark(bwd, device, target_s=target_s)
-            except Exception as e:  # a plan that does not compile is a finding, not a crash
-                rows.append(dict(row, error=str(e).splitlines()[0][:80]))
-                continue
-            rows.append(dict(row, fwd_ms=t_f.median_ms, fwd_frac=fwd_bytes / (t_f.median_ms * 1e-3) / copy_bw,
-                             bwd_ms=t_b.median_ms, bwd_frac=bwd_bytes / (t_b.median_ms * 1e-3) / copy_bw,
-                             rel_err_x=((x - x_ref).abs().max() / x_ref.abs().max()).item(),
-                             rel_err_db=((db - db_ref).abs().max() / db_ref.abs().max()).item()))
-            common.log(str(rows[-1]))
+        run = functools.partial(_time_diag_plan, _diag_case(B, L, P, getattr(torch, dtype_name), time_varying, device),
+                                device, copy_bw, target_s)
+        plans = DIAG_PLANS[dtype_name]
+        phase1 = [run(plan, 1) for plan in plans]
+        timed = [(plan, r) for plan, r in zip(plans, phase1) if "fwd_ms" in r]
+        best = {min(timed, key=lambda pr: pr[1][key])[0] for key in ("fwd_ms", "bwd_ms")} if timed else set()
+        rows += phase1 + [run(plan, stages) for plan in sorted(best) for stages in DIAG_STAGES]
     return rows
+
+
+def _diag_case(B, L, P, dtype, time_varying, device):
+    """Inputs of one diag_scan case and the default plans' x and db."""
+    from spikessm.kernels import diag_scan as kernels
+
+    g = torch.Generator().manual_seed(0)
+    a_shape = (B, L, P) if time_varying else (P,)
+    a = (0.9 + 0.1 * torch.rand(a_shape, generator=g)).to(device)
+    b = torch.randn(B, L, P, generator=g).to(device)
+    gx = torch.randn(B, L, P, generator=g).to(device)
+    if dtype.is_complex:
+        a = torch.polar(a, torch.rand(a_shape, generator=g).to(device) * 3)
+        b, gx = torch.complex(b, b.flip(1)), torch.complex(gx, gx.flip(1))
+    x_ref, _ = kernels.diag_scan_fwd(a, b, None, False)
+    db_ref = kernels.diag_scan_bwd(a, x_ref, None, gx, None, False)[1]
+    return dict(a=a, b=b, gx=gx, x_ref=x_ref, db_ref=db_ref, dtype=dtype, time_varying=time_varying)
+
+
+def _time_diag_plan(case, device, copy_bw, target_s, plan, stages):
+    """One (plan, stages) row: each pass timed on its own, its fraction of copy bandwidth, and its agreement with
+    the default plan."""
+    from spikessm.kernels import diag_scan as kernels
+
+    a, b, gx, x_ref, db_ref = (case[k] for k in ("a", "b", "gx", "x_ref", "db_ref"))
+    time_varying = case["time_varying"]
+    n, s = b.numel(), case["dtype"].itemsize
+    fwd_bytes = (2 + time_varying) * n * s
+    bwd_bytes = (3 + 2 * time_varying) * n * s
+    row = {"dtype": str(case["dtype"]).removeprefix("torch."), "a": "(B,L,P)" if time_varying else "(P,)",
+           "plan": str(plan), "stages": stages}
+    fwd = functools.partial(kernels.diag_scan_fwd, a, b, None, False, plan=plan, stages=stages)
+    bwd = functools.partial(kernels.diag_scan_bwd, a, x_ref, None, gx, None, False, plan=plan, stages=stages)
+    try:
+        x, db = fwd()[0], bwd()[1]
+        t_f = common.benchmark(fwd, device, target_s=target_s)
+        t_b = common.benchmark(bwd, device, target_s=target_s)
+    except Exception as e:  # a plan that does not compile is a finding, not a crash
+        row["error"] = str(e).splitlines()[0][:80]
+        common.log(str(row))
+        return row
+    row.update(fwd_ms=t_f.median_ms, fwd_frac=fwd_bytes / (t_f.median_ms * 1e-3) / copy_bw,
+               bwd_ms=t_b.median_ms, bwd_frac=bwd_bytes / (t_b.median_ms * 1e-3) / copy_bw,
+               rel_err_x=((x - x_ref).abs().max() / x_ref.abs().max()).item(),
+               rel_err_db=((db - db_ref).abs().max() / db_ref.abs().max()).item())
+    common.log(str(row))
+    return row
 
 
 SWEEPS = {"lif": tune_lif, "s4d": tune_s4d, "diag_scan": tune_diag_scan}

@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 
 from .affine_scan import compose_complex, compose_real, last_row, load_complex, store_complex
-from .host import cdiv, check_chunk_size, next_power_of_2, real_view
+from .host import cdiv, check_chunk_size, check_stages, next_power_of_2, real_view
 
 
 @triton.jit
@@ -29,7 +29,7 @@ def _diag_scan_fwd_kernel(
     a_ptr, b_ptr, h0_ptr, x_ptr, hT_ptr,
     L, P,
     A_TIME_VARYING: tl.constexpr, HAS_H0: tl.constexpr, COMPLEX: tl.constexpr, REVERSE: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, STAGES: tl.constexpr,
 ):
     pid_p = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
@@ -54,7 +54,7 @@ def _diag_scan_fwd_kernel(
         step_offs = P * W
     chunk_offs = rows[:, None] * step_offs + cols
 
-    for start in range(0, L, BLOCK_T):
+    for start in tl.range(0, L, BLOCK_T, num_stages=STAGES):
         if REVERSE:
             t0 = L - 1 - start
         else:
@@ -92,7 +92,7 @@ def _diag_scan_bwd_kernel(
     a_ptr, x_ptr, h0_ptr, gx_ptr, gT_ptr, da_ptr, db_ptr, dh0_ptr,
     L, P,
     A_TIME_VARYING: tl.constexpr, HAS_H0: tl.constexpr, HAS_GT: tl.constexpr, COMPLEX: tl.constexpr,
-    REVERSE: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr,
+    REVERSE: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, STAGES: tl.constexpr,
 ):
     """Adjoint scan, walking the forward processing order backwards.
 
@@ -127,7 +127,7 @@ def _diag_scan_bwd_kernel(
         step_offs = P * W
     chunk_offs = cols - rows[:, None] * step_offs
 
-    for start in range(0, L, BLOCK_T):
+    for start in tl.range(0, L, BLOCK_T, num_stages=STAGES):
         if REVERSE:
             t0 = start
         else:
@@ -208,6 +208,10 @@ MIN_BLOCK_P = 16  # 16 channels = 64-128 contiguous bytes per time step: loads s
 # enough registers to stay under the cap (benchmarks/kernel_resources.py).
 ROW_BYTES = 16 * 32
 CHUNK_LOAD_BYTES = 256
+# Chunks loaded ahead: with STAGES > 1 Triton's pipeliner copies the next STAGES - 1 chunks into shared memory
+# (cp.async) while one is scanned. 1, a plain loop, is what the H100 timings measured; deeper pipelines cost
+# 0-9% more loop instructions in sm_90 compiles and are left to benchmarks/tune_kernels.py.
+STAGES = 1
 
 
 def launch_config(B: int, P: int, dtype: torch.dtype, time_varying: bool, backward: bool,
@@ -236,8 +240,10 @@ def launch_config(B: int, P: int, dtype: torch.dtype, time_varying: bool, backwa
     return block_t, block_p, num_warps
 
 
-def diag_scan_fwd(a, b, h0, reverse: bool, chunk_size: int | None = None, plan: tuple[int, int, int] | None = None):
-    """Forward launcher. `plan` = (BLOCK_T, BLOCK_P, num_warps) replaces launch_config's (for tuning).
+def diag_scan_fwd(a, b, h0, reverse: bool, chunk_size: int | None = None, plan: tuple[int, int, int] | None = None,
+                  stages: int = STAGES):
+    """Forward launcher. `plan` = (BLOCK_T, BLOCK_P, num_warps) replaces launch_config's, and `stages` sets the
+    pipeline depth (for tuning).
 
     Args:
         a: (P,) or (B, L, P), contiguous; float32/float64/complex64/complex128 (the state dtype).
@@ -255,14 +261,14 @@ def diag_scan_fwd(a, b, h0, reverse: bool, chunk_size: int | None = None, plan: 
         real_view(a), real_view(b), real_view(h0 if h0 is not None else hT), real_view(x), real_view(hT),
         L, P,
         A_TIME_VARYING=a.dim() == 3, HAS_H0=h0 is not None, COMPLEX=a.is_complex(), REVERSE=reverse,
-        BLOCK_T=block_t, BLOCK_P=block_p, num_warps=num_warps,
+        BLOCK_T=block_t, BLOCK_P=block_p, STAGES=check_stages("diag_scan", stages), num_warps=num_warps,
     )
     return x, hT
 
 
 def diag_scan_bwd(a, x, h0, gx, gT, reverse: bool, chunk_size: int | None = None,
-                  plan: tuple[int, int, int] | None = None):
-    """Backward launcher. `plan` as in :func:`diag_scan_fwd`.
+                  plan: tuple[int, int, int] | None = None, stages: int = STAGES):
+    """Backward launcher. `plan` and `stages` as in :func:`diag_scan_fwd`.
 
     Args:
         a, h0: as in :func:`diag_scan_fwd`; x: (B, L, P) forward output; gx: (B, L, P) gradient of x
@@ -282,7 +288,8 @@ def diag_scan_bwd(a, x, h0, gx, gT, reverse: bool, chunk_size: int | None = None
         real_view(gT if gT is not None else dh0), real_view(da), real_view(db), real_view(dh0),
         L, P,
         A_TIME_VARYING=time_varying, HAS_H0=h0 is not None, HAS_GT=gT is not None, COMPLEX=a.is_complex(),
-        REVERSE=reverse, BLOCK_T=block_t, BLOCK_P=block_p, num_warps=num_warps,
+        REVERSE=reverse, BLOCK_T=block_t, BLOCK_P=block_p, STAGES=check_stages("diag_scan", stages),
+        num_warps=num_warps,
     )
     if not time_varying:
         da = da.sum(0)

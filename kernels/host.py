@@ -26,6 +26,16 @@ def check_chunk_size(op: str, chunk_size: int | None, default: int) -> int:
     return chunk_size
 
 
+MAX_STAGES = 8
+
+
+def check_stages(op: str, stages: int) -> int:
+    """A loop's pipeline depth (tl.range's num_stages): 1 (no loads ahead) to MAX_STAGES."""
+    if not (isinstance(stages, int) and 1 <= stages <= MAX_STAGES):
+        raise ValueError(f"{op}: stages must be an int from 1 to {MAX_STAGES}, got {stages!r}")
+    return stages
+
+
 def real_view(t: torch.Tensor) -> torch.Tensor:
     """Complex tensors go to kernels as their real views (element k at 2k, 2k + 1); real ones as they are."""
     return torch.view_as_real(t) if t.is_complex() else t

@@ -40,7 +40,7 @@ import triton
 import triton.language as tl
 
 from .diag_scan import diag_scan_fwd
-from .host import cdiv, next_power_of_2
+from .host import cdiv, check_stages, next_power_of_2
 
 HALF_PI = tl.constexpr(math.pi / 2)
 # "leaky" depends on the spike history: its derivative comes from the ops layer and is read from memory.
@@ -494,7 +494,6 @@ MAX_SEGMENTS = 64
 # plain loop with no prefetch.
 STAGES = 3
 BWD_STAGES = 3
-MAX_STAGES = 8
 
 
 BLOCK_HS = (16, 32, 64, 128)
@@ -515,8 +514,8 @@ def plan(B: int, L: int, H: int, segments: int | None = None, chunk: int = CHUNK
     chunks = BWD_CHUNKS if backward else CHUNKS
     if chunk not in chunks:
         raise ValueError(f"lif {pass_name} kernel: chunk must be one of {chunks}, got {chunk}")
-    if stages is not None and not (isinstance(stages, int) and 1 <= stages <= MAX_STAGES):
-        raise ValueError(f"lif {pass_name} kernel: stages must be an int from 1 to {MAX_STAGES}, got {stages!r}")
+    if stages is not None:
+        check_stages(f"lif {pass_name} kernel", stages)
     if block_h is None:
         block_h = _block_h(H)
     elif block_h not in BLOCK_HS:

@@ -23,3 +23,13 @@ def test_chunk_size_check():
     for bad in (0, 1, 12):
         with pytest.raises(ValueError, match="op: chunk_size must be a power of two"):
             check_chunk_size("op", bad, 32)
+
+
+@requires_triton
+def test_stages_check():
+    from spikessm.kernels.host import MAX_STAGES, check_stages
+
+    assert check_stages("op", 1) == 1 and check_stages("op", MAX_STAGES) == MAX_STAGES
+    for bad in (0, MAX_STAGES + 1, 2.0, None):
+        with pytest.raises(ValueError, match="op: stages must be an int from 1"):
+            check_stages("op", bad)

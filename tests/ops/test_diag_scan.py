@@ -142,6 +142,29 @@ def test_triton_complex_default_chunk_boundaries(time_varying, L, P):
 
 
 @requires_triton
+@pytest.mark.interpreter
+@pytest.mark.parametrize("dtype,time_varying", [(torch.complex64, False), (torch.complex64, True),
+                                                (torch.float32, True)])
+def test_triton_pipelined_loops_change_nothing(dtype, time_varying):
+    """Loads run ahead through shared memory with stages > 1 (a GPU-only difference: the interpreter runs the
+    loop plainly); the arithmetic is the same, so every output must be bitwise equal to the plain loop's."""
+    from spikessm.kernels import diag_scan as kernels
+
+    a, b, h = (t.to(dtype).to(TRITON_DEVICE) if t is not None else None
+               for t in make_inputs(2, 37, 5, dtype, time_varying=time_varying, h0=True, seed=7))
+    gx = torch.randn(b.shape, dtype=dtype).to(TRITON_DEVICE)
+    gT = torch.randn(h.shape, dtype=dtype).to(TRITON_DEVICE)
+    plain = kernels.diag_scan_fwd(a, b, h, True, chunk_size=8, stages=1)
+    plain_grads = kernels.diag_scan_bwd(a, plain[0], h, gx, gT, True, chunk_size=8, stages=1)
+    for stages in (2, 4):
+        x, hT = kernels.diag_scan_fwd(a, b, h, True, chunk_size=8, stages=stages)
+        assert torch.equal(x, plain[0]) and torch.equal(hT, plain[1]), f"forward, stages={stages}"
+        grads = kernels.diag_scan_bwd(a, x, h, gx, gT, True, chunk_size=8, stages=stages)
+        for name, got, want in zip(("da", "db", "dh0"), grads, plain_grads):
+            assert torch.equal(got, want), f"{name}, stages={stages}"
+
+
+@requires_triton
 def test_launch_plans():
     from spikessm.kernels.diag_scan import ROW_BYTES, launch_config
 
