@@ -506,16 +506,13 @@ def _block_h(H: int) -> int:
 
 
 def plan(B: int, L: int, H: int, segments: int | None = None, chunk: int = CHUNK,
-         backward: bool = False, block_h: int | None = None, stages: int | None = None) -> tuple[int, int, int]:
-    """(BLOCK_H, segment length, number of segments) for a (B, L, H) run; `segments` and `block_h` force those,
-    `stages` (pipeline depth, 1 .. MAX_STAGES) is only checked. Every kernel runs one-warp programs of BLOCK_H
-    channels."""
+         backward: bool = False, block_h: int | None = None) -> tuple[int, int, int]:
+    """(BLOCK_H, segment length, number of segments) for a (B, L, H) run; `segments` and `block_h` force those.
+    Every kernel runs one-warp programs of BLOCK_H channels."""
     pass_name = "backward" if backward else "forward"
     chunks = BWD_CHUNKS if backward else CHUNKS
     if chunk not in chunks:
         raise ValueError(f"lif {pass_name} kernel: chunk must be one of {chunks}, got {chunk}")
-    if stages is not None:
-        check_stages(f"lif {pass_name} kernel", stages)
     if block_h is None:
         block_h = _block_h(H)
     elif block_h not in BLOCK_HS:
@@ -538,11 +535,11 @@ def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segm
             chunk: int = CHUNK, block_h: int | None = None, stages: int = STAGES):
     """Same arguments and results as spikessm.ops.lif_recurrence.lif_fwd: x (B, L, H) contiguous; beta,
     threshold (H,) in the state dtype; h0 (B, H) or None -> spikes (x's dtype), the pre-reset membrane (B, L, H)
-    (an empty tensor unless save_membrane) and the final state (B, H). segments, chunk, block_h, stages: see
-    plan."""
+    (an empty tensor unless save_membrane) and the final state (B, H). segments, chunk, block_h: see plan;
+    stages: the first pass's pipeline depth (1 .. host.MAX_STAGES)."""
     B, L, H = x.shape
     dtype = beta.dtype
-    block_h, seg, n_seg = plan(B, L, H, segments, chunk, block_h=block_h, stages=stages)
+    block_h, seg, n_seg = plan(B, L, H, segments, chunk, block_h=block_h)
     spikes = torch.empty_like(x)
     m_all = torch.empty((B, L, H) if save_membrane else (0,), dtype=dtype, device=x.device)
     vend = torch.empty((B, n_seg, H), dtype=dtype, device=x.device)
@@ -550,7 +547,7 @@ def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segm
     flags = dict(STORE_M=save_membrane, RESET=RESET_CODES[reset], BLOCK_H=block_h, T=chunk, num_warps=1)
     _lif_fwd_kernel[(n_blocks, B, n_seg)](
         x, beta, threshold, h0 if h0 is not None else vend, spikes, m_all, vend, L, H, seg,
-        HAS_H0=h0 is not None, STAGES=stages, **flags,
+        HAS_H0=h0 is not None, STAGES=check_stages("lif forward kernel", stages), **flags,
     )
     if n_seg == 1:
         return spikes, m_all, vend[:, 0]
@@ -570,19 +567,19 @@ def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate
             chunk: int = BWD_CHUNK, block_h: int | None = None, stages: int = BWD_STAGES):
     """Same arguments and results as spikessm.ops.lif_recurrence.lif_bwd; for surrogate "leaky", `sigma` (B, L, H)
     is its derivative at every step (it depends on the spike history, which the backward does not see).
-    segments, chunk, block_h, stages: see plan."""
+    segments, chunk, block_h: see plan; stages: the pipeline depth (1 .. host.MAX_STAGES)."""
     if (surrogate == "leaky") != (sigma is not None):
         raise ValueError("lif_bwd: sigma is needed for, and only for, the 'leaky' surrogate")
     B, L, H = m_all.shape
     dtype = m_all.dtype
-    block_h, seg, n_seg = plan(B, L, H, segments, chunk, backward=True, block_h=block_h, stages=stages)
+    block_h, seg, n_seg = plan(B, L, H, segments, chunk, backward=True, block_h=block_h)
     grid = (cdiv(H, block_h), B, n_seg)
     dx = torch.empty((B, L, H), dtype=x_dtype, device=m_all.device)
     # per segment: dbeta and dthreshold partial sums, and its map's two coefficients, in one allocation
     partials = torch.empty((4, B, n_seg, H), dtype=dtype, device=m_all.device)
     args = dict(HAS_H0=h0 is not None, HAS_GT=g_final is not None, RESET=RESET_CODES[reset],
                 SURROGATE=SURROGATE_CODES[surrogate], DETACH_RESET=detach_reset, BLOCK_H=block_h, T=chunk,
-                STAGES=stages, num_warps=1)
+                STAGES=check_stages("lif backward kernel", stages), num_warps=1)
     spare = partials  # stands in for absent pointers; never read
     pointers = (beta, threshold, h0 if h0 is not None else spare, m_all, g_spikes,
                 sigma if sigma is not None else spare, g_final if g_final is not None else spare)

@@ -80,7 +80,7 @@ def _backward(ctx, backward_impl, g_spikes, _g_membrane, g_final):
     if not ctx.saved_membrane:
         raise RuntimeError("lif: the forward ran without saving the membrane (no input required grad when it ran)")
     dx, dbeta, dthreshold, dh0 = backward_impl(x, beta, threshold, h0, m_all, g_spikes.contiguous(),
-                                          g_final.contiguous(), *ctx.options)
+                                               g_final.contiguous(), *ctx.options)
     return dx, dbeta, dthreshold, (dh0 if h0 is not None else None), None, None, None, None, None, None
 
 
@@ -174,6 +174,6 @@ def lif(
     triton = use_triton(backend, x.device, OP)
     h0 = initial_state.contiguous() if initial_state is not None else None
     spikes, _, final_state = lif_op(x.contiguous(), beta_t.contiguous(), threshold_t.contiguous(), h0, reset,
-                                      surrogate, alpha, bool(detach_reset), triton,
-                                      needs_grad(x, beta_t, threshold_t, h0))
+                                    surrogate, alpha, bool(detach_reset), triton,
+                                    needs_grad(x, beta_t, threshold_t, h0))
     return spikes, final_state

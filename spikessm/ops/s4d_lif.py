@@ -84,7 +84,7 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, backward_impl, g_spikes, gT, gvT, _g_membrane):
     u, A, B, C, D, h0, v0, beta, threshold, membrane, spikes = ctx.saved_tensors
     grads = backward_impl(u, A, B, C, D, h0, v0, beta, threshold, membrane, spikes, g_spikes.contiguous(),
-                         gT.contiguous(), gvT.contiguous(), *ctx.options)
+                          gT.contiguous(), gvT.contiguous(), *ctx.options)
     present = (u, A, B, C, D, h0, v0, beta, threshold)
     return tuple(g if t is not None else None for g, t in zip(grads, present)) + (None,) * 6
 

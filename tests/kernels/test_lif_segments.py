@@ -80,9 +80,12 @@ def test_unsupported_plans_are_refused():
         kernels.plan(2, 100, 8, chunk=32, backward=True)
     with pytest.raises(ValueError, match="block_h must be one of"):
         kernels.plan(2, 100, 8, block_h=48)
+    x, beta, th = torch.zeros(1, 4, 2), torch.full((2,), 0.9), torch.ones(2)
     for stages in (0, MAX_STAGES + 1, 2.0):
         with pytest.raises(ValueError, match="stages must be an int"):
-            kernels.plan(2, 100, 8, stages=stages)
+            kernels.lif_fwd(x, beta, th, None, "subtract", stages=stages)
+        with pytest.raises(ValueError, match="stages must be an int"):
+            kernels.lif_bwd(beta, th, None, x, x, None, "subtract", "atan", 2.0, False, x.dtype, stages=stages)
 
 
 def test_long_sequence_through_the_op(monkeypatch):
