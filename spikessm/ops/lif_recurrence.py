@@ -9,15 +9,15 @@ Forward, per step (exact LIF, sequential because of the reset):
 Backward. With sigma_t the surrogate derivative at m_t - threshold, gs the gradient of the spikes and Gv_t that
 of v_t, the gradient of m_t is  Gm_t = gs_t sigma_t + Gv_t dv/dm_t,  and  Gv_{t-1} = beta Gm_t: a linear
 recurrence backwards in time. Time is walked in chunks of CHUNK steps from the end: per chunk, sigma and the
-reset's derivatives are computed at once on a cache-sized slice, then the recurrence costs two small ops per
-step. (Whole-sequence vectorisation streams every temporary through memory and was slower on a CPU than an
-autograd loop; see benchmarks/bench_lif.py.)
+reset's derivatives are computed at once on a cache-sized slice, then the recurrence costs one small op per
+step (Gm_t = c_t + (beta dv/dm_t) Gm_{t+1}). (Whole-sequence vectorisation streams every temporary through memory
+and was slower on a CPU than an autograd loop; see benchmarks/bench_lif.py.)
 """
 from __future__ import annotations
 
 import torch
 
-from .surrogates import derivative, leaky_derivative
+from .surrogates import derivative_, leaky_derivative
 
 RESETS = ("subtract", "zero", "none")
 
@@ -26,11 +26,12 @@ def state_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def _post_reset(m, spiked, threshold, reset):
-    if reset == "subtract":
-        return torch.where(spiked, m - threshold, m)
-    if reset == "zero":
-        return m.masked_fill(spiked, 0.0)
+def _post_reset(m, s, threshold, reset: str, out=None):
+    """v from the pre-reset membrane m and the spikes s (0/1 in any float dtype); into `out` when given."""
+    if reset == "subtract":  # m - threshold where s = 1 (s * threshold is exact, so m itself where s = 0)
+        return torch.addcmul(m, s, threshold, value=-1, out=out)
+    if reset == "zero":  # masked_fill rather than m (1 - s), which would turn an infinite m into NaN
+        return m.masked_fill(s != 0, 0.0) if out is None else out.copy_(m).masked_fill_(s != 0, 0.0)
     return m
 
 
@@ -38,76 +39,97 @@ def lif_fwd(x, beta, threshold, h0, reset: str):
     """x: (B, L, H); beta, threshold: (H,) state dtype; h0: (B, H) or None.
 
     Returns spikes (B, L, H) in x's dtype, the pre-reset membrane m (B, L, H) and the final state (B, H),
-    both in the state dtype."""
+    both in the state dtype. Three small ops per step: each step's spikes are written where they belong and
+    the reset is an addcmul with them (torch.where costs several times more on a CPU)."""
     dtype = state_dtype(x)
     B, L, H = x.shape
     v = h0.to(dtype) if h0 is not None else x.new_zeros(B, H, dtype=dtype)
-    m_all = torch.empty(B, L, H, dtype=dtype, device=x.device)
+    # A step writes B rows a whole (L, H) plane apart. On a CPU the first touch of fresh pages in that order
+    # costs more than zeroing them in order first (page faults; measured ~25% of this function at B=32, L=1k).
+    m_all = torch.zeros(B, L, H, dtype=dtype, device=x.device)
+    spikes = torch.zeros(B, L, H, dtype=x.dtype, device=x.device)
     x_steps = x.to(dtype).unbind(1)
     for t in range(L):
         m = torch.addcmul(x_steps[t], beta, v, out=m_all[:, t])
-        v = _post_reset(m, m > threshold, threshold, reset) if reset != "none" else m
-    spikes = (m_all > threshold).to(x.dtype)  # the same comparison as in the loop
+        v = _post_reset(m, torch.gt(m, threshold, out=spikes[:, t]), threshold, reset)
     return spikes, m_all, v.clone()  # without a reset v is a view of m_all
 
 
 CHUNK = 32
 
 
-def _reset_derivatives(m, spiked, sigma, threshold, reset, detach_reset):
-    """(dv/dm, dv/dthreshold) of the reset, elementwise; None stands for 1 (dv/dm) or 0 (dv/dthreshold)."""
-    s = spiked.to(m.dtype)
+def _reset_derivatives(m, s, sigma, threshold, reset, detach_reset, dv_dm, dv_dth):
+    """(dv/dm, dv/dthreshold) of the reset, elementwise, written into the buffers dv_dm and dv_dth (m's
+    shape); None stands for 1 (dv/dm) or 0 (dv/dthreshold). s: the spikes as 0/1 in m's dtype."""
     if reset == "subtract":
         if detach_reset:
-            return None, -s
-        return 1 - threshold * sigma, threshold * sigma - s
+            return None, torch.neg(s, out=dv_dth)
+        torch.mul(threshold, sigma, out=dv_dth)
+        return torch.neg(dv_dth, out=dv_dm).add_(1), dv_dth.sub_(s)  # 1 - threshold sigma, threshold sigma - s
     if reset == "zero":
+        torch.neg(s, out=dv_dm).add_(1)
         if detach_reset:
-            return 1 - s, None
-        return (1 - s) - m * sigma, m * sigma
+            return dv_dm, None
+        torch.mul(m, sigma, out=dv_dth)
+        return dv_dm.sub_(dv_dth), dv_dth  # (1 - s) - m sigma, m sigma
     return None, None
 
 
 def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate: str, alpha: float,
             detach_reset: bool, x_dtype: torch.dtype):
-    """Gradients (dx (B, L, H) in x_dtype, dbeta (H,), dthreshold (H,), dh0 (B, H) or None)."""
+    """Gradients (dx (B, L, H) in x_dtype, dbeta (H,), dthreshold (H,), dh0 (B, H) or None).
+
+    The chunk-sized intermediates live in buffers allocated once per call and written with out= / in-place
+    ops: on a CPU a fresh temporary of a megabyte or more costs page faults every time (the allocator hands
+    blocks of that size back to the system when they are freed), which cost more than the arithmetic."""
     dtype = m_all.dtype
     B, L, H = m_all.shape
     dx = torch.empty(B, L, H, dtype=x_dtype, device=m_all.device)
-    dbeta = m_all.new_zeros(H)
-    dthreshold = m_all.new_zeros(H)
-    g_v = g_final.to(dtype).clone() if g_final is not None else m_all.new_zeros(B, H)  # gradient of v_(end-1)
+    g_v = g_final.to(dtype) if g_final is not None else m_all.new_zeros(B, H)  # gradient of v_(end-1)
     if surrogate == "leaky":  # depends on the spike history: computed for all steps at once
         leaky = leaky_derivative((m_all > threshold).to(dtype), beta, threshold)
+    buffers = m_all.new_empty(7, B, min(CHUNK, L), H).unbind(0)
+    # dbeta's and dthreshold's terms are summed per (batch, position in the chunk) and reduced over batch and
+    # time once at the end: a reduction per chunk costs more than the chunk's arithmetic. The third sum holds
+    # dthreshold's terms that still need a factor beta.
+    sums = m_all.new_zeros(3, B, min(CHUNK, L), H).unbind(0)
     for end in range(L, 0, -CHUNK):
         start = max(0, end - CHUNK)
+        s, sigma, c, dv_dm, dv_dth, v, g_m = (buf[:, :end - start] for buf in buffers)
+        sum_beta, sum_threshold, sum_threshold_beta = (buf[:, :end - start] for buf in sums)
         m = m_all[:, start:end]
-        spiked = m > threshold
-        sigma = leaky[:, start:end] if surrogate == "leaky" else derivative(surrogate, m - threshold, alpha)
-        c = g_spikes[:, start:end].to(dtype) * sigma
-        dv_dm, dv_dth = _reset_derivatives(m, spiked, sigma, threshold, reset, detach_reset)
+        torch.gt(m, threshold, out=s)
+        if surrogate == "leaky":
+            sigma = leaky[:, start:end]
+        else:
+            sigma = derivative_(surrogate, torch.sub(m, threshold, out=sigma), alpha)
+        torch.mul(g_spikes[:, start:end], sigma, out=c)
+        dv_dm, dv_dth = _reset_derivatives(m, s, sigma, threshold, reset, detach_reset, dv_dm, dv_dth)
 
-        g_m = torch.empty_like(m)  # gradient of m_t
-        g_v_end = g_v
-        for k in range(end - start - 1, -1, -1):
-            if dv_dm is None:
-                torch.add(c[:, k], g_v, out=g_m[:, k])
-            else:
-                torch.addcmul(c[:, k], g_v, dv_dm[:, k], out=g_m[:, k])
-            g_v = beta * g_m[:, k]
+        # g_m_k = c_k + dv/dm_k Gv_k with Gv_k = beta g_m_(k+1): beta joins dv/dm, so a step is one op
+        if dv_dm is None:
+            torch.add(c[:, -1], g_v, out=g_m[:, -1])
+            decay = beta.expand(g_m.shape)
+        else:
+            torch.addcmul(c[:, -1], g_v, dv_dm[:, -1], out=g_m[:, -1])
+            decay = dv_dm.mul_(beta)
+        for k in range(end - start - 2, -1, -1):
+            torch.addcmul(c[:, k], g_m[:, k + 1], decay[:, k], out=g_m[:, k])
+        g_v_end, g_v = g_v, beta * g_m[:, 0]
         dx[:, start:end] = g_m
 
+        # dbeta: the terms g_m_t v_(t-1); v_(t-1) comes from inside the chunk but for its first step
+        v = _post_reset(m, s, threshold, reset, out=v)
+        sum_beta[:, 1:].addcmul_(g_m[:, 1:], v[:, :-1])
         if start > 0:
-            prev = m_all[:, start - 1:end - 1]
-            v_prev = _post_reset(prev, prev > threshold, threshold, reset)
-        else:
-            first = h0.to(dtype)[:, None] if h0 is not None else m_all.new_zeros(B, 1, H)
-            rest = m_all[:, :end - 1]
-            v_prev = torch.cat([first, _post_reset(rest, rest > threshold, threshold, reset)], dim=1)
-        dbeta += (g_m * v_prev).sum((0, 1))
-        dthreshold -= c.sum((0, 1))
-        if dv_dth is not None:
-            # gradient of v_t inside the chunk: beta * g_m_(t+1), and the carried-in value at the chunk's end
-            g_v_chunk = torch.cat([beta * g_m[:, 1:], g_v_end[:, None]], dim=1)
-            dthreshold += (g_v_chunk * dv_dth).sum((0, 1))
+            before = m_all[:, start - 1]
+            sum_beta[:, 0].addcmul_(g_m[:, 0], _post_reset(before, (before > threshold).to(dtype), threshold, reset))
+        elif h0 is not None:
+            sum_beta[:, 0].addcmul_(g_m[:, 0], h0.to(dtype))
+        sum_threshold.sub_(c)
+        if dv_dth is not None:  # with the gradient of v_t: beta g_m_(t+1) inside the chunk, g_v_end at its end
+            sum_threshold_beta[:, :-1].addcmul_(g_m[:, 1:], dv_dth[:, :-1])
+            sum_threshold[:, -1].addcmul_(g_v_end, dv_dth[:, -1])
+    dbeta, dthreshold, dthreshold_beta = (buf.sum((0, 1)) for buf in sums)
+    dthreshold.addcmul_(beta, dthreshold_beta)
     return dx, dbeta, dthreshold, (g_v if h0 is not None else None)

@@ -57,15 +57,23 @@ def leaky_derivative(spikes: torch.Tensor, beta: torch.Tensor, threshold: torch.
 def derivative(surrogate: str, x: torch.Tensor, alpha: float) -> torch.Tensor:
     """d spike / d x at x = v - threshold (elementwise, x's shape and dtype), for the surrogates that depend
     on x only (all but "leaky")."""
-    if surrogate == "atan":
-        return (alpha / 2) / (1 + (math.pi / 2 * alpha * x) ** 2)
-    if surrogate == "fast_sigmoid":
-        return 1 / (1 + alpha * x.abs()) ** 2
-    if surrogate == "triangle":
-        return (1 - x.abs() / alpha).clamp_min(0) / alpha
-    if surrogate == "sigmoid":
-        sig = torch.sigmoid(alpha * x)
-        return alpha * sig * (1 - sig)
-    if surrogate == "rectangle":
-        return (x.abs() < alpha / 2).to(x.dtype) / alpha
+    return derivative_(surrogate, x.clone(), alpha)
+
+
+def derivative_(surrogate: str, x: torch.Tensor, alpha: float) -> torch.Tensor:
+    """`derivative` computed in place: overwrites x (v - threshold) with d spike / d x and returns it. The
+    PyTorch LIF backward evaluates it on a reused buffer: on a CPU a fresh multi-megabyte temporary per op
+    costs page faults (the allocator returns freed blocks of that size to the system)."""
+    if surrogate == "atan":  # (alpha / 2) / (1 + (pi / 2 * alpha * x)^2)
+        return x.mul_(math.pi / 2 * alpha).square_().add_(1).reciprocal_().mul_(alpha / 2)
+    if surrogate == "fast_sigmoid":  # 1 / (1 + alpha |x|)^2
+        return x.abs_().mul_(alpha).add_(1).square_().reciprocal_()
+    if surrogate == "triangle":  # max(0, 1 - |x| / alpha) / alpha
+        return x.abs_().div_(alpha).neg_().add_(1).clamp_min_(0).div_(alpha)
+    if surrogate == "sigmoid":  # alpha sig (1 - sig), sig = sigmoid(alpha x)
+        sig = x.mul_(alpha).sigmoid_()
+        one_minus_sig = 1 - sig
+        return sig.mul_(alpha).mul_(one_minus_sig)
+    if surrogate == "rectangle":  # 1{|x| < alpha / 2} / alpha
+        return torch.lt(x.abs_(), alpha / 2, out=x).div_(alpha)
     raise ValueError(f"unknown surrogate {surrogate!r}")

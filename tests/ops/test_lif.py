@@ -105,6 +105,22 @@ def test_awkward_sizes(backend, device, B, L, H):
           detach_reset=False, tol=1e-12, backend=backend, device=device)
 
 
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("reset", RESETS)
+def test_infinite_input_spikes_and_the_zero_reset_clears_it(backend, device, reset):
+    """An infinite input current spikes. "zero" brings the membrane back to exactly 0 (not inf - inf = NaN); with
+    the other resets it stays infinite and spikes at every later step."""
+    x = torch.full((1, 4, 2), 0.25)
+    x[0, 1, 0] = math.inf
+    spikes, v = lif(x.to(device), 0.5, 1.0, reset=reset, backend=backend)
+    expected_spikes = torch.zeros(1, 4, 2)
+    expected_spikes[0, 1 if reset == "zero" else slice(1, None), 0] = 1
+    assert torch.equal(spikes.cpu(), expected_spikes)
+    # channel 1: 0.25, 0.375, 0.4375, 0.46875; channel 0 after the spike: 0, 0.25, 0.375 (zero) or inf
+    expected_v = torch.tensor([[0.375 if reset == "zero" else math.inf, 0.46875]])
+    assert torch.equal(v.cpu(), expected_v)
+
+
 @requires_triton
 @pytest.mark.interpreter
 @pytest.mark.parametrize("reset", RESETS)
