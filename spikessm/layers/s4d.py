@@ -4,7 +4,7 @@ Per channel h, with M = d_state // 2 complex modes whose conjugates are implied:
     x_t = A_bar x_{t-1} + B_bar u_t          (M,) complex state
     y_t = 2 Re(C x_t) + D u_t                 the 2 Re sums each mode with its conjugate
 A = -exp(log_neg_A_real) + i A_imag (so Re A < 0: stable), dt = exp(log_dt), discretised by ZOH or bilinear.
-The state update and readout run in spikessm.ops.s4d_scan (Triton on CUDA, FFT convolution on the CPU).
+The state update and readout run in spikessm.ops.s4d_scan (Triton on CUDA, chunked matrix products on the CPU).
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import torch
 from .backend import use_triton
 from .dispatch import Op
 from .lif import check_lif_inputs, lif_op
-from .s4d_conv import s4d_scan_conv
+from .s4d_chunked import s4d_scan_chunked
 from .s4d_scan import check_ssm_inputs
 from .surrogates import leaky_derivative
 
@@ -137,7 +137,7 @@ def s4d_lif(
 
     if not use_triton(backend, u.device, OP):
         # y in the state's precision, as the kernel keeps it: a 16-bit u must not round y before the neurons
-        y, ssm_state = s4d_scan_conv(u.to(A_bar.real.dtype), A_bar, B_bar, C, D, h0, bool(reverse))
+        y, ssm_state = s4d_scan_chunked(u.to(A_bar.real.dtype), A_bar, B_bar, C, D, h0, bool(reverse))
         y_steps = y.flip(1) if reverse else y
         # (the PyTorch path always returns the membrane: save_membrane only concerns the kernel)
         spikes, membrane, v_state = lif_op(y_steps.contiguous(), beta_t.contiguous(), threshold_t.contiguous(),

@@ -1,5 +1,5 @@
 """s4d_scan: the S4D state update fused with its readout, with a Triton kernel that keeps the states on chip
-and a PyTorch path by FFT convolution (see s4d_conv).
+and a PyTorch path of chunked matrix products (see s4d_chunked).
 
 The Triton path is registered as torch.library custom ops (forward and backward), so torch.compile sees
 single opaque nodes; the PyTorch path is a handful of large differentiable ops that torch.compile traces
@@ -23,7 +23,7 @@ from .checks import (
     require_shape,
     require_tensor,
 )
-from .s4d_conv import s4d_scan_conv
+from .s4d_chunked import s4d_scan_chunked
 
 OP = "s4d_scan"
 
@@ -155,8 +155,7 @@ def s4d_scan(
         D: (H,) real skip weight (float32, or float64 with float64 u), or None for no skip.
         initial_state: (B, H, N) complex state before the first step processed; None means zeros.
         reverse: run from t = L - 1 down to t = 0 (for bidirectional layers).
-        output_final_state: return the final state (else None). On the PyTorch path this skips a
-            (B, L) x (L, N) product per channel; training layers that do not stream should pass False.
+        output_final_state: return the final state (else None).
         backend: "auto" (Triton on CUDA, PyTorch otherwise), "triton" or "torch".
 
     Returns:
@@ -167,11 +166,12 @@ def s4d_scan(
     Gradients flow to every tensor input. The Triton kernel never writes the (B, L, H, N) states: the forward
     walks time with the states in registers, and the backward gets every gradient from one reverse walk of
     adjoint recurrences, without saving or recomputing states (spikessm.kernels.s4d_scan). The PyTorch path
-    computes y by FFT convolution (its cost does not grow with N except in the kernel and state terms).
+    computes y in 64-step chunks by batched matrix products, with a diagonal scan across chunks
+    (spikessm.ops.s4d_chunked).
     """
     check_ssm_inputs(u, A_bar, B_bar, C, D, initial_state)
     if not use_triton(backend, u.device, OP):
-        return s4d_scan_conv(u, A_bar, B_bar, C, D, initial_state, bool(reverse), bool(output_final_state))
+        return s4d_scan_chunked(u, A_bar, B_bar, C, D, initial_state, bool(reverse), bool(output_final_state))
     contiguous = [t.contiguous() if t is not None else None for t in (u, A_bar, B_bar, C, D, initial_state)]
     y, final_state = _op(*contiguous, bool(reverse))
     return y, (final_state if output_final_state else None)

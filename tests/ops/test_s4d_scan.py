@@ -6,7 +6,8 @@ from helpers import assert_close
 
 from spikessm.ops import s4d_scan
 from spikessm.ops.naive import s4d_scan_loop
-from spikessm.ops.s4d_conv import powers
+from spikessm.ops import s4d_chunked
+from spikessm.ops.s4d_chunked import CHUNK, powers
 
 TOL32 = 2e-5
 
@@ -180,8 +181,19 @@ def test_triton_inference_matches_training_forward():
     assert torch.equal(y0, y1.detach()) and torch.equal(h0, h1.detach())
 
 
-def test_gradcheck_torch_path():
-    u, A, Bm, C, D, h = (t.requires_grad_() for t in make_inputs(2, 6, 2, 3, h0=True, seed=19))
+@pytest.mark.parametrize("L", [CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 2 * CHUNK + 3])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("h0", [False, True])
+def test_torch_chunk_boundaries(L, reverse, h0):
+    """The PyTorch path works in CHUNK-step chunks: lengths below, at and above one and two chunks, where the
+    last chunk is full or cut short (its final state then comes from the chunk before it)."""
+    inputs = make_inputs(2, L, 3, 4, h0=h0, seed=L + 1000 * h0)
+    check_against_reference(inputs, backend="torch", device="cpu", reverse=reverse, double=True, tol=1e-11)
+
+
+def test_gradcheck_torch_path(monkeypatch):
+    monkeypatch.setattr(s4d_chunked, "CHUNK", 4)  # 10 steps: two whole chunks and a short one
+    u, A, Bm, C, D, h = (t.requires_grad_() for t in make_inputs(2, 10, 2, 3, h0=True, seed=19))
     for reverse in (False, True):
         assert torch.autograd.gradcheck(
             lambda *t, reverse=reverse: s4d_scan(*t, reverse=reverse, backend="torch"), (u, A, Bm, C, D, h))
