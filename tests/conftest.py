@@ -27,6 +27,15 @@ TRITON_DEVICE = "cuda" if HAS_CUDA else "cpu"
 TRITON_LONG_L = 65536 + 3 if HAS_CUDA else 4096 + 3
 
 requires_triton = pytest.mark.skipif(not triton_available(), reason="triton is not installed")
+requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+
+# The (backend, device) pairs every op test runs: the PyTorch path on the CPU and, with a GPU, on CUDA (what
+# backend="torch" gives there, and the benchmarks' reference), and the Triton kernels.
+BACKENDS = [
+    pytest.param("torch", "cpu", id="torch"),
+    pytest.param("torch", "cuda", id="torch-cuda", marks=requires_cuda),
+    pytest.param("triton", TRITON_DEVICE, id="triton", marks=[requires_triton, pytest.mark.interpreter]),
+]
 
 
 def pytest_configure(config):

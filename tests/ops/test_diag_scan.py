@@ -1,7 +1,7 @@
 """diag_scan against the float64 step-by-step reference: values, final state and gradients, both backends."""
 import pytest
 import torch
-from conftest import TRITON_DEVICE, TRITON_LONG_L, requires_triton
+from conftest import BACKENDS, TRITON_DEVICE, TRITON_LONG_L, requires_triton
 from helpers import assert_close
 
 from spikessm.ops import diag_scan
@@ -62,12 +62,6 @@ def check_against_reference(a64, b64, h64, *, dtype, backend, device, reverse, t
     ref_grads = torch.autograd.grad((x_r, hT_r), ref_inputs, (gx_seen, gT))
     for name, got, ref in zip(("a", "b", "initial_state"), grads, ref_grads):
         assert_close(got, ref, tol, f"grad {name}")
-
-
-BACKENDS = [
-    pytest.param("torch", "cpu", id="torch"),
-    pytest.param("triton", TRITON_DEVICE, id="triton", marks=[requires_triton, pytest.mark.interpreter]),
-]
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)

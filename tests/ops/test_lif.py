@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from conftest import TRITON_DEVICE, requires_triton
+from conftest import BACKENDS, TRITON_DEVICE, requires_triton
 from helpers import assert_close
 
 from spikessm.ops import lif
@@ -13,12 +13,6 @@ from spikessm.ops.surrogates import DEFAULT_ALPHA, SURROGATES, derivative, leaky
 
 RESETS = ("subtract", "zero", "none")
 MARGIN = 1e-4  # spikes may legitimately differ where the membrane is within rounding of the threshold
-BACKENDS = [
-    pytest.param("torch", "cpu", id="torch"),
-    pytest.param("triton", TRITON_DEVICE, id="triton", marks=[requires_triton, pytest.mark.interpreter]),
-]
-
-
 def make_inputs(B, L, H, *, per_channel=True, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(B, L, H, generator=g, dtype=torch.float64) * 0.8

@@ -1,17 +1,13 @@
 """s4d_lif equals s4d_scan followed by lif: values and gradients, both backends, against float64 loops."""
 import pytest
 import torch
-from conftest import TRITON_DEVICE, requires_triton
+from conftest import BACKENDS, TRITON_DEVICE, requires_triton
 from helpers import assert_close
 
 from spikessm.ops import s4d_lif
 from spikessm.ops.naive import lif_loop, s4d_scan_loop
 from spikessm.ops.surrogates import DEFAULT_ALPHA
 
-BACKENDS = [
-    pytest.param("torch", "cpu", id="torch"),
-    pytest.param("triton", TRITON_DEVICE, id="triton", marks=[requires_triton, pytest.mark.interpreter]),
-]
 NAMES = ("u", "A_bar", "B_bar", "C", "D", "ssm_state", "membrane", "beta", "threshold")
 
 

@@ -1,7 +1,7 @@
 """s4d_scan against the float64 step-by-step reference: values, final state and gradients of every input."""
 import pytest
 import torch
-from conftest import TRITON_DEVICE, TRITON_LONG_L, requires_triton
+from conftest import BACKENDS, TRITON_DEVICE, TRITON_LONG_L, requires_triton
 from helpers import assert_close
 
 from spikessm.ops import s4d_scan
@@ -54,12 +54,6 @@ def check_against_reference(inputs64, *, backend, device, reverse, tol=TOL32, u_
     ref_grads = torch.autograd.grad((y_r, hT_r), [r for _, _, r in present], (gy.to(torch.float64), gT))
     for (name, _, _), got, ref in zip(present, grads, ref_grads):
         assert_close(got, ref, tol, f"grad {name}")
-
-
-BACKENDS = [
-    pytest.param("torch", "cpu", id="torch"),
-    pytest.param("triton", TRITON_DEVICE, id="triton", marks=[requires_triton, pytest.mark.interpreter]),
-]
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)

@@ -1,15 +1,11 @@
 """Streaming: feeding a sequence in pieces, each starting from the previous piece's final state, equals one pass."""
 import pytest
 import torch
-from conftest import TRITON_DEVICE, requires_triton
+from conftest import BACKENDS
 from helpers import assert_close
 
 from spikessm.ops import diag_scan, s4d_scan
 
-BACKENDS = [
-    pytest.param("torch", "cpu", id="torch"),
-    pytest.param("triton", TRITON_DEVICE, id="triton", marks=[requires_triton, pytest.mark.interpreter]),
-]
 CUTS = (0, 7, 8, 30, 41)  # pieces of 7, 1, 22 and 11 steps
 
 
