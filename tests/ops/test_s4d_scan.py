@@ -240,3 +240,16 @@ def test_without_final_state(backend, device):
     grads_full = torch.autograd.grad(y_full.sum(), (u, A, Bm, C, D, h))
     for g, r in zip(grads, grads_full):
         assert_close(g, r, 1e-6, "grad")
+
+
+def test_torch_path_keeps_float32_under_autocast():
+    """The chunked products must not drop to bfloat16 inside a model run under autocast (where torch.bmm
+    would): the op's precision is its inputs' precision."""
+    u, A, Bm, C, D, h = (t.to(torch.complex64 if t.is_complex() else torch.float32)
+                         for t in make_inputs(2, 150, 3, 4, h0=True, seed=23))
+    want = s4d_scan(u, A, Bm, C, D, h, backend="torch")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = s4d_scan(u, A, Bm, C, D, h, backend="torch")
+    assert got[0].dtype == torch.float32
+    assert_close(got[0], want[0], 1e-6, "y")
+    assert_close(got[1], want[1], 1e-6, "final_state")
