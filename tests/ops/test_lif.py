@@ -13,6 +13,8 @@ from spikessm.ops.surrogates import DEFAULT_ALPHA, SURROGATES, derivative, leaky
 
 RESETS = ("subtract", "zero", "none")
 MARGIN = 1e-4  # spikes may legitimately differ where the membrane is within rounding of the threshold
+
+
 def make_inputs(B, L, H, *, per_channel=True, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(B, L, H, generator=g, dtype=torch.float64) * 0.8
