@@ -37,6 +37,15 @@ def powers(A: torch.Tensor, n: int) -> torch.Tensor:
     return p[:, :n].to(A.dtype)
 
 
+def convolution_matrix(P: torch.Tensor, B: torch.Tensor, C: torch.Tensor, T: int) -> torch.Tensor:
+    """The in-chunk convolution as (H, T, T) lower-triangular Toeplitz matrices of K[h, k] = Re(sum_n C B A^k),
+    from the powers P = powers(A, >= T)."""
+    K = torch.bmm(P[:, :T], (C * B)[:, :, None]).squeeze(-1).real  # (H, T)
+    lag = torch.arange(T, device=P.device)
+    lag = lag[:, None] - lag[None, :]
+    return K[:, lag.clamp_min(0)] * (lag >= 0)
+
+
 def s4d_scan_chunked(u, A, B, C, D, h0, reverse: bool, output_final_state: bool = True):
     """Same arguments as spikessm.kernels.s4d_scan.s4d_scan_fwd: u (B, L, H) real; A, B, C (H, N) complex;
     D (H,) or None; h0 (B, H, N) or None. Returns y (B, L, H) in u's dtype and the final state (B, H, N) in A's
@@ -61,10 +70,7 @@ def _chunked(u, A, B, C, D, h0, reverse: bool, output_final_state: bool):
 
     # One product gives the chunk sums S (rows 0 .. 2N-1, first: view_as_complex needs an even storage offset)
     # and the in-chunk convolution (rows 2N .. 2N+T-1).
-    K = torch.bmm(P[:, :T], (C * B)[:, :, None]).squeeze(-1).real  # K[h, k] = Re(sum_n C B A^k): (H, T)
-    lag = torch.arange(T, device=u.device)
-    lag = lag[:, None] - lag[None, :]
-    toeplitz = K[:, lag.clamp_min(0)] * (lag >= 0)  # (H, T, T), lower triangular
+    toeplitz = convolution_matrix(P, B, C, T)
     to_sum = B[:, None] * P[:, :T].flip(1)  # B A^(T-1-j): (H, T, N)
     weights = torch.cat([torch.view_as_real(to_sum).permute(0, 2, 3, 1).reshape(H, 2 * N, T), toeplitz], 1)
     u_padded = torch.nn.functional.pad(u, (0, 0, 0, pad)) if pad else u

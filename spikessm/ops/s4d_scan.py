@@ -24,8 +24,10 @@ from .checks import (
     require_tensor,
 )
 from .s4d_chunked import s4d_scan_chunked
+from .s4d_chunked_kernel import s4d_scan_chunked_kernel
 
 OP = "s4d_scan"
+ALGORITHMS = ("auto", "sequential", "chunked")
 
 
 def _kernels():
@@ -143,6 +145,7 @@ def s4d_scan(
     reverse: bool = False,
     output_final_state: bool = True,
     backend: str = "auto",
+    algorithm: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """S4D state update fused with its readout, per channel h and state n:
 
@@ -157,6 +160,9 @@ def s4d_scan(
         reverse: run from t = L - 1 down to t = 0 (for bidirectional layers).
         output_final_state: return the final state (else None).
         backend: "auto" (Triton on CUDA, PyTorch otherwise), "triton" or "torch".
+        algorithm: "sequential" (Triton only: the kernel that walks time step by step), "chunked" (64-step
+            chunks of matrix products: the PyTorch path, or on Triton a kernel of tl.dot products), or "auto":
+            "sequential" on Triton, "chunked" on PyTorch.
 
     Returns:
         y: (B, L, H) in u's dtype.
@@ -167,11 +173,20 @@ def s4d_scan(
     walks time with the states in registers, and the backward gets every gradient from one reverse walk of
     adjoint recurrences, without saving or recomputing states (spikessm.kernels.s4d_scan). The PyTorch path
     computes y in 64-step chunks by batched matrix products, with a diagonal scan across chunks
-    (spikessm.ops.s4d_chunked).
+    (spikessm.ops.s4d_chunked); the chunked Triton kernel walks the chunks in order with the states in registers
+    (spikessm.kernels.s4d_chunked).
     """
     check_ssm_inputs(u, A_bar, B_bar, C, D, initial_state)
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"{OP}: algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     if not use_triton(backend, u.device, OP):
+        if algorithm == "sequential":
+            raise ValueError(f"{OP}: algorithm='sequential' is a Triton kernel; the PyTorch path is 'chunked' "
+                             "(the step-by-step loop is spikessm.ops.naive.s4d_scan_loop)")
         return s4d_scan_chunked(u, A_bar, B_bar, C, D, initial_state, bool(reverse), bool(output_final_state))
+    if algorithm == "chunked":
+        return s4d_scan_chunked_kernel(u.contiguous(), A_bar, B_bar, C, D, initial_state, bool(reverse),
+                                       bool(output_final_state))
     contiguous = [t.contiguous() if t is not None else None for t in (u, A_bar, B_bar, C, D, initial_state)]
     y, final_state = _op(*contiguous, bool(reverse))
     return y, (final_state if output_final_state else None)

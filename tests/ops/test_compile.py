@@ -10,10 +10,10 @@ from spikessm.ops import diag_scan, s4d_scan
 class TinySSM(torch.nn.Module):
     """An S5-style diag_scan branch and an S4D branch, summed: enough to put both ops in one graph."""
 
-    def __init__(self, H=3, N=4, backend="torch"):
+    def __init__(self, H=3, N=4, backend="torch", algorithm="auto"):
         super().__init__()
         g = torch.Generator().manual_seed(0)
-        self.backend = backend
+        self.backend, self.algorithm = backend, algorithm
         self.log_a = torch.nn.Parameter(-torch.rand(N, generator=g) - 0.05)
         self.theta = torch.nn.Parameter(torch.rand(N, generator=g))
         self.B = torch.nn.Parameter(torch.randn(H, N, 2, generator=g) * 0.5)
@@ -27,7 +27,7 @@ class TinySSM(torch.nn.Module):
         bu = torch.complex(u @ B.real, u @ B.imag)  # (batch, L, N)
         x, _ = diag_scan(A, bu, backend=self.backend)
         y1 = x.real @ C.real.T - x.imag @ C.imag.T
-        y2, _ = s4d_scan(u, A.expand_as(B), B, C, self.D, backend=self.backend)
+        y2, _ = s4d_scan(u, A.expand_as(B), B, C, self.D, backend=self.backend, algorithm=self.algorithm)
         return y1 + y2
 
 
@@ -52,9 +52,10 @@ def test_compile_matches_eager_torch_path(backend):
 
 @requires_triton
 @pytest.mark.interpreter
-def test_compile_triton_path():
+@pytest.mark.parametrize("algorithm", ["auto", "chunked"])
+def test_compile_triton_path(algorithm):
     """The Triton ops are opaque custom ops to the compiler; on a GPU this also compiles with inductor."""
-    model = TinySSM(backend="triton").to(TRITON_DEVICE)
+    model = TinySSM(backend="triton", algorithm=algorithm).to(TRITON_DEVICE)
     u = torch.randn(2, 11, 3, device=TRITON_DEVICE)
     ref_out, ref_grads = run_fwd_bwd(model, u)
     compiled = torch.compile(model, backend="inductor" if HAS_CUDA else "aot_eager", fullgraph=True)
@@ -93,3 +94,18 @@ def test_opcheck_s4d_scan_triton():
     h = torch.randn(2, 3, 4, dtype=torch.complex64, device=d, requires_grad=True)
     _opcheck(torch.ops.spikessm.s4d_scan_fwd.default, (u, A, B, C, D, h, False))
     _opcheck(torch.ops.spikessm.s4d_scan_fwd.default, (u, A, B, C, None, None, True))
+
+
+@requires_triton
+@pytest.mark.interpreter
+def test_opcheck_s4d_chunked():
+    d, T = TRITON_DEVICE, 16
+
+    def real(*shape):
+        return torch.randn(*shape, device=d, requires_grad=True)
+
+    u, conv, w_in, w_out, a_chunk = real(2, 21, 3), real(3, T, T), real(3, 2, 4, T), real(3, 2, T, 4), real(3, 2, 4)
+    w_in_last, a_last, D, z0 = real(3, 2, 4, T), real(3, 2, 4), real(3), real(2, 2, 3, 4)
+    op = torch.ops.spikessm.s4d_chunked_fwd.default
+    _opcheck(op, (u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, False, True))
+    _opcheck(op, (u, conv, w_in, w_out, a_chunk, w_in_last, a_last, None, None, True, True))

@@ -28,6 +28,12 @@ def make_inputs(B, L, H, N, *, D=True, h0=False, magnitude="mixed", seed=0):
 
 NAMES = ("u", "A_bar", "B_bar", "C", "D", "initial_state")
 
+# (backend, device, algorithm): every backend with its default algorithm, and the chunked Triton kernel.
+PATHS = [pytest.param(*p.values, "auto", id=p.id, marks=p.marks) for p in BACKENDS] + [
+    pytest.param("triton", TRITON_DEVICE, "chunked", id="triton-chunked",
+                 marks=[requires_triton, pytest.mark.interpreter]),
+]
+
 
 def check_against_reference(inputs64, *, backend, device, reverse, tol=TOL32, u_dtype=torch.float32,
                             double=False, **kw):
@@ -56,39 +62,41 @@ def check_against_reference(inputs64, *, backend, device, reverse, tol=TOL32, u_
         assert_close(got, ref, tol, f"grad {name}")
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("backend,device,algorithm", PATHS)
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("D,h0", [(True, False), (False, True), (True, True)])
-def test_matches_reference(backend, device, reverse, D, h0):
+def test_matches_reference(backend, device, algorithm, reverse, D, h0):
     inputs = make_inputs(2, 37, 3, 5, D=D, h0=h0, seed=11)
-    check_against_reference(inputs, backend=backend, device=device, reverse=reverse)
+    check_against_reference(inputs, backend=backend, device=device, algorithm=algorithm, reverse=reverse)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("backend,device,algorithm", PATHS)
 @pytest.mark.parametrize("magnitude", ["near_one", "small"])
-def test_decay_magnitudes(backend, device, magnitude):
+def test_decay_magnitudes(backend, device, algorithm, magnitude):
     inputs = make_inputs(1, 60, 2, 4, h0=True, magnitude=magnitude, seed=12)
-    check_against_reference(inputs, backend=backend, device=device, reverse=False)
+    check_against_reference(inputs, backend=backend, device=device, algorithm=algorithm, reverse=False)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("backend,device,algorithm", PATHS)
 @pytest.mark.parametrize("B,L,H,N", [(1, 1, 1, 1), (1, 1, 3, 2), (3, 2, 1, 1), (1, 9, 1, 7), (2, 5, 3, 65)])
-def test_awkward_sizes(backend, device, B, L, H, N):
+def test_awkward_sizes(backend, device, algorithm, B, L, H, N):
     inputs = make_inputs(B, L, H, N, h0=True, seed=B * 1000 + L * 10 + N)
-    check_against_reference(inputs, backend=backend, device=device, reverse=False)
+    check_against_reference(inputs, backend=backend, device=device, algorithm=algorithm, reverse=False)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
-def test_double_precision(backend, device):
+@pytest.mark.parametrize("backend,device,algorithm", PATHS)
+def test_double_precision(backend, device, algorithm):
     inputs = make_inputs(2, 19, 2, 3, h0=True, seed=13)
-    check_against_reference(inputs, backend=backend, device=device, reverse=True, double=True, tol=1e-11)
+    check_against_reference(inputs, backend=backend, device=device, algorithm=algorithm, reverse=True, double=True,
+                            tol=1e-11)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("backend,device,algorithm", PATHS)
 @pytest.mark.parametrize("u_dtype", [torch.bfloat16, torch.float16])
-def test_low_precision_input(backend, device, u_dtype):
+def test_low_precision_input(backend, device, algorithm, u_dtype):
     inputs = make_inputs(2, 21, 3, 4, h0=True, seed=14)
-    check_against_reference(inputs, backend=backend, device=device, reverse=False, u_dtype=u_dtype, tol=1e-2)
+    check_against_reference(inputs, backend=backend, device=device, algorithm=algorithm, reverse=False,
+                            u_dtype=u_dtype, tol=1e-2)
 
 
 @requires_triton
@@ -164,6 +172,74 @@ def test_triton_agrees_with_torch(reverse):
 
 @requires_triton
 @pytest.mark.interpreter
+@pytest.mark.parametrize("L", [CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 2 * CHUNK + 3])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_triton_chunked_boundaries(L, reverse):
+    """The chunked kernel's last chunk is full or cut short (its own operators, zero-padded inputs after it)."""
+    from spikessm.kernels.s4d_chunked import chunk_length
+
+    assert chunk_length(L) == CHUNK
+    inputs = make_inputs(2, L, 3, 4, h0=True, seed=L + 2000)
+    check_against_reference(inputs, backend="triton", device=TRITON_DEVICE, algorithm="chunked", reverse=reverse,
+                            double=True, tol=1e-11)
+
+
+@requires_triton
+@pytest.mark.interpreter
+def test_triton_chunked_several_sequence_blocks_and_short_chunks(monkeypatch):
+    # More sequences than one program's block (the last block partly masked), 16-step chunks over 37 steps.
+    from spikessm.kernels import s4d_chunked as kernel
+
+    monkeypatch.setattr(kernel, "CHUNK", 16)
+    assert kernel.launch_config(33, 5)[1] < 33
+    inputs = make_inputs(33, 37, 2, 5, h0=True, seed=24)
+    check_against_reference(inputs, backend="triton", device=TRITON_DEVICE, algorithm="chunked", reverse=False)
+
+
+@requires_triton
+@pytest.mark.interpreter
+@pytest.mark.parametrize("reverse", [False, True])
+def test_gradcheck_triton_chunked(monkeypatch, reverse):
+    # The kernels' backward and the host's operator gradients against finite differences, in float64, over
+    # two whole 16-step chunks and a short one. fast_mode checks random projections of the Jacobian (a few
+    # interpreted kernel calls instead of two per input element).
+    from spikessm.kernels import s4d_chunked as kernel
+
+    monkeypatch.setattr(kernel, "CHUNK", 16)
+    inputs = [t.to(TRITON_DEVICE).requires_grad_() for t in make_inputs(1, 35, 1, 2, h0=True, seed=25)]
+    assert torch.autograd.gradcheck(
+        lambda *t: s4d_scan(*t, reverse=reverse, backend="triton", algorithm="chunked"), tuple(inputs),
+        fast_mode=True)
+
+
+@requires_triton
+@pytest.mark.interpreter
+def test_triton_algorithms_agree():
+    """The chunked and sequential kernels differ by rounding only: relative difference <= 1e-5 in float32."""
+    inputs = make_inputs(2, 150, 3, 6, h0=True, seed=26)
+    dtypes = (torch.float32, torch.complex64, torch.complex64, torch.complex64, torch.float32, torch.complex64)
+    outs = {}
+    for algorithm in ("sequential", "chunked"):
+        ins = [t.to(dt).to(TRITON_DEVICE).requires_grad_() for t, dt in zip(inputs, dtypes)]
+        y, hT = s4d_scan(*ins, backend="triton", algorithm=algorithm)
+        grads = torch.autograd.grad((y, hT), ins, (torch.ones_like(y), torch.ones_like(hT)))
+        outs[algorithm] = [t.detach().cpu() for t in (y, hT, *grads)]
+    names = ("y", "final_state") + tuple(f"grad {n}" for n in NAMES)
+    for name, t, r in zip(names, outs["chunked"], outs["sequential"]):
+        assert_close(t, r, 1e-5, name)
+
+
+def test_algorithm_errors():
+    u, A, Bm, C, D, h = (t.to(torch.complex64 if t.is_complex() else torch.float32)
+                         for t in make_inputs(1, 4, 1, 2, h0=True, seed=27))
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        s4d_scan(u, A, Bm, C, algorithm="fft")
+    with pytest.raises(ValueError, match="'sequential' is a Triton kernel"):
+        s4d_scan(u, A, Bm, C, backend="torch", algorithm="sequential")
+
+
+@requires_triton
+@pytest.mark.interpreter
 def test_triton_inference_matches_training_forward():
     # Gradients enabled or not, the forward is the same kernel call; the outputs must not change.
     inputs = make_inputs(1, 20, 2, 3, h0=True, seed=18)
@@ -228,13 +304,13 @@ def test_powers_single_precision_at_any_length():
     assert ((got - exact).abs() / exact.abs()).max() < 1e-6
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
-def test_without_final_state(backend, device):
+@pytest.mark.parametrize("backend,device,algorithm", PATHS)
+def test_without_final_state(backend, device, algorithm):
     u, A, Bm, C, D, h = (t.to(torch.complex64 if t.is_complex() else torch.float32).to(device).requires_grad_()
                          for t in make_inputs(2, 13, 3, 4, h0=True, seed=21))
-    y, state = s4d_scan(u, A, Bm, C, D, h, backend=backend, output_final_state=False)
+    y, state = s4d_scan(u, A, Bm, C, D, h, backend=backend, algorithm=algorithm, output_final_state=False)
     assert state is None
-    y_full, _ = s4d_scan(u, A, Bm, C, D, h, backend=backend)
+    y_full, _ = s4d_scan(u, A, Bm, C, D, h, backend=backend, algorithm=algorithm)
     assert_close(y, y_full, 1e-6, "y")
     grads = torch.autograd.grad(y.sum(), (u, A, Bm, C, D, h))
     grads_full = torch.autograd.grad(y_full.sum(), (u, A, Bm, C, D, h))
@@ -242,14 +318,18 @@ def test_without_final_state(backend, device):
         assert_close(g, r, 1e-6, "grad")
 
 
-def test_torch_path_keeps_float32_under_autocast():
-    """The chunked products must not drop to bfloat16 inside a model run under autocast (where torch.bmm
-    would): the op's precision is its inputs' precision."""
+@pytest.mark.parametrize("backend,algorithm", [
+    ("torch", "auto"),
+    pytest.param("triton", "chunked", marks=[requires_triton, pytest.mark.interpreter]),
+])
+def test_chunked_paths_keep_float32_under_autocast(backend, algorithm):
+    """The chunked products (and the operators' construction) must not drop to bfloat16 inside a model run
+    under autocast (where torch.bmm would): the op's precision is its inputs' precision."""
     u, A, Bm, C, D, h = (t.to(torch.complex64 if t.is_complex() else torch.float32)
                          for t in make_inputs(2, 150, 3, 4, h0=True, seed=23))
-    want = s4d_scan(u, A, Bm, C, D, h, backend="torch")
+    want = s4d_scan(u, A, Bm, C, D, h, backend=backend, algorithm=algorithm)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = s4d_scan(u, A, Bm, C, D, h, backend="torch")
+        got = s4d_scan(u, A, Bm, C, D, h, backend=backend, algorithm=algorithm)
     assert got[0].dtype == torch.float32
     assert_close(got[0], want[0], 1e-6, "y")
     assert_close(got[1], want[1], 1e-6, "final_state")

@@ -1,0 +1,144 @@
+"""s4d_scan's chunked algorithm (see s4d_chunked) on the Triton kernel spikessm.kernels.s4d_chunked.
+
+The host builds each channel's chunk operators from A, B, C with differentiable PyTorch ops (a few (H, T, T) and
+(H, 2, N, T) tensors); the kernel applies them to the sequence, forward and backward, as a torch.library custom
+op on real tensors. Its backward returns the gradients of the operators, and autograd carries them back through
+the construction to A, B and C, so the kernel never sees a complex number.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .dispatch import Op
+from .s4d_chunked import convolution_matrix, powers
+
+OP = "s4d_chunked"
+
+
+def _kernels():
+    from spikessm.kernels import s4d_chunked as k
+
+    return k
+
+
+def _forward(
+    u: torch.Tensor, conv: torch.Tensor, w_in: torch.Tensor, w_out: torch.Tensor, a_chunk: torch.Tensor,
+    w_in_last: torch.Tensor, a_last: torch.Tensor, D: Optional[torch.Tensor], z0: Optional[torch.Tensor],
+    reverse: bool, store_states: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """y, the final state planes, and the states entering each chunk (empty unless store_states)."""
+    y, zT, states = _kernels().s4d_chunked_fwd(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse,
+                                               store_states)
+    return y, zT, states if states is not None else zT.new_empty(0)
+
+
+def _forward_fake(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse, store_states):
+    Bsz, L, H = u.shape
+    T, N = conv.shape[-1], a_chunk.shape[-1]
+    states = a_chunk.new_empty((Bsz, -(-L // T), 2, H, N)) if store_states else a_chunk.new_empty(0)
+    return torch.empty_like(u), a_chunk.new_empty((Bsz, 2, H, N)), states
+
+
+def _chunk_tiles(x: torch.Tensor, T: int, n_chunks: int, reverse: bool, dtype: torch.dtype) -> torch.Tensor:
+    """(B, L, H) -> (B, n_chunks, T, H) in processing order, zero-padded after the last step."""
+    x = (x.flip(1) if reverse else x).to(dtype)
+    pad = n_chunks * T - x.shape[1]
+    if pad:
+        x = torch.nn.functional.pad(x, (0, 0, 0, pad))
+    return x.unflatten(1, (n_chunks, T))
+
+
+def _transition_grad(G: torch.Tensor, Z: torch.Tensor) -> torch.Tensor:
+    """Gradient of the (2, N) planes of a in z' = a z (complex, per state), summed over the (B, chunks) of
+    G = dLoss/dz' and Z = z, both (B, chunks, 2, H, N): conj(z) g as (re, im) planes -> (H, 2, N)."""
+    re = (G[:, :, 0] * Z[:, :, 0] + G[:, :, 1] * Z[:, :, 1]).sum((0, 1))
+    im = (G[:, :, 1] * Z[:, :, 0] - G[:, :, 0] * Z[:, :, 1]).sum((0, 1))
+    return torch.stack((re, im), 1)
+
+
+def _backward_impl(
+    u: torch.Tensor, conv: torch.Tensor, w_in: torch.Tensor, w_out: torch.Tensor, a_chunk: torch.Tensor,
+    w_in_last: torch.Tensor, a_last: torch.Tensor, D: Optional[torch.Tensor], has_z0: bool,
+    states: torch.Tensor, gy: torch.Tensor, gT: torch.Tensor, reverse: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+           torch.Tensor, torch.Tensor]:
+    """(du, dconv, dw_in, dw_out, da_chunk, dw_in_last, da_last, dD, dz0); dD and dz0 are empty when absent."""
+    du, G, dz0 = _kernels().s4d_chunked_bwd(gy, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, gT, has_z0,
+                                            reverse, u.dtype)
+    # Each operator's gradient sums, over (sequence, chunk), the product of what it multiplied (U or a state) with
+    # the gradient of what it produced (dY or G): batched matrix products over tiles the kernels wrote.
+    T, n_chunks = conv.shape[-1], G.shape[1]
+    U = _chunk_tiles(u, T, n_chunks, reverse, conv.dtype)  # (B, nc, T, H)
+    dY = _chunk_tiles(gy, T, n_chunks, reverse, conv.dtype)
+    with torch.autocast(u.device.type, enabled=False):  # in the operators' precision, as the kernels compute
+        dconv = torch.einsum("bcth,bcsh->hts", dY, U)
+        dw_out = torch.einsum("bcth,bcphn->hptn", dY, states)
+        dw_in = torch.einsum("bcphn,bcjh->hpnj", G[:, :-1], U[:, :-1])
+        dw_in_last = torch.einsum("bphn,bjh->hpnj", G[:, -1], U[:, -1])
+    da_chunk = _transition_grad(G[:, :-1], states[:, :-1])
+    da_last = _transition_grad(G[:, -1:], states[:, -1:])
+    dD = (gy.to(conv.dtype) * u.to(conv.dtype)).sum((0, 1)) if D is not None else conv.new_empty(0)
+    return (du, dconv, dw_in, dw_out, da_chunk, dw_in_last, da_last, dD,
+            dz0 if dz0 is not None else conv.new_empty(0))
+
+
+def _backward_fake(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, has_z0, states, gy, gT, reverse):
+    return (torch.empty_like(u), torch.empty_like(conv), torch.empty_like(w_in), torch.empty_like(w_out),
+            torch.empty_like(a_chunk), torch.empty_like(w_in_last), torch.empty_like(a_last),
+            torch.empty_like(D) if D is not None else conv.new_empty(0),
+            a_chunk.new_empty((u.shape[0], 2, u.shape[2], a_chunk.shape[-1])) if has_z0 else conv.new_empty(0))
+
+
+def _setup_context(ctx, inputs, output):
+    u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse, store_states = inputs
+    if not store_states:
+        raise RuntimeError(f"{OP}: backward through a forward that ran without gradients enabled")
+    ctx.save_for_backward(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, output[2])
+    ctx.has_z0, ctx.reverse = z0 is not None, reverse
+
+
+def _backward(ctx, backward_impl, gy, gT, _g_states):
+    u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, states = ctx.saved_tensors
+    grads = backward_impl(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, ctx.has_z0, states,
+                          gy.contiguous(), gT.contiguous(), ctx.reverse)
+    *grads, dD, dz0 = grads
+    return (*grads, dD if D is not None else None, dz0 if ctx.has_z0 else None, None, None)
+
+
+_op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
+
+
+def _planes(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Complex x -> real (re, im) planes stacked at dim, contiguous."""
+    return torch.stack((x.real, x.imag), dim).contiguous()
+
+
+def s4d_scan_chunked_kernel(u, A, B, C, D, h0, reverse: bool, output_final_state: bool = True):
+    """Same arguments and results as s4d_chunked.s4d_scan_chunked (u contiguous), on the Triton kernel."""
+    # The operators are built in their inputs' precision, whatever autocast would choose for the products.
+    with torch.autocast(u.device.type, enabled=False):
+        return _apply(u, A, B, C, D, h0, reverse, output_final_state)
+
+
+def _apply(u, A, B, C, D, h0, reverse: bool, output_final_state: bool):
+    k = _kernels()
+    Bsz, L, H = u.shape
+    T = k.chunk_length(L)
+    n_chunks = -(-L // T)
+    r = L - (n_chunks - 1) * T  # steps in the last chunk
+    P = powers(A, T + 1)  # (H, T + 1, N)
+    conv = convolution_matrix(P, B, C, T).contiguous()
+    w_in = _planes((B[:, None] * P[:, :T].flip(1)).transpose(1, 2), 1)  # B A^(T-1-j): (H, 2, N, T)
+    last = torch.nn.functional.pad((B[:, None] * P[:, :r].flip(1)).transpose(1, 2), (0, T - r))
+    w_in_last = _planes(last, 1)  # B A^(r-1-j) for j < r, zeros after
+    V = C[:, None] * P[:, 1:]  # C A^(t+1): (H, T, N); Re(V z) = Re V Re z - Im V Im z
+    w_out = torch.stack((V.real, -V.imag), 1).contiguous()
+    a_chunk, a_last = _planes(P[:, T], 1), _planes(P[:, r], 1)
+    z0 = _planes(h0, 1) if h0 is not None else None
+    store = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, A, B, C, D, h0))
+    y, zT, _ = _op(u, conv, w_in, w_out, a_chunk, w_in_last, a_last,
+                   D.contiguous() if D is not None else None, z0, bool(reverse), store)
+    return y, (torch.complex(zT[:, 0], zT[:, 1]) if output_final_state else None)
