@@ -5,8 +5,10 @@
     python benchmarks/bench_scans.py --lengths 1024 4096 --ops s4d_scan --out /tmp/s4d.json
 
 Implementations, per op:
-  triton    spikessm's Triton kernel (CUDA only)
-  torch     spikessm's PyTorch path (diag_scan: chunked scan; s4d_scan: FFT convolution)
+  triton    spikessm's Triton kernel (CUDA only; s4d_scan: the sequential kernel, algorithm="sequential")
+  triton_chunked  s4d_scan only: the chunked Triton kernel of tl.dot products (algorithm="chunked"; CUDA only)
+  torch     spikessm's PyTorch path (diag_scan: chunked scan; s4d_scan: 64-step chunks of batched matrix
+            products and a diagonal scan across chunks)
   loop      the step-by-step reference in spikessm.ops.naive (short lengths only: it is one Python step per t)
   fft_conv  s4d_scan only: the S4D convolution mode as S4/S4D code runs it today (below), no state output
 spikessm's ops are called with output_final_state=False: every implementation is timed on its main output only.
@@ -29,8 +31,9 @@ Flop model (real flops; a complex multiply is 6, a complex add 2):
   diag_scan bwd: 2x fwd (adjoint scan g_t = gx_t + conj(a) g_{t+1}, then da = g conj(x_{t-1})).
   s4d_scan fwd:  8*N per (b, t, h) (state update and readout Re(C x), the usual rough count).
   s4d_scan bwd:  3x fwd (recompute the states, adjoint scan, accumulate dA, dB, dC, du).
-  These are for the recurrence. fft_conv does a different amount of work (O(B H L log L + H N L)), so its
-  GFLOP/s is "recurrence-equivalent" and its x_floor can drop below 1.
+  These are for the recurrence. fft_conv (O(B H L log L + H N L)) and the chunked products (~2(T + 4N) per
+  (b, t, h) forward) do a different amount of work, so their GFLOP/s are "recurrence-equivalent" and their
+  x_floor can drop below 1.
 
 Columns (JSON rows keep the raw inputs of every ratio):
   ms         median wall time of one call (fwd) or one forward + torch.autograd.grad (fwd+bwd)
@@ -202,6 +205,8 @@ def implementations(case: Case, device: torch.device) -> dict[str, Callable[...,
         if device.type == "cuda":
             impls["triton"] = lambda u, A_bar, B_bar, C, D: s4d_scan(u, A_bar, B_bar, C, D, backend="triton",
                                                                      output_final_state=False)[0]
+            impls["triton_chunked"] = lambda u, A_bar, B_bar, C, D: s4d_scan(
+                u, A_bar, B_bar, C, D, backend="triton", algorithm="chunked", output_final_state=False)[0]
         impls["fft_conv"] = s4d_fft_conv
         impls["loop"] = lambda u, A_bar, B_bar, C, D: s4d_scan_loop(u, A_bar, B_bar, C, D)[0]
     return impls
@@ -443,7 +448,7 @@ def main(argv=None) -> int:
         "cases": [],
         "rows": cfg.rows,
     }
-    impl_order = ["triton", "torch", "fft_conv", "loop"]
+    impl_order = ["triton", "triton_chunked", "torch", "fft_conv", "loop"]
     for case in cases_for(device, args.quick):
         if case.op not in args.ops:
             continue

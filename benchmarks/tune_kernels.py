@@ -12,6 +12,10 @@ s4d: states per thread x output tile length T (spikessm/kernels/s4d_scan.py) for
 forward+backward at B=32, H=256, N=64. Each row checks the plan against the default plan (y's relative error or
 the share of spikes that differ, and the worst gradient's relative error).
 
+s4d_chunked: chunk length x sequences per program x warps (spikessm/kernels/s4d_chunked.py) for
+s4d_scan(algorithm="chunked"), forward and forward+backward at B=32, H=256, N=64, checked against the default
+plan as for s4d.
+
 diag_scan: (BLOCK_T, BLOCK_P, num_warps) of each pass at B=8, L=4096, P=1536 (S5-like), then pipeline depths
 (stages) at each pass's fastest plan; each pass timed on its own, with its fraction of copy bandwidth and its
 agreement with the default plan.
@@ -192,6 +196,57 @@ def tune_s4d(device, copy_bw, target_s):
     return rows
 
 
+CHUNKED_PLANS = list(itertools.product((16, 32, 64), (16, 32, 64), (4, 8)))  # (CHUNK, MAX_BLOCK_B, NUM_WARPS)
+
+
+def tune_s4d_chunked(device, copy_bw, target_s):
+    from spikessm.kernels import s4d_chunked as chunked_kernels
+    from spikessm.ops import s4d_scan
+
+    B, L, H, N = S4D_SHAPE
+    g = torch.Generator().manual_seed(0)
+    A = torch.polar(0.9 + 0.1 * torch.rand(H, N, generator=g), torch.rand(H, N, generator=g) * 3).to(device)
+    Bm = torch.randn(H, N, dtype=torch.complex64, generator=g).to(device)
+    C = (torch.randn(H, N, dtype=torch.complex64, generator=g) / N ** 0.5).to(device)
+    D = torch.randn(H, generator=g).to(device)
+    u = torch.randn(B, L, H, generator=g).to(device)
+    gy = torch.randn(B, L, H, generator=g).to(device)
+    params = [t.clone().requires_grad_() for t in (u, A, Bm, C, D)]
+    names = ("CHUNK", "MAX_BLOCK_B", "NUM_WARPS")
+    defaults = tuple(getattr(chunked_kernels, n) for n in names)
+
+    def call():
+        return s4d_scan(*params, output_final_state=False, backend="triton", algorithm="chunked")[0]
+
+    def fwd_bwd():
+        out = call()
+        return out.detach(), torch.autograd.grad(out, params, gy)
+
+    ref_out, ref_grads = fwd_bwd()  # the default plan's
+    rows = []
+    for plan in CHUNKED_PLANS:
+        row = dict(zip(names, plan))
+        for name, value in row.items():  # the launchers read these module constants at every call
+            setattr(chunked_kernels, name, value)
+        try:
+            out, grads = fwd_bwd()
+            with torch.no_grad():
+                t_f = common.benchmark(call, device, target_s=target_s)
+            t_fb = common.benchmark(fwd_bwd, device, target_s=target_s)
+        except Exception as e:  # a configuration that does not compile is a finding, not a crash
+            rows.append(dict(row, error=str(e).splitlines()[0][:80]))
+            continue
+        finally:
+            for name, value in zip(names, defaults):
+                setattr(chunked_kernels, name, value)
+        rel_grad = max((d - r).abs().max().item() / r.abs().max().item() for d, r in zip(grads, ref_grads))
+        rows.append(dict(row, fwd_ms=t_f.median_ms, fwd_bwd_ms=t_fb.median_ms,
+                         rel_err_y=(out - ref_out).abs().max().item() / ref_out.abs().max().item(),
+                         rel_err_grads=rel_grad))
+        common.log(str(rows[-1]))
+    return rows
+
+
 # (BLOCK_T, BLOCK_P, num_warps): a chunk's steps in one thread (BLOCK_P x element bytes = 512 x warps) at three
 # chunk lengths, two warps, and the spread plans (steps over lanes and warps) real data uses by default.
 DIAG_SHAPE = (8, 4096, 1536)  # B, L, P
@@ -264,7 +319,7 @@ def _time_diag_plan(case, device, copy_bw, target_s, plan, stages):
     return row
 
 
-SWEEPS = {"lif": tune_lif, "s4d": tune_s4d, "diag_scan": tune_diag_scan}
+SWEEPS = {"lif": tune_lif, "s4d": tune_s4d, "s4d_chunked": tune_s4d_chunked, "diag_scan": tune_diag_scan}
 
 
 if __name__ == "__main__":
