@@ -146,10 +146,8 @@ def _time_lif_plan(case, backward, device, copy_bw, target_s, chunk, block_h, se
 S4D_SHAPE = (32, 4096, 256, 64)  # B, L, H, N: issue 2's target shape
 
 
-def tune_s4d(device, copy_bw, target_s):
-    from spikessm.kernels import s4d_scan as ssm_kernels
-    from spikessm.ops import s4d_lif, s4d_scan
-
+def _s4d_inputs(device):
+    """[u, A_bar, B_bar, C, D] requiring gradients, and an output gradient, at S4D_SHAPE."""
     B, L, H, N = S4D_SHAPE
     g = torch.Generator().manual_seed(0)
     A = torch.polar(0.9 + 0.1 * torch.rand(H, N, generator=g), torch.rand(H, N, generator=g) * 3).to(device)
@@ -158,7 +156,14 @@ def tune_s4d(device, copy_bw, target_s):
     D = torch.randn(H, generator=g).to(device)
     u = torch.randn(B, L, H, generator=g).to(device)
     gy = torch.randn(B, L, H, generator=g).to(device)
-    params = [t.clone().requires_grad_() for t in (u, A, Bm, C, D)]
+    return [t.requires_grad_() for t in (u, A, Bm, C, D)], gy
+
+
+def tune_s4d(device, copy_bw, target_s):
+    from spikessm.kernels import s4d_scan as ssm_kernels
+    from spikessm.ops import s4d_lif, s4d_scan
+
+    params, gy = _s4d_inputs(device)
     defaults = (ssm_kernels.STATES_PER_THREAD, ssm_kernels.T)
 
     def call(op):
@@ -203,15 +208,7 @@ def tune_s4d_chunked(device, copy_bw, target_s):
     from spikessm.kernels import s4d_chunked as chunked_kernels
     from spikessm.ops import s4d_scan
 
-    B, L, H, N = S4D_SHAPE
-    g = torch.Generator().manual_seed(0)
-    A = torch.polar(0.9 + 0.1 * torch.rand(H, N, generator=g), torch.rand(H, N, generator=g) * 3).to(device)
-    Bm = torch.randn(H, N, dtype=torch.complex64, generator=g).to(device)
-    C = (torch.randn(H, N, dtype=torch.complex64, generator=g) / N ** 0.5).to(device)
-    D = torch.randn(H, generator=g).to(device)
-    u = torch.randn(B, L, H, generator=g).to(device)
-    gy = torch.randn(B, L, H, generator=g).to(device)
-    params = [t.clone().requires_grad_() for t in (u, A, Bm, C, D)]
+    params, gy = _s4d_inputs(device)
     names = ("CHUNK", "MAX_BLOCK_B", "NUM_WARPS")
     defaults = tuple(getattr(chunked_kernels, n) for n in names)
 

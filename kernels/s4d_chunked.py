@@ -1,7 +1,7 @@
 """S4D state update and readout in T-step chunks of matrix products (tl.dot, tensor cores on a GPU).
 
 Per channel h, with chunk c's inputs as a (T, batch) tile U_c and the state entering it as (N, batch) real and
-imaginary planes Z_(c-1) (spikessm.ops.s4d_chunked derives the operators from A, B, C):
+imaginary planes Z_(c-1) (spikessm.ops.s4d_chunked_kernel builds the operators from A, B, C):
 
   Y_c = W_conv U_c + W_out,re Z_(c-1),re + W_out,im Z_(c-1),im + D U_c        (T, batch)
   Z_c = A^T Z_(c-1) + W_in U_c                                                (N, batch) per plane
@@ -11,7 +11,8 @@ chunk, W_in (2, N, T) sums a chunk's inputs into the state, and A^T (2, N) carri
 chunk. A last chunk of r < T steps uses its own W_in and A^r (zero-padded inputs after it never reach a valid
 output). One program per (channel, block of BLOCK_B sequences) walks the chunks in order with the states in
 registers: per chunk five products of T x T, T x N and N x T operators with the (T, BLOCK_B) input tile,
-~(T + 4N) multiply-adds per (sequence, step) instead of the ~10N of a step-by-step walk, and on tensor cores.
+~(T + 4N) multiply-adds per (sequence, step), on tensor cores, instead of the 8N of the step-by-step walk
+(spikessm.kernels.s4d_scan) on the FMA units.
 
 Backward, a reverse walk over chunks with G_c = dLoss/dZ_c (real planes):
 
@@ -31,18 +32,9 @@ import triton
 import triton.language as tl
 
 from .host import cdiv, next_power_of_2
+from .s4d_scan import _time
 
 MIN_DOT = 16  # tl.dot needs every dimension >= 16
-
-
-@triton.jit
-def _time(i, L, REVERSE: tl.constexpr):
-    """Time index of processing step i."""
-    if REVERSE:
-        t = L - 1 - i
-    else:
-        t = i
-    return t
 
 
 @triton.jit
@@ -60,6 +52,39 @@ def _matrix(ptr, rows, cols, n_rows, n_cols, row_stride, col_stride):
     """A (len(rows), len(cols)) tile of a matrix, zeros outside n_rows x n_cols."""
     mask = (rows < n_rows)[:, None] & (cols < n_cols)[None, :]
     return tl.load(ptr + rows[:, None] * row_stride + cols[None, :] * col_stride, mask=mask, other=0.0)
+
+
+@triton.jit
+def _program_blocks(Bsz, H, N, BLOCK_N: tl.constexpr, BLOCK_B: tl.constexpr):
+    """This program's sequences and states, and the offsets (BLOCK_N, BLOCK_B) of its channel's states in a
+    (B, 2, H, N) tensor of state planes (the channel is program_id(0))."""
+    offs_b = (tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)).to(tl.int64)
+    mask_b = offs_b < Bsz
+    offs_n = tl.arange(0, BLOCK_N)
+    mask_n = offs_n < N
+    state_ptrs = (offs_b[None, :] * 2 * H + tl.program_id(0)) * N + offs_n[:, None]
+    return offs_b, mask_b, offs_n, mask_n, state_ptrs, mask_n[:, None] & mask_b[None, :]
+
+
+@triton.jit
+def _channel_skip(D_ptr, h, HAS_D: tl.constexpr, dtype: tl.constexpr):
+    """D[h] in dtype, or 0 without a skip."""
+    d = 0.0
+    if HAS_D:
+        d = tl.load(D_ptr + h).to(dtype)
+    return d
+
+
+@triton.jit
+def _load_state(ptr, state_ptrs, mask_state, HN, PRESENT: tl.constexpr, BLOCK_N: tl.constexpr,
+                BLOCK_B: tl.constexpr, dtype: tl.constexpr):
+    """(real, imaginary) (BLOCK_N, BLOCK_B) planes of a (B, 2, H, N) state; zeros if absent."""
+    re = tl.zeros([BLOCK_N, BLOCK_B], dtype)
+    im = tl.zeros([BLOCK_N, BLOCK_B], dtype)
+    if PRESENT:
+        re = tl.load(ptr + state_ptrs, mask=mask_state, other=0.0)
+        im = tl.load(ptr + state_ptrs + HN, mask=mask_state, other=0.0)
+    return re, im
 
 
 @triton.jit
@@ -106,23 +131,11 @@ def _chunked_fwd_kernel(
     T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_B: tl.constexpr, PRECISION: tl.constexpr,
 ):
     h = tl.program_id(0)
-    offs_b = (tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)).to(tl.int64)
-    mask_b = offs_b < Bsz
-    offs_n = tl.arange(0, BLOCK_N)
-    mask_n = offs_n < N
+    offs_b, mask_b, offs_n, mask_n, state_ptrs, mask_state = _program_blocks(Bsz, H, N, BLOCK_N, BLOCK_B)
     rows = tl.arange(0, T)
     dtype = at_ptr.dtype.element_ty
-    d = 0.0
-    if HAS_D:
-        d = tl.load(D_ptr + h).to(dtype)
-
-    state_ptrs = (offs_b[None, :] * 2 * H + h) * N + offs_n[:, None]  # (BLOCK_N, BLOCK_B) in (B, 2, H, N)
-    mask_state = mask_n[:, None] & mask_b[None, :]
-    z_re = tl.zeros([BLOCK_N, BLOCK_B], dtype)
-    z_im = tl.zeros([BLOCK_N, BLOCK_B], dtype)
-    if HAS_Z0:
-        z_re = tl.load(z0_ptr + state_ptrs, mask=mask_state, other=0.0)
-        z_im = tl.load(z0_ptr + state_ptrs + H * N, mask=mask_state, other=0.0)
+    d = _channel_skip(D_ptr, h, HAS_D, dtype)
+    z_re, z_im = _load_state(z0_ptr, state_ptrs, mask_state, H * N, HAS_Z0, BLOCK_N, BLOCK_B, dtype)
 
     n_chunks = tl.cdiv(L, T)
     for c in range(0, n_chunks - 1):
@@ -179,23 +192,11 @@ def _chunked_bwd_kernel(
     T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_B: tl.constexpr, PRECISION: tl.constexpr,
 ):
     h = tl.program_id(0)
-    offs_b = (tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)).to(tl.int64)
-    mask_b = offs_b < Bsz
-    offs_n = tl.arange(0, BLOCK_N)
-    mask_n = offs_n < N
+    offs_b, mask_b, offs_n, mask_n, state_ptrs, mask_state = _program_blocks(Bsz, H, N, BLOCK_N, BLOCK_B)
     rows = tl.arange(0, T)
     dtype = at_ptr.dtype.element_ty
-    d = 0.0
-    if HAS_D:
-        d = tl.load(D_ptr + h).to(dtype)
-
-    state_ptrs = (offs_b[None, :] * 2 * H + h) * N + offs_n[:, None]
-    mask_state = mask_n[:, None] & mask_b[None, :]
-    g_re = tl.zeros([BLOCK_N, BLOCK_B], dtype)
-    g_im = tl.zeros([BLOCK_N, BLOCK_B], dtype)
-    if HAS_GT:
-        g_re = tl.load(gT_ptr + state_ptrs, mask=mask_state, other=0.0)
-        g_im = tl.load(gT_ptr + state_ptrs + H * N, mask=mask_state, other=0.0)
+    d = _channel_skip(D_ptr, h, HAS_D, dtype)
+    g_re, g_im = _load_state(gT_ptr, state_ptrs, mask_state, H * N, HAS_GT, BLOCK_N, BLOCK_B, dtype)
 
     n_chunks = tl.cdiv(L, T)
     last = n_chunks - 1
