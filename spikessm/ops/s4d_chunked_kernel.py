@@ -12,6 +12,7 @@ from typing import Optional
 import torch
 
 from .dispatch import Op
+from .lif import needs_grad
 from .s4d_chunked import convolution_matrix, powers
 
 OP = "s4d_chunked"
@@ -110,9 +111,9 @@ def _backward(ctx, backward_impl, gy, gT, _g_states):
 _op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
 
 
-def _planes(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """Complex x -> real (re, im) planes stacked at dim, contiguous."""
-    return torch.stack((x.real, x.imag), dim).contiguous()
+def _planes(x: torch.Tensor) -> torch.Tensor:
+    """Complex (H or B, ...) -> real (H or B, 2, ...): (re, im) planes after the first dimension, contiguous."""
+    return torch.stack((x.real, x.imag), 1).contiguous()
 
 
 def s4d_scan_chunked_kernel(u, A, B, C, D, h0, reverse: bool, output_final_state: bool = True):
@@ -130,15 +131,13 @@ def _apply(u, A, B, C, D, h0, reverse: bool, output_final_state: bool):
     r = L - (n_chunks - 1) * T  # steps in the last chunk
     P = powers(A, T + 1)  # (H, T + 1, N)
     conv = convolution_matrix(P, B, C, T).contiguous()
-    w_in = _planes((B[:, None] * P[:, :T].flip(1)).transpose(1, 2), 1)  # B A^(T-1-j): (H, 2, N, T)
+    w_in = _planes((B[:, None] * P[:, :T].flip(1)).transpose(1, 2))  # B A^(T-1-j): (H, 2, N, T)
     last = torch.nn.functional.pad((B[:, None] * P[:, :r].flip(1)).transpose(1, 2), (0, T - r))
-    w_in_last = _planes(last, 1)  # B A^(r-1-j) for j < r, zeros after
+    w_in_last = _planes(last)  # B A^(r-1-j) for j < r, zeros after
     V = C[:, None] * P[:, 1:]  # C A^(t+1): (H, T, N); Re(V z) = Re V Re z - Im V Im z
     w_out = torch.stack((V.real, -V.imag), 1).contiguous()
-    a_chunk, a_last = _planes(P[:, T], 1), _planes(P[:, r], 1)
-    z0 = _planes(h0, 1) if h0 is not None else None
-    store = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (u, A, B, C, D, h0))
+    a_chunk, a_last = _planes(P[:, T]), _planes(P[:, r])
+    z0 = _planes(h0) if h0 is not None else None
     y, zT, _ = _op(u, conv, w_in, w_out, a_chunk, w_in_last, a_last,
-                   D.contiguous() if D is not None else None, z0, bool(reverse), store)
+                   D.contiguous() if D is not None else None, z0, bool(reverse), needs_grad(u, A, B, C, D, h0))
     return y, (torch.complex(zT[:, 0], zT[:, 1]) if output_final_state else None)
