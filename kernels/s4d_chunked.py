@@ -24,6 +24,10 @@ It writes dU, every G_c and the initial state's gradient G_(-1). The operators' 
 as batched matrix products. The forward writes the states entering each chunk (B, n_chunks, 2, H, N) when the
 backward will need them: 2N / T values per input element.
 
+With LIF, the forward is s4d_lif's: instead of writing Y_c, LIF neurons walk its steps in order (membranes in
+registers) and the kernel writes spikes, and the pre-reset membrane when the backward needs it. Its backward is
+spikessm.kernels.lif's followed by this one's (spikessm.ops.s4d_lif_chunked_kernel).
+
 Float32 products use 3xTF32 ("tf32x3": each operand split into two TF32 parts, ~float32 accuracy on tensor
 cores); float64 ones are exact ("ieee").
 """
@@ -32,6 +36,7 @@ import triton
 import triton.language as tl
 
 from .host import cdiv, next_power_of_2
+from .lif import RESET_CODES, _spike_values, _step
 from .s4d_scan import _time
 
 MIN_DOT = 16  # tl.dot needs every dimension >= 16
@@ -88,10 +93,11 @@ def _load_state(ptr, state_ptrs, mask_state, HN, PRESENT: tl.constexpr, BLOCK_N:
 
 
 @triton.jit
-def _fwd_chunk(u_ptr, y_ptr, Z_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, start, z_re, z_im, d,
+def _fwd_chunk(u_ptr, Z_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, start, z_re, z_im, d,
                offs_b, mask_b, offs_n, mask_n, rows, n_chunks, L, H, N, h, T: tl.constexpr,
                STORE_Z: tl.constexpr, REVERSE: tl.constexpr, PRECISION: tl.constexpr):
-    """One chunk forward: writes Y_c (and Z_(c-1) when STORE_Z) and returns Z_c.
+    """One chunk forward: returns Y_c (T, BLOCK_B) with its mask (the steps and sequences that exist) and Z_c,
+    and writes Z_(c-1) when STORE_Z.
 
     The operators are loaded here, every chunk (from L1/L2): held in registers through the walk they would take
     (T + 4N) T / (32 num_warps) registers per thread, 160 at T = N = 64 and 4 warps, and spill."""
@@ -110,8 +116,6 @@ def _fwd_chunk(u_ptr, y_ptr, Z_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, start,
     out_im = _matrix(out_ptr + (h * 2 + 1) * T * N, rows, offs_n, T, N, N, 1)
     y = tl.dot(out_im, z_im, y, input_precision=PRECISION, out_dtype=dtype)
     y += d * u
-    y_ptrs, _ = _steps(y_ptr, offs_b, start, L, H, h, rows, mask_b, REVERSE)
-    tl.store(y_ptrs, y.to(y_ptr.dtype.element_ty), mask=mask_u)
 
     at_re = tl.load(at_ptr + h * 2 * N + offs_n, mask=mask_n, other=0.0)[:, None]
     at_im = tl.load(at_ptr + h * 2 * N + N + offs_n, mask=mask_n, other=0.0)[:, None]
@@ -119,35 +123,100 @@ def _fwd_chunk(u_ptr, y_ptr, Z_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, start,
     new_re = tl.dot(in_re, u, at_re * z_re - at_im * z_im, input_precision=PRECISION, out_dtype=dtype)
     in_im = _matrix(in_ptr + (h * 2 + 1) * N * T, offs_n, rows, N, T, T, 1)
     new_im = tl.dot(in_im, u, at_re * z_im + at_im * z_re, input_precision=PRECISION, out_dtype=dtype)
-    return new_re, new_im
+    return y, mask_u, new_re, new_im
+
+
+@triton.jit
+def _neurons(y, v, beta, th, s_ptr, m_ptr, slot_ptr, offs_b, mask_b, start, L, H, h, rows,
+             STORE_M: tl.constexpr, RESET: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr,
+             T: tl.constexpr):
+    """The LIF neurons of channel h over a chunk's (T, BLOCK_B) output tile y, in processing order: writes the
+    spikes (and the pre-reset membrane when STORE_M), returns the membranes (BLOCK_B,) after the chunk.
+
+    The walk takes y a step (a row) at a time, and a register tile's rows cannot be indexed: y goes through this
+    program's (T, BLOCK_B) scratch slot (L1-resident) and each step loads its row, in an unrolled loop whose loads
+    do not wait on the walk: one barrier per chunk. Halving the tile in registers down to steps instead, as
+    spikessm.kernels.lif does, needs layout conversions when the tile comes from the tensor cores: sm_90 compiles
+    (benchmarks/kernel_resources.py, N = 64, T = 64) had 39-265 barriers in the chunk loop (Triton 3.9 and 3.6),
+    against 19-23 this way (the products' own included). The slots alternate between chunks: the chunk after next
+    is the first to overwrite one, after every thread has passed the next chunk's barrier."""
+    seq = tl.arange(0, BLOCK_B)
+    tl.store(slot_ptr + rows[:, None] * BLOCK_B + seq[None, :], y)
+    tl.debug_barrier()
+    for j in tl.static_range(T):
+        i = start + j
+        live = mask_b & (i + 0 * seq < L)  # a vector comparison: Triton's interpreter mis-types vector & scalar
+        x = tl.load(slot_ptr + j * BLOCK_B + seq)
+        m, spiked, _, v, _ = _step(x, live, v, v, beta, th, RESET, False)
+        offs = offs_b * L * H + _time(i, L, REVERSE) * H + h
+        tl.store(s_ptr + offs, _spike_values(spiked, y.dtype, s_ptr), mask=live)
+        if STORE_M:
+            tl.store(m_ptr + offs, m, mask=live)
+    return v
+
+
+@triton.jit
+def _output_chunk(u_ptr, y_ptr, Z_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, start, z_re, z_im, d, v, beta, th,
+                  m_ptr, scratch_ptr, offs_b, mask_b, offs_n, mask_n, rows, n_chunks, L, H, N, h, T: tl.constexpr,
+                  STORE_Z: tl.constexpr, LIF: tl.constexpr, STORE_M: tl.constexpr, RESET: tl.constexpr,
+                  REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, PRECISION: tl.constexpr):
+    """One chunk forward and what it writes to y_ptr: y, or with LIF the neurons' spikes. Returns Z_c and the
+    membranes."""
+    y, mask_u, z_re, z_im = _fwd_chunk(u_ptr, Z_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, start, z_re, z_im, d,
+                                       offs_b, mask_b, offs_n, mask_n, rows, n_chunks, L, H, N, h, T,
+                                       STORE_Z, REVERSE, PRECISION)
+    if LIF:
+        slot_ptr = scratch_ptr + (c % 2) * BLOCK_B * T
+        v = _neurons(y, v, beta, th, y_ptr, m_ptr, slot_ptr, offs_b, mask_b, start, L, H, h, rows,
+                     STORE_M, RESET, REVERSE, BLOCK_B, T)
+    else:
+        y_ptrs, _ = _steps(y_ptr, offs_b, start, L, H, h, rows, mask_b, REVERSE)
+        tl.store(y_ptrs, y.to(y_ptr.dtype.element_ty), mask=mask_u)
+    return z_re, z_im, v
 
 
 @triton.jit
 def _chunked_fwd_kernel(
-    u_ptr, conv_ptr, in_ptr, out_ptr, at_ptr, in_last_ptr, at_last_ptr, D_ptr, z0_ptr,
-    y_ptr, zT_ptr, Z_ptr,
+    u_ptr, conv_ptr, in_ptr, out_ptr, at_ptr, in_last_ptr, at_last_ptr, D_ptr, z0_ptr, v0_ptr, beta_ptr, th_ptr,
+    y_ptr, zT_ptr, Z_ptr, m_ptr, vT_ptr, scratch_ptr,
     Bsz, L, H, N,
-    HAS_D: tl.constexpr, HAS_Z0: tl.constexpr, STORE_Z: tl.constexpr, REVERSE: tl.constexpr,
+    HAS_D: tl.constexpr, HAS_Z0: tl.constexpr, STORE_Z: tl.constexpr, LIF: tl.constexpr, HAS_V0: tl.constexpr,
+    STORE_M: tl.constexpr, RESET: tl.constexpr, REVERSE: tl.constexpr,
     T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_B: tl.constexpr, PRECISION: tl.constexpr,
 ):
+    """With LIF, y_ptr receives the spikes, m_ptr the pre-reset membrane (STORE_M) and vT_ptr the final one;
+    scratch_ptr holds two (T, BLOCK_B) slots per program."""
     h = tl.program_id(0)
     offs_b, mask_b, offs_n, mask_n, state_ptrs, mask_state = _program_blocks(Bsz, H, N, BLOCK_N, BLOCK_B)
     rows = tl.arange(0, T)
     dtype = at_ptr.dtype.element_ty
     d = _channel_skip(D_ptr, h, HAS_D, dtype)
     z_re, z_im = _load_state(z0_ptr, state_ptrs, mask_state, H * N, HAS_Z0, BLOCK_N, BLOCK_B, dtype)
+    v = tl.zeros([BLOCK_B], dtype)
+    beta = v
+    th = v
+    scratch_ptr += (h * tl.num_programs(1) + tl.program_id(1)).to(tl.int64) * 2 * BLOCK_B * T
+    if LIF:
+        beta += tl.load(beta_ptr + h)
+        th += tl.load(th_ptr + h)
+        if HAS_V0:
+            v = tl.load(v0_ptr + offs_b * H + h, mask=mask_b, other=0.0)
 
     n_chunks = tl.cdiv(L, T)
     for c in range(0, n_chunks - 1):
-        z_re, z_im = _fwd_chunk(u_ptr, y_ptr, Z_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, c * T, z_re, z_im, d,
-                                offs_b, mask_b, offs_n, mask_n, rows, n_chunks, L, H, N, h, T,
-                                STORE_Z, REVERSE, PRECISION)
+        z_re, z_im, v = _output_chunk(u_ptr, y_ptr, Z_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, c * T, z_re, z_im,
+                                      d, v, beta, th, m_ptr, scratch_ptr, offs_b, mask_b, offs_n, mask_n, rows,
+                                      n_chunks, L, H, N, h, T, STORE_Z, LIF, STORE_M, RESET, REVERSE, BLOCK_B,
+                                      PRECISION)
     last = n_chunks - 1
-    z_re, z_im = _fwd_chunk(u_ptr, y_ptr, Z_ptr, conv_ptr, out_ptr, in_last_ptr, at_last_ptr, last, last * T,
-                            z_re, z_im, d, offs_b, mask_b, offs_n, mask_n, rows, n_chunks, L, H, N, h, T,
-                            STORE_Z, REVERSE, PRECISION)
+    z_re, z_im, v = _output_chunk(u_ptr, y_ptr, Z_ptr, conv_ptr, out_ptr, in_last_ptr, at_last_ptr, last, last * T,
+                                  z_re, z_im, d, v, beta, th, m_ptr, scratch_ptr, offs_b, mask_b, offs_n, mask_n,
+                                  rows, n_chunks, L, H, N, h, T, STORE_Z, LIF, STORE_M, RESET, REVERSE, BLOCK_B,
+                                  PRECISION)
     tl.store(zT_ptr + state_ptrs, z_re, mask=mask_state)
     tl.store(zT_ptr + state_ptrs + H * N, z_im, mask=mask_state)
+    if LIF:
+        tl.store(vT_ptr + offs_b * H + h, v, mask=mask_b)
 
 
 @triton.jit
@@ -235,6 +304,37 @@ def _precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float64 else "tf32x3"
 
 
+def _forward(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse: bool, store_states: bool,
+             lif=None):
+    Bsz, L, H = u.shape
+    T = conv.shape[-1]
+    N = a_chunk.shape[-1]
+    block_n, block_b = launch_config(Bsz, N)
+    real = a_chunk.dtype
+    out = torch.empty_like(u)
+    zT = torch.empty((Bsz, 2, H, N), dtype=real, device=u.device)
+    states = torch.empty((Bsz, cdiv(L, T), 2, H, N), dtype=real, device=u.device) if store_states else None
+    v0, beta, threshold, reset, store_m = lif if lif is not None else (None, None, None, "subtract", False)
+    membrane = torch.empty((Bsz, L, H), dtype=real, device=u.device) if store_m else None
+    vT = torch.empty((Bsz, H), dtype=real, device=u.device) if lif is not None else None
+    grid = (H, cdiv(Bsz, block_b))
+    scratch = torch.empty((*grid, 2, T, block_b), dtype=real, device=u.device) if lif is not None else None
+    spare = zT  # stands in for absent pointers; never read or written
+
+    def arg(t):
+        return t if t is not None else spare
+
+    _chunked_fwd_kernel[grid](
+        u, conv, w_in, w_out, a_chunk, w_in_last, a_last, arg(D), arg(z0), arg(v0), arg(beta), arg(threshold),
+        out, zT, arg(states), arg(membrane), arg(vT), arg(scratch),
+        Bsz, L, H, N,
+        HAS_D=D is not None, HAS_Z0=z0 is not None, STORE_Z=store_states, LIF=lif is not None,
+        HAS_V0=v0 is not None, STORE_M=store_m, RESET=RESET_CODES[reset], REVERSE=reverse,
+        T=T, BLOCK_N=block_n, BLOCK_B=block_b, PRECISION=_precision(real), num_warps=NUM_WARPS,
+    )
+    return out, zT, states, vT, membrane
+
+
 def s4d_chunked_fwd(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse: bool, store_states: bool):
     """Forward launcher. All operators are real, in the state dtype (float32 or float64), contiguous:
 
@@ -250,23 +350,24 @@ def s4d_chunked_fwd(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, rev
     Returns:
         y: (B, L, H) in u's dtype; final state (B, 2, H, N); states (B, n_chunks, 2, H, N) or None.
     """
-    Bsz, L, H = u.shape
-    T = conv.shape[-1]
-    N = a_chunk.shape[-1]
-    block_n, block_b = launch_config(Bsz, N)
-    y = torch.empty_like(u)
-    zT = torch.empty((Bsz, 2, H, N), dtype=a_chunk.dtype, device=u.device)
-    states = (torch.empty((Bsz, cdiv(L, T), 2, H, N), dtype=a_chunk.dtype, device=u.device)
-              if store_states else None)
-    spare = zT  # stands in for absent pointers; never read or written
-    _chunked_fwd_kernel[(H, cdiv(Bsz, block_b))](
-        u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D if D is not None else spare,
-        z0 if z0 is not None else spare, y, zT, states if states is not None else spare,
-        Bsz, L, H, N,
-        HAS_D=D is not None, HAS_Z0=z0 is not None, STORE_Z=store_states, REVERSE=reverse,
-        T=T, BLOCK_N=block_n, BLOCK_B=block_b, PRECISION=_precision(a_chunk.dtype), num_warps=NUM_WARPS,
-    )
+    y, zT, states, _, _ = _forward(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse, store_states)
     return y, zT, states
+
+
+def s4d_lif_chunked_fwd(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, v0, beta, threshold, reset: str,
+                        reverse: bool, store_states: bool, store_membrane: bool):
+    """Forward launcher of the chunked S4D followed by LIF neurons on its output (y stays in registers).
+
+    Args:
+        u, the operators, D, z0, reverse, store_states: as in s4d_chunked_fwd.
+        v0: (B, H) initial membrane or None; beta, threshold: (H,); all in the state dtype, contiguous.
+        reset: "subtract", "zero" or "none". store_membrane: also return the pre-reset membrane.
+    Returns:
+        spikes (B, L, H) in u's dtype; final SSM state (B, 2, H, N); states (B, n_chunks, 2, H, N) or None;
+        final membrane (B, H); pre-reset membrane (B, L, H) or None.
+    """
+    return _forward(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse, store_states,
+                    (v0, beta, threshold, reset, store_membrane))
 
 
 def s4d_chunked_bwd(gy, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, gT, has_z0: bool, reverse: bool,

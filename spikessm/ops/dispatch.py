@@ -49,6 +49,7 @@ class Op:
             "backward": staticmethod(eager_backward),
         })
         self.forward = forward
+        self.backward_impl = backward_impl
 
     def __call__(self, *inputs):
         """The forward outputs; differentiable with respect to the tensor inputs."""

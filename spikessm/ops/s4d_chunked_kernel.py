@@ -108,10 +108,10 @@ def _backward(ctx, backward_impl, gy, gT, _g_states):
     return (*grads, dD if D is not None else None, dz0 if ctx.has_z0 else None, None, None)
 
 
-_op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
+chunked_op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
 
 
-def _planes(x: torch.Tensor) -> torch.Tensor:
+def complex_planes(x: torch.Tensor) -> torch.Tensor:
     """Complex (H or B, ...) -> real (H or B, 2, ...): (re, im) planes after the first dimension, contiguous."""
     return torch.stack((x.real, x.imag), 1).contiguous()
 
@@ -123,21 +123,24 @@ def s4d_scan_chunked_kernel(u, A, B, C, D, h0, reverse: bool, output_final_state
         return _apply(u, A, B, C, D, h0, reverse, output_final_state)
 
 
-def _apply(u, A, B, C, D, h0, reverse: bool, output_final_state: bool):
-    k = _kernels()
-    Bsz, L, H = u.shape
-    T = k.chunk_length(L)
-    n_chunks = -(-L // T)
-    r = L - (n_chunks - 1) * T  # steps in the last chunk
+def chunk_operators(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, L: int) -> tuple[torch.Tensor, ...]:
+    """The kernel's operators for sequences of L steps, built differentiably from A, B, C (H, N) complex:
+    (conv, w_in, w_out, a_chunk, w_in_last, a_last), real and contiguous, shapes as in
+    spikessm.kernels.s4d_chunked.s4d_chunked_fwd."""
+    T = _kernels().chunk_length(L)
+    r = L - (-(-L // T) - 1) * T  # steps in the last chunk
     P = powers(A, T + 1)  # (H, T + 1, N)
     conv = convolution_matrix(P, B, C, T).contiguous()
-    w_in = _planes((B[:, None] * P[:, :T].flip(1)).transpose(1, 2))  # B A^(T-1-j): (H, 2, N, T)
+    w_in = complex_planes((B[:, None] * P[:, :T].flip(1)).transpose(1, 2))  # B A^(T-1-j): (H, 2, N, T)
     last = torch.nn.functional.pad((B[:, None] * P[:, :r].flip(1)).transpose(1, 2), (0, T - r))
-    w_in_last = _planes(last)  # B A^(r-1-j) for j < r, zeros after
+    w_in_last = complex_planes(last)  # B A^(r-1-j) for j < r, zeros after
     V = C[:, None] * P[:, 1:]  # C A^(t+1): (H, T, N); Re(V z) = Re V Re z - Im V Im z
     w_out = torch.stack((V.real, -V.imag), 1).contiguous()
-    a_chunk, a_last = _planes(P[:, T]), _planes(P[:, r])
-    z0 = _planes(h0) if h0 is not None else None
-    y, zT, _ = _op(u, conv, w_in, w_out, a_chunk, w_in_last, a_last,
-                   D.contiguous() if D is not None else None, z0, bool(reverse), needs_grad(u, A, B, C, D, h0))
+    return conv, w_in, w_out, complex_planes(P[:, T]), w_in_last, complex_planes(P[:, r])
+
+
+def _apply(u, A, B, C, D, h0, reverse: bool, output_final_state: bool):
+    z0 = complex_planes(h0) if h0 is not None else None
+    y, zT, _ = chunked_op(u, *chunk_operators(A, B, C, u.shape[1]), D.contiguous() if D is not None else None, z0,
+                   bool(reverse), needs_grad(u, A, B, C, D, h0))
     return y, (torch.complex(zT[:, 0], zT[:, 1]) if output_final_state else None)

@@ -1,9 +1,13 @@
 """s4d_lif: an S4D layer's state update and readout followed by LIF neurons, fused.
 
-The Triton kernel (spikessm.kernels.s4d_scan, with its LIF readout) reads u and writes spikes: neither the SSM
-states nor the SSM output y reach memory. When gradients are needed it also writes the pre-reset membrane
-(B, L, H), from which one reverse walk gets every gradient (no state is saved or recomputed). The PyTorch path is
-s4d_scan followed by lif, which is also the definition the kernel is tested against.
+The Triton kernels read u and write spikes: neither the SSM states nor the SSM output y reach memory. When
+gradients are needed they also write the pre-reset membrane (B, L, H). Two algorithms, as for s4d_scan:
+  * "sequential" (spikessm.kernels.s4d_scan with its LIF readout) walks time step by step; one reverse walk
+    gets every gradient from the membrane (no state is saved or recomputed).
+  * "chunked" (spikessm.kernels.s4d_chunked with its LIF readout, spikessm.ops.s4d_lif_chunked_kernel) computes y
+    in 64-step tiles of tensor-core products that the neurons then walk in registers; its backward is lif's
+    backward kernel followed by the chunked S4D backward.
+The PyTorch path is s4d_scan followed by lif, which is also the definition the kernels are tested against.
 """
 from __future__ import annotations
 
@@ -13,9 +17,10 @@ import torch
 
 from .backend import use_triton
 from .dispatch import Op
-from .lif import check_lif_inputs, lif_op
+from .lif import check_lif_inputs, lif_op, needs_grad
 from .s4d_chunked import s4d_scan_chunked
-from .s4d_scan import check_ssm_inputs
+from .s4d_lif_chunked_kernel import s4d_lif_chunked_kernel
+from .s4d_scan import check_algorithm, check_ssm_inputs
 from .surrogates import leaky_derivative
 
 OP = "s4d_lif"
@@ -109,6 +114,7 @@ def s4d_lif(
     reverse: bool = False,
     output_membrane: bool = False,
     backend: str = "auto",
+    algorithm: str = "auto",
 ):
     """S4D state update and readout, then LIF neurons on its output: s4d_scan followed by lif, in one kernel.
     y stays in the state's precision between the two (for a bfloat16/float16 u it is not rounded to u's dtype).
@@ -123,6 +129,10 @@ def s4d_lif(
         reverse: run both the SSM and the neurons from t = L - 1 down to t = 0.
         output_membrane: also return the pre-reset membrane (B, L, H), for analysis (no gradient).
         backend: "auto" (Triton on CUDA, PyTorch otherwise), "triton" or "torch".
+        algorithm: the S4D part's algorithm, as in s4d_scan: "sequential" (Triton only: one kernel walks time
+            step by step), "chunked" (64-step chunks of matrix products: the PyTorch path, or on Triton a kernel
+            of tl.dot products whose output tiles the neurons walk in registers), or "auto": "sequential" on
+            Triton, "chunked" on PyTorch.
 
     Returns:
         spikes: (B, L, H) in u's dtype, values 0 or 1.
@@ -134,8 +144,10 @@ def s4d_lif(
     check_ssm_inputs(u, A_bar, B_bar, C, D, h0)
     alpha, beta_t, threshold_t = check_lif_inputs(OP, u, reset, surrogate, alpha, beta, threshold, v0,
                                                   "initial membrane")
+    triton = use_triton(backend, u.device, OP)
+    check_algorithm(OP, algorithm, triton)
 
-    if not use_triton(backend, u.device, OP):
+    if not triton:
         # y in the state's precision, as the kernel keeps it: a 16-bit u must not round y before the neurons
         y, ssm_state = s4d_scan_chunked(u.to(A_bar.real.dtype), A_bar, B_bar, C, D, h0, bool(reverse))
         y_steps = y.flip(1) if reverse else y
@@ -147,11 +159,16 @@ def s4d_lif(
         result = (spikes.to(u.dtype), (ssm_state, v_state))
         return result + (membrane.detach(),) if output_membrane else result
 
-    tensors = [t for t in (u, A_bar, B_bar, C, D, h0, v0, beta_t, threshold_t) if t is not None]
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     contiguous = [t.contiguous() if t is not None else None for t in (u, A_bar, B_bar, C, D, h0, v0, beta_t,
                                                                           threshold_t)]
+    if algorithm == "chunked":
+        spikes, final_state, membrane = s4d_lif_chunked_kernel(*contiguous, reset, surrogate, alpha,
+                                                               bool(detach_reset), bool(reverse),
+                                                               bool(output_membrane))
+        result = (spikes, final_state)
+        return result + (membrane,) if output_membrane else result
     spikes, ssm_state, v_state, membrane = _op(
-        *contiguous, reset, surrogate, alpha, bool(detach_reset), bool(reverse), needs_grad or bool(output_membrane))
+        *contiguous, reset, surrogate, alpha, bool(detach_reset), bool(reverse),
+        needs_grad(*contiguous) or bool(output_membrane))
     result = (spikes, (ssm_state, v_state))
     return result + (membrane.detach(),) if output_membrane else result

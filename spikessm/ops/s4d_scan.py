@@ -94,6 +94,15 @@ def _backward(ctx, backward_impl, gy, gT):
 _op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
 
 
+def check_algorithm(op: str, algorithm: str, triton: bool) -> None:
+    """algorithm is one of ALGORITHMS, and one that the chosen backend has."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"{op}: algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    if algorithm == "sequential" and not triton:
+        raise ValueError(f"{op}: algorithm='sequential' is a Triton kernel; the PyTorch path is 'chunked' "
+                         "(the step-by-step loop is spikessm.ops.naive.s4d_scan_loop)")
+
+
 def check_ssm_inputs(u, A_bar, B_bar, C, D, initial_state) -> None:
     for name, t in (("u", u), ("A_bar", A_bar), ("B_bar", B_bar), ("C", C)):
         require_tensor(OP, name, t)
@@ -177,12 +186,9 @@ def s4d_scan(
     (spikessm.kernels.s4d_chunked).
     """
     check_ssm_inputs(u, A_bar, B_bar, C, D, initial_state)
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"{OP}: algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-    if not use_triton(backend, u.device, OP):
-        if algorithm == "sequential":
-            raise ValueError(f"{OP}: algorithm='sequential' is a Triton kernel; the PyTorch path is 'chunked' "
-                             "(the step-by-step loop is spikessm.ops.naive.s4d_scan_loop)")
+    triton = use_triton(backend, u.device, OP)
+    check_algorithm(OP, algorithm, triton)
+    if not triton:
         return s4d_scan_chunked(u, A_bar, B_bar, C, D, initial_state, bool(reverse), bool(output_final_state))
     if algorithm == "chunked":
         return s4d_scan_chunked_kernel(u.contiguous(), A_bar, B_bar, C, D, initial_state, bool(reverse),

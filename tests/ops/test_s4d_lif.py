@@ -8,6 +8,11 @@ from spikessm.ops import s4d_lif
 from spikessm.ops.naive import lif_loop, s4d_scan_loop
 from spikessm.ops.surrogates import DEFAULT_ALPHA
 
+# (backend, device, algorithm): every backend with its default algorithm, and the chunked Triton kernel.
+PATHS = [pytest.param(*p.values, "auto", id=p.id, marks=p.marks) for p in BACKENDS] + [
+    pytest.param("triton", TRITON_DEVICE, "chunked", id="triton-chunked",
+                 marks=[requires_triton, pytest.mark.interpreter]),
+]
 NAMES = ("u", "A_bar", "B_bar", "C", "D", "ssm_state", "membrane", "beta", "threshold")
 
 
@@ -68,22 +73,22 @@ def check(ins64, *, backend, device, reset="subtract", surrogate="atan", detach_
         assert_close(got, want, grad_tol or tol, f"grad {name}")
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("backend,device,algorithm", PATHS)
 @pytest.mark.parametrize("reset,surrogate,detach_reset,reverse", [
     ("subtract", "atan", False, False), ("subtract", "fast_sigmoid", True, True), ("zero", "triangle", False, True),
     ("zero", "sigmoid", True, False), ("none", "rectangle", False, False), ("none", "atan", False, True),
     ("subtract", "leaky", False, True), ("zero", "leaky", True, False),
 ])
-def test_matches_reference(backend, device, reset, surrogate, detach_reset, reverse):
+def test_matches_reference(backend, device, algorithm, reset, surrogate, detach_reset, reverse):
     ins = make_inputs(2, 19, 3, 4, seed=len(reset) + len(surrogate))
-    check(ins, backend=backend, device=device, reset=reset, surrogate=surrogate, detach_reset=detach_reset,
-          reverse=reverse)
+    check(ins, backend=backend, device=device, algorithm=algorithm, reset=reset, surrogate=surrogate,
+          detach_reset=detach_reset, reverse=reverse)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("backend,device,algorithm", PATHS)
 @pytest.mark.parametrize("D,states", [(False, False), (True, False), (False, True)])
-def test_optional_inputs(backend, device, D, states):
-    check(make_inputs(1, 10, 2, 3, D=D, states=states, seed=7), backend=backend, device=device)
+def test_optional_inputs(backend, device, algorithm, D, states):
+    check(make_inputs(1, 10, 2, 3, D=D, states=states, seed=7), backend=backend, device=device, algorithm=algorithm)
 
 
 @requires_triton
@@ -101,30 +106,32 @@ def test_triton_several_channel_blocks():
     check(make_inputs(2, 6, 9, 33, seed=5), backend="triton", device=TRITON_DEVICE, reverse=True)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
-def test_float32(backend, device):
-    check(make_inputs(2, 40, 3, 5, seed=3), backend=backend, device=device, double=False, tol=2e-5)
+@pytest.mark.parametrize("backend,device,algorithm", PATHS)
+def test_float32(backend, device, algorithm):
+    check(make_inputs(2, 40, 3, 5, seed=3), backend=backend, device=device, algorithm=algorithm, double=False,
+          tol=2e-5)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("backend,device,algorithm", PATHS)
 @pytest.mark.parametrize("u_dtype", [torch.bfloat16, torch.float16])
-def test_low_precision_input(backend, device, u_dtype):
+def test_low_precision_input(backend, device, algorithm, u_dtype):
     """u and the spikes in 16 bits, the states in float32; against the float64 reference on the rounded u."""
-    check(make_inputs(2, 23, 3, 5, seed=6), backend=backend, device=device, double=False, tol=2e-5,
-          u_dtype=u_dtype, grad_tol=1e-2)
+    check(make_inputs(2, 23, 3, 5, seed=6), backend=backend, device=device, algorithm=algorithm, double=False,
+          tol=2e-5, u_dtype=u_dtype, grad_tol=1e-2)
 
 
 @requires_triton
 @pytest.mark.interpreter
-def test_triton_agrees_with_torch():
+@pytest.mark.parametrize("algorithm", ["sequential", "chunked"])
+def test_triton_agrees_with_torch(algorithm):
     ins = make_inputs(2, 33, 4, 6, seed=9)
     outs = {}
-    for backend, device in (("torch", "cpu"), ("triton", TRITON_DEVICE)):
+    for backend, device, alg in (("torch", "cpu", "auto"), ("triton", TRITON_DEVICE, algorithm)):
         args = [t.to(torch.complex64 if t.is_complex() else torch.float32).to(device).requires_grad_()
                 for t in ins]
         u, A, Bm, C, D, h0, v0, beta, th = args
         spikes, (s, v), mem = s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, initial_state=(h0, v0),
-                                      backend=backend, output_membrane=True)
+                                      backend=backend, algorithm=alg, output_membrane=True)
         grads = torch.autograd.grad((spikes, s, v), args, (torch.ones_like(spikes), torch.ones_like(s),
                                                           torch.ones_like(v)))
         outs[backend] = [t.detach().cpu() for t in (spikes, s, v, mem, *grads)]
@@ -133,11 +140,36 @@ def test_triton_agrees_with_torch():
         assert_close(got, want, 1e-5, name)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
-def test_streaming_in_pieces(backend, device):
+@requires_triton
+@pytest.mark.interpreter
+@pytest.mark.parametrize("L,reverse", [(63, False), (64, True), (65, False), (131, True)])
+def test_triton_chunked_boundaries(L, reverse):
+    """The chunked kernel's neurons walk 64-step tiles: a membrane carried across chunk boundaries, and a last
+    chunk that is full or cut short (its steps past L must leave the membrane alone)."""
+    from spikessm.kernels.s4d_chunked import chunk_length
+
+    assert chunk_length(L) == 64
+    check(make_inputs(2, L, 2, 3, seed=L), backend="triton", device=TRITON_DEVICE, algorithm="chunked",
+          reset="zero" if reverse else "subtract", reverse=reverse)
+
+
+@requires_triton
+@pytest.mark.interpreter
+def test_triton_chunked_several_sequence_blocks(monkeypatch):
+    # More sequences than one program's block (the last block partly masked), 16-step chunks over 37 steps.
+    from spikessm.kernels import s4d_chunked as kernel
+
+    monkeypatch.setattr(kernel, "CHUNK", 16)
+    monkeypatch.setattr(kernel, "MAX_BLOCK_B", 16)
+    check(make_inputs(33, 37, 2, 3, seed=14), backend="triton", device=TRITON_DEVICE, algorithm="chunked",
+          surrogate="leaky", reverse=True)
+
+
+@pytest.mark.parametrize("backend,device,algorithm", PATHS)
+def test_streaming_in_pieces(backend, device, algorithm):
     u, A, Bm, C, D, _, _, beta, th = (t.to(torch.complex64 if t.is_complex() else torch.float32).to(device)
                                       if t is not None else None for t in make_inputs(2, 30, 3, 4, seed=11))
-    kw = dict(beta=beta, threshold=th, backend=backend)
+    kw = dict(beta=beta, threshold=th, backend=backend, algorithm=algorithm)
     spikes_full, (s_full, v_full) = s4d_lif(u, A, Bm, C, D, **kw)
     state, pieces = None, []
     for lo, hi in ((0, 5), (5, 6), (6, 30)):
@@ -168,6 +200,25 @@ def test_opcheck_triton():
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
 
+@requires_triton
+@pytest.mark.interpreter
+def test_opcheck_triton_chunked():
+    d, T = TRITON_DEVICE, 16
+
+    def real(*shape):
+        return torch.randn(*shape, device=d, requires_grad=True)
+
+    u, conv, w_in, w_out, a_chunk = real(2, 21, 3), real(3, T, T), real(3, 2, 4, T), real(3, 2, T, 4), real(3, 2, 4)
+    w_in_last, a_last, D, z0, v0 = real(3, 2, 4, T), real(3, 2, 4), real(3), real(2, 2, 3, 4), real(2, 3)
+    beta = torch.rand(3, device=d).requires_grad_()
+    threshold = (0.5 + torch.rand(3, device=d)).requires_grad_()
+    operators = (conv, w_in, w_out, a_chunk, w_in_last, a_last)
+    op = torch.ops.spikessm.s4d_lif_chunked_fwd.default
+    for args in ((u, *operators, D, z0, v0, beta, threshold, "subtract", "atan", 2.0, False, False, True, True),
+                 (u, *operators, None, None, None, beta, threshold, "zero", "leaky", 1.0, True, True, True, True)):
+        torch.library.opcheck(op, args, test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+
+
 def test_errors():
     u, A, Bm, C, D, h0, v0, beta, th = [t.to(torch.complex64 if t.is_complex() else torch.float32)
                                         for t in make_inputs(2, 5, 3, 4)]
@@ -179,3 +230,7 @@ def test_errors():
         s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, initial_state=(h0[:, :2], None))
     with pytest.raises(ValueError, match="s4d_lif: beta must have shape"):
         s4d_lif(u, A, Bm, C, D, beta=beta[:2], threshold=th)
+    with pytest.raises(ValueError, match="s4d_lif: algorithm must be one of"):
+        s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, algorithm="fft")
+    with pytest.raises(ValueError, match="s4d_lif: algorithm='sequential' is a Triton kernel"):
+        s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, backend="torch", algorithm="sequential")

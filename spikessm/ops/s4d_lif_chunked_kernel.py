@@ -1,0 +1,122 @@
+"""s4d_lif's chunked algorithm on the Triton kernel spikessm.kernels.s4d_chunked, with its LIF readout.
+
+Forward: one kernel reads u and writes spikes. Each chunk's (T, batch) y tile goes from the tensor-core products
+straight into the neurons' walk in registers: neither y nor the SSM states reach memory. When gradients are
+needed it also writes the pre-reset membrane (B, L, H) and the states entering each chunk.
+
+Backward: given the membrane, the neurons' adjoint does not depend on the SSM, so it is lif's backward kernel
+(spike gradients -> dLoss/dy, beta, threshold, initial membrane) followed by the chunked S4D backward
+(spikessm.ops.s4d_chunked_kernel). dLoss/dy passes through memory between the two; the S4D backward's operator
+gradients read it from memory in any case (batched products on the host).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .dispatch import Op
+from .lif import lif_op, needs_grad
+from .s4d_chunked_kernel import chunk_operators, chunked_op, complex_planes
+
+OP = "s4d_lif_chunked"
+
+
+def _kernels():
+    from spikessm.kernels import s4d_chunked as k
+
+    return k
+
+
+def _forward(
+    u: torch.Tensor, conv: torch.Tensor, w_in: torch.Tensor, w_out: torch.Tensor, a_chunk: torch.Tensor,
+    w_in_last: torch.Tensor, a_last: torch.Tensor, D: Optional[torch.Tensor], z0: Optional[torch.Tensor],
+    v0: Optional[torch.Tensor], beta: torch.Tensor, threshold: torch.Tensor, reset: str, surrogate: str,
+    alpha: float, detach_reset: bool, reverse: bool, store_states: bool, store_membrane: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """spikes, final SSM state planes, final membrane, pre-reset membrane and states entering each chunk (the last
+    two empty unless stored: the backward needs both)."""
+    spikes, zT, states, vT, membrane = _kernels().s4d_lif_chunked_fwd(
+        u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, v0, beta, threshold, reset, reverse, store_states,
+        store_membrane)
+    empty = beta.new_empty(0)
+    return (spikes, zT, vT, membrane if membrane is not None else empty,
+            states if states is not None else a_chunk.new_empty(0))
+
+
+def _forward_fake(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, v0, beta, threshold, reset, surrogate,
+                  alpha, detach_reset, reverse, store_states, store_membrane):
+    Bsz, L, H = u.shape
+    T, N = conv.shape[-1], a_chunk.shape[-1]
+    return (torch.empty_like(u), a_chunk.new_empty((Bsz, 2, H, N)), beta.new_empty((Bsz, H)),
+            beta.new_empty((Bsz, L, H) if store_membrane else (0,)),
+            a_chunk.new_empty((Bsz, -(-L // T), 2, H, N) if store_states else (0,)))
+
+
+def _backward_impl(
+    u: torch.Tensor, conv: torch.Tensor, w_in: torch.Tensor, w_out: torch.Tensor, a_chunk: torch.Tensor,
+    w_in_last: torch.Tensor, a_last: torch.Tensor, D: Optional[torch.Tensor], has_z0: bool,
+    v0: Optional[torch.Tensor], beta: torch.Tensor, threshold: torch.Tensor, membrane: torch.Tensor,
+    states: torch.Tensor, g_spikes: torch.Tensor, gT: torch.Tensor, gvT: torch.Tensor, reset: str, surrogate: str,
+    alpha: float, detach_reset: bool, reverse: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+           torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(du, dconv, dw_in, dw_out, da_chunk, dw_in_last, da_last, dD, dz0, dv0, dbeta, dthreshold); dD, dz0 and dv0
+    are empty when absent."""
+    def in_order(x):  # lif's kernels walk time forwards: reverse runs see their steps flipped
+        return x.flip(1).contiguous() if reverse else x
+
+    m = in_order(membrane)
+    # dLoss/dy in the state dtype (y never was rounded to u's dtype)
+    gy, dbeta, dthreshold, dv0 = lif_op.backward_impl(m, beta, threshold, v0, m, in_order(g_spikes), gvT, reset,
+                                                        surrogate, alpha, detach_reset, True)
+    grads = chunked_op.backward_impl(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, has_z0, states,
+                                    in_order(gy), gT, reverse)
+    return (*grads, dv0, dbeta, dthreshold)
+
+
+def _backward_fake(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, has_z0, v0, beta, threshold, membrane,
+                   states, g_spikes, gT, gvT, reset, surrogate, alpha, detach_reset, reverse):
+    def like(t):
+        return torch.empty_like(t) if t is not None else u.new_empty(0)
+
+    dz0 = a_chunk.new_empty((u.shape[0], 2, u.shape[2], a_chunk.shape[-1]) if has_z0 else (0,))
+    return (like(u), like(conv), like(w_in), like(w_out), like(a_chunk), like(w_in_last), like(a_last), like(D),
+            dz0, like(v0), like(beta), like(threshold))
+
+
+def _setup_context(ctx, inputs, output):
+    (u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, v0, beta, threshold, reset, surrogate, alpha,
+     detach_reset, reverse, store_states, store_membrane) = inputs
+    if not (store_states and store_membrane):
+        raise RuntimeError(f"{OP}: backward through a forward that ran without gradients enabled")
+    ctx.save_for_backward(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, v0, beta, threshold, output[3],
+                          output[4])
+    ctx.has_z0 = z0 is not None
+    ctx.options = (reset, surrogate, alpha, detach_reset, reverse)
+
+
+def _backward(ctx, backward_impl, g_spikes, gT, gvT, _g_membrane, _g_states):
+    u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, v0, beta, threshold, membrane, states = ctx.saved_tensors
+    grads = backward_impl(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, ctx.has_z0, v0, beta, threshold,
+                          membrane, states, g_spikes.contiguous(), gT.contiguous(), gvT.contiguous(), *ctx.options)
+    *operators, dD, dz0, dv0, dbeta, dthreshold = grads
+    return (*operators, dD if D is not None else None, dz0 if ctx.has_z0 else None,
+            dv0 if v0 is not None else None, dbeta, dthreshold) + (None,) * 7
+
+
+_op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
+
+
+def s4d_lif_chunked_kernel(u, A, B, C, D, h0, v0, beta, threshold, reset: str, surrogate: str, alpha: float,
+                           detach_reset: bool, reverse: bool, output_membrane: bool):
+    """s4d_lif on the chunked kernel: arguments as s4d_lif's Triton path takes them (u, A, B, C, D, h0, v0, beta,
+    threshold contiguous; beta and threshold (H,) in the state dtype). Returns spikes, (final SSM state (B, H, N)
+    complex, final membrane (B, H)) and the pre-reset membrane (B, L, H) when output_membrane (else None)."""
+    with torch.autocast(u.device.type, enabled=False):  # the operators in their inputs' precision
+        grad = needs_grad(u, A, B, C, D, h0, v0, beta, threshold)
+        z0 = complex_planes(h0) if h0 is not None else None
+        spikes, zT, vT, membrane, _ = _op(u, *chunk_operators(A, B, C, u.shape[1]), D, z0, v0, beta,
+                                          threshold, reset, surrogate, alpha, detach_reset, reverse, grad,
+                                          grad or output_membrane)
+    return spikes, (torch.complex(zT[:, 0], zT[:, 1]), vT), (membrane.detach() if output_membrane else None)
