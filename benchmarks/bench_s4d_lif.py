@@ -8,6 +8,9 @@ spikes equal to the fused path's is reported: they can differ only where a membr
 threshold, and every later step of that neuron may follow):
   fused         spikessm.ops.s4d_lif (Triton on CUDA; on the CPU its PyTorch path, s4d_scan then lif)
   scan+lif      spikessm s4d_scan followed by spikessm lif, same backend: shows what fusion saves
+  fused_chunked s4d_lif(algorithm="chunked"): the chunked Triton kernel of tl.dot products with the neurons walking
+                its output tiles (CUDA only)
+  chunked+lif   s4d_scan(algorithm="chunked") followed by lif (CUDA only): what fusion saves there
   fft+loop      the core paper's path: S4D by FFT convolution (bench_scans.s4d_fft_conv), then the PyTorch
                 LIF loop over time (spikessm.ops.naive.lif_loop, the careful unbound-time-axis loop); on a GPU
                 only up to L = 4096
@@ -17,6 +20,7 @@ than scan+lif.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -48,18 +52,23 @@ def make_inputs(B, L, H, N, device, gen):
     return [t.to(device) for t in (u, A, Bm, C, D)]
 
 
-def implementations():
-    def fused(u, A, Bm, C, D):
-        return s4d_lif(u, A, Bm, C, D, beta=BETA, threshold=THRESHOLD)[0]
+def implementations(device: torch.device):
+    def fused(u, A, Bm, C, D, algorithm="auto"):
+        return s4d_lif(u, A, Bm, C, D, beta=BETA, threshold=THRESHOLD, algorithm=algorithm)[0]
 
-    def scan_then_lif(u, A, Bm, C, D):
-        y, _ = s4d_scan(u, A, Bm, C, D, output_final_state=False)
+    def scan_then_lif(u, A, Bm, C, D, algorithm="auto"):
+        y, _ = s4d_scan(u, A, Bm, C, D, output_final_state=False, algorithm=algorithm)
         return lif(y, BETA, THRESHOLD)[0]
 
     def fft_then_loop(u, A, Bm, C, D):
         return lif_loop(s4d_fft_conv(u, A, Bm, C, D), BETA, THRESHOLD, surrogate="atan", alpha=2.0)[0]
 
-    return {"fused": fused, "scan+lif": scan_then_lif, "fft+loop": fft_then_loop}
+    impls = {"fused": fused, "scan+lif": scan_then_lif}
+    if device.type == "cuda":
+        impls["fused_chunked"] = functools.partial(fused, algorithm="chunked")
+        impls["chunked+lif"] = functools.partial(scan_then_lif, algorithm="chunked")
+    impls["fft+loop"] = fft_then_loop
+    return impls
 
 
 def main(argv=None) -> int:
@@ -83,7 +92,7 @@ def main(argv=None) -> int:
             grad = torch.randn(B, L, H, generator=gen).to(device)
             for mode in ("fwd", "fwd+bwd"):
                 outs = {}
-                for impl, fn in implementations().items():
+                for impl, fn in implementations(device).items():
                     if impl == "fft+loop" and device.type == "cuda" and L > LOOP_MAX_L:
                         continue
                     params = [t.clone().requires_grad_(mode == "fwd+bwd") for t in inputs]
@@ -105,7 +114,7 @@ def main(argv=None) -> int:
                                      "error": str(e).splitlines()[0]})
                         common.free_memory(device)
                         continue
-                    common.log(f"  {name} L={L:6d} {mode:7s} {impl:9s} {t.median_ms:10.3f} ms")
+                    common.log(f"  {name} L={L:6d} {mode:7s} {impl:13s} {t.median_ms:10.3f} ms")
                     rows.append({"case": name, "impl": impl, "mode": mode, "B": B, "L": L, "H": H, "N": N,
                                  "median_ms": t.median_ms, "min_ms": t.min_ms, "repeats": t.repeats,
                                  "others_busy": t.others_busy})

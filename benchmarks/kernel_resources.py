@@ -126,17 +126,27 @@ def s4d_variants():
 
 
 def s4d_chunked_variants():
-    """The chunked S4D kernels at N = 64 for B = 32 (the benchmark's) and B = 1 (the smallest sequence block)."""
+    """The chunked S4D kernels (the forward without and with the LIF readout, the backward) at N = 64 for B = 32
+    (the benchmark's) and B = 1 (the smallest sequence block)."""
     T = s4d_chunked.CHUNK
     operators = ["conv_ptr", "in_ptr", "out_ptr", "at_ptr", "in_last_ptr", "at_last_ptr", "D_ptr"]
     for B, N in ((32, 64), (1, 64)):
         block_n, block_b = s4d_chunked.launch_config(B, N)
         common = dict(HAS_D=True, REVERSE=False, T=T, BLOCK_N=block_n, BLOCK_B=block_b, PRECISION="tf32x3")
         label = f"N={N} B={B} T={T} BN={block_n} BB={block_b}"
+        fwd_pointers = ["u_ptr", *operators, "z0_ptr", "v0_ptr", "beta_ptr", "th_ptr", "y_ptr", "zT_ptr", "Z_ptr",
+                        "m_ptr", "vT_ptr", "scratch_ptr"]
         for store in (False, True) if B > 1 else (True,):
             yield ("s4d_chunked_fwd", f"{label} store={int(store)}", s4d_chunked._chunked_fwd_kernel,
-                   ["u_ptr", *operators, "z0_ptr", "y_ptr", "zT_ptr", "Z_ptr"], ["Bsz", "L", "H", "N"],
-                   dict(common, HAS_Z0=True, STORE_Z=store), s4d_chunked.NUM_WARPS)
+                   fwd_pointers, ["Bsz", "L", "H", "N"],
+                   dict(common, HAS_Z0=True, STORE_Z=store, LIF=False, HAS_V0=False, STORE_M=False, RESET=0),
+                   s4d_chunked.NUM_WARPS)
+            # each reset once (they differ by a select or two; a compile takes ~50 s)
+            reset = "zero" if B == 1 else "subtract" if store else "none"
+            yield ("s4d_lif_chunked_fwd", f"{label} store={int(store)} reset={reset}",
+                   s4d_chunked._chunked_fwd_kernel, fwd_pointers, ["Bsz", "L", "H", "N"],
+                   dict(common, HAS_Z0=True, STORE_Z=store, LIF=True, HAS_V0=True, STORE_M=store,
+                        RESET=lif.RESET_CODES[reset]), s4d_chunked.NUM_WARPS)
         yield ("s4d_chunked_bwd", label, s4d_chunked._chunked_bwd_kernel,
                ["gy_ptr", *operators, "gT_ptr", "du_ptr", "G_ptr", "dz0_ptr"], ["Bsz", "L", "H", "N"],
                dict(common, HAS_GT=True, HAS_Z0=True), s4d_chunked.NUM_WARPS)
@@ -192,8 +202,8 @@ def compile_variant(fn, pointers, ints, constexprs, arch: int, num_warps: int):
 # value (one store and one load): ptxas does that even far below the register cap.
 SPILLS_KEPT_BY_TIMING = {"lif_fix_par", "lif_fix_seq"}
 # Kernels not yet timed on a GPU, whose spills the first timing must weigh (they run only when asked for):
-# the chunked S4D kernels (s4d_scan(algorithm="chunked")) hold 3xTF32 operand splits in registers.
-SPILLS_UNTIMED = {"s4d_chunked_fwd", "s4d_chunked_bwd"}
+# the chunked S4D kernels (algorithm="chunked" of s4d_scan and s4d_lif) hold 3xTF32 operand splits in registers.
+SPILLS_UNTIMED = {"s4d_chunked_fwd", "s4d_chunked_bwd", "s4d_lif_chunked_fwd"}
 MAX_LOCAL_MOVES = 2
 
 
@@ -259,7 +269,7 @@ def main() -> None:
     _SELECTED[:] = [v for v in all_variants if not args.only or v[0].startswith(tuple(args.only))]
     spilled = []
     print(f"Triton {triton.__version__}, target sm_{args.arch}, fp32 state")
-    print(f"{'kernel':15s} {'variant':48s} {'warps':>5s} {'regs':>5s} {'stack B':>8s} {'STL/LDL':>8s} "
+    print(f"{'kernel':19s} {'variant':48s} {'warps':>5s} {'regs':>5s} {'stack B':>8s} {'STL/LDL':>8s} "
           f"{'shared B':>9s} {'loop instr':>10s} {'loop BAR':>8s}")
     if args.jobs > 1 and "fork" in multiprocessing.get_all_start_methods():
         pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("fork"))
@@ -267,7 +277,7 @@ def main() -> None:
     else:
         pool, rows = None, map(measure, range(len(_SELECTED)))
     for name, label, warps, regs, stack, shared, local_moves, loop, barriers in rows:  # in order, as they finish
-        print(f"{name:15s} {label:48s} {warps:5d} {regs:5d} {stack:8d} {local_moves:8d} {shared:9d} {loop:10d} "
+        print(f"{name:19s} {label:48s} {warps:5d} {regs:5d} {stack:8d} {local_moves:8d} {shared:9d} {loop:10d} "
               f"{barriers:8d}", flush=True)
         if local_moves > MAX_LOCAL_MOVES and name not in SPILLS_KEPT_BY_TIMING | SPILLS_UNTIMED:
             spilled.append(f"{name} {label}")

@@ -14,7 +14,7 @@ the share of spikes that differ, and the worst gradient's relative error).
 
 s4d_chunked: chunk length x sequences per program x warps (spikessm/kernels/s4d_chunked.py) for
 s4d_scan(algorithm="chunked"), forward and forward+backward at B=32, H=256, N=64, checked against the default
-plan as for s4d.
+plan as for s4d; then s4d_lif(algorithm="chunked") at the default plan and at s4d_scan's fastest.
 
 diag_scan: (BLOCK_T, BLOCK_P, num_warps) of each pass at B=8, L=4096, P=1536 (S5-like), then pipeline depths
 (stages) at each pass's fastest plan; each pass timed on its own, with its fraction of copy bandwidth and its
@@ -205,42 +205,54 @@ CHUNKED_PLANS = list(itertools.product((16, 32, 64), (16, 32, 64), (4, 8)))  # (
 
 
 def tune_s4d_chunked(device, copy_bw, target_s):
+    """s4d_scan at every plan of CHUNKED_PLANS; then s4d_lif (the LIF fused into the same kernel) at the default
+    plan and at s4d_scan's fastest forward+backward (each plan compiles anew: a full s4d_lif sweep would double
+    the sweep's time)."""
     from spikessm.kernels import s4d_chunked as chunked_kernels
-    from spikessm.ops import s4d_scan
+    from spikessm.ops import s4d_lif, s4d_scan
 
     params, gy = _s4d_inputs(device)
     names = ("CHUNK", "MAX_BLOCK_B", "NUM_WARPS")
     defaults = tuple(getattr(chunked_kernels, n) for n in names)
 
-    def call():
-        return s4d_scan(*params, output_final_state=False, backend="triton", algorithm="chunked")[0]
+    def call(op):
+        if op == "s4d_scan":
+            return s4d_scan(*params, output_final_state=False, backend="triton", algorithm="chunked")[0]
+        return s4d_lif(*params, beta=0.9, threshold=1.0, backend="triton", algorithm="chunked")[0]
 
-    def fwd_bwd():
-        out = call()
+    def fwd_bwd(op):
+        out = call(op)
         return out.detach(), torch.autograd.grad(out, params, gy)
 
-    ref_out, ref_grads = fwd_bwd()  # the default plan's
-    rows = []
-    for plan in CHUNKED_PLANS:
-        row = dict(zip(names, plan))
-        for name, value in row.items():  # the launchers read these module constants at every call
+    reference = {op: fwd_bwd(op) for op in ("s4d_scan", "s4d_lif")}  # the default plan's output and gradients
+
+    def measure(op, plan):
+        row = dict(op=op, **dict(zip(names, plan)))
+        for name, value in zip(names, plan):  # the launchers read these module constants at every call
             setattr(chunked_kernels, name, value)
         try:
-            out, grads = fwd_bwd()
+            out, grads = fwd_bwd(op)
             with torch.no_grad():
-                t_f = common.benchmark(call, device, target_s=target_s)
-            t_fb = common.benchmark(fwd_bwd, device, target_s=target_s)
+                t_f = common.benchmark(functools.partial(call, op), device, target_s=target_s)
+            t_fb = common.benchmark(functools.partial(fwd_bwd, op), device, target_s=target_s)
         except Exception as e:  # a configuration that does not compile is a finding, not a crash
-            rows.append(dict(row, error=str(e).splitlines()[0][:80]))
-            continue
+            return dict(row, error=str(e).splitlines()[0][:80])
         finally:
             for name, value in zip(names, defaults):
                 setattr(chunked_kernels, name, value)
+        ref_out, ref_grads = reference[op]
+        # Spikes may flip where the membrane is within rounding of the threshold: report the share that differ.
+        agree = ({"rel_err_y": (out - ref_out).abs().max().item() / ref_out.abs().max().item()} if op == "s4d_scan"
+                 else {"spikes_differ": (out != ref_out).float().mean().item()})
         rel_grad = max((d - r).abs().max().item() / r.abs().max().item() for d, r in zip(grads, ref_grads))
-        rows.append(dict(row, fwd_ms=t_f.median_ms, fwd_bwd_ms=t_fb.median_ms,
-                         rel_err_y=(out - ref_out).abs().max().item() / ref_out.abs().max().item(),
-                         rel_err_grads=rel_grad))
-        common.log(str(rows[-1]))
+        row = dict(row, fwd_ms=t_f.median_ms, fwd_bwd_ms=t_fb.median_ms, **agree, rel_err_grads=rel_grad)
+        common.log(str(row))
+        return row
+
+    rows = [measure("s4d_scan", plan) for plan in CHUNKED_PLANS]
+    timed = [r for r in rows if "fwd_bwd_ms" in r]
+    fastest = tuple(min(timed, key=lambda r: r["fwd_bwd_ms"])[n] for n in names) if timed else defaults
+    rows += [measure("s4d_lif", plan) for plan in dict.fromkeys((defaults, fastest))]
     return rows
 
 

@@ -62,14 +62,14 @@ def _lif_case(B, L, H, device, g):
     return (x, beta, threshold, h0), (torch.float64,) * 4, op, loop, ("x", "beta", "threshold", "initial_state")
 
 
-def _s4d_lif_case(B, L, H, N, device, g):
+def _s4d_lif_case(B, L, H, N, device, g, algorithm="auto"):
     (u, A, Bm, C, D, h0), _, _, _, _ = _s4d_scan_case(B, L, H, N, device, g)
     beta = 0.9 * torch.rand(H, generator=g, dtype=torch.float64)
     threshold = 0.3 + torch.rand(H, generator=g, dtype=torch.float64)
 
     def op(u, A, Bm, C, D, h0, beta, threshold, backend):  # spikes and the final membrane
         spikes, (_, v) = s4d_lif(u, A, Bm, C, D, beta=beta, threshold=threshold, initial_state=(h0, None),
-                                 backend=backend)
+                                 backend=backend, algorithm=algorithm)
         return spikes, v
 
     def loop(u, A, Bm, C, D, h0, beta, threshold):
@@ -139,17 +139,18 @@ def run_check() -> bool:
                  ("s4d_scan", _s4d_scan_case(2, 301, 5, 9, device, g)),
                  ("lif", _lif_case(2, 301, 7, device, g)),
                  ("s4d_lif", _s4d_lif_case(2, 101, 5, 9, device, g))]
-        if backend == "triton":  # the Triton kernel of the chunked algorithm, which "auto" does not pick yet
+        if backend == "triton":  # the Triton kernels of the chunked algorithm, which "auto" does not pick yet
             inputs, dtypes, _, loop, names = _s4d_scan_case(2, 301, 5, 9, device, g)
             cases.insert(2, ("s4d_chunk", (inputs, dtypes, functools.partial(s4d_scan, algorithm="chunked"), loop,
                                            names)))
+            cases.append(("s4d_lif_chunk", _s4d_lif_case(2, 101, 5, 9, device, g, "chunked")))
         for name, case in cases:
             errors = _check_case(case, backend, device)
             worst = max(e for _, e in errors)
             passed = worst <= TOLERANCE
             ok &= passed
             detail = ", ".join(f"{k} {v:.1e}" for k, v in errors)
-            print(f"  {name:9s} {backend:6s} {device.type:4s}  {'PASS' if passed else 'FAIL'}  {detail}")
+            print(f"  {name:13s} {backend:6s} {device.type:4s}  {'PASS' if passed else 'FAIL'}  {detail}")
 
     print("\nSpeed, forward+backward, median of 5 (ms):")
     for name, case in (("diag_scan", _diag_scan_case(4, 2048, 64, None, g)),

@@ -35,5 +35,6 @@ def test_kernels_compile_for_sm90_without_spills(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     prefixes = ("diag_scan", "s4d_scan", "s4d_chunked", "lif", "s4d_lif")
     kernels = {line.split()[0] for line in result.stdout.splitlines() if line.startswith(prefixes)}
-    expected = {f"{p}_{d}" for p in prefixes for d in ("fwd", "bwd")} | {"lif_fix_par", "lif_fix_seq"}
+    expected = {f"{p}_{d}" for p in prefixes for d in ("fwd", "bwd")} | {"lif_fix_par", "lif_fix_seq",
+                                                                         "s4d_lif_chunked_fwd"}
     assert kernels == expected, result.stdout
