@@ -15,6 +15,7 @@ from torch import nn
 
 from ..ops import s4d_scan
 from ..ops.backend import BACKENDS
+from ..ops.s4d_scan import ALGORITHMS
 from .checks import check_choice, check_input, check_positive_int, param_dtype, refuse_bidirectional
 from .discretize import check_dt_range, check_method, discretize
 from .ssm_init import s4d_spectrum
@@ -32,6 +33,8 @@ class S4D(nn.Module):
         bidirectional: add a second, anti-causal readout: y = 2 Re(C x_fwd) + 2 Re(C_rev x_rev) + D u, where x_rev
             runs from the end of the sequence (both include step t). Such a layer cannot stream.
         backend: "auto" | "triton" | "torch", passed to the ops.
+        algorithm: "auto" | "sequential" | "chunked", the ops' algorithm on Triton (see spikessm.ops.s4d_scan;
+            "sequential" is Triton-only).
         device, dtype: of the parameters; dtype float32 (default) or float64.
 
     Parameters: log_dt (H,), log_neg_A_real (H, M), A_imag (H, M), B (H, M, 2) and C (directions, H, M, 2)
@@ -40,17 +43,19 @@ class S4D(nn.Module):
 
     def __init__(self, d_model: int, d_state: int = 64, *, init: str = "inv", dt_min: float = 1e-3,
                  dt_max: float = 1e-1, discretization: str = "zoh", bidirectional: bool = False,
-                 backend: str = "auto", device=None, dtype=None):
+                 backend: str = "auto", algorithm: str = "auto", device=None, dtype=None):
         super().__init__()
         check_positive_int("S4D", "d_model", d_model)
         check_dt_range("S4D", dt_min, dt_max)
         check_method("S4D", discretization)
         check_choice("S4D", "backend", backend, BACKENDS)
+        check_choice("S4D", "algorithm", algorithm, ALGORITHMS)
         dtype = param_dtype("S4D", dtype)
         A, B = s4d_spectrum(init, d_state)  # validates init and d_state
         H, M = d_model, d_state // 2
         self.d_model, self.d_state, self.init = d_model, d_state, init
         self.discretization, self.bidirectional, self.backend = discretization, bidirectional, backend
+        self.algorithm = algorithm
 
         def param(t: torch.Tensor) -> nn.Parameter:
             return nn.Parameter(t.to(device=device, dtype=dtype).contiguous())
@@ -84,10 +89,10 @@ class S4D(nn.Module):
             refuse_bidirectional("S4D", "continuing from a state")
         A_bar, B_bar, C = self.discretized()
         y, final_state = s4d_scan(u, A_bar, B_bar, C[0], self.D, state, output_final_state=return_state,
-                                  backend=self.backend)
+                                  backend=self.backend, algorithm=self.algorithm)
         if self.bidirectional:
             y_rev, _ = s4d_scan(u, A_bar, B_bar, C[1], None, reverse=True, output_final_state=False,
-                                backend=self.backend)
+                                backend=self.backend, algorithm=self.algorithm)
             y = y + y_rev
         return (y, final_state) if return_state else y
 

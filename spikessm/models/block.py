@@ -23,7 +23,7 @@ def make_ssm(config: ModelConfig, device=None, dtype=None) -> nn.Module:
     common = dict(discretization=config.discretization, dt_min=config.dt_min, dt_max=config.dt_max,
                   bidirectional=config.bidirectional, backend=config.backend, device=device, dtype=dtype)
     if config.ssm == "s4d":
-        return S4D(config.d_model, config.d_state, init=config.init, **common)
+        return S4D(config.d_model, config.d_state, init=config.init, algorithm=config.s4d_algorithm, **common)
     return S5(config.d_model, config.d_state, blocks=config.s5_blocks, conj_sym=config.conj_sym,
               clip_eigs=config.clip_eigs, **common)
 
@@ -77,7 +77,7 @@ class SSMBlock(nn.Module):
             A_bar, B_bar, C = self.ssm.discretized()
             spikes, (ssm_state, membrane) = s4d_lif(
                 z, A_bar, B_bar, C[0], self.ssm.D, initial_state=(ssm_state, membrane),
-                backend=self.ssm.backend, **self.readout.neuron_args())
+                backend=self.ssm.backend, algorithm=self.ssm.algorithm, **self.readout.neuron_args())
             return spikes, (ssm_state, membrane)
         if return_state or state is not None:
             y, ssm_state = self.ssm(z, ssm_state, return_state=True)

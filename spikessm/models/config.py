@@ -12,6 +12,7 @@ from ..layers.norm import NORMS
 from ..layers.ssm_init import S4D_INITS
 from ..ops.backend import BACKENDS
 from ..ops.lif_recurrence import RESETS
+from ..ops.s4d_scan import ALGORITHMS
 from ..ops.surrogates import SURROGATES
 
 SSMS = ("s4d", "s5")
@@ -35,6 +36,8 @@ class ModelConfig:
       (the GSU ternarises y itself). surrogate and surrogate_alpha serve every spike and ternarisation.
     - mixing: "glu" (Linear H -> 2H + GLU) or "gsu" (Gated Spiking Unit).
     - norm: "batch" or "layer"; dropout inside the mixing; pooling "mean" (ignores padding) or "last".
+    - backend: the ops' backend; s4d_algorithm: S4D's algorithm on Triton, "auto" | "sequential" | "chunked"
+      (see spikessm.ops.s4d_scan).
     """
 
     n_classes: int
@@ -68,6 +71,7 @@ class ModelConfig:
     dropout: float = 0.0
     pooling: str = "mean"
     backend: str = "auto"
+    s4d_algorithm: str = "auto"
 
     def __post_init__(self):
         def positive_int(name):
@@ -87,7 +91,8 @@ class ModelConfig:
         positive_int("vocab_size" if self.vocab_size is not None else "d_input")
         for name, choices in (("ssm", SSMS), ("init", S4D_INITS), ("discretization", DISCRETIZATIONS),
                               ("readout", READOUTS), ("surrogate", SURROGATES), ("lif_reset", RESETS),
-                              ("mixing", MIXINGS), ("norm", NORMS), ("pooling", POOLINGS), ("backend", BACKENDS)):
+                              ("mixing", MIXINGS), ("norm", NORMS), ("pooling", POOLINGS), ("backend", BACKENDS),
+                              ("s4d_algorithm", ALGORITHMS)):
             choice(name, choices)
         if self.surrogate == "leaky" and (self.readout != "lif" or self.mixing == "gsu"):
             raise ValueError("ModelConfig: the 'leaky' surrogate needs a LIF membrane history, so it takes "

@@ -191,11 +191,11 @@ def test_dtypes(cls):
 
 @requires_triton
 @pytest.mark.interpreter
-@pytest.mark.parametrize("cls", [S4D, S5])
-def test_backends_agree(cls):
+@pytest.mark.parametrize("cls,kwargs", [(S4D, {}), (S4D, dict(algorithm="chunked")), (S5, {})])
+def test_backends_agree(cls, kwargs):
     torch.manual_seed(3)
     torch_layer = cls(3, 4, bidirectional=True, backend="torch", device=TRITON_DEVICE)
-    triton_layer = cls(3, 4, bidirectional=True, backend="triton", device=TRITON_DEVICE)
+    triton_layer = cls(3, 4, bidirectional=True, backend="triton", device=TRITON_DEVICE, **kwargs)
     triton_layer.load_state_dict(torch_layer.state_dict())
     u = torch.randn(2, 19, 3, device=TRITON_DEVICE)
     y_ref, y = torch_layer(u), triton_layer(u)
@@ -214,6 +214,7 @@ def test_backends_agree(cls):
     (dict(dt_min=0.1, dt_max=0.01), ValueError, "dt_min <= dt_max"),
     (dict(discretization="euler"), ValueError, "discretization must be one of"),
     (dict(backend="cuda"), ValueError, "backend must be one of"),
+    (dict(algorithm="fft"), ValueError, "algorithm must be one of"),
 ])
 def test_s4d_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):

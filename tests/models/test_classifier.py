@@ -154,13 +154,16 @@ def test_fused_block_equals_ssm_then_lif():
 
 @requires_triton
 @pytest.mark.interpreter
-@pytest.mark.parametrize("preset", ["lif-s4d", "binary-s4d", "lif-s5"])
-def test_triton_and_torch_models_agree(preset):
+@pytest.mark.parametrize("preset,bidirectional,algorithm", [
+    ("lif-s4d", True, "auto"), ("binary-s4d", True, "auto"), ("lif-s5", False, "auto"),
+    ("lif-s4d", False, "chunked"),  # causal: the fused s4d_lif on the chunked kernel
+])
+def test_triton_and_torch_models_agree(preset, bidirectional, algorithm):
     torch.manual_seed(5)
-    kwargs = dict(n_classes=3, vocab_size=11, bidirectional=preset != "lif-s5", device=TRITON_DEVICE,
+    kwargs = dict(n_classes=3, vocab_size=11, bidirectional=bidirectional, device=TRITON_DEVICE,
                   dtype=torch.float64, **SMALL)
     ref = build_model(preset, backend="torch", **kwargs).eval()
-    model = build_model(preset, backend="triton", **kwargs).eval()
+    model = build_model(preset, backend="triton", s4d_algorithm=algorithm, **kwargs).eval()
     model.load_state_dict(ref.state_dict())
     x = tokens(2, 19).to(TRITON_DEVICE)
     assert_close(model(x), ref(x), 1e-9, "logits")
