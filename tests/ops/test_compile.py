@@ -128,16 +128,32 @@ def test_opcheck_s4d_scan_triton():
     _opcheck(torch.ops.spikessm.s4d_scan_fwd.default, (u, A, B, C, None, None, True))
 
 
+def _chunked_kernel_inputs(T=16):
+    """u (B=2, L=21, H=3), the six (conv, w_in, w_out, a_chunk, w_in_last, a_last) operators of the chunked
+    kernels for N=4, D and the initial state planes: random, requiring grad."""
+    def real(*shape):
+        return torch.randn(*shape, device=TRITON_DEVICE, requires_grad=True)
+
+    operators = (real(3, T, T), real(3, 2, 4, T), real(3, 2, T, 4), real(3, 2, 4), real(3, 2, 4, T), real(3, 2, 4))
+    return real(2, 21, 3), operators, real(3), real(2, 2, 3, 4)
+
+
 @requires_triton
 @pytest.mark.interpreter
 def test_opcheck_s4d_chunked():
-    d, T = TRITON_DEVICE, 16
-
-    def real(*shape):
-        return torch.randn(*shape, device=d, requires_grad=True)
-
-    u, conv, w_in, w_out, a_chunk = real(2, 21, 3), real(3, T, T), real(3, 2, 4, T), real(3, 2, T, 4), real(3, 2, 4)
-    w_in_last, a_last, D, z0 = real(3, 2, 4, T), real(3, 2, 4), real(3), real(2, 2, 3, 4)
+    u, operators, D, z0 = _chunked_kernel_inputs()
     op = torch.ops.spikessm.s4d_chunked_fwd.default
-    _opcheck(op, (u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, False, True))
-    _opcheck(op, (u, conv, w_in, w_out, a_chunk, w_in_last, a_last, None, None, True, True))
+    _opcheck(op, (u, *operators, D, z0, False, True))
+    _opcheck(op, (u, *operators, None, None, True, True))
+
+
+@requires_triton
+@pytest.mark.interpreter
+def test_opcheck_s4d_lif_chunked():
+    u, operators, D, z0 = _chunked_kernel_inputs()
+    v0 = torch.randn(2, 3, device=TRITON_DEVICE, requires_grad=True)
+    beta = torch.rand(3, device=TRITON_DEVICE).requires_grad_()
+    threshold = (0.5 + torch.rand(3, device=TRITON_DEVICE)).requires_grad_()
+    op = torch.ops.spikessm.s4d_lif_chunked_fwd.default
+    _opcheck(op, (u, *operators, D, z0, v0, beta, threshold, "subtract", "atan", 2.0, False, False, True, True))
+    _opcheck(op, (u, *operators, None, None, None, beta, threshold, "zero", "leaky", 1.0, True, True, True, True))

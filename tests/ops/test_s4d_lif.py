@@ -200,25 +200,6 @@ def test_opcheck_triton():
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
 
-@requires_triton
-@pytest.mark.interpreter
-def test_opcheck_triton_chunked():
-    d, T = TRITON_DEVICE, 16
-
-    def real(*shape):
-        return torch.randn(*shape, device=d, requires_grad=True)
-
-    u, conv, w_in, w_out, a_chunk = real(2, 21, 3), real(3, T, T), real(3, 2, 4, T), real(3, 2, T, 4), real(3, 2, 4)
-    w_in_last, a_last, D, z0, v0 = real(3, 2, 4, T), real(3, 2, 4), real(3), real(2, 2, 3, 4), real(2, 3)
-    beta = torch.rand(3, device=d).requires_grad_()
-    threshold = (0.5 + torch.rand(3, device=d)).requires_grad_()
-    operators = (conv, w_in, w_out, a_chunk, w_in_last, a_last)
-    op = torch.ops.spikessm.s4d_lif_chunked_fwd.default
-    for args in ((u, *operators, D, z0, v0, beta, threshold, "subtract", "atan", 2.0, False, False, True, True),
-                 (u, *operators, None, None, None, beta, threshold, "zero", "leaky", 1.0, True, True, True, True)):
-        torch.library.opcheck(op, args, test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
-
-
 def test_errors():
     u, A, Bm, C, D, h0, v0, beta, th = [t.to(torch.complex64 if t.is_complex() else torch.float32)
                                         for t in make_inputs(2, 5, 3, 4)]
