@@ -159,46 +159,62 @@ def _s4d_inputs(device):
     return [t.requires_grad_() for t in (u, A, Bm, C, D)], gy
 
 
-def tune_s4d(device, copy_bw, target_s):
-    from spikessm.kernels import s4d_scan as ssm_kernels
-    from spikessm.ops import s4d_lif, s4d_scan
+class _S4DPlans:
+    """Times s4d_scan and s4d_lif on the Triton kernels of one algorithm under launch plans, each against the
+    default plan's output and gradients at S4D_SHAPE. A plan sets constants of the kernel module, which the
+    launchers read at every call, and is undone after its row."""
 
-    params, gy = _s4d_inputs(device)
-    defaults = (ssm_kernels.STATES_PER_THREAD, ssm_kernels.T)
+    OPS = ("s4d_scan", "s4d_lif")
 
-    def call(op):
+    def __init__(self, module, algorithm: str, device, target_s):
+        self.module, self.algorithm, self.device, self.target_s = module, algorithm, device, target_s
+        self.params, self.gy = _s4d_inputs(device)
+        self.reference = {op: self.fwd_bwd(op) for op in self.OPS}
+
+    def call(self, op):
+        from spikessm.ops import s4d_lif, s4d_scan
+
         if op == "s4d_scan":
-            return s4d_scan(*params, output_final_state=False, backend="triton")[0]
-        return s4d_lif(*params, beta=0.9, threshold=1.0, backend="triton")[0]
+            return s4d_scan(*self.params, output_final_state=False, backend="triton", algorithm=self.algorithm)[0]
+        return s4d_lif(*self.params, beta=0.9, threshold=1.0, backend="triton", algorithm=self.algorithm)[0]
 
-    def fwd_bwd(op):
-        out = call(op)
-        return out.detach(), torch.autograd.grad(out, params, gy)
+    def fwd_bwd(self, op):
+        out = self.call(op)
+        return out.detach(), torch.autograd.grad(out, self.params, self.gy)
 
-    reference = {op: fwd_bwd(op) for op in ("s4d_scan", "s4d_lif")}  # the default plan's output and gradients
-    rows = []
-    for op, per_thread, tile in itertools.product(("s4d_scan", "s4d_lif"), (4, 8, 16), (8, 16)):
-        row = {"op": op, "states_per_thread": per_thread, "T": tile}
-        # The launchers read these module constants at every call.
-        ssm_kernels.STATES_PER_THREAD, ssm_kernels.T = per_thread, tile
+    def row(self, op, plan: dict, labels: dict | None = None) -> dict:
+        """One row: plan maps module constants to values; labels name them in the row (default: as they are)."""
+        row = {"op": op, **(labels if labels is not None else plan)}
+        defaults = {name: getattr(self.module, name) for name in plan}
+        for name, value in plan.items():
+            setattr(self.module, name, value)
         try:
-            out, grads = fwd_bwd(op)
+            out, grads = self.fwd_bwd(op)
             with torch.no_grad():
-                t_f = common.benchmark(functools.partial(call, op), device, target_s=target_s)
-            t_fb = common.benchmark(functools.partial(fwd_bwd, op), device, target_s=target_s)
+                t_f = common.benchmark(functools.partial(self.call, op), self.device, target_s=self.target_s)
+            t_fb = common.benchmark(functools.partial(self.fwd_bwd, op), self.device, target_s=self.target_s)
         except Exception as e:  # a configuration that does not compile is a finding, not a crash
-            rows.append(dict(row, error=str(e).splitlines()[0][:80]))
-            continue
+            return dict(row, error=str(e).splitlines()[0][:80])
         finally:
-            ssm_kernels.STATES_PER_THREAD, ssm_kernels.T = defaults
-        ref_out, ref_grads = reference[op]
+            for name, value in defaults.items():
+                setattr(self.module, name, value)
+        ref_out, ref_grads = self.reference[op]
         # Spikes may flip where the membrane is within rounding of the threshold: report the share that differ.
         agree = ({"rel_err_y": (out - ref_out).abs().max().item() / ref_out.abs().max().item()} if op == "s4d_scan"
                  else {"spikes_differ": (out != ref_out).float().mean().item()})
         rel_grad = max((d - r).abs().max().item() / r.abs().max().item() for d, r in zip(grads, ref_grads))
-        rows.append(dict(row, fwd_ms=t_f.median_ms, fwd_bwd_ms=t_fb.median_ms, **agree, rel_err_grads=rel_grad))
-        common.log(str(rows[-1]))
-    return rows
+        row = dict(row, fwd_ms=t_f.median_ms, fwd_bwd_ms=t_fb.median_ms, **agree, rel_err_grads=rel_grad)
+        common.log(str(row))
+        return row
+
+
+def tune_s4d(device, copy_bw, target_s):
+    from spikessm.kernels import s4d_scan as ssm_kernels
+
+    plans = _S4DPlans(ssm_kernels, "sequential", device, target_s)
+    return [plans.row(op, {"STATES_PER_THREAD": per_thread, "T": tile},
+                      {"states_per_thread": per_thread, "T": tile})
+            for op, per_thread, tile in itertools.product(_S4DPlans.OPS, (4, 8, 16), (8, 16))]
 
 
 CHUNKED_PLANS = list(itertools.product((16, 32, 64), (16, 32, 64), (4, 8)))  # (CHUNK, MAX_BLOCK_B, NUM_WARPS)
@@ -209,50 +225,14 @@ def tune_s4d_chunked(device, copy_bw, target_s):
     plan and at s4d_scan's fastest forward+backward (each plan compiles anew: a full s4d_lif sweep would double
     the sweep's time)."""
     from spikessm.kernels import s4d_chunked as chunked_kernels
-    from spikessm.ops import s4d_lif, s4d_scan
 
-    params, gy = _s4d_inputs(device)
     names = ("CHUNK", "MAX_BLOCK_B", "NUM_WARPS")
+    plans = _S4DPlans(chunked_kernels, "chunked", device, target_s)
+    rows = [plans.row("s4d_scan", dict(zip(names, plan))) for plan in CHUNKED_PLANS]
     defaults = tuple(getattr(chunked_kernels, n) for n in names)
-
-    def call(op):
-        if op == "s4d_scan":
-            return s4d_scan(*params, output_final_state=False, backend="triton", algorithm="chunked")[0]
-        return s4d_lif(*params, beta=0.9, threshold=1.0, backend="triton", algorithm="chunked")[0]
-
-    def fwd_bwd(op):
-        out = call(op)
-        return out.detach(), torch.autograd.grad(out, params, gy)
-
-    reference = {op: fwd_bwd(op) for op in ("s4d_scan", "s4d_lif")}  # the default plan's output and gradients
-
-    def measure(op, plan):
-        row = dict(op=op, **dict(zip(names, plan)))
-        for name, value in zip(names, plan):  # the launchers read these module constants at every call
-            setattr(chunked_kernels, name, value)
-        try:
-            out, grads = fwd_bwd(op)
-            with torch.no_grad():
-                t_f = common.benchmark(functools.partial(call, op), device, target_s=target_s)
-            t_fb = common.benchmark(functools.partial(fwd_bwd, op), device, target_s=target_s)
-        except Exception as e:  # a configuration that does not compile is a finding, not a crash
-            return dict(row, error=str(e).splitlines()[0][:80])
-        finally:
-            for name, value in zip(names, defaults):
-                setattr(chunked_kernels, name, value)
-        ref_out, ref_grads = reference[op]
-        # Spikes may flip where the membrane is within rounding of the threshold: report the share that differ.
-        agree = ({"rel_err_y": (out - ref_out).abs().max().item() / ref_out.abs().max().item()} if op == "s4d_scan"
-                 else {"spikes_differ": (out != ref_out).float().mean().item()})
-        rel_grad = max((d - r).abs().max().item() / r.abs().max().item() for d, r in zip(grads, ref_grads))
-        row = dict(row, fwd_ms=t_f.median_ms, fwd_bwd_ms=t_fb.median_ms, **agree, rel_err_grads=rel_grad)
-        common.log(str(row))
-        return row
-
-    rows = [measure("s4d_scan", plan) for plan in CHUNKED_PLANS]
     timed = [r for r in rows if "fwd_bwd_ms" in r]
     fastest = tuple(min(timed, key=lambda r: r["fwd_bwd_ms"])[n] for n in names) if timed else defaults
-    rows += [measure("s4d_lif", plan) for plan in dict.fromkeys((defaults, fastest))]
+    rows += [plans.row("s4d_lif", dict(zip(names, plan))) for plan in dict.fromkeys((defaults, fastest))]
     return rows
 
 

@@ -195,8 +195,8 @@ def _chunked_fwd_kernel(
     v = tl.zeros([BLOCK_B], dtype)
     beta = v
     th = v
-    scratch_ptr += (h * tl.num_programs(1) + tl.program_id(1)).to(tl.int64) * 2 * BLOCK_B * T
     if LIF:
+        scratch_ptr += (h * tl.num_programs(1) + tl.program_id(1)).to(tl.int64) * 2 * BLOCK_B * T
         beta += tl.load(beta_ptr + h)
         th += tl.load(th_ptr + h)
         if HAS_V0:

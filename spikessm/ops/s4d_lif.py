@@ -162,13 +162,11 @@ def s4d_lif(
     contiguous = [t.contiguous() if t is not None else None for t in (u, A_bar, B_bar, C, D, h0, v0, beta_t,
                                                                           threshold_t)]
     if algorithm == "chunked":
-        spikes, final_state, membrane = s4d_lif_chunked_kernel(*contiguous, reset, surrogate, alpha,
-                                                               bool(detach_reset), bool(reverse),
-                                                               bool(output_membrane))
-        result = (spikes, final_state)
-        return result + (membrane,) if output_membrane else result
-    spikes, ssm_state, v_state, membrane = _op(
-        *contiguous, reset, surrogate, alpha, bool(detach_reset), bool(reverse),
-        needs_grad(*contiguous) or bool(output_membrane))
+        spikes, ssm_state, v_state, membrane = s4d_lif_chunked_kernel(
+            *contiguous, reset, surrogate, alpha, bool(detach_reset), bool(reverse), bool(output_membrane))
+    else:
+        spikes, ssm_state, v_state, membrane = _op(
+            *contiguous, reset, surrogate, alpha, bool(detach_reset), bool(reverse),
+            needs_grad(*contiguous) or bool(output_membrane))
     result = (spikes, (ssm_state, v_state))
     return result + (membrane.detach(),) if output_membrane else result

@@ -111,12 +111,13 @@ _op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_con
 def s4d_lif_chunked_kernel(u, A, B, C, D, h0, v0, beta, threshold, reset: str, surrogate: str, alpha: float,
                            detach_reset: bool, reverse: bool, output_membrane: bool):
     """s4d_lif on the chunked kernel: arguments as s4d_lif's Triton path takes them (u, A, B, C, D, h0, v0, beta,
-    threshold contiguous; beta and threshold (H,) in the state dtype). Returns spikes, (final SSM state (B, H, N)
-    complex, final membrane (B, H)) and the pre-reset membrane (B, L, H) when output_membrane (else None)."""
+    threshold contiguous; beta and threshold (H,) in the state dtype). Returns spikes, the final SSM state
+    (B, H, N) complex, the final membrane (B, H), and the pre-reset membrane (B, L, H) when it was stored (for
+    output_membrane or the backward; else empty), as the sequential op does."""
     with torch.autocast(u.device.type, enabled=False):  # the operators in their inputs' precision
         grad = needs_grad(u, A, B, C, D, h0, v0, beta, threshold)
         z0 = complex_planes(h0) if h0 is not None else None
         spikes, zT, vT, membrane, _ = _op(u, *chunk_operators(A, B, C, u.shape[1]), D, z0, v0, beta,
                                           threshold, reset, surrogate, alpha, detach_reset, reverse, grad,
                                           grad or output_membrane)
-    return spikes, (torch.complex(zT[:, 0], zT[:, 1]), vT), (membrane.detach() if output_membrane else None)
+    return spikes, torch.complex(zT[:, 0], zT[:, 1]), vT, membrane
