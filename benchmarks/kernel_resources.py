@@ -2,8 +2,10 @@
 
 Triton lowers a kernel to PTX for an explicit target and its bundled ptxas assembles it, so a CPU-only machine
 can prove that the kernels compile for an H100/H200 (sm_90) and see their register use and spills. This is
-not a timing; it catches code-generation failures and register spills before a GPU session.
-Local-memory instructions (STL/LDL) mean spills.
+not a timing of the kernels; it catches code-generation failures and register spills before a GPU session.
+Local-memory instructions (STL/LDL) mean spills. The last column is each variant's compile time, what a first
+call with those flags waits (from an empty Triton cache, as here; compiles run in parallel, so under --jobs > 1
+they share the CPUs).
 
     python benchmarks/kernel_resources.py            # table: kernel, variant, registers, local/shared bytes
     python benchmarks/kernel_resources.py --arch 80  # another compute capability
@@ -22,6 +24,7 @@ import warnings
 import re
 import subprocess
 import tempfile
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 import torch
@@ -141,7 +144,7 @@ def s4d_chunked_variants():
                    fwd_pointers, ["Bsz", "L", "H", "N"],
                    dict(common, HAS_Z0=True, STORE_Z=store, LIF=False, HAS_V0=False, STORE_M=False, RESET=0),
                    s4d_chunked.NUM_WARPS)
-            # each reset once (they differ by a select or two; a compile takes ~50 s)
+            # each reset once (they differ by a select or two)
             reset = "zero" if B == 1 else "subtract" if store else "none"
             yield ("s4d_lif_chunked_fwd", f"{label} store={int(store)} reset={reset}",
                    s4d_chunked._chunked_fwd_kernel, fwd_pointers, ["Bsz", "L", "H", "N"],
@@ -245,11 +248,13 @@ _SELECTED: list = []  # the variants main() compiles; a module global so that fo
 
 
 def _measure(index: int, arch: int) -> tuple:
-    """(name, label, warps, regs, stack, shared, local moves, loop instructions, loop barriers) of variant
-    _SELECTED[index] (an index: forked workers find the variant in their copy of the list)."""
+    """(name, label, warps, regs, stack, shared, local moves, loop instructions, loop barriers, compile seconds)
+    of variant _SELECTED[index] (an index: forked workers find the variant in their copy of the list)."""
     name, label, fn, pointers, ints, constexprs, warps = _SELECTED[index]
+    start = time.perf_counter()
     cubin = compile_variant(fn, pointers, ints, constexprs, arch, warps).asm["cubin"]
-    return (name, label, warps, *cubin_resources(cubin), *main_loop(cubin))
+    seconds = time.perf_counter() - start
+    return (name, label, warps, *cubin_resources(cubin), *main_loop(cubin), seconds)
 
 
 def main() -> None:
@@ -270,15 +275,15 @@ def main() -> None:
     spilled = []
     print(f"Triton {triton.__version__}, target sm_{args.arch}, fp32 state")
     print(f"{'kernel':19s} {'variant':48s} {'warps':>5s} {'regs':>5s} {'stack B':>8s} {'STL/LDL':>8s} "
-          f"{'shared B':>9s} {'loop instr':>10s} {'loop BAR':>8s}")
+          f"{'shared B':>9s} {'loop instr':>10s} {'loop BAR':>8s} {'compile s':>9s}")
     if args.jobs > 1 and "fork" in multiprocessing.get_all_start_methods():
         pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("fork"))
         rows = pool.map(measure, range(len(_SELECTED)))
     else:
         pool, rows = None, map(measure, range(len(_SELECTED)))
-    for name, label, warps, regs, stack, shared, local_moves, loop, barriers in rows:  # in order, as they finish
+    for name, label, warps, regs, stack, shared, local_moves, loop, barriers, seconds in rows:  # in order
         print(f"{name:19s} {label:48s} {warps:5d} {regs:5d} {stack:8d} {local_moves:8d} {shared:9d} {loop:10d} "
-              f"{barriers:8d}", flush=True)
+              f"{barriers:8d} {seconds:9.1f}", flush=True)
         if local_moves > MAX_LOCAL_MOVES and name not in SPILLS_KEPT_BY_TIMING | SPILLS_UNTIMED:
             spilled.append(f"{name} {label}")
     if pool is not None:

@@ -40,6 +40,11 @@ from .lif import RESET_CODES, _spike_values, _step
 from .s4d_scan import _time
 
 MIN_DOT = 16  # tl.dot needs every dimension >= 16
+# Steps of the neurons' walk (_neurons) unrolled together, so that their row loads issue at once. Unrolling a
+# whole 64-step chunk instead gave about as many instructions per chunk, more spills and ~45 s more compile time
+# per kernel variant in Triton's layout passes (sm_90, Triton 3.6 and 3.9, benchmarks/kernel_resources.py).
+# It divides every chunk length (powers of two >= MIN_DOT).
+WALK_UNROLL = tl.constexpr(16)
 
 
 @triton.jit
@@ -134,8 +139,8 @@ def _neurons(y, v, beta, th, s_ptr, m_ptr, slot_ptr, offs_b, mask_b, start, L, H
     spikes (and the pre-reset membrane when STORE_M), returns the membranes (BLOCK_B,) after the chunk.
 
     The walk takes y a step (a row) at a time, and a register tile's rows cannot be indexed: y goes through this
-    program's (T, BLOCK_B) scratch slot (L1-resident) and each step loads its row, in an unrolled loop whose loads
-    do not wait on the walk: one barrier per chunk. Halving the tile in registers down to steps instead, as
+    program's (T, BLOCK_B) scratch slot (L1-resident) and each step loads its row, WALK_UNROLL steps at a time
+    whose loads do not wait on the walk: one barrier per chunk. Halving the tile in registers down to steps instead, as
     spikessm.kernels.lif does, needs layout conversions when the tile comes from the tensor cores: sm_90 compiles
     (benchmarks/kernel_resources.py, N = 64, T = 64) had 39-265 barriers in the chunk loop (Triton 3.9 and 3.6),
     against 19-23 this way (the products' own included). The slots alternate between chunks: the chunk after next
@@ -143,15 +148,17 @@ def _neurons(y, v, beta, th, s_ptr, m_ptr, slot_ptr, offs_b, mask_b, start, L, H
     seq = tl.arange(0, BLOCK_B)
     tl.store(slot_ptr + rows[:, None] * BLOCK_B + seq[None, :], y)
     tl.debug_barrier()
-    for j in tl.static_range(T):
-        i = start + j
-        live = mask_b & (i + 0 * seq < L)  # a vector comparison: Triton's interpreter mis-types vector & scalar
-        x = tl.load(slot_ptr + j * BLOCK_B + seq)
-        m, spiked, _, v, _ = _step(x, live, v, v, beta, th, RESET, False)
-        offs = offs_b * L * H + _time(i, L, REVERSE) * H + h
-        tl.store(s_ptr + offs, _spike_values(spiked, y.dtype, s_ptr), mask=live)
-        if STORE_M:
-            tl.store(m_ptr + offs, m, mask=live)
+    for g in range(0, T, WALK_UNROLL):
+        for jj in tl.static_range(WALK_UNROLL):
+            j = g + jj
+            i = start + j
+            live = mask_b & (i + 0 * seq < L)  # a vector comparison: Triton's interpreter mis-types vector & scalar
+            x = tl.load(slot_ptr + j * BLOCK_B + seq)
+            m, spiked, _, v, _ = _step(x, live, v, v, beta, th, RESET, False)
+            offs = offs_b * L * H + _time(i, L, REVERSE) * H + h
+            tl.store(s_ptr + offs, _spike_values(spiked, y.dtype, s_ptr), mask=live)
+            if STORE_M:
+                tl.store(m_ptr + offs, m, mask=live)
     return v
 
 
