@@ -18,7 +18,7 @@ status=0
 for step in $steps; do
   start=$(date +%s)
   case $step in
-    tests) timeout ${TESTS_TIMEOUT:-150} python3 -m pytest -q -p no:cacheprovider -p no:benchmark -n 16 --timeout 120 --tb=short -rfE \
+    tests) timeout ${TESTS_TIMEOUT:-240} python3 -m pytest -q -p no:cacheprovider -p no:benchmark -n 16 --timeout 120 --tb=short -rfE \
              ${TEST_PATHS:-tests/ops tests/kernels tests/layers tests/models tests/test_stats.py} >"$WORK/pytest.log" 2>&1 ;;
     lif) timeout 70 python3 benchmarks/bench_lif.py --device cuda --target-seconds 0.3 \
            --out "$WORK/lif.json" >"$WORK/lif.txt" 2>&1 ;;
