@@ -2,7 +2,8 @@
 # One call on a lent GPU machine: install, the test suite on CUDA, then the kernel benchmarks.
 # Logs and JSON are written to a work folder, then packed into one $OUT/gpu-results.tar.gz (the device tool
 # returns at most 8 files from $OUT, its output folder; ./gpu-out elsewhere). Usage:
-#   bash benchmarks/run_gpu.sh [tests] [lif] [s4d_lif] [scans] [overhead] [tune]   (no argument: all but tune)
+#   bash benchmarks/run_gpu.sh [tests] [lif] [s4d_lif] [scans] [profile] [overhead] [tune]
+#   (no argument: all but profile and tune)
 # TUNE_ONLY picks the sweeps of tune (default all: "lif diag_scan s4d"); give tune a call of its own.
 set -u
 OUT=${OUT:-gpu-out}
@@ -26,6 +27,8 @@ for step in $steps; do
                --out "$WORK/s4d_lif.json" >"$WORK/s4d_lif.txt" 2>&1 ;;
     scans) timeout 170 python3 benchmarks/bench_scans.py --target-seconds 0.3 \
              --out "$WORK/scans.json" >"$WORK/scans.txt" 2>&1 ;;
+    profile) timeout 150 python3 benchmarks/profile_ops.py --top 8 --out "$WORK/profile.json" \
+               >"$WORK/profile.txt" 2>&1 ;;
     overhead) timeout 60 python3 benchmarks/bench_overhead.py --device cuda --out "$WORK/overhead.json" \
                 >"$WORK/overhead.txt" 2>&1 ;;
     tune) timeout ${TUNE_TIMEOUT:-500} python3 benchmarks/tune_kernels.py --only ${TUNE_ONLY:-lif diag_scan s4d} \
@@ -37,7 +40,7 @@ for step in $steps; do
   echo "== $step: exit $rc after $(( $(date +%s) - start )) s"
 done
 [ -f "$WORK/pytest.log" ] && { grep -E "^(FAILED|ERROR)" "$WORK/pytest.log" | cut -c1-200; tail -2 "$WORK/pytest.log"; }
-for f in "$WORK"/lif.txt "$WORK"/s4d_lif.txt "$WORK"/scans.txt "$WORK"/overhead.txt "$WORK"/tune.txt; do
+for f in "$WORK"/lif.txt "$WORK"/s4d_lif.txt "$WORK"/scans.txt "$WORK"/profile.txt "$WORK"/overhead.txt "$WORK"/tune.txt; do
   [ -f "$f" ] && grep -v "^  " "$f" | tail -60
 done
 tar -czf "$OUT/gpu-results.tar.gz" -C "$WORK" .
