@@ -21,8 +21,9 @@ Backward, a reverse walk over chunks with G_c = dLoss/dZ_c (real planes):
 
 It writes dU, every G_c and the initial state's gradient G_(-1). The operators' gradients are sums over
 (sequence, chunk) of products of tiles that are then in memory (dY U^T, dY Z^T, G U^T, G Z): the host forms them
-as batched matrix products. The forward writes the states entering each chunk (B, n_chunks, 2, H, N) when the
-backward will need them: 2N / T values per input element.
+as batched matrix products. The forward writes the states entering each chunk when the backward will need them,
+2N / T values per input element. States and G are laid out (H, N, 2, n_chunks, B): per channel, a (2N, n_chunks B)
+matrix whose columns are the (chunk, sequence) pairs, as those products read them, with no copy.
 
 With LIF, the forward is s4d_lif's: instead of writing Y_c, LIF neurons walk its steps in order (membranes in
 registers) and the kernel writes spikes, and the pre-reset membrane when the backward needs it. Its backward is
@@ -77,6 +78,14 @@ def _program_blocks(Bsz, H, N, BLOCK_N: tl.constexpr, BLOCK_B: tl.constexpr):
 
 
 @triton.jit
+def _chunk_states(ptr, offs_n, offs_b, c, h, N, n_chunks, Bsz):
+    """Pointers (BLOCK_N, BLOCK_B) to the real plane of chunk c's states of channel h in an (H, N, 2, n_chunks, B)
+    tensor (sequences contiguous), and the offset of the imaginary plane."""
+    rows = (h * N + offs_n).to(tl.int64) * 2 * n_chunks + c
+    return ptr + rows[:, None] * Bsz + offs_b[None, :], n_chunks * Bsz
+
+
+@triton.jit
 def _channel_skip(D_ptr, h, HAS_D: tl.constexpr, dtype: tl.constexpr):
     """D[h] in dtype, or 0 without a skip."""
     d = 0.0
@@ -99,7 +108,7 @@ def _load_state(ptr, state_ptrs, mask_state, HN, PRESENT: tl.constexpr, BLOCK_N:
 
 @triton.jit
 def _fwd_chunk(u_ptr, Z_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, start, z_re, z_im, d,
-               offs_b, mask_b, offs_n, mask_n, rows, n_chunks, L, H, N, h, T: tl.constexpr,
+               offs_b, mask_b, offs_n, mask_n, rows, n_chunks, Bsz, L, H, N, h, T: tl.constexpr,
                STORE_Z: tl.constexpr, REVERSE: tl.constexpr, PRECISION: tl.constexpr):
     """One chunk forward: returns Y_c (T, BLOCK_B) with its mask (the steps and sequences that exist) and Z_c,
     and writes Z_(c-1) when STORE_Z.
@@ -110,10 +119,10 @@ def _fwd_chunk(u_ptr, Z_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, start, z_re, 
     u_ptrs, mask_u = _steps(u_ptr, offs_b, start, L, H, h, rows, mask_b, REVERSE)
     u = tl.load(u_ptrs, mask=mask_u, other=0.0).to(dtype)
     if STORE_Z:
-        z_ptrs = Z_ptr + ((offs_b[None, :] * n_chunks + c) * 2 * H + h) * N + offs_n[:, None]
+        z_ptrs, plane = _chunk_states(Z_ptr, offs_n, offs_b, c, h, N, n_chunks, Bsz)
         mask_z = mask_n[:, None] & mask_b[None, :]
         tl.store(z_ptrs, z_re, mask=mask_z)
-        tl.store(z_ptrs + H * N, z_im, mask=mask_z)
+        tl.store(z_ptrs + plane, z_im, mask=mask_z)
     conv = _matrix(conv_ptr + h * T * T, rows, rows, T, T, T, 1)
     y = tl.dot(conv, u, input_precision=PRECISION, out_dtype=dtype)
     out_re = _matrix(out_ptr + h * 2 * T * N, rows, offs_n, T, N, N, 1)
@@ -164,13 +173,13 @@ def _neurons(y, v, beta, th, s_ptr, m_ptr, slot_ptr, offs_b, mask_b, start, L, H
 
 @triton.jit
 def _output_chunk(u_ptr, y_ptr, Z_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, start, z_re, z_im, d, v, beta, th,
-                  m_ptr, scratch_ptr, offs_b, mask_b, offs_n, mask_n, rows, n_chunks, L, H, N, h, T: tl.constexpr,
+                  m_ptr, scratch_ptr, offs_b, mask_b, offs_n, mask_n, rows, n_chunks, Bsz, L, H, N, h, T: tl.constexpr,
                   STORE_Z: tl.constexpr, LIF: tl.constexpr, STORE_M: tl.constexpr, RESET: tl.constexpr,
                   REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, PRECISION: tl.constexpr):
     """One chunk forward and what it writes to y_ptr: y, or with LIF the neurons' spikes. Returns Z_c and the
     membranes."""
     y, mask_u, z_re, z_im = _fwd_chunk(u_ptr, Z_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, start, z_re, z_im, d,
-                                       offs_b, mask_b, offs_n, mask_n, rows, n_chunks, L, H, N, h, T,
+                                       offs_b, mask_b, offs_n, mask_n, rows, n_chunks, Bsz, L, H, N, h, T,
                                        STORE_Z, REVERSE, PRECISION)
     if LIF:
         slot_ptr = scratch_ptr + (c % 2) * BLOCK_B * T
@@ -213,12 +222,12 @@ def _chunked_fwd_kernel(
     for c in range(0, n_chunks - 1):
         z_re, z_im, v = _output_chunk(u_ptr, y_ptr, Z_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, c * T, z_re, z_im,
                                       d, v, beta, th, m_ptr, scratch_ptr, offs_b, mask_b, offs_n, mask_n, rows,
-                                      n_chunks, L, H, N, h, T, STORE_Z, LIF, STORE_M, RESET, REVERSE, BLOCK_B,
+                                      n_chunks, Bsz, L, H, N, h, T, STORE_Z, LIF, STORE_M, RESET, REVERSE, BLOCK_B,
                                       PRECISION)
     last = n_chunks - 1
     z_re, z_im, v = _output_chunk(u_ptr, y_ptr, Z_ptr, conv_ptr, out_ptr, in_last_ptr, at_last_ptr, last, last * T,
                                   z_re, z_im, d, v, beta, th, m_ptr, scratch_ptr, offs_b, mask_b, offs_n, mask_n,
-                                  rows, n_chunks, L, H, N, h, T, STORE_Z, LIF, STORE_M, RESET, REVERSE, BLOCK_B,
+                                  rows, n_chunks, Bsz, L, H, N, h, T, STORE_Z, LIF, STORE_M, RESET, REVERSE, BLOCK_B,
                                   PRECISION)
     tl.store(zT_ptr + state_ptrs, z_re, mask=mask_state)
     tl.store(zT_ptr + state_ptrs + H * N, z_im, mask=mask_state)
@@ -228,17 +237,17 @@ def _chunked_fwd_kernel(
 
 @triton.jit
 def _bwd_chunk(gy_ptr, du_ptr, G_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, start, g_re, g_im, d,
-               offs_b, mask_b, offs_n, mask_n, rows, n_chunks, L, H, N, h, T: tl.constexpr,
+               offs_b, mask_b, offs_n, mask_n, rows, n_chunks, Bsz, L, H, N, h, T: tl.constexpr,
                REVERSE: tl.constexpr, PRECISION: tl.constexpr):
     """One chunk backward: g = G_c in, writes G_c and dU_c, returns G_(c-1). The operators are loaded
     transposed (swapped strides), every chunk, as in _fwd_chunk."""
     dtype = g_re.dtype
     gy_ptrs, mask_u = _steps(gy_ptr, offs_b, start, L, H, h, rows, mask_b, REVERSE)
     gy = tl.load(gy_ptrs, mask=mask_u, other=0.0).to(dtype)
-    G_ptrs = G_ptr + ((offs_b[None, :] * n_chunks + c) * 2 * H + h) * N + offs_n[:, None]
+    G_ptrs, plane = _chunk_states(G_ptr, offs_n, offs_b, c, h, N, n_chunks, Bsz)
     mask_g = mask_n[:, None] & mask_b[None, :]
     tl.store(G_ptrs, g_re, mask=mask_g)
-    tl.store(G_ptrs + H * N, g_im, mask=mask_g)
+    tl.store(G_ptrs + plane, g_im, mask=mask_g)
 
     conv_t = _matrix(conv_ptr + h * T * T, rows, rows, T, T, 1, T)
     du = tl.dot(conv_t, gy, input_precision=PRECISION, out_dtype=dtype)
@@ -277,12 +286,12 @@ def _chunked_bwd_kernel(
     n_chunks = tl.cdiv(L, T)
     last = n_chunks - 1
     g_re, g_im = _bwd_chunk(gy_ptr, du_ptr, G_ptr, conv_ptr, out_ptr, in_last_ptr, at_last_ptr, last, last * T,
-                            g_re, g_im, d, offs_b, mask_b, offs_n, mask_n, rows, n_chunks, L, H, N, h, T,
+                            g_re, g_im, d, offs_b, mask_b, offs_n, mask_n, rows, n_chunks, Bsz, L, H, N, h, T,
                             REVERSE, PRECISION)
     for k in range(1, n_chunks):
         c = last - k
         g_re, g_im = _bwd_chunk(gy_ptr, du_ptr, G_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, c * T, g_re, g_im, d,
-                                offs_b, mask_b, offs_n, mask_n, rows, n_chunks, L, H, N, h, T,
+                                offs_b, mask_b, offs_n, mask_n, rows, n_chunks, Bsz, L, H, N, h, T,
                                 REVERSE, PRECISION)
     if HAS_Z0:
         tl.store(dz0_ptr + state_ptrs, g_re, mask=mask_state)
@@ -320,7 +329,7 @@ def _forward(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse: b
     real = a_chunk.dtype
     out = torch.empty_like(u)
     zT = torch.empty((Bsz, 2, H, N), dtype=real, device=u.device)
-    states = torch.empty((Bsz, cdiv(L, T), 2, H, N), dtype=real, device=u.device) if store_states else None
+    states = torch.empty((H, N, 2, cdiv(L, T), Bsz), dtype=real, device=u.device) if store_states else None
     v0, beta, threshold, reset, store_m = lif if lif is not None else (None, None, None, "subtract", False)
     membrane = torch.empty((Bsz, L, H), dtype=real, device=u.device) if store_m else None
     vT = torch.empty((Bsz, H), dtype=real, device=u.device) if lif is not None else None
@@ -355,7 +364,7 @@ def s4d_chunked_fwd(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, rev
         D: (H,) or None. z0: (B, 2, H, N) planes of the initial state, or None.
         store_states: also return the states entering each chunk, for the backward.
     Returns:
-        y: (B, L, H) in u's dtype; final state (B, 2, H, N); states (B, n_chunks, 2, H, N) or None.
+        y: (B, L, H) in u's dtype; final state (B, 2, H, N); states (H, N, 2, n_chunks, B) or None.
     """
     y, zT, states, _, _ = _forward(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse, store_states)
     return y, zT, states
@@ -370,7 +379,7 @@ def s4d_lif_chunked_fwd(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0,
         v0: (B, H) initial membrane or None; beta, threshold: (H,); all in the state dtype, contiguous.
         reset: "subtract", "zero" or "none". store_membrane: also return the pre-reset membrane.
     Returns:
-        spikes (B, L, H) in u's dtype; final SSM state (B, 2, H, N); states (B, n_chunks, 2, H, N) or None;
+        spikes (B, L, H) in u's dtype; final SSM state (B, 2, H, N); states (H, N, 2, n_chunks, B) or None;
         final membrane (B, H); pre-reset membrane (B, L, H) or None.
     """
     return _forward(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse, store_states,
@@ -382,7 +391,7 @@ def s4d_chunked_bwd(gy, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, gT, ha
     """Backward launcher: gy (B, L, H) = dLoss/dy, contiguous; gT (B, 2, H, N) = dLoss/dfinal state planes, or
     None; the operators as in s4d_chunked_fwd.
 
-    Returns du (B, L, H) in du_dtype, G (B, n_chunks, 2, H, N) = dLoss/d(state after each chunk), and the
+    Returns du (B, L, H) in du_dtype, G (H, N, 2, n_chunks, B) = dLoss/d(state after each chunk), and the
     initial state's gradient (B, 2, H, N) when has_z0, else None.
     """
     Bsz, L, H = gy.shape
@@ -390,7 +399,7 @@ def s4d_chunked_bwd(gy, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, gT, ha
     N = a_chunk.shape[-1]
     block_n, block_b = launch_config(Bsz, N)
     du = torch.empty((Bsz, L, H), dtype=du_dtype, device=gy.device)
-    G = torch.empty((Bsz, cdiv(L, T), 2, H, N), dtype=a_chunk.dtype, device=gy.device)
+    G = torch.empty((H, N, 2, cdiv(L, T), Bsz), dtype=a_chunk.dtype, device=gy.device)
     dz0 = torch.empty((Bsz, 2, H, N), dtype=a_chunk.dtype, device=gy.device) if has_z0 else None
     spare = G  # stands in for absent pointers; never read or written
     _chunked_bwd_kernel[(H, cdiv(Bsz, block_b))](

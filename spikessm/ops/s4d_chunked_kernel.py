@@ -38,25 +38,25 @@ def _forward(
 def _forward_fake(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse, store_states):
     Bsz, L, H = u.shape
     T, N = conv.shape[-1], a_chunk.shape[-1]
-    states = a_chunk.new_empty((Bsz, -(-L // T), 2, H, N)) if store_states else a_chunk.new_empty(0)
+    states = a_chunk.new_empty((H, N, 2, -(-L // T), Bsz)) if store_states else a_chunk.new_empty(0)
     return torch.empty_like(u), a_chunk.new_empty((Bsz, 2, H, N)), states
 
 
 def _chunk_tiles(x: torch.Tensor, T: int, n_chunks: int, reverse: bool, dtype: torch.dtype) -> torch.Tensor:
-    """(B, L, H) -> (B, n_chunks, T, H) in processing order, zero-padded after the last step."""
-    x = (x.flip(1) if reverse else x).to(dtype)
-    pad = n_chunks * T - x.shape[1]
-    if pad:
-        x = torch.nn.functional.pad(x, (0, 0, 0, pad))
-    return x.unflatten(1, (n_chunks, T))
-
-
-def _transition_grad(G: torch.Tensor, Z: torch.Tensor) -> torch.Tensor:
-    """Gradient of the (2, N) planes of a in z' = a z (complex, per state), summed over the (B, chunks) of
-    G = dLoss/dz' and Z = z, both (B, chunks, 2, H, N): conj(z) g as (re, im) planes -> (H, 2, N)."""
-    re = (G[:, :, 0] * Z[:, :, 0] + G[:, :, 1] * Z[:, :, 1]).sum((0, 1))
-    im = (G[:, :, 1] * Z[:, :, 0] - G[:, :, 0] * Z[:, :, 1]).sum((0, 1))
-    return torch.stack((re, im), 1)
+    """(B, L, H) -> (H, n_chunks, B, T) in processing order, zeros after the last step: channel h's rows are the
+    (chunk, sequence) pairs in the order of the kernel's state columns. One copy (two for a reverse run)."""
+    Bsz, L, H = x.shape
+    if reverse:
+        x = x.flip(1)
+    tiles = torch.empty((H, n_chunks, Bsz, T), dtype=dtype, device=x.device)
+    steps = tiles.permute(2, 1, 3, 0)  # (B, n_chunks, T, H): a view of the tiles in x's order
+    full = L // T
+    steps[:, :full].copy_(x[:, :full * T].unflatten(1, (full, T)))
+    if full < n_chunks:
+        r = L - full * T
+        steps[:, full, :r].copy_(x[:, full * T:])
+        steps[:, full, r:].zero_()
+    return tiles
 
 
 def _backward_impl(
@@ -68,21 +68,42 @@ def _backward_impl(
     """(du, dconv, dw_in, dw_out, da_chunk, dw_in_last, da_last, dD, dz0); dD and dz0 are empty when absent."""
     du, G, dz0 = _kernels().s4d_chunked_bwd(gy, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, gT, has_z0,
                                             reverse, u.dtype)
-    # Each operator's gradient sums, over (sequence, chunk), the product of what it multiplied (U or a state) with
-    # the gradient of what it produced (dY or G): batched matrix products over tiles the kernels wrote.
-    T, n_chunks = conv.shape[-1], G.shape[1]
-    U = _chunk_tiles(u, T, n_chunks, reverse, conv.dtype)  # (B, nc, T, H)
-    dY = _chunk_tiles(gy, T, n_chunks, reverse, conv.dtype)
+    # Each operator's gradient sums, over (chunk, sequence) pairs, the product of what it multiplied (U or a state
+    # entering the chunk) with the gradient of what it produced (dY or G). Per channel these are matrix products
+    # over the pairs: the kernels lay the states and G out as (2N, pairs) matrices (rows (n, re/im)) and the input
+    # tiles below as (pairs, T), so every product reads them in place. The last chunk has its own W_in and A^r.
+    H, N, _, n_chunks, Bsz = G.shape
+    T = conv.shape[-1]
+    pairs, before_last = n_chunks * Bsz, (n_chunks - 1) * Bsz
     with torch.autocast(u.device.type, enabled=False):  # in the operators' precision, as the kernels compute
-        dconv = torch.einsum("bcth,bcsh->hts", dY, U)
-        dw_out = torch.einsum("bcth,bcphn->hptn", dY, states)
-        dw_in = torch.einsum("bcphn,bcjh->hpnj", G[:, :-1], U[:, :-1])
-        dw_in_last = torch.einsum("bphn,bjh->hpnj", G[:, -1], U[:, -1])
-    da_chunk = _transition_grad(G[:, :-1], states[:, :-1])
-    da_last = _transition_grad(G[:, -1:], states[:, -1:])
-    dD = (gy.to(conv.dtype) * u.to(conv.dtype)).sum((0, 1)) if D is not None else conv.new_empty(0)
+        U = _chunk_tiles(u, T, n_chunks, reverse, conv.dtype).view(H, pairs, T)
+        dY = _chunk_tiles(gy, T, n_chunks, reverse, conv.dtype).view(H, pairs, T)
+        Z, G = states.view(H, 2 * N, pairs), G.view(H, 2 * N, pairs)
+        dconv = torch.bmm(dY.mT, U)  # (H, T, T)
+        dw_out = _planes_first(torch.bmm(dY.mT, Z.mT).unflatten(2, (N, 2)), 3)  # (H, T, N, 2) -> (H, 2, T, N)
+        dw_in = _planes_first(torch.bmm(G[:, :, :before_last], U[:, :before_last]).unflatten(1, (N, 2)), 2)
+        dw_in_last = _planes_first(torch.bmm(G[:, :, before_last:], U[:, before_last:]).unflatten(1, (N, 2)), 2)
+        da_chunk = _transition_grad(G[:, :, :before_last], Z[:, :, :before_last])
+        da_last = _transition_grad(G[:, :, before_last:], Z[:, :, before_last:])
+        # sum over (b, t) of dy u: a dot product per channel, padding included (zeros in both)
+        dD = torch.bmm(dY.view(H, 1, -1), U.view(H, -1, 1)).view(H) if D is not None else conv.new_empty(0)
     return (du, dconv, dw_in, dw_out, da_chunk, dw_in_last, da_last, dD,
             dz0 if dz0 is not None else conv.new_empty(0))
+
+
+def _planes_first(x: torch.Tensor, plane_dim: int) -> torch.Tensor:
+    """Moves the size-2 (re, im) dimension of a (H, ...) gradient to dimension 1, contiguous."""
+    return x.movedim(plane_dim, 1).contiguous()
+
+
+def _transition_grad(G: torch.Tensor, Z: torch.Tensor) -> torch.Tensor:
+    """Gradient of the (2, N) planes of a in z' = a z (complex, per state), summed over the pairs: conj(z) g as
+    (re, im) planes -> (H, 2, N), from G = dLoss/dz' and Z = z, both (H, 2N, pairs) with rows (n, re/im). One
+    batched product per (channel, state) of the 2 x pairs planes gives the four sums of plane products."""
+    H, two_n, pairs = G.shape
+    N = two_n // 2
+    S = torch.bmm(G.reshape(H * N, 2, pairs), Z.reshape(H * N, 2, pairs).mT).view(H, N, 2, 2)  # S[p, q] = G_p . Z_q
+    return torch.stack((S[..., 0, 0] + S[..., 1, 1], S[..., 1, 0] - S[..., 0, 1]), 1)
 
 
 def _backward_fake(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, has_z0, states, gy, gT, reverse):
