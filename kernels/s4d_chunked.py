@@ -149,11 +149,11 @@ def _neurons(y, v, beta, th, s_ptr, m_ptr, slot_ptr, offs_b, mask_b, start, L, H
 
     The walk takes y a step (a row) at a time, and a register tile's rows cannot be indexed: y goes through this
     program's (T, BLOCK_B) scratch slot (L1-resident) and each step loads its row, WALK_UNROLL steps at a time
-    whose loads do not wait on the walk: one barrier per chunk. Halving the tile in registers down to steps instead, as
-    spikessm.kernels.lif does, needs layout conversions when the tile comes from the tensor cores: sm_90 compiles
-    (benchmarks/kernel_resources.py, N = 64, T = 64) had 39-265 barriers in the chunk loop (Triton 3.9 and 3.6),
-    against 19-23 this way (the products' own included). The slots alternate between chunks: the chunk after next
-    is the first to overwrite one, after every thread has passed the next chunk's barrier."""
+    whose loads do not wait on the walk: one barrier per chunk. Halving the tile in registers down to steps
+    instead, as spikessm.kernels.lif does, needs layout conversions when the tile comes from the tensor cores:
+    sm_90 compiles (benchmarks/kernel_resources.py, N = 64, T = 64) had 39-265 barriers in the chunk loop (Triton
+    3.9 and 3.6), against 19-23 this way (the products' own included). The slots alternate between chunks: the
+    chunk after next is the first to overwrite one, after every thread has passed the next chunk's barrier."""
     seq = tl.arange(0, BLOCK_B)
     tl.store(slot_ptr + rows[:, None] * BLOCK_B + seq[None, :], y)
     tl.debug_barrier()
