@@ -311,6 +311,12 @@ def chunk_length(L: int) -> int:
     return max(MIN_DOT, min(CHUNK, next_power_of_2(L)))
 
 
+def states_shape(Bsz: int, L: int, H: int, N: int, T: int) -> tuple[int, int, int, int, int]:
+    """Shape of the per-chunk state planes the kernels write (the states entering each chunk, and G):
+    (H, N, 2, n_chunks, B), see the module docstring."""
+    return H, N, 2, cdiv(L, T), Bsz
+
+
 def launch_config(Bsz: int, N: int) -> tuple[int, int]:
     """(BLOCK_N, BLOCK_B): states and sequences per program, powers of two >= MIN_DOT."""
     return max(MIN_DOT, next_power_of_2(N)), max(MIN_DOT, min(MAX_BLOCK_B, next_power_of_2(Bsz)))
@@ -329,7 +335,7 @@ def _forward(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse: b
     real = a_chunk.dtype
     out = torch.empty_like(u)
     zT = torch.empty((Bsz, 2, H, N), dtype=real, device=u.device)
-    states = torch.empty((H, N, 2, cdiv(L, T), Bsz), dtype=real, device=u.device) if store_states else None
+    states = torch.empty(states_shape(Bsz, L, H, N, T), dtype=real, device=u.device) if store_states else None
     v0, beta, threshold, reset, store_m = lif if lif is not None else (None, None, None, "subtract", False)
     membrane = torch.empty((Bsz, L, H), dtype=real, device=u.device) if store_m else None
     vT = torch.empty((Bsz, H), dtype=real, device=u.device) if lif is not None else None
@@ -399,7 +405,7 @@ def s4d_chunked_bwd(gy, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, gT, ha
     N = a_chunk.shape[-1]
     block_n, block_b = launch_config(Bsz, N)
     du = torch.empty((Bsz, L, H), dtype=du_dtype, device=gy.device)
-    G = torch.empty((H, N, 2, cdiv(L, T), Bsz), dtype=a_chunk.dtype, device=gy.device)
+    G = torch.empty(states_shape(Bsz, L, H, N, T), dtype=a_chunk.dtype, device=gy.device)
     dz0 = torch.empty((Bsz, 2, H, N), dtype=a_chunk.dtype, device=gy.device) if has_z0 else None
     spare = G  # stands in for absent pointers; never read or written
     _chunked_bwd_kernel[(H, cdiv(Bsz, block_b))](

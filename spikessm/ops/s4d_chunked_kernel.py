@@ -38,7 +38,7 @@ def _forward(
 def _forward_fake(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse, store_states):
     Bsz, L, H = u.shape
     T, N = conv.shape[-1], a_chunk.shape[-1]
-    states = a_chunk.new_empty((H, N, 2, -(-L // T), Bsz)) if store_states else a_chunk.new_empty(0)
+    states = a_chunk.new_empty(_kernels().states_shape(Bsz, L, H, N, T) if store_states else (0,))
     return torch.empty_like(u), a_chunk.new_empty((Bsz, 2, H, N)), states
 
 

@@ -50,7 +50,7 @@ def _forward_fake(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, v0, b
     T, N = conv.shape[-1], a_chunk.shape[-1]
     return (torch.empty_like(u), a_chunk.new_empty((Bsz, 2, H, N)), beta.new_empty((Bsz, H)),
             beta.new_empty((Bsz, L, H) if store_membrane else (0,)),
-            a_chunk.new_empty((H, N, 2, -(-L // T), Bsz) if store_states else (0,)))
+            a_chunk.new_empty(_kernels().states_shape(Bsz, L, H, N, T) if store_states else (0,)))
 
 
 def _backward_impl(
