@@ -42,8 +42,6 @@ def _signature(fn, pointers: list[str], ints: list[str], dtype: str) -> dict[str
             sig[name] = f"*{dtype}"
         elif name in ints:
             sig[name] = "i32"
-        elif name == "alpha":
-            sig[name] = "fp32"
         else:
             sig[name] = "constexpr"
     return sig
@@ -76,7 +74,8 @@ def variants():
 S4D_FWD_POINTERS = ["u_ptr", "P_ptr", "D_ptr", "h0_ptr", "v0_ptr", "beta_ptr", "th_ptr", "out_ptr", "m_ptr", "hT_ptr",
                     "vT_ptr"]
 S4D_BWD_POINTERS = ["u_ptr", "P_ptr", "D_ptr", "h0_ptr", "g_ptr", "gT_ptr", "m_ptr", "sigma_ptr", "v0_ptr", "beta_ptr",
-                    "th_ptr", "gvT_ptr", "du_ptr", "dP_ptr", "dD_ptr", "dh0_ptr", "dv0_ptr", "dbeta_ptr", "dth_ptr"]
+                    "th_ptr", "gvT_ptr", "du_ptr", "dP_ptr", "dD_ptr", "dh0_ptr", "dv0_ptr", "dbeta_ptr", "dth_ptr",
+                    "alpha_ptr"]
 
 
 def s4d_variants():
@@ -183,7 +182,7 @@ def lif_variants():
         yield ("lif_bwd", f"reset={reset} surrogate={surrogate} detach={int(detach)} compose={int(compose)} T={T}",
                lif._lif_bwd_kernel,
                ["beta_ptr", "th_ptr", "h0_ptr", "m_ptr", "gs_ptr", "sigma_ptr", "gT_ptr", "chained_ptr", "dx_ptr",
-                "out_ptr"], ["L", "H", "SEG"],
+                "out_ptr", "alpha_ptr"], ["L", "H", "SEG"],
                dict(HAS_H0=True, HAS_GT=True, RESET=lif.RESET_CODES[reset], SURROGATE=lif.SURROGATE_CODES[surrogate],
                     DETACH_RESET=detach, COMPOSE=compose, BLOCK_H=block_h, T=T, STAGES=lif.BWD_STAGES), 1)
 

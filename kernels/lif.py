@@ -376,8 +376,8 @@ def _load_chunk(m_ptr, gs_ptr, sigma_ptr, offs, mask, acc_dtype, SURROGATE: tl.c
 
 @triton.jit
 def _lif_bwd_kernel(
-    beta_ptr, th_ptr, h0_ptr, m_ptr, gs_ptr, sigma_ptr, gT_ptr, chained_ptr, dx_ptr, out_ptr,
-    L, H, SEG, alpha,
+    beta_ptr, th_ptr, h0_ptr, m_ptr, gs_ptr, sigma_ptr, gT_ptr, chained_ptr, dx_ptr, out_ptr, alpha_ptr,
+    L, H, SEG,
     HAS_H0: tl.constexpr, HAS_GT: tl.constexpr, RESET: tl.constexpr, SURROGATE: tl.constexpr,
     DETACH_RESET: tl.constexpr, COMPOSE: tl.constexpr, BLOCK_H: tl.constexpr, T: tl.constexpr,
     STAGES: tl.constexpr,
@@ -392,12 +392,13 @@ def _lif_bwd_kernel(
     out (4, B, S, H) holds per segment the planes (dbeta, dthreshold, a, b). COMPOSE: only the segment's map
     Gv_last -> Gv_{first - 1} = a Gv_last + b is written: a is the product of the steps' factors, b the walk from
     Gv_last = 0. Otherwise: dx, the segment's sums of dbeta and dthreshold, and a = Gv_{first - 1} (for the first
-    segment, the initial state's gradient)."""
+    segment, the initial state's gradient). alpha_ptr: the surrogate's alpha, in the state dtype."""
     pid_h = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     pid_k = tl.program_id(2)
     n_seg = tl.num_programs(2)
     acc_dtype = out_ptr.dtype.element_ty
+    alpha = tl.load(alpha_ptr)
     offs_h = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
     mask_h = offs_h < H
     beta = tl.load(beta_ptr + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
@@ -499,6 +500,12 @@ BWD_STAGES = 3
 BLOCK_HS = (16, 32, 64, 128)
 
 
+def surrogate_alpha(alpha: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The surrogate's alpha as a (1,) tensor in the state dtype, for the kernels to load: Triton passes a Python
+    float argument as float32, which would round alpha (1.7, say) in a float64 run."""
+    return torch.full((1,), alpha, dtype=dtype, device=device)
+
+
 def _block_h(H: int) -> int:
     # 32 lanes x 4 consecutive channels: 16-byte accesses, time in registers. (64 channels also keep time in
     # registers, with 2 channels per lane and more instructions per step; 32 and fewer spread it over lanes.)
@@ -581,14 +588,15 @@ def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate
                 SURROGATE=SURROGATE_CODES[surrogate], DETACH_RESET=detach_reset, BLOCK_H=block_h, T=chunk,
                 STAGES=check_stages("lif backward kernel", stages), num_warps=1)
     spare = partials  # stands in for absent pointers; never read
+    alpha = surrogate_alpha(alpha, dtype, m_all.device)
     pointers = (beta, threshold, h0 if h0 is not None else spare, m_all, g_spikes,
                 sigma if sigma is not None else spare, g_final if g_final is not None else spare)
     chained = spare
     if n_seg > 1:
-        _lif_bwd_kernel[grid](*pointers, spare, dx, partials, L, H, seg, float(alpha), COMPOSE=True, **args)
+        _lif_bwd_kernel[grid](*pointers, spare, dx, partials, alpha, L, H, seg, COMPOSE=True, **args)
         # chained[:, k] = Gv leaving segment k = segment maps k .. S - 1 applied to the final membrane's gradient
         chained, _ = diag_scan_fwd(partials[2], partials[3], g_final, reverse=True)
-    _lif_bwd_kernel[grid](*pointers, chained, dx, partials, L, H, seg, float(alpha), COMPOSE=False, **args)
+    _lif_bwd_kernel[grid](*pointers, chained, dx, partials, alpha, L, H, seg, COMPOSE=False, **args)
     # The op's results must not share storage and must match its fake implementation (contiguous, offset 0):
     # two reductions, and the initial state's gradient copied out of the buffer.
     dh0 = partials[2, :, 0].clone() if h0 is not None else None

@@ -33,7 +33,7 @@ import triton
 import triton.language as tl
 
 from .host import cdiv, next_power_of_2
-from .lif import RESET_CODES, SURROGATE_CODES, _post_reset, _reset_derivatives, _surrogate
+from .lif import RESET_CODES, SURROGATE_CODES, _post_reset, _reset_derivatives, _surrogate, surrogate_alpha
 
 
 @triton.jit
@@ -206,18 +206,22 @@ def _s4d_fwd_kernel(
 @triton.jit
 def _s4d_bwd_kernel(
     u_ptr, P_ptr, D_ptr, h0_ptr, g_ptr, gT_ptr, m_ptr, sigma_ptr, v0_ptr, beta_ptr, th_ptr, gvT_ptr,
-    du_ptr, dP_ptr, dD_ptr, dh0_ptr, dv0_ptr, dbeta_ptr, dth_ptr,
-    L, H, N, alpha,
+    du_ptr, dP_ptr, dD_ptr, dh0_ptr, dv0_ptr, dbeta_ptr, dth_ptr, alpha_ptr,
+    L, H, N,
     HAS_D: tl.constexpr, HAS_H0: tl.constexpr, HAS_GT: tl.constexpr, LIF: tl.constexpr, HAS_V0: tl.constexpr,
     HAS_GVT: tl.constexpr, RESET: tl.constexpr, SURROGATE: tl.constexpr, DETACH_RESET: tl.constexpr,
     REVERSE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, T: tl.constexpr,
 ):
     """Reverse walk of the adjoint (module docstring). g is dLoss/dy, or with LIF dLoss/dspikes (then m holds the
-    pre-reset membranes and, for the "leaky" surrogate, sigma its derivative). Writes du and, per batch element,
-    the partial sums dP (B, 6, H, N) of the parameter gradients' real planes, dD, dbeta, dthreshold (B, H)."""
+    pre-reset membranes and, for the "leaky" surrogate, sigma its derivative; alpha_ptr the surrogate's alpha, in
+    the state dtype). Writes du and, per batch element, the partial sums dP (B, 6, H, N) of the parameter
+    gradients' real planes, dD, dbeta, dthreshold (B, H)."""
     pid_h = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     acc_dtype = P_ptr.dtype.element_ty
+    alpha = 0.0
+    if LIF:
+        alpha = tl.load(alpha_ptr)
 
     offs_h = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
     offs_n = tl.arange(0, BLOCK_N)
@@ -454,11 +458,12 @@ def _backward(u, A, B, C, D, h0, g, gT, reverse: bool, lif=None):
     dh0 = torch.empty((Bsz, 2, H, N), dtype=real, device=u.device) if h0 is not None else None
     if lif is not None:
         membrane, sigma, v0, beta, threshold, gvT, reset, surrogate, alpha, detach_reset = lif
+        alpha = surrogate_alpha(alpha, real, u.device)
         dv0 = torch.empty((Bsz, H), dtype=real, device=u.device) if v0 is not None else None
         dbeta, dth = (torch.empty((Bsz, H), dtype=real, device=u.device) for _ in range(2))
     else:
         membrane = sigma = v0 = beta = threshold = gvT = dv0 = dbeta = dth = None
-        reset, surrogate, alpha, detach_reset = "subtract", "atan", 1.0, False
+        reset, surrogate, alpha, detach_reset = "subtract", "atan", None, False
     spare = dD  # stands in for absent pointers; never read or written
 
     def arg(t):
@@ -467,8 +472,8 @@ def _backward(u, A, B, C, D, h0, g, gT, reverse: bool, lif=None):
     _s4d_bwd_kernel[(cdiv(H, block_h), Bsz)](
         u, parameter_planes(A, B, C), arg(D), arg(state_planes(h0)), g, arg(state_planes(gT)), arg(membrane),
         arg(sigma), arg(v0), arg(beta), arg(threshold), arg(gvT), du, dP, dD, arg(dh0), arg(dv0), arg(dbeta),
-        arg(dth),
-        L, H, N, float(alpha),
+        arg(dth), arg(alpha),
+        L, H, N,
         HAS_D=D is not None, HAS_H0=h0 is not None, HAS_GT=gT is not None, LIF=lif is not None,
         HAS_V0=v0 is not None, HAS_GVT=gvT is not None, RESET=RESET_CODES[reset],
         SURROGATE=SURROGATE_CODES[surrogate], DETACH_RESET=detach_reset, REVERSE=reverse,

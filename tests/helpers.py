@@ -17,3 +17,15 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, tol: float, what:
     assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     err = rel_error(actual, expected)
     assert err <= tol, f"{what}: relative error {err:.3e} > {tol:.1e}"
+
+
+def pre_reset_membrane(x, beta, threshold, h0, reset):
+    """LIF neurons' membrane before each reset, (B, L, H), step by step from the input x (B, L, H) and the initial
+    membrane h0 (B, H); beta and threshold floats or (H,). In x's precision (the tests' reference: float64)."""
+    v, ms = h0, []
+    for x_t in x.unbind(1):
+        m = beta * v + x_t
+        ms.append(m)
+        s = (m > threshold).to(m.dtype)
+        v = m - s * threshold if reset == "subtract" else m * (1 - s) if reset == "zero" else m
+    return torch.stack(ms, 1)

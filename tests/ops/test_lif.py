@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 from conftest import BACKENDS, TRITON_DEVICE, requires_triton
-from helpers import assert_close
+from helpers import assert_close, pre_reset_membrane
 
 from spikessm.ops import lif
 from spikessm.ops.naive import lif_loop
@@ -25,17 +25,6 @@ def make_inputs(B, L, H, *, per_channel=True, seed=0):
         beta, threshold = 0.8, 0.7
     h0 = torch.randn(B, H, generator=g, dtype=torch.float64)
     return x, beta, threshold, h0
-
-
-def pre_reset_membrane(x, beta, threshold, h0, reset):
-    """The float64 membrane before each reset, to find steps near the threshold."""
-    v, ms = h0, []
-    for x_t in x.unbind(1):
-        m = beta * v + x_t
-        ms.append(m)
-        s = (m > threshold).to(m.dtype)
-        v = m - s * threshold if reset == "subtract" else m * (1 - s) if reset == "zero" else m
-    return torch.stack(ms, 1)
 
 
 def check(x64, beta64, th64, h064, *, dtype, reset, surrogate, detach_reset, tol, alpha=None, backend="torch",
@@ -134,12 +123,16 @@ def test_triton_agrees_with_torch(reset):
         assert_close(got, want, 1e-5, name)
 
 
-def test_scalar_tensor_parameters_and_alpha():
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("surrogate", [s for s in SURROGATES if s != "leaky"])  # leaky's alpha is unused
+def test_scalar_tensor_parameters_and_alpha(backend, device, surrogate):
+    """0-dim tensor beta and threshold, and a non-default alpha that every backend must pass on (the reference's
+    derivative is pinned at non-default alphas by test_surrogate_formulas)."""
     x, _, _, h0 = make_inputs(2, 20, 3, seed=3)
     beta = torch.tensor(0.6, dtype=torch.float64)
     th = torch.tensor(0.5, dtype=torch.float64)
-    check(x, beta, th, h0, dtype=torch.float64, reset="zero", surrogate="sigmoid", detach_reset=False,
-          tol=1e-12, alpha=2.5)
+    check(x, beta, th, h0, dtype=torch.float64, reset="zero", surrogate=surrogate, detach_reset=False,
+          tol=1e-12, alpha=1.7 * DEFAULT_ALPHA[surrogate], backend=backend, device=device)
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
@@ -200,13 +193,16 @@ def test_binary_spiking_is_heaviside():
 @pytest.mark.parametrize("surrogate,alpha,x,expected", [
     ("atan", 2.0, 0.0, 1.0),
     ("atan", 2.0, 1 / math.pi, 1 / 2),                   # 1 / (1 + 1)
+    ("atan", 4.0, 1 / (2 * math.pi), 1.0),               # 4 / 2 / (1 + 1)
     ("fast_sigmoid", 25.0, 0.0, 1.0),
     ("fast_sigmoid", 25.0, 0.04, 0.25),                  # 1 / (1 + 1)^2
+    ("fast_sigmoid", 10.0, -0.2, 1 / 9),                 # 1 / (1 + 2)^2
     ("triangle", 1.0, 0.5, 0.5),
     ("triangle", 2.0, -1.0, 0.25),                       # (1 - 1/2) / 2
     ("triangle", 1.0, 1.5, 0.0),
     ("sigmoid", 4.0, 0.0, 1.0),                          # 4 * 1/2 * 1/2
     ("sigmoid", 4.0, math.log(3) / 4, 0.75),             # sig = 3/4: 4 * 3/4 * 1/4
+    ("sigmoid", 2.0, math.log(3) / 2, 0.375),            # sig = 3/4: 2 * 3/4 * 1/4
     ("rectangle", 1.0, 0.49, 1.0),
     ("rectangle", 1.0, 0.5, 0.0),
     ("rectangle", 0.5, 0.2, 2.0),
