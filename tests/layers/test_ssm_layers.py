@@ -92,15 +92,26 @@ def test_s4d_matches_its_equations(init, discretization, bidirectional):
     assert_close(layer(u), expected, 1e-10, "S4D")
 
 
-@pytest.mark.parametrize("conj_sym", [True, False])
+@pytest.mark.parametrize("conj_sym,discretization,clip_eigs", [
+    (True, "zoh", False), (False, "zoh", True), (True, "bilinear", True), (False, "bilinear", False),
+])
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_s5_matches_its_equations(conj_sym, bidirectional):
+def test_s5_matches_its_equations(conj_sym, discretization, clip_eigs, bidirectional):
     torch.manual_seed(0)
-    layer = S5(3, 8, blocks=2, conj_sym=conj_sym, bidirectional=bidirectional, dtype=torch.float64)
+    layer = S5(3, 8, blocks=2, conj_sym=conj_sym, discretization=discretization, clip_eigs=clip_eigs,
+               bidirectional=bidirectional, dtype=torch.float64)
+    with torch.no_grad():
+        layer.Lambda_re[1] = 0.3  # an unstable mode: clip_eigs must pull its real part down to -1e-4
     u = torch.randn(2, 29, 3, dtype=torch.float64)
-    Lambda_bar, B_bar, C = (t.detach() for t in layer.discretized())  # C carries the factor k
-    k = 2 if conj_sym else 1
-    assert torch.allclose(C, k * torch.view_as_complex(layer.C).detach())
+    # The recurrence's operators from the raw parameters (discretize itself is checked above): one step size per
+    # mode, the readout scaled by 2 with conjugate symmetry (the conjugate half's contribution).
+    Lambda_re = layer.Lambda_re.detach().clamp(max=-1e-4) if clip_eigs else layer.Lambda_re.detach()
+    Lambda = torch.complex(Lambda_re, layer.Lambda_im.detach())
+    assert (Lambda.real[1] == -1e-4) if clip_eigs else (Lambda.real[1] == 0.3)
+    Lambda_bar, B_bar = discretize(Lambda[:, None], torch.view_as_complex(layer.B.detach()),
+                                   layer.log_step.detach().exp()[:, None], discretization)
+    Lambda_bar = Lambda_bar[:, 0]
+    C = (2 if conj_sym else 1) * torch.view_as_complex(layer.C.detach())
     M = layer.n_modes
     assert M == (4 if conj_sym else 8)
 
