@@ -337,11 +337,17 @@ def test_without_final_state(backend, device, algorithm):
 def test_chunked_paths_keep_float32_under_autocast(backend, algorithm):
     """The chunked products (and the operators' construction) must not drop to bfloat16 inside a model run
     under autocast (where torch.bmm would): the op's precision is its inputs' precision."""
-    u, A, Bm, C, D, h = (t.to(torch.complex64 if t.is_complex() else torch.float32)
-                         for t in make_inputs(2, 150, 3, 4, h0=True, seed=23))
-    want = s4d_scan(u, A, Bm, C, D, h, backend=backend, algorithm=algorithm)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = s4d_scan(u, A, Bm, C, D, h, backend=backend, algorithm=algorithm)
+    device = TRITON_DEVICE if backend == "triton" else "cpu"
+    ins = [(t.to(torch.complex64) if t.is_complex() else t.float()).to(device).requires_grad_()
+           for t in make_inputs(2, 150, 3, 4, h0=True, seed=23)]
+    results = []
+    for autocast in (False, True):
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=autocast):
+            y, hT = s4d_scan(*ins, backend=backend, algorithm=algorithm)
+        # the backward outside the autocast region, as PyTorch's autocast guide has it
+        grads = torch.autograd.grad((y, hT), ins, (torch.ones_like(y), torch.ones_like(hT)))
+        results.append((y, hT, *grads))
+    want, got = results
     assert got[0].dtype == torch.float32
-    assert_close(got[0], want[0], 1e-6, "y")
-    assert_close(got[1], want[1], 1e-6, "final_state")
+    for name, g, w in zip(("y", "final_state") + tuple(f"grad {n}" for n in NAMES), got, want):
+        assert_close(g, w, 1e-6, name)
