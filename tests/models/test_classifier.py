@@ -89,12 +89,24 @@ def test_last_pooling_takes_the_last_true_step():
 
 
 def test_pair_mode():
+    """Retrieval's head: each sequence mean-pooled over its own length, then [e1, e2, e1 * e2, e1 - e2]."""
     torch.manual_seed(0)
-    model = build_model("gsu-s4d", n_classes=2, vocab_size=11, pair=True, **SMALL)
+    model = build_model("gsu-s4d", n_classes=2, vocab_size=11, pair=True, dtype=torch.float64, **SMALL).eval()
     x1, x2 = tokens(3, 13), tokens(3, 17, seed=1)
-    logits = model(x1, torch.tensor([13, 10, 4]), x2, torch.tensor([17, 3, 9]))
-    assert logits.shape == (3, 2)
-    assert model.decoder.in_features == 4 * SMALL["d_model"]
+    l1, l2 = torch.tensor([13, 10, 4]), torch.tensor([17, 3, 9])
+    with torch.no_grad():
+        logits = model(x1, l1, x2, l2)
+        assert logits.shape == (3, 2)
+        assert model.decoder.in_features == 4 * SMALL["d_model"]
+        e1, e2 = (torch.stack([f[i, :n].mean(0) for i, n in enumerate(lengths.tolist())])
+                  for f, lengths in ((model.features(x1)[0], l1), (model.features(x2)[0], l2)))
+        assert_close(logits, model.decoder(torch.cat([e1, e2, e1 * e2, e1 - e2], -1)), 1e-12, "pair head")
+        # the second sequence matters: change one of its valid tokens in example 1 only
+        x2_changed = x2.clone()
+        x2_changed[1, 0] = x2[1, 0] % 10 + 1
+        changed = model(x1, l1, x2_changed, l2)
+        assert_close(changed[[0, 2]], logits[[0, 2]], 1e-12, "the other examples")
+        assert (changed[1] - logits[1]).abs().max() > 1e-6
     with pytest.raises(ValueError, match="inputs2 is required"):
         model(x1)
 
@@ -166,7 +178,14 @@ def test_triton_and_torch_models_agree(preset, bidirectional, algorithm):
     model = build_model(preset, backend="triton", s4d_algorithm=algorithm, **kwargs).eval()
     model.load_state_dict(ref.state_dict())
     x = tokens(2, 19).to(TRITON_DEVICE)
-    assert_close(model(x), ref(x), 1e-9, "logits")
+    logits, ref_logits = model(x), ref(x)
+    assert_close(logits, ref_logits, 1e-9, "logits")
+    # and the parameters' gradients (eval mode: no dropout, so both see the same function)
+    weights = torch.randn(ref_logits.shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    grads = torch.autograd.grad((logits * weights.to(TRITON_DEVICE)).sum(), list(model.parameters()))
+    ref_grads = torch.autograd.grad((ref_logits * weights.to(TRITON_DEVICE)).sum(), list(ref.parameters()))
+    for (name, _), g, r in zip(model.named_parameters(), grads, ref_grads):
+        assert_close(g, r, 1e-8, f"grad {name}")
 
 
 @pytest.mark.parametrize("call, error, match", [
