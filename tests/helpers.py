@@ -29,3 +29,10 @@ def pre_reset_membrane(x, beta, threshold, h0, reset):
         s = (m > threshold).to(m.dtype)
         v = m - s * threshold if reset == "subtract" else m * (1 - s) if reset == "zero" else m
     return torch.stack(ms, 1)
+
+
+def long_memory_magnitudes(n: int) -> torch.Tensor:
+    """(n,) float64 decay magnitudes |a| = 1 - 1e-2, 1 - 1e-3, 1 - 1e-4, 1 - 1e-5, 1 in turn: memories of 100 to
+    100000 steps, and one that loses nothing, so that a long sequence's early steps reach its end."""
+    memories = torch.tensor([1 - 1e-2, 1 - 1e-3, 1 - 1e-4, 1 - 1e-5, 1.0], dtype=torch.float64)
+    return memories[torch.arange(n) % len(memories)]

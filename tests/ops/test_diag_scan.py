@@ -2,7 +2,7 @@
 import pytest
 import torch
 from conftest import BACKENDS, TRITON_DEVICE, TRITON_LONG_L, requires_triton
-from helpers import assert_close
+from helpers import assert_close, long_memory_magnitudes
 
 from spikessm.ops import diag_scan
 from spikessm.ops.chunked_scan import chunk_length
@@ -16,13 +16,11 @@ def make_inputs(B, L, P, dtype, *, time_varying, h0, magnitude="mixed", b_dtype=
     """Random (a, b, initial_state) in float64/complex128 precision, cast to `dtype` by the caller.
 
     magnitude: "near_one" puts |a| in [0.99, 1), "small" in [0, 0.2), "mixed" in [0, 1); "long_memory" gives
-    the channels |a| = 1 - 1e-2, 1 - 1e-3, ..., 1 - 1e-5 and 1 (memories of 100 to 100000 steps, and none lost)
-    in turn, so that a long sequence's early steps reach its end."""
+    the channels helpers.long_memory_magnitudes."""
     g = torch.Generator().manual_seed(seed)
     shape = (B, L, P) if time_varying else (P,)
     if magnitude == "long_memory":
-        memories = torch.tensor([1 - 1e-2, 1 - 1e-3, 1 - 1e-4, 1 - 1e-5, 1.0], dtype=torch.float64)
-        mag = memories[torch.arange(P) % len(memories)].expand(shape)
+        mag = long_memory_magnitudes(P).expand(shape)
     else:
         lo, hi = {"near_one": (0.99, 1.0), "small": (0.0, 0.2), "mixed": (0.0, 1.0)}[magnitude]
         mag = lo + (hi - lo) * torch.rand(shape, generator=g, dtype=torch.float64)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 from conftest import BACKENDS, TRITON_DEVICE, TRITON_LONG_L, requires_triton
-from helpers import assert_close
+from helpers import assert_close, long_memory_magnitudes
 
 from spikessm.ops import s4d_scan
 from spikessm.ops.naive import s4d_scan_loop
@@ -15,11 +15,10 @@ TOL32 = 2e-5
 def make_inputs(B, L, H, N, *, D=True, h0=False, magnitude="mixed", seed=0):
     """float64/complex128 (u, A_bar, B_bar, C, D, initial_state). magnitude picks |A_bar|: random in [0.995, 1)
     ("near_one"), [0, 0.2) ("small") or [0.3, 1) ("mixed"); "long_memory" gives each channel's states
-    |A_bar| = 1 - 1e-2, 1 - 1e-3, ..., 1 - 1e-5 and 1 in turn (memories of 100 to 100000 steps, and none lost)."""
+    helpers.long_memory_magnitudes."""
     g = torch.Generator().manual_seed(seed)
     if magnitude == "long_memory":
-        memories = torch.tensor([1 - 1e-2, 1 - 1e-3, 1 - 1e-4, 1 - 1e-5, 1.0], dtype=torch.float64)
-        mag = memories[torch.arange(N) % len(memories)].expand(H, N)
+        mag = long_memory_magnitudes(N).expand(H, N)
     else:
         lo, hi = {"near_one": (0.995, 1.0), "small": (0.0, 0.2), "mixed": (0.3, 1.0)}[magnitude]
         mag = lo + (hi - lo) * torch.rand(H, N, generator=g, dtype=torch.float64)
