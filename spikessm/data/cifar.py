@@ -35,6 +35,7 @@ SIDE = 32
 N_PIXELS = SIDE * SIDE
 N_CLASSES = 10
 _CACHE_VERSION = 1  # bump when the cached content changes meaning
+_GRAY_CHUNK = 4096
 HOW_TO_GET = ("download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz, extract it and pass the "
               f"folder holding {RELEASE_FOLDER}/")
 
@@ -47,9 +48,19 @@ def _numpy_reconstructors() -> dict[str, object]:
 
 
 _RECONSTRUCTORS = _numpy_reconstructors()
+
+
+def latin1_encode(text: str, encoding: str) -> bytes:
+    """What Python 3 protocol-2 pickles call (as _codecs.encode) to rebuild bytes, limited to latin-1, the only
+    codec they name: other codecs (zlib, base64, ...) have no business in a batch."""
+    if encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"refusing to encode with the codec {encoding!r}")
+    return text.encode("latin-1")
+
 # (module, name) a CIFAR batch may reference -> the object it gets. The release (Python 2, numpy 1.x) names
-# numpy.core.multiarray; numpy 2 writes numpy._core.
+# numpy.core.multiarray; numpy 2 writes numpy._core; Python 3 protocol-2 pickles rebuild bytes by _codecs.encode.
 ALLOWED_GLOBALS = {
+    ("_codecs", "encode"): latin1_encode,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCTORS["_reconstruct"],
@@ -124,9 +135,14 @@ def to_pixel_sequences(data: np.ndarray) -> np.ndarray:
 
 
 def to_grayscale(rgb: np.ndarray) -> np.ndarray:
-    """(..., 3) uint8 RGB -> (...) uint8 luma, bit-identical to PIL's convert("L") (ITU-R 601-2, fixed point)."""
-    rgb = rgb.astype(np.uint32)
-    return ((rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000) >> 16).astype(np.uint8)
+    """(N, ..., 3) uint8 RGB -> (N, ...) uint8 luma, bit-identical to PIL's convert("L") (ITU-R 601-2, fixed
+    point). Converts _GRAY_CHUNK images at a time: the 32-bit intermediates of all 60000 would take GBs."""
+    out = np.empty(rgb.shape[:-1], dtype=np.uint8)
+    for start in range(0, len(rgb), _GRAY_CHUNK):
+        part = rgb[start : start + _GRAY_CHUNK].astype(np.uint32)
+        out[start : start + _GRAY_CHUNK] = (part[..., 0] * 19595 + part[..., 1] * 38470 + part[..., 2] * 7471
+                                            + 0x8000) >> 16
+    return out
 
 
 def load_cifar10_batches(

@@ -44,8 +44,9 @@ def write_cifar(top, n_per_batch=4, n_test=5, seed=0, writer="py2"):
         labels = rng.integers(0, 10, n).tolist()
         if writer == "py2":
             content = py2_pickle(data, labels)
-        else:  # as Python 3 with numpy 2 re-pickles it (protocol 5: numpy's _frombuffer path)
-            content = pickle.dumps({b"data": data, b"labels": labels, b"batch_label": b"x"}, protocol=5)
+        else:  # as Python 3 with numpy 2 re-pickles it (protocol 5: numpy's _frombuffer path; 2: _codecs.encode)
+            content = pickle.dumps({b"data": data, b"labels": labels, b"batch_label": b"x"},
+                                   protocol=2 if writer == "py3-protocol2" else 5)
         (folder / name).write_bytes(content)
         split = "test" if name == cifar.TEST_BATCH else "train"
         out[split][0].append(data)
@@ -64,7 +65,7 @@ def test_the_python2_pickle_reads_as_the_release_loads_it(tmp_path):
     assert got.dtype == np.uint8 and (got == data).all() and labels.tolist() == [3, 9]
 
 
-@pytest.mark.parametrize("writer", ["py2", "py3"])
+@pytest.mark.parametrize("writer", ["py2", "py3", "py3-protocol2"])
 def test_scifar_is_rgb_pixel_sequences(tmp_path, writer):
     arrays = write_cifar(tmp_path, writer=writer)
     task = load_release("scifar", tmp_path, val_fraction=0.0)
@@ -114,7 +115,8 @@ def test_a_malicious_pickle_runs_nothing(tmp_path):
     with pytest.raises(ValueError, match=r"data_batch_3: not a CIFAR-10 python batch .*refusing .*system"):
         load_release("scifar", tmp_path)
     assert not marker.exists()
-    for payload in (pickle.dumps(eval, protocol=2), b"cbuiltins\nexec\n(Vprint(1)\ntR."):
+    for payload in (pickle.dumps(eval, protocol=2), b"cbuiltins\nexec\n(Vprint(1)\ntR.",
+                    b"c_codecs\nencode\n(Vx\nVzlib\ntR."):
         with pytest.raises(pickle.UnpicklingError, match="refusing"):
             cifar.restricted_load(payload)
 
