@@ -157,7 +157,7 @@ def load_cifar10_batches(
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     data_dir = Path(data_dir)
     files = find_cifar_batches(data_dir)
-    cache = cache_path(data_dir, "cifar10-batches", files, version=_CACHE_VERSION)
+    cache = cache_path(data_dir, "cifar10-batches", files, version=_CACHE_VERSION, grayscale=grayscale)
     content = read_cache(cache, "CIFAR-10")
     if content is None:
         batches = {name: read_cifar_batch(path) for name, path in files.items()}
@@ -165,15 +165,12 @@ def load_cifar10_batches(
         for split, names in (("train", TRAIN_BATCHES), ("test", (TEST_BATCH,))):
             data = np.concatenate([batches[name][0] for name in names])
             labels = np.concatenate([batches[name][1] for name in names])
-            content[split] = {"pixels": torch.from_numpy(to_pixel_sequences(data)),
-                              "labels": torch.from_numpy(labels)}
+            pixels = to_pixel_sequences(data)
+            if grayscale:
+                pixels = to_grayscale(pixels)[..., None]
+            content[split] = {"pixels": torch.from_numpy(pixels), "labels": torch.from_numpy(labels)}
         write_cache(cache, content, "CIFAR-10")
-    splits = {}
-    for split, c in content.items():
-        pixels = c["pixels"]
-        if grayscale:
-            pixels = torch.from_numpy(to_grayscale(pixels.numpy())).unsqueeze(-1)
-        splits[split] = PixelSequences(pixels, c["labels"])
+    splits = {split: PixelSequences(c["pixels"], c["labels"]) for split, c in content.items()}
     train, val = splits["train"], None
     if val_fraction > 0:
         train_ids, val_ids = split_indices(len(train), (1.0 - val_fraction, val_fraction), seed)

@@ -148,10 +148,13 @@ def test_missing_batches_and_the_cache(tmp_path, monkeypatch):
     def refuse(*args):
         raise AssertionError("the batches were unpickled again")
 
+    load_release("image", tmp_path)
     monkeypatch.setattr(cifar, "read_cifar_batch", refuse)
-    second = load_release("image", tmp_path)  # grayscale is computed from the cached RGB
+    second = load_release("scifar", tmp_path)
     rgb = arrays["test"][0][0].reshape(3, 1024).T
-    assert torch.equal(second.test[0][0][:, 0], torch.from_numpy(cifar.to_grayscale(rgb)).float() / 255)
+    assert torch.equal(second.test[0][0], torch.from_numpy(rgb.copy()).float() / 255)
+    gray = load_release("image", tmp_path)
+    assert torch.equal(gray.test[0][0][:, 0], torch.from_numpy(cifar.to_grayscale(rgb)).float() / 255)
     (tmp_path / cifar.RELEASE_FOLDER / "data_batch_5").unlink()
     assert find_release("scifar", tmp_path) is None
     with pytest.raises(FileNotFoundError, match="missing data_batch_5"):
