@@ -20,6 +20,7 @@ import torch
 
 from .base import TaskData
 from .cache import cache_path, read_cache, write_cache
+from .listing import files_digest
 from .vocab import CharVocab, PackedSequences, TokenDataset
 
 RELEASE_FOLDER = "aclImdb"
@@ -89,8 +90,8 @@ def load_aclimdb(data_dir: str | os.PathLike, *, max_length: int = 4096, min_fre
     data_dir = Path(data_dir)
     folder = find_aclimdb(data_dir)
     files = list_reviews(folder)
-    cache = cache_path(data_dir, "aclimdb", files, version=_CACHE_VERSION, max_length=max_length,
-                       min_freq=min_freq)
+    cache = cache_path(data_dir, "aclimdb", {}, digest=files_digest(files), version=_CACHE_VERSION,
+                       max_length=max_length, min_freq=min_freq)
     content = read_cache(cache, "IMDB")
     if content is None:
         texts = {split: [] for split in SPLITS}

@@ -86,16 +86,21 @@ def test_missing_or_empty_folders(tmp_path):
     assert folder.is_dir()
 
 
-def test_second_load_reads_the_cache(tmp_path, monkeypatch):
-    write_aclimdb(tmp_path)
-    first = load_release("text", tmp_path, min_freq=1)
+@pytest.mark.parametrize("inside", [False, True])
+def test_second_load_reads_the_cache(tmp_path, monkeypatch, inside):
+    folder = write_aclimdb(tmp_path)
+    data_dir = folder if inside else tmp_path  # the cache folder inside aclImdb/ must not change the key
+    first = load_release("text", data_dir, min_freq=1)
 
     def refuse(path):
         raise AssertionError(f"{path} was read again")
 
     monkeypatch.setattr(aclimdb, "read_review", refuse)
-    second = load_release("text", tmp_path, min_freq=1)
+    second = load_release("text", data_dir, min_freq=1)
     assert second.vocab_size == first.vocab_size
     assert [x.tolist() for x, _ in second.train] == [x.tolist() for x, _ in first.train]
     with pytest.raises(AssertionError, match="read again"):  # other settings: another cache entry
-        load_release("text", tmp_path, min_freq=2)
+        load_release("text", data_dir, min_freq=2)
+    monkeypatch.undo()
+    (folder / "test" / "pos" / "0_10.txt").write_text("zzzzzz")  # another size: the files are read again
+    assert load_release("text", data_dir, min_freq=1).test[1][0].tolist() == [1] * 6

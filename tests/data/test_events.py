@@ -86,6 +86,8 @@ def test_shd_val_split_and_subset(shd_dir):
     for part in (task.train, task.val):
         for x, label in part:
             assert torch.equal(x, full[label])
+        assert part.labels.tolist() == [label for _, label in part]  # what the trainer's majority baseline reads
+    assert sorted(task.train.labels.tolist() + task.val.labels.tolist()) == [0, 3, 5, 19]
 
 
 @pytest.mark.parametrize("change, message", [
