@@ -90,18 +90,16 @@ def find_idx_files(data_dir: str | os.PathLike) -> dict[str, Path]:
     FileNotFoundError naming the missing files and both folders.
     """
     data_dir = Path(data_dir)
-    missing = []
+    names = {f"{split}_{kind}": name
+             for split, pair in IDX_FILES.items() for kind, name in zip(("images", "labels"), pair)}
     for folder in (data_dir, data_dir / "raw"):
-        found = {}
-        for split, (images, labels) in IDX_FILES.items():
-            found[f"{split}_images"] = _find_one(folder, images)
-            found[f"{split}_labels"] = _find_one(folder, labels)
+        found = {key: _find_one(folder, name) for key, name in names.items()}
         if all(found.values()):
             return found
-        missing.append([f"{IDX_FILES[k.split('_')[0]][k.endswith('labels')]}[.gz]"
-                        for k, v in found.items() if v is None])
+        if folder == data_dir:
+            missing = [f"{names[key]}[.gz]" for key, path in found.items() if path is None]
     raise FileNotFoundError(
-        f"no MNIST-family IDX files in {data_dir} (missing {', '.join(missing[0])}) or in {data_dir / 'raw'}: "
+        f"no MNIST-family IDX files in {data_dir} (missing {', '.join(missing)}) or in {data_dir / 'raw'}: "
         f"{HOW_TO_GET}"
     )
 

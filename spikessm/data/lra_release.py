@@ -57,8 +57,13 @@ def load_lra_release(top: str | os.PathLike, task: str, **settings) -> TaskData:
     """`task` (listops, retrieval, pathfinder, path-x) from the release's top folder -> its loader's TaskData.
 
     settings go to the loader: load_listops(max_length), load_aan(max_length, min_freq), load_pathfinder
-    (difficulty, split, seed; the resolution follows from the task).
+    (difficulty, split, seed; the resolution follows from the task, and a resolution setting must agree).
     """
+    if task in PATHFINDER_RESOLUTIONS:
+        resolution = settings.pop("resolution", PATHFINDER_RESOLUTIONS[task])
+        if resolution != PATHFINDER_RESOLUTIONS[task]:
+            raise ValueError(f"task {task!r} reads pathfinder{PATHFINDER_RESOLUTIONS[task]}; got resolution "
+                             f"{resolution!r}")
     folder = lra_task_dir(top, task)
     if task == "listops":
         from .listops import load_listops

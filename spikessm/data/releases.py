@@ -1,18 +1,19 @@
 """One entry point for every task read from its original release files, by task name.
 
-| task       | data_dir holds                                                      | reader              |
-|------------|---------------------------------------------------------------------|---------------------|
-| smnist     | train-images-idx3-ubyte[.gz] .. t10k-labels-idx1-ubyte[.gz] (or raw/) | idx.load_mnist_idx  |
-| psmnist    | the same                                                            | idx.load_mnist_idx  |
-| scifar     | cifar-10-batches-py/ (or is it)                                     | cifar.load_cifar10_batches |
-| image      | the same                                                            | cifar.load_cifar10_batches |
-| text       | aclImdb/ (or is it)                                                 | aclimdb.load_aclimdb |
-| listops    | the LRA release: lra_release/listops-1000/                          | lra_release.load_lra_release |
-| retrieval  | the LRA release: lra_release/tsv_data/                              | lra_release.load_lra_release |
-| pathfinder | the LRA release: lra_release/lra_release/pathfinder32/              | lra_release.load_lra_release |
-| path-x     | the LRA release: lra_release/lra_release/pathfinder128/             | lra_release.load_lra_release |
-| shd        | shd_train.h5, shd_test.h5                                           | events.load_shd     |
-| nmnist     | Train/<digit>/*.bin, Test/<digit>/*.bin                             | events.load_nmnist  |
+| task       | data_dir holds                                                  | reader (module)      |
+|------------|-----------------------------------------------------------------|----------------------|
+| smnist     | train-images-idx3-ubyte[.gz] .. t10k-labels-idx1-ubyte[.gz]     | idx.load_mnist_idx   |
+|            | (in data_dir or data_dir/raw)                                   |                      |
+| psmnist    | the same                                                        | idx.load_mnist_idx   |
+| scifar     | cifar-10-batches-py/ (or data_dir is that folder)               | cifar                |
+| image      | the same                                                        | cifar                |
+| text       | aclImdb/ (or data_dir is that folder)                           | aclimdb              |
+| listops    | the LRA release: lra_release/listops-1000/                      | lra_release          |
+| retrieval  | the LRA release: lra_release/tsv_data/                          | lra_release          |
+| pathfinder | the LRA release: lra_release/lra_release/pathfinder32/          | lra_release          |
+| path-x     | the LRA release: lra_release/lra_release/pathfinder128/         | lra_release          |
+| shd        | shd_train.h5, shd_test.h5                                       | events.load_shd      |
+| nmnist     | Train/<digit>/*.bin, Test/<digit>/*.bin                         | events.load_nmnist   |
 
 `find_release(task, data_dir)` says whether data_dir holds the task's release (so a caller can fall back to the
 Hugging Face route where it does not); `load_release(task, data_dir, **settings)` loads it.

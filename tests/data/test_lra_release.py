@@ -42,7 +42,7 @@ def test_each_task_loads_from_the_release(release):
     aan = load_release("retrieval", release, min_freq=1)
     assert (aan.name, aan.pair, len(aan.train), aan.train[0][1], aan.train[1][1]) == ("aan", True, 2, 1, 0)
     assert aan.train[0][0][0].tolist() == [2, 3, 4, 2, 3]  # a b c a b
-    pathfinder = load_release("pathfinder", release, split=(0.5, 0.0, 0.5))
+    pathfinder = load_release("pathfinder", release, split=(0.5, 0.0, 0.5), resolution=32)  # the preset's data
     assert (pathfinder.name, pathfinder.max_length, pathfinder.d_input) == ("pathfinder32", 1024, 1)
     assert len(pathfinder.train) + len(pathfinder.test) == 6
 
@@ -53,6 +53,8 @@ def test_path_x_is_pathfinder128_and_a_missing_task_says_where_it_looked(release
     with pytest.raises(FileNotFoundError, match=r"no basic_train\.tsv, basic_val\.tsv, basic_test\.tsv in .*"
                                                 r"lra_release.gz"):
         lra_task_dir(tmp_path, "listops")
+    with pytest.raises(ValueError, match="task 'path-x' reads pathfinder128; got resolution 32"):
+        load_release("path-x", tmp_path, resolution=32)
     with pytest.raises(ValueError, match="unknown LRA release task 'text'"):
         lra_task_dir(release, "text")
     with pytest.raises(ValueError, match="no release reader for task 'tiny-listops'"):
