@@ -250,3 +250,15 @@ def test_nmnist_cache_and_val_split(tmp_path, monkeypatch):
     second = load_release("nmnist", tmp_path, val_fraction=0.5, seed=2)
     for a, b in ((first.train, second.train), (first.val, second.val)):
         assert all(torch.equal(a[i][0], b[i][0]) and a[i][1] == b[i][1] for i in range(2))
+
+
+def test_binned_counts_feed_a_feature_model(shd_dir):
+    """The counts are the linear encoder's features, as pixels are for the image tasks."""
+    from spikessm.models import build_model
+
+    task = load_release("shd", shd_dir, bin_ms=10.0, n_bins=40, pool_channels=7, val_fraction=0.0)
+    model = build_model("lif-s4d", n_classes=task.n_classes, d_input=task.d_input, d_model=8, n_layers=1,
+                        d_state=4, backend="torch")
+    batch = collate([task.train[i] for i in range(4)])
+    logits = model(inputs=batch["inputs"], lengths=batch["lengths"])
+    assert logits.shape == (4, 20) and torch.isfinite(logits).all()
