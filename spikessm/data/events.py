@@ -3,8 +3,9 @@
 An example is (x, label): x a (n_bins, channels) float32 tensor of spike COUNTS, x[t, c] the number of events of
 channel c in [t * bin_ms, (t + 1) * bin_ms) milliseconds from the start of the recording, so the models read
 the counts as features (d_input = channels), as the image tasks read pixels. Every example has n_bins steps
-(max_length); events at or after n_bins * bin_ms are dropped. An event within 1e-6 of a bin's width from a bin
-edge counts in the later bin, so that times written in decimal (0.003 s) land where they read.
+(max_length); events at or after n_bins * bin_ms are dropped. An event less than half a millionth of a bin
+width before a bin edge counts in the later bin, so that times written in decimal (0.003 s, which is 2.9999...
+bins of 1 ms in binary floating point) land where they read.
 
 The events are stored per example as the flat indices step * channels + channel (EventFrames) and become a dense
 tensor only when an example is read: dense storage of SHD's 8156 x 1000 x 700 counts would take GBs.
@@ -12,8 +13,8 @@ tensor only when an example is read: dense storage of SHD's 8156 x 1000 x 700 co
 SHD (Cramer et al. 2020), the HDF5 release `shd_train.h5`, `shd_test.h5` (gunzip the release's .h5.gz first):
 datasets spikes/times (per example a variable-length float array, seconds), spikes/units (variable-length
 integer arrays, channels 0-699) and labels (0-19: the spoken digits 0-9 in English and in German). Reading it
-needs h5py: `pip install spikessm[events]` (or `pip install h5py`). Channels can be summed in groups of `pool_channels`
-adjacent ones (700 -> 140 at 5, as some works do).
+needs h5py: `pip install spikessm[events]` (or `pip install h5py`). Channels can be summed in groups of
+`pool_channels` adjacent ones (700 -> 140 at 5, as some works do).
 
 N-MNIST (Orchard et al. 2015), the release folders Train/<digit>/<id>.bin and Test/<digit>/<id>.bin: each event
 5 bytes, x = b0 (0-33), y = b1 (0-33), polarity = b2 >> 7, timestamp in microseconds = (b2 & 127) << 16 |
