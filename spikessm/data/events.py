@@ -10,7 +10,7 @@ bins of 1 ms in binary floating point) land where they read.
 The events are stored per example as the flat indices step * channels + channel (EventFrames) and become a dense
 tensor only when an example is read: dense storage of SHD's 8156 x 1000 x 700 counts would take GBs.
 
-SHD (Cramer et al. 2020), the HDF5 release `shd_train.h5`, `shd_test.h5` (gunzip the release's .h5.gz first):
+SHD (Cramer et al. 2020), the HDF5 release `shd_train.h5`, `shd_test.h5` (or gzip'd, .h5.gz, as released):
 datasets spikes/times (per example a variable-length float array, seconds), spikes/units (variable-length
 integer arrays, channels 0-699) and labels (0-19: the spoken digits 0-9 in English and in German). Reading it
 needs h5py: `pip install spikessm[events]` (or `pip install h5py`). Channels can be summed in groups of
@@ -25,8 +25,11 @@ none). The binned events are cached in <data_dir>/.spikessm_cache/.
 """
 from __future__ import annotations
 
+import gzip
+import io
 import math
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -132,16 +135,21 @@ def _pack(per_example: list[np.ndarray], labels: list[int]) -> dict[str, torch.T
 
 
 def find_shd_files(data_dir: str | os.PathLike) -> dict[str, Path]:
-    """{split: file} of shd_train.h5 and shd_test.h5 in data_dir; FileNotFoundError saying how to get them."""
+    """{split: file} of shd_train.h5 and shd_test.h5 in data_dir, each plain or as released (.h5.gz; the plain
+    one wins where both are there); FileNotFoundError saying how to get them."""
     data_dir = Path(data_dir)
-    files = {split: data_dir / name for split, name in SHD_FILES.items()}
-    missing = [name for name, path in zip(SHD_FILES.values(), files.values()) if not path.is_file()]
+    files, missing = {}, []
+    for split, name in SHD_FILES.items():
+        for candidate in (data_dir / name, data_dir / f"{name}.gz"):
+            if candidate.is_file():
+                files[split] = candidate
+                break
+        else:
+            missing.append(f"{name}[.gz]")
     if missing:
-        zipped = [name for name in missing if (data_dir / f"{name}.gz").is_file()]
-        hint = (f"gunzip {' '.join(str(data_dir / f'{n}.gz') for n in zipped)} first" if zipped else
-                "download shd_train.h5.gz and shd_test.h5.gz from https://zenkelab.org/datasets/ (or "
-                "https://compneuro.net/datasets/), gunzip them and pass their folder")
-        raise FileNotFoundError(f"no {', '.join(missing)} in {data_dir}: {hint}")
+        raise FileNotFoundError(
+            f"no {', '.join(missing)} in {data_dir}: download shd_train.h5.gz and shd_test.h5.gz from "
+            "https://zenkelab.org/datasets/ (or https://compneuro.net/datasets/) and pass their folder")
     return files
 
 
@@ -155,8 +163,16 @@ def read_shd_file(path: str | os.PathLike, *, n_channels: int = SHD_CHANNELS, n_
     except ImportError:
         raise ImportError(H5PY_MISSING) from None
     path = Path(path)
+    source = path
+    if path.suffix == ".gz":
+        # h5py reads file objects: the release's gzip'd file is decompressed in memory (~0.5 GB for train) once,
+        # the cache spares later runs.
+        try:
+            source = io.BytesIO(gzip.decompress(path.read_bytes()))
+        except (OSError, EOFError, zlib.error) as error:
+            raise ValueError(f"{path}: broken gzip data ({error})") from None
     try:
-        f = h5py.File(path, "r")
+        f = h5py.File(source, "r")
     except OSError as error:
         raise ValueError(f"{path}: not a readable HDF5 file ({error})") from None
     with f:
