@@ -80,14 +80,14 @@ class EventFrames(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         row = int(self.rows[i])
         events = self.index[int(self.offsets[row]) : int(self.offsets[row + 1])].long()
-        # Accumulating ones straight into float32 skips the int64 counts and their conversion (a third faster).
+        # Accumulating ones straight into float32 skips int64 counts and their conversion, which cost more.
         counts = torch.zeros(self.n_bins * self.n_channels)
         counts.index_put_((events,), torch.ones(()).expand(len(events)), accumulate=True)
         return counts.view(self.n_bins, self.n_channels), int(self.labels[i])
 
     def subset(self, indices: torch.Tensor) -> EventFrames:
-        """The examples at `indices`, sharing this dataset's events (N-MNIST's are about 1 GB: a copy per split
-        would double that)."""
+        """The examples at `indices`, sharing this dataset's events (N-MNIST's take hundreds of MB: a copy per
+        split would double that)."""
         return EventFrames(self.index, self.offsets, self.all_labels, self.n_bins, self.n_channels,
                            self.rows[indices])
 
