@@ -137,6 +137,6 @@ def test_second_load_reads_the_cache_and_a_changed_file_is_read_again(tmp_path, 
     second = load_release("smnist", tmp_path, val_fraction=0.0)
     assert torch.equal(first.test[3][0], second.test[3][0])
     monkeypatch.undo()
-    write_mnist(tmp_path, seed=1)  # new content, new size/mtime: a fresh parse
+    write_mnist(tmp_path, n_test=8, seed=1)  # other sizes: a fresh parse
     third = load_release("smnist", tmp_path, val_fraction=0.0)
-    assert not torch.equal(first.test[3][0], third.test[3][0])
+    assert len(third.test) == 8 and not torch.equal(first.test[3][0], third.test[3][0])
