@@ -363,6 +363,23 @@ def per_step_loss(step_logits: torch.Tensor, lengths: torch.Tensor | None, label
     return (losses * weights[valid]).sum() / B
 
 
+def check_loss_weight(weight: float, weighting: str, what: str) -> None:
+    """weight must be a number in [0, 1] and weighting one of WEIGHTINGS; ValueError naming `what`."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
+        raise ValueError(f"{what}: the per-step loss weight must be a number in [0, 1], got {weight!r}")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"{what}: the per-step loss weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+
+
+def check_per_step_training(model: nn.Module, weight: float, weighting: str = "linear",
+                            what: str = "per_step_loss_weight") -> None:
+    """Before training with streaming_loss: the weight and weighting are valid and, for a weight above 0, the
+    model is a causal single-sequence classifier (check_streamable); errors name `what`."""
+    check_loss_weight(weight, weighting, what)
+    if weight > 0:
+        check_streamable(model, what)
+
+
 def streaming_loss(step_logits: torch.Tensor, lengths: torch.Tensor | None, labels: torch.Tensor, *,
                    weight: float, weighting: str = "linear") -> torch.Tensor:
     """(1 - weight) x the ordinary loss (cross-entropy of the answer at each example's end) + weight x
@@ -375,8 +392,7 @@ def streaming_loss(step_logits: torch.Tensor, lengths: torch.Tensor | None, labe
     taken from that paper. weight 0 is the ordinary loss; the answer at an example's end equals the ordinary
     forward pass, so one per-step pass serves both terms.
     """
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
-        raise ValueError(f"streaming_loss: weight must be a number in [0, 1], got {weight!r}")
+    check_loss_weight(weight, weighting, "streaming_loss")
     lengths = check_step_logits(step_logits, lengths, labels, "streaming_loss")
     rows = torch.arange(step_logits.shape[0], device=step_logits.device)
     final = nn.functional.cross_entropy(step_logits[rows, lengths - 1].to(loss_dtype(step_logits)), labels)

@@ -11,6 +11,7 @@ from helpers import assert_close
 from spikessm.anytime import (
     AnytimeResult,
     check_fractions,
+    check_per_step_training,
     evaluate_anytime,
     per_step_loss,
     spiking_readouts,
@@ -234,8 +235,21 @@ def test_per_step_loss_by_hand():
         per_step_loss(logits, lengths, labels, weighting="exponential")
     with pytest.raises(ValueError, match="lengths must be in"):
         per_step_loss(logits, torch.tensor([5, 0, 3]), labels)
-    with pytest.raises(ValueError, match="weight must be"):
+    with pytest.raises(ValueError, match="streaming_loss: the per-step loss weight must be"):
         streaming_loss(logits, lengths, labels, weight=1.5)
+
+
+def test_per_step_training_checks():
+    causal, bidirectional = causal_model(), causal_model(bidirectional=True)
+    check_per_step_training(causal, 0.5)
+    check_per_step_training(bidirectional, 0.0)  # off: nothing per-step is asked of the model
+    with pytest.raises(ValueError, match="per_step_loss_weight: per-step answers need a causal model"):
+        check_per_step_training(bidirectional, 0.5)
+    for weight in (-0.1, 1.1, True, "0.5", math.nan):
+        with pytest.raises(ValueError, match="per_step_loss_weight: the per-step loss weight must be"):
+            check_per_step_training(causal, weight)
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        check_per_step_training(causal, 0.5, "exponential")
 
 
 def test_per_step_loss_gradients_flow_and_padding_adds_nothing():
