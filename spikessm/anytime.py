@@ -126,8 +126,7 @@ class AnytimeResult:
             "examples": self.examples, "end_accuracy": self.end_accuracy, "max_length": self.max_length,
             "fractions": self.fractions, "fraction_accuracy": self.fraction_accuracy,
             "steps": steps, "step_accuracy": [self.accuracy_at_step(k) for k in steps],
-            "step_running": [self.running[min(k, self.max_length) - 1] if k <= self.max_length else 0
-                             for k in steps],
+            "step_running": [self.running[k - 1] if k <= self.max_length else 0 for k in steps],
             "rates_by_fraction": self.rates_by_fraction,
         }
 
