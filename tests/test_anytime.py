@@ -101,16 +101,28 @@ def test_unpadded_batches_and_model_mode():
     assert result.fraction_accuracy == [int((every[:, 4] == labels).sum()) / 3, int((every[:, 9] == labels).sum()) / 3]
 
 
-def test_firing_rates_over_time_exclude_padding():
-    model = causal_model(lif_threshold=0.2)
+@pytest.mark.parametrize("preset", ["lif-s4d", "lif-s5", "binary-s4d"])
+def test_firing_rates_over_time_exclude_padding(preset):
+    model = causal_model(preset, lif_threshold=0.2)
     data, batches = dataset_and_batches()
     names = list(spiking_readouts(model))
     assert names == ["blocks.0.readout", "blocks.1.readout"]
     result = evaluate_anytime(model, batches, fractions=FRACTIONS)
-    # Reference: each example alone, unpadded, its spikes read as the mixing layer's input.
+    # Reference: each example alone, unpadded. A block that fuses S4D and LIF never calls its readout module, so
+    # its spikes are read as the mixing layer's input; elsewhere they are the readout module's own output.
     spikes = {}
-    hooks = [model.blocks[i].mixing.register_forward_pre_hook(
-        lambda module, args, i=i: spikes.__setitem__(names[i], args[0][0].clone())) for i in range(2)]
+    hooks = []
+    for i, block in enumerate(model.blocks):
+        def keep(tensor, name=names[i]):
+            spikes[name] = tensor[0].clone()
+
+        if block.fused:
+            hooks.append(block.mixing.register_forward_pre_hook(lambda module, args, keep=keep: keep(args[0])))
+        else:
+            # LIF returns (spikes, membrane) when the block asks for its state.
+            hooks.append(block.readout.register_forward_hook(
+                lambda module, args, out, keep=keep: keep(out[0] if isinstance(out, tuple) else out)))
+    assert any(block.fused for block in model.blocks) == (preset == "lif-s4d")
     per_example = []
     with torch.no_grad():
         for x, _ in data:
