@@ -56,20 +56,21 @@ def test_bidirectional_s4d_and_s5_and_lif_counts():
     counter, _ = run(build_model("lif-s5", **{**TINY, "d_state": 4}).eval(), x)
     M, H = 2, 4
     assert counter.layers["blocks.0.ssm"].macs == 10 * (2 * M * H + 4 * M + 2 * M * H + H)
-    assert counter.layers["blocks.0.readout"].macs == 10 * H                 # beta v + x per neuron and step
-    assert counter.layers["blocks.0.readout"].neurons == 10 * H
+    assert counter.layers["blocks.0.ssm.neurons"].macs == 10 * H             # beta v + x per neuron and step
+    assert counter.layers["blocks.0.ssm.neurons"].neurons == 10 * H
 
 
 def test_fused_lif_s4d_spikes_are_counted():
     torch.manual_seed(3)
     model = build_model("lif-s4d", **{**TINY, "lif_threshold": 0.2}).eval()
-    assert model.blocks[0].fused
+    assert model.blocks[0].ssm.fused
     x = torch.randn(2, 5, 2) * 3
     counter, _ = run(model, x)
     block = model.blocks[0]
     with torch.no_grad():
-        spikes = block.readout(block.ssm(model.encoder(x)))
-    assert counter.layers["blocks.0.readout"].spikes == int(spikes.sum()) > 0
+        spikes = block.ssm(model.encoder(x))  # the S4D layer's LIF neurons' spikes
+    assert counter.layers["blocks.0.ssm.neurons"].spikes == int(spikes.sum()) > 0
+    assert counter.layers["blocks.0.ssm.neurons"].kind == "LIF"
     assert counter.layers["blocks.0.mixing.linear"].acs == 8 * int(spikes.sum())
 
 

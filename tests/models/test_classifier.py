@@ -5,6 +5,7 @@ import torch
 from conftest import TRITON_DEVICE, requires_triton
 from helpers import assert_close
 
+from spikessm.layers import LIF, S4D, S5
 from spikessm.models import PRESETS, ModelConfig, SequenceClassifier, build_model
 from spikessm.models.block import SSMBlock
 
@@ -139,10 +140,12 @@ def test_ssm_parameters_are_the_blocks_a_b_dt():
 
 def test_lif_after_causal_s4d_is_fused():
     model = build_model("lif-s4d", n_classes=2, vocab_size=5, **SMALL)
-    assert all(block.fused for block in model.blocks)
-    assert not any(b.fused for b in build_model("lif-s5", n_classes=2, vocab_size=5, **SMALL).blocks)
-    assert not any(b.fused for b in build_model("lif-s4d", n_classes=2, vocab_size=5, bidirectional=True,
-                                                 **SMALL).blocks)
+    assert all(block.ssm.fused for block in model.blocks)
+    # S5 has no fused op: its neurons run after it
+    assert all(isinstance(b.ssm, S5) and isinstance(b.ssm.neurons, LIF)
+               for b in build_model("lif-s5", n_classes=2, vocab_size=5, **SMALL).blocks)
+    assert not any(b.ssm.fused for b in build_model("lif-s4d", n_classes=2, vocab_size=5, bidirectional=True,
+                                                     **SMALL).blocks)
 
 
 def test_fused_block_equals_ssm_then_lif():
@@ -150,18 +153,23 @@ def test_fused_block_equals_ssm_then_lif():
     config = ModelConfig(n_classes=2, d_input=1, readout="lif", lif_beta=0.6, lif_threshold=0.3, learn_beta=True,
                          learn_threshold=True, **SMALL)
     block = SSMBlock(config, dtype=torch.float64)
-    assert block.fused
+    assert block.ssm.fused
+    # The same S4D without neurons, then the block's neurons on its output: the unfused path.
+    twin = S4D(8, 4, dtype=torch.float64)
+    twin.load_state_dict({k: v for k, v in block.ssm.state_dict().items() if not k.startswith("neurons.")})
     x = torch.randn(2, 17, 8, dtype=torch.float64, requires_grad=True)
     out = block(x)
-    y = block.ssm(x)
-    ref = block.norm(x + block.mixing(block.readout(y)))
+    ref = block.norm(x + block.mixing(block.readout(block.ssm.neurons(twin(x)))))
     assert_close(out, ref, 1e-12, "fused == unfused")
     g = torch.randn_like(out)
-    params = list(block.parameters())
+    names = [n for n, _ in block.named_parameters()]
+    params = [block.get_parameter(n) for n in names]
+    ref_params = [twin.get_parameter(n[4:]) if n.startswith("ssm.") and not n.startswith("ssm.neurons.")
+                  else block.get_parameter(n) for n in names]
     grads = torch.autograd.grad(out, [x, *params], g)
-    ref_grads = torch.autograd.grad(ref, [x, *params], g)
-    for a, b in zip(grads, ref_grads):
-        assert_close(a, b, 1e-10, "gradient")
+    ref_grads = torch.autograd.grad(ref, [x, *ref_params], g)
+    for name, a, b in zip(["x", *names], grads, ref_grads):
+        assert_close(a, b, 1e-10, f"gradient {name}")
 
 
 @requires_triton
