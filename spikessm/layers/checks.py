@@ -61,3 +61,9 @@ def check_threshold(layer: str, name: str, threshold) -> None:
     """A firing threshold: a finite number (a NaN threshold never fires, an infinite one never or always)."""
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
         raise ValueError(f"{layer}: {name} must be a finite number, got {threshold!r}")
+
+
+def check_positive_finite(layer: str, name: str, value) -> None:
+    """A finite number > 0, e.g. a surrogate's sharpness alpha."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{layer}: {name} must be a positive finite number, got {value!r}")

@@ -117,6 +117,7 @@ class LIF(nn.Module):
         """x: (B, L, H); state: membrane (B, H) before the first step, or None for zeros. Returns spikes
         (B, L, H) in x's dtype, and with return_state the membrane after the last step."""
         check_input("LIF", x, self.d_model)
+        check_bool("LIF", "return_state", return_state)
         spikes, final_v = lif(x, initial_state=state, backend=self.backend, **self.neuron_args())
         return (spikes, final_v) if return_state else spikes
 

@@ -227,3 +227,66 @@ def test_config_round_trip():
     model = build_model("gsu-s4d", n_classes=2, vocab_size=5, **SMALL)
     clone = SequenceClassifier(ModelConfig(**model.config.to_dict()))
     assert clone.config == model.config
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_empty_batch_gives_empty_outputs(preset):
+    for sizes, x in ((dict(vocab_size=11), tokens(0, 6)), (dict(d_input=3), torch.randn(0, 6, 3))):
+        torch.manual_seed(0)
+        model = build_model(preset, n_classes=4, **sizes, **SMALL)
+        logits = model(x, torch.zeros(0, dtype=torch.int64))  # training mode: BatchNorm sees no values
+        assert logits.shape == (0, 4)
+        logits.sum().backward()
+        model.eval()
+        assert model(x).shape == (0, 4) and model(x, per_step=True).shape == (0, 6, 4)
+        if model.causal:
+            logits, state = model(x, return_state=True)
+            assert logits.shape == (0, 4)
+            logits, state = model.step(x[:, 0], state)
+            assert logits.shape == (0, 4)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_compile_fullgraph(preset):
+    """torch.compile(model, fullgraph=True) traces the token and the feature model of every preset in one graph
+    (the "aot_eager" backend: the full Dynamo and AOTAutograd tracing without inductor's slow C++ builds on
+    the CPU), and computes what the model computes."""
+    for sizes, x in ((dict(vocab_size=11), tokens(2, 7)), (dict(d_input=3), torch.randn(2, 7, 3))):
+        torch.manual_seed(0)
+        model = build_model(preset, n_classes=4, **sizes, d_model=8, n_layers=1, d_state=4).eval()
+        torch._dynamo.reset()
+        compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+        lengths = torch.tensor([7, 3])
+        assert_close(compiled(x, lengths), model(x, lengths), 1e-6, f"{preset} {sizes}")
+    with pytest.raises(RuntimeError, match=r"lengths for inputs must be in \[1, 7\]"):
+        compiled(x, torch.tensor([7, 0]))
+
+
+def test_compiled_token_checks_still_refuse_bad_ids():
+    model = build_model("lif-s4d", n_classes=2, vocab_size=5, d_model=8, n_layers=1, d_state=4).eval()
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    with pytest.raises(RuntimeError, match=r"token ids outside \[0, 5\)"):
+        compiled(torch.tensor([[1, 2, 7]]))
+
+
+@pytest.mark.parametrize("field, value, error, match", [
+    ("bidirectional", "maybe", TypeError, "ModelConfig: bidirectional must be True or False, got 'maybe'"),
+    ("prenorm", 1, TypeError, "ModelConfig: prenorm must be True or False, got 1"),
+    ("pair", "yes", TypeError, "ModelConfig: pair must be True or False, got 'yes'"),
+    ("learn_threshold", None, TypeError, "ModelConfig: learn_threshold must be True or False, got None"),
+    ("lif_threshold", float("nan"), ValueError, "ModelConfig: lif_threshold must be a finite number, got nan"),
+    ("lif_beta", 1.5, ValueError, r"ModelConfig: lif_beta must be in \[0, 1\], got 1.5"),
+    ("surrogate_alpha", float("inf"), ValueError,
+     "ModelConfig: surrogate_alpha must be a positive finite number, got inf"),
+    ("dt_min", float("nan"), ValueError, "ModelConfig: need 0 < dt_min <= dt_max"),
+])
+def test_config_checks_types_and_neuron_parameters(field, value, error, match):
+    with pytest.raises(error, match=match):
+        ModelConfig(n_classes=2, vocab_size=5, **{field: value})
+
+
+def test_forward_options_take_booleans():
+    model = build_model("lif-s4d", n_classes=2, vocab_size=5, **SMALL)
+    with pytest.raises(TypeError, match="SequenceClassifier: per_step must be True or False, got 'no'"):
+        model(tokens(1, 3, vocab=5), per_step="no")
