@@ -27,8 +27,8 @@ from .config import ModelConfig
 class StreamState:
     """Everything a causal classifier carries between steps.
 
-    blocks: one state per block (its SSM layer's: see S4D and S5); pooled: (B, H) sum of features so far (mean pooling)
-    or the last feature (last pooling); steps: (B,) steps seen per example.
+    blocks: one state per block (its SSM layer's: see S4D and S5); pooled: (B, H) sum of features so far (mean
+    pooling) or the last feature (last pooling); steps: (B,) steps seen per example.
     """
 
     blocks: list
