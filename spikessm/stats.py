@@ -27,7 +27,9 @@ What is counted (the field's convention: Horowitz 45 nm energies, E = 4.6 pJ x M
 - GSU: Ter(y) W is spike-driven (nonzero Ter(y) x H ACs), y Ter(W) is add/subtract-only (nonzero Ter(W) ACs
   per token), plus H MACs per token for a * g.
 - Not counted: embedding lookups, norms (BatchNorm folds into the next layer at inference), activations,
-  dropout, pooling; streaming `step()` calls are not all counted (count forward passes).
+  dropout, pooling.
+Streaming: every layer's step() is its forward on one step, so a stream fed step by step is counted as one
+position per example and step; its examples end at `reset()` (or when the batch size changes).
 The dense (non-spiking) count of the same model takes every AC above as the MAC it replaces (a Linear layer:
 tokens x in x out; the GSU: 2 H^2 per token); `totals()["energy_ratio"]` = dense energy / spiking energy.
 Firing rate = spikes / (neurons x steps) over the valid positions seen. Count in eval mode: dropout in training
@@ -128,6 +130,7 @@ class OpCounter:
 
     def _end_forward(self, module, args, output) -> None:
         self._close_batch()
+        self._mask = None
 
     def _mask_hook(self, module, args, output) -> None:
         self._mask = output

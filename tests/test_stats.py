@@ -213,3 +213,24 @@ def test_layers_report_their_own_counts():
         model(x)
     row = counter.layers["0"]
     assert (row.kind, row.macs, row.spikes, row.neurons) == ("Doubler", 6, 2, 6)
+
+
+@pytest.mark.parametrize("preset", ["binary-s4d", "gsu-s4d", "lif-s4d", "lif-s5"])
+def test_a_stream_fed_step_by_step_counts_as_one_forward(preset):
+    """Every layer's step() is its forward on one step: the blocks count the same; the head answers every step."""
+    torch.manual_seed(4)
+    model = build_model(preset, **{**TINY, "lif_threshold": 0.2}, dtype=torch.float64).eval()
+    x = 3 * torch.randn(2, 6, 2, dtype=torch.float64)
+    with OpCounter(model) as whole:
+        model(x)
+    with OpCounter(model) as stream:
+        state = model.init_state(2)
+        for t in range(6):
+            _, state = model.step(x[:, t], state)
+    assert whole.totals()["spikes"] > 0
+    assert set(stream.layers) == set(whole.layers)
+    for name, row in whole.layers.items():
+        if name != "decoder":
+            assert stream.layers[name] == row, name
+    assert stream.layers["decoder"].macs == 6 * whole.layers["decoder"].macs
+    assert stream.totals()["examples"] == 2

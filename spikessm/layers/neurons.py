@@ -138,7 +138,7 @@ class LIF(nn.Module):
         """One time step: x_t (B, H), membrane (B, H) -> (spikes (B, H), next membrane); the same op as
         forward, on a sequence of length 1."""
         check_input("LIF", x_t, self.d_model, rank=2)
-        spikes, v = lif(x_t[:, None], initial_state=state, backend=self.backend, **self.neuron_args())
+        spikes, v = self(x_t[:, None], state, return_state=True)
         return spikes[:, 0], v
 
     def extra_repr(self) -> str:

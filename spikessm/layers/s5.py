@@ -170,16 +170,10 @@ class S5(nn.Module):
         return ssm_state, self.neurons.init_state(batch_size, device=self.D.device, dtype=self.D.dtype)
 
     def step(self, u_t: torch.Tensor, state):
-        """One time step: u_t (B, H), state -> (y_t or spikes (B, H) in u_t's dtype, next state)."""
+        """One time step: u_t (B, H), state -> (y_t or spikes (B, H) in u_t's dtype, next state); forward on a
+        sequence of one step, so the same ops and the same result."""
         if self.bidirectional:
             refuse_bidirectional("S5", "step()")
         check_input("S5", u_t, self.d_model, rank=2)
-        ssm_state, membrane = (state, None) if self.neurons is None else state
-        Lambda_bar, B_bar, C = self.discretized()
-        u = u_t.to(self.D.dtype)
-        ssm_state = Lambda_bar * ssm_state + u.to(B_bar.dtype) @ B_bar.T
-        y = ((ssm_state @ C[0].T).real + self.D * u).to(u_t.dtype)
-        if self.neurons is None:
-            return y, ssm_state
-        spikes, membrane = self.neurons.step(y, membrane)
-        return spikes, (ssm_state, membrane)
+        out, state = self(u_t[:, None], state, return_state=True)
+        return out[:, 0], state
