@@ -234,3 +234,15 @@ def test_a_stream_fed_step_by_step_counts_as_one_forward(preset):
             assert stream.layers[name] == row, name
     assert stream.layers["decoder"].macs == 6 * whole.layers["decoder"].macs
     assert stream.totals()["examples"] == 2
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_neurons_are_counted_once_fused_or_not(bidirectional):
+    """A causal S4D reports the neurons it runs fused; a bidirectional one runs their forward, which reports."""
+    torch.manual_seed(0)
+    model = build_model("lif-s4d", **{**TINY, "bidirectional": bidirectional}).eval()
+    assert model.blocks[0].ssm.fused != bidirectional
+    counter, _ = run(model, torch.randn(2, 5, 2))
+    row = counter.layers["blocks.0.ssm.neurons"]
+    assert (row.kind, row.neurons, row.macs) == ("LIF", 10 * 4, 10 * 4)
+    assert counter.layers["blocks.0.ssm"].macs == 10 * 4 * (8 * (2 if bidirectional else 1) + 1)
