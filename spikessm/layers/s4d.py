@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..ops import s4d_scan
-from ..ops.backend import BACKENDS
+from ..ops.common.backend import BACKENDS
 from ..ops.s4d_scan import ALGORITHMS
 from .checks import check_choice, check_input, check_positive_int, param_dtype, refuse_bidirectional
 from .discretize import check_dt_range, check_method, discretize

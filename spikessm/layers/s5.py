@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..ops import diag_scan
-from ..ops.backend import BACKENDS
+from ..ops.common.backend import BACKENDS
 from .checks import check_choice, check_input, check_positive_int, param_dtype, refuse_bidirectional
 from .discretize import check_dt_range, check_method, discretize
 from .ssm_init import check_state_size, hippo_n

@@ -75,7 +75,7 @@ class SSMBlock(nn.Module):
         ssm_state, membrane = state if state is not None else (None, None)
         if self.fused:
             A_bar, B_bar, C = self.ssm.discretized()
-            spikes, (ssm_state, membrane) = s4d_lif(
+            spikes, (ssm_state, membrane), _ = s4d_lif(
                 z, A_bar, B_bar, C[0], self.ssm.D, initial_state=(ssm_state, membrane),
                 backend=self.ssm.backend, algorithm=self.ssm.algorithm, **self.readout.neuron_args())
             return spikes, (ssm_state, membrane)

@@ -10,10 +10,9 @@ from dataclasses import asdict, dataclass
 from ..layers.discretize import DISCRETIZATIONS
 from ..layers.norm import NORMS
 from ..layers.ssm_init import S4D_INITS
-from ..ops.backend import BACKENDS
-from ..ops.lif_recurrence import RESETS
+from ..ops.common.backend import BACKENDS
+from ..ops.common.neuron import RESETS, SURROGATES
 from ..ops.s4d_scan import ALGORITHMS
-from ..ops.surrogates import SURROGATES
 
 SSMS = ("s4d", "s5")
 READOUTS = ("binary", "lif", "gelu", "none")

@@ -36,9 +36,11 @@ import torch
 import triton
 import triton.language as tl
 
-from .host import cdiv, next_power_of_2
-from .lif import RESET_CODES, _spike_values, _step
-from .s4d_scan import _time
+from spikessm.ops.common.neuron import RESET_CODES
+
+from ..common.launch import cdiv, next_power_of_2
+from ..common.neuron import lif_step, spike_values
+from ..common.time import time_index
 
 MIN_DOT = 16  # tl.dot needs every dimension >= 16
 # Steps of the neurons' walk (_neurons) unrolled together, so that their row loads issue at once. Unrolling a
@@ -53,7 +55,7 @@ def _steps(ptr, offs_b, start, L, H, h, rows, mask_b, REVERSE: tl.constexpr):
     """Pointers and mask of the (T, BLOCK_B) tile of a (B, L, H) tensor at processing steps start + rows of
     channel h."""
     i = start + rows
-    t = _time(i, L, REVERSE)
+    t = time_index(i, L, REVERSE)
     ptrs = ptr + offs_b[None, :] * L * H + t[:, None] * H + h
     return ptrs, (i < L)[:, None] & mask_b[None, :]
 
@@ -163,9 +165,9 @@ def _neurons(y, v, beta, th, s_ptr, m_ptr, slot_ptr, offs_b, mask_b, start, L, H
             i = start + j
             live = mask_b & (i + 0 * seq < L)  # a vector comparison: Triton's interpreter mis-types vector & scalar
             x = tl.load(slot_ptr + j * BLOCK_B + seq)
-            m, spiked, _, v, _ = _step(x, live, v, v, beta, th, RESET, False)
-            offs = offs_b * L * H + _time(i, L, REVERSE) * H + h
-            tl.store(s_ptr + offs, _spike_values(spiked, y.dtype, s_ptr), mask=live)
+            m, spiked, _, v, _ = lif_step(x, live, v, v, beta, th, RESET, False)
+            offs = offs_b * L * H + time_index(i, L, REVERSE) * H + h
+            tl.store(s_ptr + offs, spike_values(spiked, y.dtype, s_ptr), mask=live)
             if STORE_M:
                 tl.store(m_ptr + offs, m, mask=live)
     return v
@@ -192,7 +194,7 @@ def _output_chunk(u_ptr, y_ptr, Z_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, sta
 
 
 @triton.jit
-def _chunked_fwd_kernel(
+def chunked_fwd_kernel(
     u_ptr, conv_ptr, in_ptr, out_ptr, at_ptr, in_last_ptr, at_last_ptr, D_ptr, z0_ptr, v0_ptr, beta_ptr, th_ptr,
     y_ptr, zT_ptr, Z_ptr, m_ptr, vT_ptr, scratch_ptr,
     Bsz, L, H, N,
@@ -269,7 +271,7 @@ def _bwd_chunk(gy_ptr, du_ptr, G_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, star
 
 
 @triton.jit
-def _chunked_bwd_kernel(
+def chunked_bwd_kernel(
     gy_ptr, conv_ptr, in_ptr, out_ptr, at_ptr, in_last_ptr, at_last_ptr, D_ptr, gT_ptr,
     du_ptr, G_ptr, dz0_ptr,
     Bsz, L, H, N,
@@ -346,7 +348,7 @@ def _forward(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse: b
     def arg(t):
         return t if t is not None else spare
 
-    _chunked_fwd_kernel[grid](
+    chunked_fwd_kernel[grid](
         u, conv, w_in, w_out, a_chunk, w_in_last, a_last, arg(D), arg(z0), arg(v0), arg(beta), arg(threshold),
         out, zT, arg(states), arg(membrane), arg(vT), arg(scratch),
         Bsz, L, H, N,
@@ -408,7 +410,7 @@ def s4d_chunked_bwd(gy, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, gT, ha
     G = torch.empty(states_shape(Bsz, L, H, N, T), dtype=a_chunk.dtype, device=gy.device)
     dz0 = torch.empty((Bsz, 2, H, N), dtype=a_chunk.dtype, device=gy.device) if has_z0 else None
     spare = G  # stands in for absent pointers; never read or written
-    _chunked_bwd_kernel[(H, cdiv(Bsz, block_b))](
+    chunked_bwd_kernel[(H, cdiv(Bsz, block_b))](
         gy, conv, w_in, w_out, a_chunk, w_in_last, a_last, D if D is not None else spare,
         gT if gT is not None else spare, du, G, dz0 if dz0 is not None else spare,
         Bsz, L, H, N,
