@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` lives next 
 import common  # noqa: E402
 from bench_scans import s4d_fft_conv  # noqa: E402
 from spikessm.ops import lif, s4d_lif, s4d_scan  # noqa: E402
-from spikessm.ops.naive import lif_loop  # noqa: E402
+from spikessm.ops.lif.naive import lif_loop  # noqa: E402
 
 BETA, THRESHOLD = 0.9, 1.0
 LOOP_MAX_L = 4096  # the paper's path loops over time in Python: on a GPU longer lengths only cost time

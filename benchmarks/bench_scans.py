@@ -59,7 +59,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` lives next 
 
 import common  # noqa: E402
 from spikessm.ops import diag_scan, s4d_scan  # noqa: E402
-from spikessm.ops.naive import diag_scan_loop, s4d_scan_loop  # noqa: E402
+from spikessm.ops.diag_scan.naive import diag_scan_loop
+from spikessm.ops.s4d_scan.naive import s4d_scan_loop  # noqa: E402
 
 LENGTHS = (1024, 2048, 4096, 8192, 16384)
 QUICK_LENGTHS = (128, 256)

@@ -57,7 +57,9 @@ def needs_grad(*tensors) -> bool:
 
 def per_channel(op: str, name: str, value, H: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """A float or a () / (H,) real tensor -> an (H,) tensor in the state dtype (differentiable)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
+        raise TypeError(f"{op}: {name} must be a float or a real floating-point tensor, got {type(value).__name__}")
+    if isinstance(value, (int, float)):
         return torch.full((H,), float(value), dtype=dtype, device=device)
     require_tensor(op, name, value)
     if value.is_complex() or not value.is_floating_point():
