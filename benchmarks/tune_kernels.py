@@ -12,7 +12,7 @@ s4d: states per thread x output tile length T (spikessm/kernels/s4d_scan.py) for
 forward+backward at B=32, H=256, N=64. Each row checks the plan against the default plan (y's relative error or
 the share of spikes that differ, and the worst gradient's relative error).
 
-s4d_chunked: chunk length x sequences per program x warps (spikessm/kernels/s4d_chunked.py) for
+s4d_chunked: chunk length x sequences per program x warps (kernels/s4d_scan/chunked.py) for
 s4d_scan(algorithm="chunked"), forward and forward+backward at B=32, H=256, N=64, checked against the default
 plan as for s4d; then s4d_lif(algorithm="chunked") at the default plan and at s4d_scan's fastest.
 

@@ -12,7 +12,7 @@ or barriers; narrower blocks spread the steps over lanes (shuffles) and warps (s
 
 Complex tensors are passed as their real views (``torch.view_as_real``): element k sits at 2k (real) and
 2k + 1 (imaginary). A chunk of complex data is loaded as a (BLOCK_T, 2 BLOCK_P) tile of contiguous rows and
-split into real and imaginary parts in registers (affine_scan.load_complex). State and accumulation use the
+split into real and imaginary parts in registers (common/affine.py's load_complex). State and accumulation use the
 dtype of the final-state buffer (float32 or float64). Per-channel vectors are (1, BLOCK_P) tiles. Offsets
 inside a chunk are int32 and loop invariant; only the chunk's base offset (int64) changes from chunk to chunk.
 """

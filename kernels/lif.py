@@ -27,7 +27,7 @@ in registers. Two things keep that walk from waiting on memory:
 Backward. With the pre-reset membranes m saved, the adjoint is linear: Gv_{t-1} = beta (c_t + dv/dm_t Gv_t), c_t =
 gs_t sigma_t, an affine recurrence backwards in time. Each thread walks its channels' steps from the last to the
 first with Gv in registers, with the same chunked tiles, register splits and pipelined loads as the forward's pass
-1, so a step costs a few multiply-adds and no lane exchange (an sm_90 compile of the associative scan this replaced
+1, so a step costs a few multiply-adds and no lane exchange (an sm_90 compile of an associative scan of this adjoint
 issued ~4x the instructions per step, with 10 barriers per chunk). dbeta's term Gm_t v_{t-1} is settled one step
 later in the walk, when v_{t-1} is at hand. With several segments, a composing pass first gives each segment's
 affine map Gv_last -> Gv_{first - 1}, diag_scan chains the maps into each segment's incoming gradient, and a second
@@ -402,7 +402,7 @@ def lif_bwd_kernel(
 
 CHUNK = 16
 CHUNKS = (2, 4, 8, 16, 32)  # powers of two: _run_chunk halves a chunk down to steps
-# Forward plan, from a sweep on an H100 (benchmarks/tune_kernels.py, then named tune_lif.py): up to ~8 one-warp
+# Forward plan, from a sweep on an H100 (benchmarks/tune_kernels.py): up to ~8 one-warp
 # programs per SM (132 SMs), cutting time into segments of at least MIN_SEGMENT steps; the fix-up re-reads the
 # first tens to hundreds of steps of every segment, so short segments cost more than they gain unless the grid is
 # nearly empty.
@@ -464,10 +464,10 @@ def plan(B: int, L: int, H: int, segments: int | None = None, chunk: int = CHUNK
 
 def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segments: int | None = None,
             chunk: int = CHUNK, block_h: int | None = None, stages: int = STAGES):
-    """Same arguments and results as spikessm.ops.lif_recurrence.lif_fwd: x (B, L, H) contiguous; beta,
+    """Same arguments and results as spikessm/ops/lif/torch_recurrence.py's lif_fwd: x (B, L, H) contiguous; beta,
     threshold (H,) in the state dtype; h0 (B, H) or None -> spikes (x's dtype), the pre-reset membrane (B, L, H)
     (an empty tensor unless save_membrane) and the final state (B, H). segments, chunk, block_h: see plan;
-    stages: the first pass's pipeline depth (1 .. host.MAX_STAGES)."""
+    stages: the first pass's pipeline depth (1 .. launch.MAX_STAGES)."""
     B, L, H = x.shape
     dtype = beta.dtype
     block_h, seg, n_seg = plan(B, L, H, segments, chunk, block_h=block_h)
@@ -496,9 +496,10 @@ def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segm
 def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate: str, alpha: float,
             detach_reset: bool, x_dtype: torch.dtype, sigma=None, segments: int | None = None,
             chunk: int = BWD_CHUNK, block_h: int | None = None, stages: int = BWD_STAGES):
-    """Same arguments and results as spikessm.ops.lif_recurrence.lif_bwd; for surrogate "leaky", `sigma` (B, L, H)
-    is its derivative at every step (it depends on the spike history, which the backward does not see).
-    segments, chunk, block_h: see plan; stages: the pipeline depth (1 .. host.MAX_STAGES)."""
+    """Same arguments and results as spikessm/ops/lif/torch_recurrence.py's lif_bwd; for surrogate "leaky",
+    `sigma` (B, L, H) is its derivative at every step (it depends on the spike history, which the backward does
+    not see).
+    segments, chunk, block_h: see plan; stages: the pipeline depth (1 .. launch.MAX_STAGES)."""
     if (surrogate == "leaky") != (sigma is not None):
         raise ValueError("lif_bwd: sigma is needed for, and only for, the 'leaky' surrogate")
     B, L, H = m_all.shape

@@ -1,7 +1,7 @@
 """S4D state update and readout in T-step chunks of matrix products (tl.dot, tensor cores on a GPU).
 
 Per channel h, with chunk c's inputs as a (T, batch) tile U_c and the state entering it as (N, batch) real and
-imaginary planes Z_(c-1) (spikessm.ops.s4d_chunked_kernel builds the operators from A, B, C):
+imaginary planes Z_(c-1) (spikessm/ops/s4d_scan/triton_chunked.py builds the operators from A, B, C):
 
   Y_c = W_conv U_c + W_out,re Z_(c-1),re + W_out,im Z_(c-1),im + D U_c        (T, batch)
   Z_c = A^T Z_(c-1) + W_in U_c                                                (N, batch) per plane
@@ -12,7 +12,7 @@ chunk. A last chunk of r < T steps uses its own W_in and A^r (zero-padded inputs
 output). One program per (channel, block of BLOCK_B sequences) walks the chunks in order with the states in
 registers: per chunk five products of T x T, T x N and N x T operators with the (T, BLOCK_B) input tile,
 ~(T + 4N) multiply-adds per (sequence, step), on tensor cores, instead of the 8N of the step-by-step walk
-(spikessm.kernels.s4d_scan) on the FMA units.
+(kernels/s4d_scan/sequential.py) on the FMA units.
 
 Backward, a reverse walk over chunks with G_c = dLoss/dZ_c (real planes):
 
@@ -27,7 +27,7 @@ matrix whose columns are the (chunk, sequence) pairs, as those products read the
 
 With LIF, the forward is s4d_lif's: instead of writing Y_c, LIF neurons walk its steps in order (membranes in
 registers) and the kernel writes spikes, and the pre-reset membrane when the backward needs it. Its backward is
-spikessm.kernels.lif's followed by this one's (spikessm.ops.s4d_lif_chunked_kernel).
+kernels/lif.py's followed by this one's (spikessm/ops/s4d_lif/triton_chunked.py).
 
 Float32 products use 3xTF32 ("tf32x3": each operand split into two TF32 parts, ~float32 accuracy on tensor
 cores); float64 ones are exact ("ieee").
@@ -152,7 +152,7 @@ def _neurons(y, v, beta, th, s_ptr, m_ptr, slot_ptr, offs_b, mask_b, start, L, H
     The walk takes y a step (a row) at a time, and a register tile's rows cannot be indexed: y goes through this
     program's (T, BLOCK_B) scratch slot (L1-resident) and each step loads its row, WALK_UNROLL steps at a time
     whose loads do not wait on the walk: one barrier per chunk. Halving the tile in registers down to steps
-    instead, as spikessm.kernels.lif does, needs layout conversions when the tile comes from the tensor cores:
+    instead, as kernels/lif.py does, needs layout conversions when the tile comes from the tensor cores:
     sm_90 compiles (benchmarks/kernel_resources.py, N = 64, T = 64) had 39-265 barriers in the chunk loop (Triton
     3.9 and 3.6), against 19-23 this way (the products' own included). The slots alternate between chunks: the
     chunk after next is the first to overwrite one, after every thread has passed the next chunk's barrier."""

@@ -6,8 +6,8 @@
 Forward. One program per (block of BLOCK_H channels, batch element) holds a (BLOCK_H, BLOCK_N) complex state in
 registers and walks time in order, one step at a time: 6 multiply-adds per state and step for the update, 2 for
 the readout, then a reduction over the states. A parallel-in-time scan would cost a log-depth tree of complex
-map compositions per step instead (an sm_90 compile of the chunked scan this file used to hold issued ~3x the
-instructions per state and step); walking time sequentially is the cheapest exact order, and the B x H x N
+map compositions per step instead (an sm_90 compile of a chunked associative scan of this update issued ~3x
+the instructions per state and step); walking time sequentially is the cheapest exact order, and the B x H x N
 independent states are parallelism enough for the long sequences this targets. Each step reads one (BLOCK_H,)
 input vector, fetched two steps ahead; outputs are gathered into (BLOCK_H, T) tiles and written every T steps.
 
@@ -34,7 +34,7 @@ import triton.language as tl
 
 from spikessm.ops.common.neuron import RESET_CODES, SURROGATE_CODES
 
-from ..common.launch import cdiv, next_power_of_2
+from ..common.launch import cdiv, complex_planes, next_power_of_2
 from ..common.neuron import post_reset, reset_derivatives, surrogate_alpha, surrogate_derivative
 from ..common.time import time_index
 
@@ -407,9 +407,8 @@ def parameter_planes(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> torch
 
 
 def state_planes(state: torch.Tensor | None) -> torch.Tensor | None:
-    """(B, H, N) complex -> (B, 2, H, N) real planes. Planar like the parameters, so that the kernels load both
-    in one register layout (an interleaved load picks another, and Triton 3.6 then converts every step)."""
-    return None if state is None else torch.stack((state.real, state.imag), 1).contiguous()
+    """(B, H, N) complex -> (B, 2, H, N) real planes (common.launch.complex_planes), or None."""
+    return None if state is None else complex_planes(state)
 
 
 def complex_state(planes: torch.Tensor) -> torch.Tensor:

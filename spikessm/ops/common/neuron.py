@@ -147,16 +147,20 @@ def derivative(surrogate: str, x: torch.Tensor, alpha: float) -> torch.Tensor:
     return derivative_(surrogate, x.clone(), alpha)
 
 
-def leaky_derivative(spikes: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-    """The "leaky" surrogate for every step, in processing order. spikes: (B, L, H) 0/1; beta, threshold: (H,)
-    -> (B, L, H)."""
+def leaky_derivative(spikes: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor,
+                     reverse: bool = False) -> torch.Tensor:
+    """The "leaky" surrogate for every step. spikes: (B, L, H) 0/1; beta, threshold: (H,) -> (B, L, H),
+    contiguous. With reverse, the neurons ran from the last step to the first: the history runs that way."""
     # the trace a_t = beta a_(t-1) + s_t is a diagonal scan (imported here: diag_scan's package imports this one)
     from ..diag_scan.torch_chunked import scan
 
+    if reverse:
+        spikes = spikes.flip(1)
     trace = scan(beta, spikes.contiguous(), None)
     count = spikes.cumsum(dim=1)
     ratio = torch.where(count > 0, trace / count.clamp_min(1), 0.0)
-    return (1 + torch.log(beta) * ratio) / threshold
+    sigma = (1 + torch.log(beta) * ratio) / threshold
+    return sigma.flip(1).contiguous() if reverse else sigma
 
 
 def post_reset(m: torch.Tensor, s: torch.Tensor, threshold, reset: str, out: torch.Tensor | None = None):

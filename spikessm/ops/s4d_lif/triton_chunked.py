@@ -16,10 +16,12 @@ from typing import Optional
 
 import torch
 
+from spikessm.kernels.common.launch import complex_planes
+
 from ..common.checks import needs_grad
 from ..common.custom_op import Op
 from ..lif import triton as lif_triton
-from ..s4d_scan.triton_chunked import chunk_operators, chunked_op, complex_planes
+from ..s4d_scan.triton_chunked import chunk_operators, chunked_op
 
 OP = "s4d_lif_chunked"
 

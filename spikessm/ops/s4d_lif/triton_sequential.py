@@ -50,11 +50,8 @@ def _backward_impl(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
            torch.Tensor, torch.Tensor]:
     """(du, dA, dB, dC, dD, dh0, dv0, dbeta, dthreshold); absent inputs get distinct empty placeholders."""
-    sigma = None
-    if surrogate == "leaky":  # depends on the spike history, in processing order
-        steps = spikes.to(beta.dtype)
-        sigma = leaky_derivative(steps.flip(1) if reverse else steps, beta, threshold)
-        sigma = (sigma.flip(1) if reverse else sigma).contiguous()
+    # "leaky" depends on the spike history, which the kernel's backward does not see: computed here, read there
+    sigma = leaky_derivative(spikes.to(beta.dtype), beta, threshold, reverse=reverse) if surrogate == "leaky" else None
     grads = _kernels().s4d_lif_bwd(u, A, B, C, D, h0, v0, beta, threshold, membrane, g_spikes, gT, gvT, reset,
                                    surrogate, alpha, detach_reset, reverse, sigma)
     return tuple(g if g is not None else u.new_empty(0) for g in grads)

@@ -36,7 +36,9 @@ OP = "s4d_scan"
 # 64-step chunks of matrix products (the PyTorch path, or a Triton kernel of tl.dot products).
 IMPLEMENTATIONS = {"torch": {"chunked": s4d_scan_chunked},
                    "triton": {"sequential": s4d_scan_sequential, "chunked": s4d_scan_chunked_kernel}}
-ALGORITHMS = ("auto", "sequential", "chunked")
+# The names s4d_scan and s4d_lif take (layers and ModelConfig check their settings against them).
+ALGORITHMS = ("auto",) + tuple(dict.fromkeys(name for backend in ("triton", "torch")
+                                              for name in IMPLEMENTATIONS[backend]))
 
 
 def check_ssm_inputs(u, A_bar, B_bar, C, D, initial_state, op: str = OP) -> None:

@@ -12,6 +12,8 @@ from typing import Optional
 
 import torch
 
+from spikessm.kernels.common.launch import complex_planes
+
 from ..common.checks import needs_grad
 from ..common.custom_op import Op
 from .torch_chunked import convolution_matrix, powers
@@ -131,11 +133,6 @@ def _backward(ctx, backward_impl, gy, gT, _g_states):
 
 
 chunked_op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
-
-
-def complex_planes(x: torch.Tensor) -> torch.Tensor:
-    """Complex (H or B, ...) -> real (H or B, 2, ...): (re, im) planes after the first dimension, contiguous."""
-    return torch.stack((x.real, x.imag), 1).contiguous()
 
 
 def s4d_scan_chunked_kernel(u, A, B, C, D, h0, *, reverse: bool, output_final_state: bool):
