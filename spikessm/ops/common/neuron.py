@@ -103,15 +103,19 @@ def require_reset(op: str, reset: str) -> None:
 
 def _values(value) -> torch.Tensor | None:
     """The values of a float or a CPU tensor, to check; None for a tensor on another device, whose values are
-    not read (that would wait for the device)."""
+    not read (that would wait for the device), and for any tensor under torch.compile (a branch on tensor values
+    would break the graph)."""
     if isinstance(value, torch.Tensor):
-        return value.detach() if value.device.type == "cpu" else None
+        if torch.compiler.is_compiling() or value.device.type != "cpu":
+            return None
+        return value.detach()
     return torch.tensor(float(value), dtype=torch.float64)
 
 
 def check_neuron_parameters(op: str, beta, threshold, surrogate: str = "atan") -> None:
     """beta in [0, 1] (in (0, 1] for "leaky", which takes ln(beta)) and a finite threshold. Floats are always
-    checked; tensor values only on the CPU (checking a CUDA tensor would make the host wait for the device)."""
+    checked; tensor values only on the CPU and outside torch.compile (checking a CUDA tensor would make the host
+    wait for the device; a compiled graph cannot branch on values)."""
     for name, value in (("beta", beta), ("threshold", threshold)):
         if isinstance(value, bool):
             raise TypeError(f"{op}: {name} must be a float or a real floating-point tensor, got bool")
