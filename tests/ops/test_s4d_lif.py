@@ -232,7 +232,7 @@ def test_errors():
         s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, reset="soft")
     with pytest.raises(ValueError, match="s4d_lif: initial membrane must have shape"):
         s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, initial_state=(None, v0[:, :2]))
-    with pytest.raises(ValueError, match="s4d_scan: initial_state must have shape"):
+    with pytest.raises(ValueError, match=r"s4d_lif: initial SSM state must have shape \(batch, channels, state\)"):
         s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, initial_state=(h0[:, :2], None))
     with pytest.raises(ValueError, match="s4d_lif: beta must have shape"):
         s4d_lif(u, A, Bm, C, D, beta=beta[:2], threshold=th)

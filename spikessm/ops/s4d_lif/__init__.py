@@ -87,7 +87,7 @@ def s4d_lif(
         and the initial state (zeros when None) without running anything.
     """
     h0, v0 = _initial_state(initial_state)
-    check_ssm_inputs(u, A_bar, B_bar, C, D, h0, op=OP)
+    check_ssm_inputs(u, A_bar, B_bar, C, D, h0, op=OP, state_name="initial SSM state")
     alpha, beta_t, threshold_t = check_lif_inputs(OP, u, reset, surrogate, alpha, beta, threshold, v0,
                                                   "initial membrane", detach_reset)
     for name, flag in (("reverse", reverse), ("output_final_state", output_final_state),

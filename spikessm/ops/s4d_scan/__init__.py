@@ -41,8 +41,8 @@ ALGORITHMS = ("auto",) + tuple(dict.fromkeys(name for backend in ("triton", "tor
                                               for name in IMPLEMENTATIONS[backend]))
 
 
-def check_ssm_inputs(u, A_bar, B_bar, C, D, initial_state, op: str = OP) -> None:
-    """s4d_scan's tensor arguments (also s4d_lif's SSM part, under its own name `op`)."""
+def check_ssm_inputs(u, A_bar, B_bar, C, D, initial_state, op: str = OP, state_name: str = "initial_state") -> None:
+    """s4d_scan's tensor arguments (also s4d_lif's SSM part, under its own op name and name of the state)."""
     for name, t in (("u", u), ("A_bar", A_bar), ("B_bar", B_bar), ("C", C)):
         require_tensor(op, name, t)
     require_rank(op, "u", u, (3,), "(batch, length, channels)")
@@ -57,9 +57,9 @@ def check_ssm_inputs(u, A_bar, B_bar, C, D, initial_state, op: str = OP) -> None
         require_tensor(op, "D", D)
         require_shape(op, "D", D, (H,), "(channels,)")
     if initial_state is not None:
-        require_tensor(op, "initial_state", initial_state)
-        require_shape(op, "initial_state", initial_state, (Bsz, H, N), "(batch, channels, state)")
-    require_same_device(op, {"u": u, "A_bar": A_bar, "B_bar": B_bar, "C": C, "D": D, "initial_state": initial_state})
+        require_tensor(op, state_name, initial_state)
+        require_shape(op, state_name, initial_state, (Bsz, H, N), "(batch, channels, state)")
+    require_same_device(op, {"u": u, "A_bar": A_bar, "B_bar": B_bar, "C": C, "D": D, state_name: initial_state})
 
     if u.is_complex():
         raise TypeError(f"{op}: u must be real (float32, float64, float16 or bfloat16), got {u.dtype}")
@@ -67,7 +67,7 @@ def check_ssm_inputs(u, A_bar, B_bar, C, D, initial_state, op: str = OP) -> None
         raise TypeError(f"{op}: u must be float32, float64, float16 or bfloat16, got {u.dtype}")
     real_dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
     state_dtype = COMPLEX_FOR_REAL[real_dtype]
-    for name, t in (("A_bar", A_bar), ("B_bar", B_bar), ("C", C), ("initial_state", initial_state)):
+    for name, t in (("A_bar", A_bar), ("B_bar", B_bar), ("C", C), (state_name, initial_state)):
         if t is None:
             continue
         if not t.is_complex():
