@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` lives next 
 
 import common  # noqa: E402
 from spikessm.ops import lif  # noqa: E402
-from spikessm.ops.naive import lif_loop  # noqa: E402
+from spikessm.ops.lif.naive import lif_loop  # noqa: E402
 
 CPU_SPEEDUP_TARGET = 1.5
 GPU_BANDWIDTH_TARGET = 0.70

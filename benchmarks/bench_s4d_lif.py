@@ -12,7 +12,7 @@ threshold, and every later step of that neuron may follow):
                 its output tiles (CUDA only)
   chunked+lif   s4d_scan(algorithm="chunked") followed by lif (CUDA only): what fusion saves there
   fft+loop      the core paper's path: S4D by FFT convolution (bench_scans.s4d_fft_conv), then the PyTorch
-                LIF loop over time (spikessm.ops.naive.lif_loop, the careful unbound-time-axis loop); on a GPU
+                LIF loop over time (spikessm/ops/lif/naive.py's lif_loop, the careful unbound-time-axis loop); on a GPU
                 only up to L = 4096
 Targets on an H100 (issue 3): fused fwd+bwd >= 20x faster than fft+loop at L = 4096 and >= 1.3x faster
 than scan+lif.
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` lives next 
 import common  # noqa: E402
 from bench_scans import s4d_fft_conv  # noqa: E402
 from spikessm.ops import lif, s4d_lif, s4d_scan  # noqa: E402
-from spikessm.ops.naive import lif_loop  # noqa: E402
+from spikessm.ops.lif.naive import lif_loop  # noqa: E402
 
 BETA, THRESHOLD = 0.9, 1.0
 LOOP_MAX_L = 4096  # the paper's path loops over time in Python: on a GPU longer lengths only cost time

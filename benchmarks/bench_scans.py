@@ -9,7 +9,7 @@ Implementations, per op:
   triton_chunked  s4d_scan only: the chunked Triton kernel of tl.dot products (algorithm="chunked"; CUDA only)
   torch     spikessm's PyTorch path (diag_scan: chunked scan; s4d_scan: 64-step chunks of batched matrix
             products and a diagonal scan across chunks)
-  loop      the step-by-step reference in spikessm.ops.naive (short lengths only: it is one Python step per t)
+  loop      the step-by-step references in spikessm/ops/<op>/naive.py (short lengths only: it is one Python step per t)
   fft_conv  s4d_scan only: the S4D convolution mode as S4/S4D code runs it today (below), no state output
 spikessm's ops are called with output_final_state=False: every implementation is timed on its main output only.
 
@@ -59,7 +59,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` lives next 
 
 import common  # noqa: E402
 from spikessm.ops import diag_scan, s4d_scan  # noqa: E402
-from spikessm.ops.naive import diag_scan_loop, s4d_scan_loop  # noqa: E402
+from spikessm.ops.diag_scan.naive import diag_scan_loop
+from spikessm.ops.s4d_scan.naive import s4d_scan_loop  # noqa: E402
 
 LENGTHS = (1024, 2048, 4096, 8192, 16384)
 QUICK_LENGTHS = (128, 256)

@@ -32,7 +32,10 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from spikessm.kernels import diag_scan, lif, s4d_chunked, s4d_scan
+from spikessm.kernels import diag_scan, lif
+from spikessm.kernels.s4d_scan import chunked as s4d_chunked
+from spikessm.kernels.s4d_scan import sequential as s4d_scan
+from spikessm.ops.common.neuron import RESET_CODES, SURROGATE_CODES
 
 
 def _signature(fn, pointers: list[str], ints: list[str], dtype: str) -> dict[str, str]:
@@ -49,7 +52,7 @@ def _signature(fn, pointers: list[str], ints: list[str], dtype: str) -> dict[str
 
 def variants():
     """(kernel, label, jit function, pointer names, int names, constexprs, num_warps) as the launchers use them."""
-    fwd, bwd = diag_scan._diag_scan_fwd_kernel, diag_scan._diag_scan_bwd_kernel
+    fwd, bwd = diag_scan.diag_scan_fwd_kernel, diag_scan.diag_scan_bwd_kernel
     seen = set()
     # Two shapes whose launch configurations differ: the benchmark's (small channel blocks) and a large batch.
     for (B, P), tv, cplx, rev in itertools.product([(8, 1536), (64, 1024)], *[[False, True]] * 3):
@@ -90,26 +93,26 @@ def s4d_variants():
         label = f"N={N} reverse={int(rev)} gT={int(has_gt)}"
         common = dict(HAS_D=True, HAS_H0=True, REVERSE=rev, BLOCK_N=block_n, T=s4d_scan.T)
         if not has_gt:
-            yield ("s4d_scan_fwd", f"{label} BH={fwd_h}", s4d_scan._s4d_fwd_kernel, S4D_FWD_POINTERS,
+            yield ("s4d_scan_fwd", f"{label} BH={fwd_h}", s4d_scan.s4d_fwd_kernel, S4D_FWD_POINTERS,
                    ["L", "H", "N"], dict(common, LIF=False, BLOCK_H=fwd_h, **off), fwd_w)
-        yield ("s4d_scan_bwd", f"{label} BH={bwd_h}", s4d_scan._s4d_bwd_kernel, S4D_BWD_POINTERS, ["L", "H", "N"],
+        yield ("s4d_scan_bwd", f"{label} BH={bwd_h}", s4d_scan.s4d_bwd_kernel, S4D_BWD_POINTERS, ["L", "H", "N"],
                dict(common, HAS_GT=has_gt, LIF=False, HAS_V0=False, HAS_GVT=False, RESET=0, SURROGATE=0,
                     DETACH_RESET=False, BLOCK_H=bwd_h), bwd_w)
     # Training's forward: no initial state, so the walk runs on x / B and no step is masked.
     fwd_h, block_n, fwd_w = s4d_scan.launch_config(32, 256, 64)
-    yield ("s4d_scan_fwd", f"N=64 h0=0 BH={fwd_h}", s4d_scan._s4d_fwd_kernel, S4D_FWD_POINTERS, ["L", "H", "N"],
+    yield ("s4d_scan_fwd", f"N=64 h0=0 BH={fwd_h}", s4d_scan.s4d_fwd_kernel, S4D_FWD_POINTERS, ["L", "H", "N"],
            dict(HAS_D=True, HAS_H0=False, REVERSE=False, BLOCK_N=block_n, T=s4d_scan.T, LIF=False, BLOCK_H=fwd_h,
                 **off), fwd_w)
-    yield ("s4d_lif_fwd", f"N=64 reset=subtract h0=0 v0=0 BH={fwd_h}", s4d_scan._s4d_fwd_kernel, S4D_FWD_POINTERS,
+    yield ("s4d_lif_fwd", f"N=64 reset=subtract h0=0 v0=0 BH={fwd_h}", s4d_scan.s4d_fwd_kernel, S4D_FWD_POINTERS,
            ["L", "H", "N"], dict(HAS_D=True, HAS_H0=False, REVERSE=False, BLOCK_N=block_n, T=s4d_scan.T, LIF=True,
                                  BLOCK_H=fwd_h, HAS_V0=False, RESET=0, STORE_M=True), fwd_w)
     # A small grid (B=1, H=128): fewer states per thread.
     fwd_h, block_n, fwd_w = s4d_scan.launch_config(1, 128, 64)
     bwd_h, _, bwd_w = s4d_scan.launch_config(1, 128, 64, s4d_scan.backward_states_per_thread(False, False))
     common = dict(HAS_D=True, HAS_H0=True, REVERSE=False, BLOCK_N=block_n, T=s4d_scan.T)
-    yield ("s4d_scan_fwd", f"N=64 B=1 H=128 BH={fwd_h}", s4d_scan._s4d_fwd_kernel, S4D_FWD_POINTERS, ["L", "H", "N"],
+    yield ("s4d_scan_fwd", f"N=64 B=1 H=128 BH={fwd_h}", s4d_scan.s4d_fwd_kernel, S4D_FWD_POINTERS, ["L", "H", "N"],
            dict(common, LIF=False, BLOCK_H=fwd_h, **off), fwd_w)
-    yield ("s4d_scan_bwd", f"N=64 B=1 H=128 BH={bwd_h}", s4d_scan._s4d_bwd_kernel, S4D_BWD_POINTERS, ["L", "H", "N"],
+    yield ("s4d_scan_bwd", f"N=64 B=1 H=128 BH={bwd_h}", s4d_scan.s4d_bwd_kernel, S4D_BWD_POINTERS, ["L", "H", "N"],
            dict(common, HAS_GT=False, LIF=False, HAS_V0=False, HAS_GVT=False, RESET=0, SURROGATE=0,
                 DETACH_RESET=False, BLOCK_H=bwd_h), bwd_w)
     fwd_h, block_n, fwd_w = s4d_scan.launch_config(32, 256, 64)
@@ -117,13 +120,13 @@ def s4d_variants():
             (("subtract", False, "atan"), ("zero", True, "leaky"), ("none", False, "atan")), (False, True)):
         bwd_h, _, bwd_w = s4d_scan.launch_config(32, 256, 64, s4d_scan.backward_states_per_thread(has_gt, True))
         label = f"N=64 reset={reset} reverse={int(rev)} {surrogate} gT={int(has_gt)}"
-        common = dict(HAS_D=True, HAS_H0=True, LIF=True, HAS_V0=True, RESET=lif.RESET_CODES[reset], REVERSE=rev,
+        common = dict(HAS_D=True, HAS_H0=True, LIF=True, HAS_V0=True, RESET=RESET_CODES[reset], REVERSE=rev,
                       BLOCK_N=block_n, T=s4d_scan.T)
         if not has_gt:
-            yield ("s4d_lif_fwd", f"{label} BH={fwd_h}", s4d_scan._s4d_fwd_kernel, S4D_FWD_POINTERS,
+            yield ("s4d_lif_fwd", f"{label} BH={fwd_h}", s4d_scan.s4d_fwd_kernel, S4D_FWD_POINTERS,
                    ["L", "H", "N"], dict(common, STORE_M=True, BLOCK_H=fwd_h), fwd_w)
-        yield ("s4d_lif_bwd", f"{label} BH={bwd_h}", s4d_scan._s4d_bwd_kernel, S4D_BWD_POINTERS, ["L", "H", "N"],
-               dict(common, HAS_GT=has_gt, HAS_GVT=has_gt, SURROGATE=lif.SURROGATE_CODES[surrogate],
+        yield ("s4d_lif_bwd", f"{label} BH={bwd_h}", s4d_scan.s4d_bwd_kernel, S4D_BWD_POINTERS, ["L", "H", "N"],
+               dict(common, HAS_GT=has_gt, HAS_GVT=has_gt, SURROGATE=SURROGATE_CODES[surrogate],
                     DETACH_RESET=False, BLOCK_H=bwd_h), bwd_w)
 
 
@@ -139,17 +142,17 @@ def s4d_chunked_variants():
         fwd_pointers = ["u_ptr", *operators, "z0_ptr", "v0_ptr", "beta_ptr", "th_ptr", "y_ptr", "zT_ptr", "Z_ptr",
                         "m_ptr", "vT_ptr", "scratch_ptr"]
         for store in (False, True) if B > 1 else (True,):
-            yield ("s4d_chunked_fwd", f"{label} store={int(store)}", s4d_chunked._chunked_fwd_kernel,
+            yield ("s4d_chunked_fwd", f"{label} store={int(store)}", s4d_chunked.chunked_fwd_kernel,
                    fwd_pointers, ["Bsz", "L", "H", "N"],
                    dict(common, HAS_Z0=True, STORE_Z=store, LIF=False, HAS_V0=False, STORE_M=False, RESET=0),
                    s4d_chunked.NUM_WARPS)
             # each reset once (they differ by a select or two)
             reset = "zero" if B == 1 else "subtract" if store else "none"
             yield ("s4d_lif_chunked_fwd", f"{label} store={int(store)} reset={reset}",
-                   s4d_chunked._chunked_fwd_kernel, fwd_pointers, ["Bsz", "L", "H", "N"],
+                   s4d_chunked.chunked_fwd_kernel, fwd_pointers, ["Bsz", "L", "H", "N"],
                    dict(common, HAS_Z0=True, STORE_Z=store, LIF=True, HAS_V0=True, STORE_M=store,
-                        RESET=lif.RESET_CODES[reset]), s4d_chunked.NUM_WARPS)
-        yield ("s4d_chunked_bwd", label, s4d_chunked._chunked_bwd_kernel,
+                        RESET=RESET_CODES[reset]), s4d_chunked.NUM_WARPS)
+        yield ("s4d_chunked_bwd", label, s4d_chunked.chunked_bwd_kernel,
                ["gy_ptr", *operators, "gT_ptr", "du_ptr", "G_ptr", "dz0_ptr"], ["Bsz", "L", "H", "N"],
                dict(common, HAS_GT=True, HAS_Z0=True), s4d_chunked.NUM_WARPS)
 
@@ -157,20 +160,20 @@ def s4d_chunked_variants():
 def lif_variants():
     """LIF kernels: every reset in the forward passes (pass 1 with and without the saved membrane); every
     surrogate, and every reset with and without detach_reset, in the backward, composing and not."""
-    block_h, T = lif._block_h(256), lif.CHUNK
+    block_h, T = lif.block_h_for(256), lif.CHUNK
     fwd_ptrs = ["x_ptr", "beta_ptr", "th_ptr", "s_ptr", "m_ptr", "vend_ptr"]
-    for reset, store_m in itertools.product(lif.RESET_CODES, (False, True)):
-        flags = dict(STORE_M=store_m, RESET=lif.RESET_CODES[reset], BLOCK_H=block_h, T=T)
+    for reset, store_m in itertools.product(RESET_CODES, (False, True)):
+        flags = dict(STORE_M=store_m, RESET=RESET_CODES[reset], BLOCK_H=block_h, T=T)
         label = f"reset={reset} store_m={int(store_m)} T={T}"
-        yield ("lif_fwd", f"{label} stages={lif.STAGES}", lif._lif_fwd_kernel, fwd_ptrs + ["h0_ptr"],
+        yield ("lif_fwd", f"{label} stages={lif.STAGES}", lif.lif_fwd_kernel, fwd_ptrs + ["h0_ptr"],
                ["L", "H", "SEG"], dict(flags, HAS_H0=True, STAGES=lif.STAGES), 1)
         if store_m:
-            yield ("lif_fix_par", label, lif._lif_fixup_parallel_kernel, fwd_ptrs + ["vfix_ptr", "merged_ptr"],
+            yield ("lif_fix_par", label, lif.lif_fixup_parallel_kernel, fwd_ptrs + ["vfix_ptr", "merged_ptr"],
                    ["L", "H", "SEG", "n_seg"], flags, 1)
-            yield ("lif_fix_seq", label, lif._lif_fixup_sequential_kernel,
+            yield ("lif_fix_seq", label, lif.lif_fixup_sequential_kernel,
                    fwd_ptrs + ["vfix_ptr", "merged_ptr", "vT_ptr"], ["L", "H", "SEG", "n_seg"],
                    dict(flags, BLOCK_S=64), 1)
-    combos = [("subtract", name, False) for name in lif.SURROGATE_CODES]  # "leaky" included
+    combos = [("subtract", name, False) for name in SURROGATE_CODES]  # "leaky" included
     combos += [(reset, "atan", detach) for reset in ("zero", "none") for detach in (False, True)]
     combos += [("subtract", "atan", True)]
     # the defaults, then the longest chunk the tuner may pick
@@ -180,10 +183,10 @@ def lif_variants():
                                                                  ("subtract", "leaky", False))]
     for T, (reset, surrogate, detach), compose in chunks:
         yield ("lif_bwd", f"reset={reset} surrogate={surrogate} detach={int(detach)} compose={int(compose)} T={T}",
-               lif._lif_bwd_kernel,
+               lif.lif_bwd_kernel,
                ["beta_ptr", "th_ptr", "h0_ptr", "m_ptr", "gs_ptr", "sigma_ptr", "gT_ptr", "chained_ptr", "dx_ptr",
                 "out_ptr", "alpha_ptr"], ["L", "H", "SEG"],
-               dict(HAS_H0=True, HAS_GT=True, RESET=lif.RESET_CODES[reset], SURROGATE=lif.SURROGATE_CODES[surrogate],
+               dict(HAS_H0=True, HAS_GT=True, RESET=RESET_CODES[reset], SURROGATE=SURROGATE_CODES[surrogate],
                     DETACH_RESET=detach, COMPOSE=compose, BLOCK_H=block_h, T=T, STAGES=lif.BWD_STAGES), 1)
 
 

@@ -12,7 +12,7 @@ s4d: states per thread x output tile length T (spikessm/kernels/s4d_scan.py) for
 forward+backward at B=32, H=256, N=64. Each row checks the plan against the default plan (y's relative error or
 the share of spikes that differ, and the worst gradient's relative error).
 
-s4d_chunked: chunk length x sequences per program x warps (spikessm/kernels/s4d_chunked.py) for
+s4d_chunked: chunk length x sequences per program x warps (kernels/s4d_scan/chunked.py) for
 s4d_scan(algorithm="chunked"), forward and forward+backward at B=32, H=256, N=64, checked against the default
 plan as for s4d; then s4d_lif(algorithm="chunked") at the default plan and at s4d_scan's fastest.
 
@@ -209,7 +209,7 @@ class _S4DPlans:
 
 
 def tune_s4d(device, copy_bw, target_s):
-    from spikessm.kernels import s4d_scan as ssm_kernels
+    from spikessm.kernels.s4d_scan import sequential as ssm_kernels
 
     plans = _S4DPlans(ssm_kernels, "sequential", device, target_s)
     return [plans.row(op, {"STATES_PER_THREAD": per_thread, "T": tile},
@@ -224,7 +224,7 @@ def tune_s4d_chunked(device, copy_bw, target_s):
     """s4d_scan at every plan of CHUNKED_PLANS; then s4d_lif (the LIF fused into the same kernel) at the default
     plan and at s4d_scan's fastest forward+backward (each plan compiles anew: a full s4d_lif sweep would double
     the sweep's time)."""
-    from spikessm.kernels import s4d_chunked as chunked_kernels
+    from spikessm.kernels.s4d_scan import chunked as chunked_kernels
 
     names = ("CHUNK", "MAX_BLOCK_B", "NUM_WARPS")
     plans = _S4DPlans(chunked_kernels, "chunked", device, target_s)

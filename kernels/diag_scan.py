@@ -12,7 +12,7 @@ or barriers; narrower blocks spread the steps over lanes (shuffles) and warps (s
 
 Complex tensors are passed as their real views (``torch.view_as_real``): element k sits at 2k (real) and
 2k + 1 (imaginary). A chunk of complex data is loaded as a (BLOCK_T, 2 BLOCK_P) tile of contiguous rows and
-split into real and imaginary parts in registers (affine_scan.load_complex). State and accumulation use the
+split into real and imaginary parts in registers (common/affine.py's load_complex). State and accumulation use the
 dtype of the final-state buffer (float32 or float64). Per-channel vectors are (1, BLOCK_P) tiles. Offsets
 inside a chunk are int32 and loop invariant; only the chunk's base offset (int64) changes from chunk to chunk.
 """
@@ -20,12 +20,12 @@ import torch
 import triton
 import triton.language as tl
 
-from .affine_scan import compose_complex, compose_real, last_row, load_complex, store_complex
-from .host import cdiv, check_chunk_size, check_stages, next_power_of_2, real_view
+from .common.affine import compose_complex, compose_real, last_row, load_complex, store_complex
+from .common.launch import cdiv, check_chunk_size, check_stages, next_power_of_2, real_view
 
 
 @triton.jit
-def _diag_scan_fwd_kernel(
+def diag_scan_fwd_kernel(
     a_ptr, b_ptr, h0_ptr, x_ptr, hT_ptr,
     L, P,
     A_TIME_VARYING: tl.constexpr, HAS_H0: tl.constexpr, COMPLEX: tl.constexpr, REVERSE: tl.constexpr,
@@ -88,7 +88,7 @@ def _diag_scan_fwd_kernel(
 
 
 @triton.jit
-def _diag_scan_bwd_kernel(
+def diag_scan_bwd_kernel(
     a_ptr, x_ptr, h0_ptr, gx_ptr, gT_ptr, da_ptr, db_ptr, dh0_ptr,
     L, P,
     A_TIME_VARYING: tl.constexpr, HAS_H0: tl.constexpr, HAS_GT: tl.constexpr, COMPLEX: tl.constexpr,
@@ -257,7 +257,7 @@ def diag_scan_fwd(a, b, h0, reverse: bool, chunk_size: int | None = None, plan: 
     hT = torch.empty((B, P), dtype=a.dtype, device=b.device)
     block_t, block_p, num_warps = plan or launch_config(B, P, a.dtype, a.dim() == 3, False, chunk_size)
     grid = (cdiv(P, block_p), B)
-    _diag_scan_fwd_kernel[grid](
+    diag_scan_fwd_kernel[grid](
         real_view(a), real_view(b), real_view(h0 if h0 is not None else hT), real_view(x), real_view(hT),
         L, P,
         A_TIME_VARYING=a.dim() == 3, HAS_H0=h0 is not None, COMPLEX=a.is_complex(), REVERSE=reverse,
@@ -283,7 +283,7 @@ def diag_scan_bwd(a, x, h0, gx, gT, reverse: bool, chunk_size: int | None = None
     dh0 = torch.empty((B, P), dtype=a.dtype, device=x.device)
     block_t, block_p, num_warps = plan or launch_config(B, P, a.dtype, time_varying, True, chunk_size)
     grid = (cdiv(P, block_p), B)
-    _diag_scan_bwd_kernel[grid](
+    diag_scan_bwd_kernel[grid](
         real_view(a), real_view(x), real_view(h0 if h0 is not None else dh0), real_view(gx),
         real_view(gT if gT is not None else dh0), real_view(da), real_view(db), real_view(dh0),
         L, P,

@@ -16,92 +16,39 @@ in registers. Two things keep that walk from waiting on memory:
     leak the difference shrinks like beta^t and a reset at the same step erases it, so this takes tens to a few
     hundred steps. Without leak or reset (beta = 1, reset "none") it runs to the segment's end: slower, still
     exact. Three passes:
-      1. _lif_fwd_kernel: every segment from its start state; writes spikes, the membrane when asked, and the
+      1. lif_fwd_kernel: every segment from its start state; writes spikes, the membrane when asked, and the
          segment's end state.
-      2. _lif_fixup_parallel_kernel: every segment k > 0 again, from the end state pass 1 gave segment k - 1.
+      2. lif_fixup_parallel_kernel: every segment k > 0 again, from the end state pass 1 gave segment k - 1.
          That is the true start of segment k whenever segments 1 .. k - 1 all merged with their pass-1 runs.
-      3. _lif_fixup_sequential_kernel: if some segment did not merge, walks the segments of those channels in
+      3. lif_fixup_sequential_kernel: if some segment did not merge, walks the segments of those channels in
          order with the true state and re-runs what pass 2 started from a wrong state; otherwise it only copies
          the final state.
 
 Backward. With the pre-reset membranes m saved, the adjoint is linear: Gv_{t-1} = beta (c_t + dv/dm_t Gv_t), c_t =
 gs_t sigma_t, an affine recurrence backwards in time. Each thread walks its channels' steps from the last to the
 first with Gv in registers, with the same chunked tiles, register splits and pipelined loads as the forward's pass
-1, so a step costs a few multiply-adds and no lane exchange (an sm_90 compile of the associative scan this replaced
+1, so a step costs a few multiply-adds and no lane exchange (an sm_90 compile of an associative scan of this adjoint
 issued ~4x the instructions per step, with 10 barriers per chunk). dbeta's term Gm_t v_{t-1} is settled one step
 later in the walk, when v_{t-1} is at hand. With several segments, a composing pass first gives each segment's
 affine map Gv_last -> Gv_{first - 1}, diag_scan chains the maps into each segment's incoming gradient, and a second
 pass computes the gradients.
 """
-import math
-
 import torch
 import triton
 import triton.language as tl
 
 from .diag_scan import diag_scan_fwd
-from .host import cdiv, check_stages, next_power_of_2
+from spikessm.ops.common.neuron import RESET_CODES, SURROGATE_CODES
 
-HALF_PI = tl.constexpr(math.pi / 2)
-# "leaky" depends on the spike history: its derivative comes from the ops layer and is read from memory.
-SURROGATE_CODES = {"atan": 0, "fast_sigmoid": 1, "triangle": 2, "sigmoid": 3, "rectangle": 4, "leaky": 5}
-RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
+from .common.launch import cdiv, check_stages, next_power_of_2
+from .common.neuron import lif_step, post_reset, reset_derivatives, spike_values, surrogate_alpha, surrogate_derivative
 
 
-@triton.jit
-def _surrogate(x, alpha, SURROGATE: tl.constexpr):
-    """d spike / d x at x = m - threshold; formulas as in spikessm.ops.surrogates."""
-    if SURROGATE == 0:
-        # pi / 2 in x's dtype: a bare float literal would be a float32 constant, 1e-8 off in a float64 kernel
-        z = tl.full([], HALF_PI, x.dtype) * alpha * x
-        d = (0.5 * alpha) / (1.0 + z * z)
-    elif SURROGATE == 1:
-        z = 1.0 + alpha * tl.abs(x)
-        d = 1.0 / (z * z)
-    elif SURROGATE == 2:
-        d = tl.maximum(1.0 - tl.abs(x) / alpha, 0.0) / alpha
-    elif SURROGATE == 3:
-        sig = 1.0 / (1.0 + tl.exp(-alpha * x))
-        d = alpha * sig * (1.0 - sig)
-    else:
-        d = tl.where(tl.abs(x) < 0.5 * alpha, 1.0 / alpha, 0.0)
-    return d
 
 
-@triton.jit
-def _post_reset(m, spiked, threshold, RESET: tl.constexpr):
-    if RESET == 0:
-        v = tl.where(spiked, m - threshold, m)
-    elif RESET == 1:
-        v = tl.where(spiked, 0.0, m)
-    else:
-        v = m
-    return v
 
 
-@triton.jit
-def _reset_derivatives(m, s, sigma, th, RESET: tl.constexpr, DETACH_RESET: tl.constexpr):
-    """(dv/dm, dv/dthreshold) of the reset at pre-reset membrane m, spike s (0/1) and surrogate sigma."""
-    one = tl.full(m.shape, 1.0, m.dtype)
-    zero = tl.zeros(m.shape, m.dtype)
-    if RESET == 0:
-        if DETACH_RESET:
-            dv_dm = one
-            dv_dth = -s
-        else:
-            dv_dm = 1.0 - th * sigma
-            dv_dth = th * sigma - s
-    elif RESET == 1:
-        if DETACH_RESET:
-            dv_dm = 1.0 - s
-            dv_dth = zero
-        else:
-            dv_dm = (1.0 - s) - m * sigma
-            dv_dth = m * sigma
-    else:
-        dv_dm = one
-        dv_dth = zero
-    return dv_dm, dv_dth
+
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -109,26 +56,8 @@ def _reset_derivatives(m, s, sigma, th, RESET: tl.constexpr, DETACH_RESET: tl.co
 # ----------------------------------------------------------------------------------------------------------
 
 
-@triton.jit
-def _step(x, live, v, v_old, beta, th, RESET: tl.constexpr, DUAL: tl.constexpr):
-    """One step for (BLOCK_H,) channels: x input, live = the step exists. With DUAL, also the step of a second
-    trajectory from v_old; `differ` says where the two pre-reset membranes differ."""
-    m = tl.fma(beta, v, x)
-    spiked = m > th
-    v = tl.where(live, _post_reset(m, spiked, th, RESET), v)
-    differ = spiked
-    if DUAL:
-        m_old = tl.fma(beta, v_old, x)
-        v_old = tl.where(live, _post_reset(m_old, m_old > th, th, RESET), v_old)
-        differ = m != m_old
-    return m, spiked, differ, v, v_old
 
 
-@triton.jit
-def _spike_values(spiked, acc_dtype: tl.constexpr, s_ptr):
-    """A boolean spike tile as 0/1 values of the spike tensor's dtype. Through the state dtype: Triton's
-    interpreter (3.6 to 3.9) mis-converts booleans straight to bfloat16; on a GPU this is one conversion."""
-    return spiked.to(acc_dtype).to(s_ptr.dtype.element_ty)
 
 
 @triton.jit
@@ -151,8 +80,8 @@ def _run_chunk(x, live, v, v_old, beta, th, RESET: tl.constexpr, DUAL: tl.conste
     if T == 2:
         x0, x1 = tl.split(x)
         l0, l1 = tl.split(live)
-        m0, s0, d0, v, v_old = _step(x0, l0, v, v_old, beta, th, RESET, DUAL)
-        m1, s1, d1, v, v_old = _step(x1, l1, v, v_old, beta, th, RESET, DUAL)
+        m0, s0, d0, v, v_old = lif_step(x0, l0, v, v_old, beta, th, RESET, DUAL)
+        m1, s1, d1, v, v_old = lif_step(x1, l1, v, v_old, beta, th, RESET, DUAL)
         m, s, d = tl.join(m0, m1), tl.join(s0, s1), tl.join(d0, d1)
     else:
         xa, xb = _halves(x, BLOCK_H, T)
@@ -165,7 +94,7 @@ def _run_chunk(x, live, v, v_old, beta, th, RESET: tl.constexpr, DUAL: tl.conste
 
 
 @triton.jit
-def _lif_fwd_kernel(
+def lif_fwd_kernel(
     x_ptr, beta_ptr, th_ptr, h0_ptr, s_ptr, m_ptr, vend_ptr,
     L, H, SEG,
     HAS_H0: tl.constexpr, STORE_M: tl.constexpr, RESET: tl.constexpr, BLOCK_H: tl.constexpr, T: tl.constexpr,
@@ -196,7 +125,7 @@ def _lif_fwd_kernel(
         base = (pid_b * L + start) * H
         x = tl.load(x_ptr + base + offs, mask=live, other=0.0).to(acc_dtype)
         m, s, _, v, _ = _run_chunk(x, live, v, v, beta, th, RESET, False, BLOCK_H, T)
-        tl.store(s_ptr + base + offs, _spike_values(s, acc_dtype, s_ptr), mask=live)
+        tl.store(s_ptr + base + offs, spike_values(s, acc_dtype, s_ptr), mask=live)
         if STORE_M:
             tl.store(m_ptr + base + offs, m, mask=live)
     tl.store(vend_ptr + (pid_b * n_seg + pid_k) * H + offs_h, v, mask=mask_h)
@@ -222,7 +151,7 @@ def _rerun(x_ptr, s_ptr, m_ptr, offs, lo, hi, H, v, v_old, beta, th, mask_h,
         m, s, changed, v, v_old = _run_chunk(x, live, v, v_old, beta, th, RESET, True, BLOCK_H, T)
         here = offs + (start - lo) * H
         # a spike can change only where the membrane did
-        tl.store(s_ptr + here, _spike_values(s, acc_dtype, s_ptr), mask=live & changed)
+        tl.store(s_ptr + here, spike_values(s, acc_dtype, s_ptr), mask=live & changed)
         if STORE_M:
             tl.store(m_ptr + here, m, mask=live & changed)
         start += T
@@ -231,7 +160,7 @@ def _rerun(x_ptr, s_ptr, m_ptr, offs, lo, hi, H, v, v_old, beta, th, mask_h,
 
 
 @triton.jit
-def _lif_fixup_parallel_kernel(
+def lif_fixup_parallel_kernel(
     x_ptr, beta_ptr, th_ptr, s_ptr, m_ptr, vend_ptr, vfix_ptr, merged_ptr,
     L, H, SEG, n_seg,
     STORE_M: tl.constexpr, RESET: tl.constexpr, BLOCK_H: tl.constexpr, T: tl.constexpr,
@@ -261,7 +190,7 @@ def _lif_fixup_parallel_kernel(
 
 
 @triton.jit
-def _lif_fixup_sequential_kernel(
+def lif_fixup_sequential_kernel(
     x_ptr, beta_ptr, th_ptr, s_ptr, m_ptr, vend_ptr, vfix_ptr, merged_ptr, vT_ptr,
     L, H, SEG, n_seg,
     STORE_M: tl.constexpr, RESET: tl.constexpr, BLOCK_H: tl.constexpr, T: tl.constexpr, BLOCK_S: tl.constexpr,
@@ -311,11 +240,11 @@ def _adjoint_step(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SUR
     if SURROGATE == 5:
         sigma = sg
     else:
-        sigma = _surrogate(m - th, alpha, SURROGATE)
+        sigma = surrogate_derivative(m - th, alpha, SURROGATE)
     spiked = m > th
     c = gs * sigma
-    dv_dm, dv_dth = _reset_derivatives(m, spiked.to(m.dtype), sigma, th, RESET, DETACH_RESET)
-    v = _post_reset(m, spiked, th, RESET)
+    dv_dm, dv_dth = reset_derivatives(m, spiked.to(m.dtype), sigma, th, RESET, DETACH_RESET)
+    v = post_reset(m, spiked, th, RESET)
     gm = tl.fma(dv_dm, Gv, c)
     if COMPOSE:
         new_A = A * (beta * dv_dm)
@@ -375,7 +304,7 @@ def _load_chunk(m_ptr, gs_ptr, sigma_ptr, offs, mask, acc_dtype, SURROGATE: tl.c
 
 
 @triton.jit
-def _lif_bwd_kernel(
+def lif_bwd_kernel(
     beta_ptr, th_ptr, h0_ptr, m_ptr, gs_ptr, sigma_ptr, gT_ptr, chained_ptr, dx_ptr, out_ptr, alpha_ptr,
     L, H, SEG,
     HAS_H0: tl.constexpr, HAS_GT: tl.constexpr, RESET: tl.constexpr, SURROGATE: tl.constexpr,
@@ -456,7 +385,7 @@ def _lif_bwd_kernel(
         if lo > 0:
             m_p = tl.load(m_ptr + pid_b * L * H + (lo - 1).to(tl.int64) * H + offs_h, mask=mask_h,
                           other=0.0).to(acc_dtype)
-            v_prev = _post_reset(m_p, m_p > th, th, RESET)
+            v_prev = post_reset(m_p, m_p > th, th, RESET)
         else:
             v_prev = zero
             if HAS_H0:
@@ -473,7 +402,7 @@ def _lif_bwd_kernel(
 
 CHUNK = 16
 CHUNKS = (2, 4, 8, 16, 32)  # powers of two: _run_chunk halves a chunk down to steps
-# Forward plan, from a sweep on an H100 (benchmarks/tune_kernels.py, then named tune_lif.py): up to ~8 one-warp
+# Forward plan, from a sweep on an H100 (benchmarks/tune_kernels.py): up to ~8 one-warp
 # programs per SM (132 SMs), cutting time into segments of at least MIN_SEGMENT steps; the fix-up re-reads the
 # first tens to hundreds of steps of every segment, so short segments cost more than they gain unless the grid is
 # nearly empty.
@@ -500,13 +429,8 @@ BWD_STAGES = 3
 BLOCK_HS = (16, 32, 64, 128)
 
 
-def surrogate_alpha(alpha: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """The surrogate's alpha as a (1,) tensor in the state dtype, for the kernels to load: Triton passes a Python
-    float argument as float32, which would round alpha (1.7, say) in a float64 run."""
-    return torch.full((1,), alpha, dtype=dtype, device=device)
 
-
-def _block_h(H: int) -> int:
+def block_h_for(H: int) -> int:
     # 32 lanes x 4 consecutive channels: 16-byte accesses, time in registers. (64 channels also keep time in
     # registers, with 2 channels per lane and more instructions per step; 32 and fewer spread it over lanes.)
     return min(128, max(16, next_power_of_2(H)))
@@ -521,7 +445,7 @@ def plan(B: int, L: int, H: int, segments: int | None = None, chunk: int = CHUNK
     if chunk not in chunks:
         raise ValueError(f"lif {pass_name} kernel: chunk must be one of {chunks}, got {chunk}")
     if block_h is None:
-        block_h = _block_h(H)
+        block_h = block_h_for(H)
     elif block_h not in BLOCK_HS:
         raise ValueError(f"lif {pass_name} kernel: block_h must be one of {BLOCK_HS}, got {block_h}")
     if segments is None:
@@ -540,10 +464,10 @@ def plan(B: int, L: int, H: int, segments: int | None = None, chunk: int = CHUNK
 
 def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segments: int | None = None,
             chunk: int = CHUNK, block_h: int | None = None, stages: int = STAGES):
-    """Same arguments and results as spikessm.ops.lif_recurrence.lif_fwd: x (B, L, H) contiguous; beta,
+    """Same arguments and results as spikessm/ops/lif/torch_recurrence.py's lif_fwd: x (B, L, H) contiguous; beta,
     threshold (H,) in the state dtype; h0 (B, H) or None -> spikes (x's dtype), the pre-reset membrane (B, L, H)
     (an empty tensor unless save_membrane) and the final state (B, H). segments, chunk, block_h: see plan;
-    stages: the first pass's pipeline depth (1 .. host.MAX_STAGES)."""
+    stages: the first pass's pipeline depth (1 .. launch.MAX_STAGES)."""
     B, L, H = x.shape
     dtype = beta.dtype
     block_h, seg, n_seg = plan(B, L, H, segments, chunk, block_h=block_h)
@@ -552,7 +476,7 @@ def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segm
     vend = torch.empty((B, n_seg, H), dtype=dtype, device=x.device)
     n_blocks = cdiv(H, block_h)
     flags = dict(STORE_M=save_membrane, RESET=RESET_CODES[reset], BLOCK_H=block_h, T=chunk, num_warps=1)
-    _lif_fwd_kernel[(n_blocks, B, n_seg)](
+    lif_fwd_kernel[(n_blocks, B, n_seg)](
         x, beta, threshold, h0 if h0 is not None else vend, spikes, m_all, vend, L, H, seg,
         HAS_H0=h0 is not None, STAGES=check_stages("lif forward kernel", stages), **flags,
     )
@@ -560,10 +484,10 @@ def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segm
         return spikes, m_all, vend[:, 0]
     vfix = torch.empty_like(vend)
     merged = torch.empty((B, n_blocks, n_seg), dtype=torch.int32, device=x.device)
-    _lif_fixup_parallel_kernel[(n_blocks, B, n_seg - 1)](
+    lif_fixup_parallel_kernel[(n_blocks, B, n_seg - 1)](
         x, beta, threshold, spikes, m_all, vend, vfix, merged, L, H, seg, n_seg, **flags)
     vT = torch.empty((B, H), dtype=dtype, device=x.device)
-    _lif_fixup_sequential_kernel[(n_blocks, B)](
+    lif_fixup_sequential_kernel[(n_blocks, B)](
         x, beta, threshold, spikes, m_all, vend, vfix, merged, vT, L, H, seg, n_seg,
         BLOCK_S=next_power_of_2(n_seg), **flags)
     return spikes, m_all, vT
@@ -572,9 +496,10 @@ def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segm
 def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate: str, alpha: float,
             detach_reset: bool, x_dtype: torch.dtype, sigma=None, segments: int | None = None,
             chunk: int = BWD_CHUNK, block_h: int | None = None, stages: int = BWD_STAGES):
-    """Same arguments and results as spikessm.ops.lif_recurrence.lif_bwd; for surrogate "leaky", `sigma` (B, L, H)
-    is its derivative at every step (it depends on the spike history, which the backward does not see).
-    segments, chunk, block_h: see plan; stages: the pipeline depth (1 .. host.MAX_STAGES)."""
+    """Same arguments and results as spikessm/ops/lif/torch_recurrence.py's lif_bwd; for surrogate "leaky",
+    `sigma` (B, L, H) is its derivative at every step (it depends on the spike history, which the backward does
+    not see).
+    segments, chunk, block_h: see plan; stages: the pipeline depth (1 .. launch.MAX_STAGES)."""
     if (surrogate == "leaky") != (sigma is not None):
         raise ValueError("lif_bwd: sigma is needed for, and only for, the 'leaky' surrogate")
     B, L, H = m_all.shape
@@ -593,10 +518,10 @@ def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate
                 sigma if sigma is not None else spare, g_final if g_final is not None else spare)
     chained = spare
     if n_seg > 1:
-        _lif_bwd_kernel[grid](*pointers, spare, dx, partials, alpha, L, H, seg, COMPOSE=True, **args)
+        lif_bwd_kernel[grid](*pointers, spare, dx, partials, alpha, L, H, seg, COMPOSE=True, **args)
         # chained[:, k] = Gv leaving segment k = segment maps k .. S - 1 applied to the final membrane's gradient
         chained, _ = diag_scan_fwd(partials[2], partials[3], g_final, reverse=True)
-    _lif_bwd_kernel[grid](*pointers, chained, dx, partials, alpha, L, H, seg, COMPOSE=False, **args)
+    lif_bwd_kernel[grid](*pointers, chained, dx, partials, alpha, L, H, seg, COMPOSE=False, **args)
     # The op's results must not share storage and must match its fake implementation (contiguous, offset 0):
     # two reductions, and the initial state's gradient copied out of the buffer.
     dh0 = partials[2, :, 0].clone() if h0 is not None else None

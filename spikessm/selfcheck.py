@@ -14,8 +14,10 @@ import time
 import torch
 
 from .ops import diag_scan, lif, s4d_lif, s4d_scan
-from .ops.backend import triton_available
-from .ops.naive import diag_scan_loop, lif_loop, s4d_scan_loop
+from .ops.common.backend import triton_available
+from .ops.diag_scan.naive import diag_scan_loop
+from .ops.lif.naive import lif_loop
+from .ops.s4d_scan.naive import s4d_scan_loop
 
 TOLERANCE = 1e-4  # normwise relative error against the float64 reference
 
@@ -68,7 +70,7 @@ def _s4d_lif_case(B, L, H, N, device, g, algorithm="auto"):
     threshold = 0.3 + torch.rand(H, generator=g, dtype=torch.float64)
 
     def op(u, A, Bm, C, D, h0, beta, threshold, backend):  # spikes and the final membrane
-        spikes, (_, v) = s4d_lif(u, A, Bm, C, D, beta=beta, threshold=threshold, initial_state=(h0, None),
+        spikes, (_, v), _ = s4d_lif(u, A, Bm, C, D, beta=beta, threshold=threshold, initial_state=(h0, None),
                                  backend=backend, algorithm=algorithm)
         return spikes, v
 

@@ -16,7 +16,7 @@ if not torch.cuda.is_available():
 
 import pytest  # noqa: E402
 
-from spikessm.ops.backend import triton_available  # noqa: E402
+from spikessm.ops.common.backend import triton_available  # noqa: E402
 
 HAS_CUDA = torch.cuda.is_available()
 # Where the "triton" backend runs in this session: compiled on CUDA, or interpreted on the CPU.

@@ -47,7 +47,7 @@ def test_kernels_live_in_the_spikessm_namespace(tmp_path):
     result = run_python("""
         import importlib.util
         assert importlib.util.find_spec("kernels") is None, "a top-level 'kernels' module is installed"
-        import spikessm.kernels.diag_scan, spikessm.kernels.s4d_scan
+        import spikessm.kernels.diag_scan, spikessm.kernels.s4d_scan.sequential, spikessm.kernels.common.neuron
         print("ok")
     """, tmp_path)
     assert result.returncode == 0, result.stderr

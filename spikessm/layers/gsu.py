@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..ops import ternarize
-from ..ops.surrogates import resolve
+from ..ops.common.neuron import resolve_alpha
 from .checks import check_input, check_positive_int, param_dtype
 from .counts import OpCounts
 
@@ -48,7 +48,7 @@ class GSU(nn.Module):
             raise ValueError(f"GSU: fraction must be in [0, 1), got {fraction!r}")
         if not 0 <= dropout < 1:
             raise ValueError(f"GSU: dropout must be in [0, 1), got {dropout!r}")
-        self.alpha = resolve("GSU", surrogate, alpha)
+        self.alpha = resolve_alpha("GSU", surrogate, alpha)
         if surrogate == "leaky":
             raise ValueError("GSU: the 'leaky' surrogate needs a membrane history; pick a pointwise surrogate")
         dtype = param_dtype("GSU", dtype)

@@ -10,9 +10,8 @@ import torch
 from torch import nn
 
 from ..ops import lif, spike
-from ..ops.backend import BACKENDS
-from ..ops.lif_recurrence import RESETS
-from ..ops.surrogates import resolve
+from ..ops.common.backend import BACKENDS
+from ..ops.common.neuron import RESETS, resolve_alpha
 from .checks import check_beta, check_bool, check_choice, check_input, check_positive_int, check_threshold, param_dtype
 from .counts import OpCounts
 
@@ -28,7 +27,7 @@ class Heaviside(nn.Module):
         if surrogate == "leaky":
             raise ValueError("Heaviside: the 'leaky' surrogate needs a membrane history; use LIF")
         check_threshold("Heaviside", "threshold", threshold)
-        self.alpha = resolve("Heaviside", surrogate, alpha)
+        self.alpha = resolve_alpha("Heaviside", surrogate, alpha)
         self.threshold, self.surrogate = float(threshold), surrogate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -86,7 +85,7 @@ class LIF(nn.Module):
             raise ValueError(f"LIF: the 'leaky' surrogate needs 0 < beta <= 1, got {beta!r}")
         check_choice("LIF", "reset", reset, RESETS)
         check_choice("LIF", "backend", backend, BACKENDS)
-        self.alpha = resolve("LIF", surrogate, alpha)
+        self.alpha = resolve_alpha("LIF", surrogate, alpha)
         dtype = param_dtype("LIF", dtype)
         self.d_model, self.reset, self.surrogate = d_model, reset, surrogate
         self.detach_reset, self.backend = detach_reset, backend

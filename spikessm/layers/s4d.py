@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..ops import s4d_lif, s4d_scan
-from ..ops.backend import BACKENDS
+from ..ops.common.backend import BACKENDS
 from ..ops.s4d_scan import ALGORITHMS
 from .checks import check_bool, check_choice, check_input, check_positive_int, param_dtype, refuse_bidirectional
 from .counts import OpCounts
@@ -110,10 +110,7 @@ class S4D(nn.Module):
         if self.bidirectional and (state is not None or return_state):
             refuse_bidirectional("S4D", "continuing from a state")
         ssm_state, membrane = self._split(state)
-        if u.shape[0] == 0:  # s4d_scan and s4d_lif need at least one example
-            out, ssm_state, membrane = self._empty(u, ssm_state, membrane)
-        else:
-            out, ssm_state, membrane = self._run(u, ssm_state, membrane, return_state)
+        out, ssm_state, membrane = self._run(u, ssm_state, membrane, return_state)
         if not return_state:
             return out
         return out, (ssm_state if self.neurons is None else (ssm_state, membrane))
@@ -123,9 +120,9 @@ class S4D(nn.Module):
         A_bar, B_bar, C = self.discretized()
         ops = dict(backend=self.backend, algorithm=self.algorithm)
         if self.fused:
-            out, (ssm_state, membrane) = s4d_lif(u, A_bar, B_bar, C[0], self.D, initial_state=(ssm_state, membrane),
-                                                 **ops, **self.neurons.neuron_args())
-            return out, ssm_state, membrane
+            out, final, _ = s4d_lif(u, A_bar, B_bar, C[0], self.D, (ssm_state, membrane),
+                                    output_final_state=return_state, **ops, **self.neurons.neuron_args())
+            return (out, *final) if return_state else (out, None, None)
         out, ssm_state = s4d_scan(u, A_bar, B_bar, C[0], self.D, ssm_state, output_final_state=return_state, **ops)
         if self.bidirectional:
             out = out + s4d_scan(u, A_bar, B_bar, C[1], None, reverse=True, output_final_state=False, **ops)[0]
@@ -138,14 +135,6 @@ class S4D(nn.Module):
         if self.neurons is None:
             return state, None
         return state if state is not None else (None, None)
-
-    def _empty(self, u: torch.Tensor, ssm_state, membrane):
-        """The result of an empty batch: an empty output, and the state given (zeros when None)."""
-        zeros = self.init_state(0)
-        if self.neurons is not None:
-            zeros, zero_membrane = zeros
-            membrane = zero_membrane if membrane is None else membrane
-        return u.new_zeros(u.shape), zeros if ssm_state is None else ssm_state, membrane
 
     def op_counts(self, u: torch.Tensor, out: torch.Tensor) -> dict[str, OpCounts]:
         """Per token and channel, with M complex modes: A x 4M, B u 2M, Re(C x) 2M (the three twice when

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..ops import diag_scan
-from ..ops.backend import BACKENDS
+from ..ops.common.backend import BACKENDS
 from .checks import check_bool, check_choice, check_input, check_positive_int, param_dtype, refuse_bidirectional
 from .counts import OpCounts
 from .discretize import check_dt_range, check_method, discretize

@@ -11,10 +11,9 @@ from ..layers.checks import check_beta, check_bool, check_positive_finite, check
 from ..layers.discretize import DISCRETIZATIONS, check_dt_range
 from ..layers.norm import NORMS
 from ..layers.ssm_init import S4D_INITS
-from ..ops.backend import BACKENDS
-from ..ops.lif_recurrence import RESETS
+from ..ops.common.backend import BACKENDS
+from ..ops.common.neuron import RESETS, SURROGATES
 from ..ops.s4d_scan import ALGORITHMS
-from ..ops.surrogates import SURROGATES
 
 SSMS = ("s4d", "s5")
 READOUTS = ("binary", "lif", "gelu", "none")

@@ -1,4 +1,4 @@
-"""spikessm.ops: the state-update ops, each with a Triton kernel and a PyTorch path.
+"""spikessm.ops: the state-update ops, each with Triton kernels and a PyTorch path.
 
 - :func:`diag_scan`: x_t = a_t * x_{t-1} + b_t (S5's state update).
 - :func:`s4d_scan`: the S4D state update fused with its readout.
@@ -6,12 +6,17 @@
 - :func:`s4d_lif`: s4d_scan followed by lif, fused (spikes out, no SSM output or states in memory).
 - :func:`spike`, :func:`ternarize`: pointwise Heaviside spikes and ternarisation with surrogate gradients.
 
-Plain step-by-step references for tests are in :mod:`spikessm.ops.naive`.
+Each op has its folder, spikessm/ops/<op>/: the public function and its checks in __init__.py, the step-by-step
+reference in naive.py, and one file per (backend, algorithm): torch_*.py for the PyTorch paths, triton*.py for the
+glue to its kernels (kernels/, installed as spikessm.kernels). What the ops share is in spikessm/ops/common/.
+Every op returns a named tuple whose first two fields are the output and the final state.
 """
+from .common.outputs import S4DLIFOutput, S4DLIFState, ScanOutput
 from .diag_scan import diag_scan
 from .lif import lif
 from .s4d_lif import s4d_lif
 from .s4d_scan import s4d_scan
 from .spike import spike, ternarize
 
-__all__ = ["diag_scan", "lif", "s4d_lif", "s4d_scan", "spike", "ternarize"]
+__all__ = ["diag_scan", "lif", "s4d_lif", "s4d_scan", "spike", "ternarize", "ScanOutput", "S4DLIFOutput",
+           "S4DLIFState"]

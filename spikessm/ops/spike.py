@@ -3,7 +3,7 @@
     spike(x)           = H(x)                 (1 where x > 0, else 0)
     ternarize(x, d)    = H(x - d) - H(-x - d)  (in {-1, 0, +1}; d >= 0 broadcasts against x)
 
-Backward: H' is replaced by a surrogate derivative by name (see spikessm.ops.surrogates), so
+Backward: H' is replaced by a surrogate derivative by name (spikessm/ops/common/neuron.py), so
 d spike / dx = sigma(x) and d ternarize / dx = sigma(x - d) + sigma(-x - d). The thresholds d get no gradient:
 the GSU sets them from the data (0.15 max |x|) and treats them as constants, as it does its spikes.
 """
@@ -11,22 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .surrogates import derivative, resolve
-
-OP = "spike"
-
-
-class _Spike(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, surrogate: str, alpha: float):
-        ctx.save_for_backward(x)
-        ctx.surrogate, ctx.alpha = surrogate, alpha
-        return (x > 0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad * derivative(ctx.surrogate, x, ctx.alpha), None, None
+from .common.neuron import POINTWISE_SURROGATES, SurrogateSpike, resolve_alpha
 
 
 def _check(op: str, x: torch.Tensor, surrogate: str, alpha: float | None) -> float:
@@ -36,8 +21,8 @@ def _check(op: str, x: torch.Tensor, surrogate: str, alpha: float | None) -> flo
         raise TypeError(f"{op}: x must be a floating-point tensor, got {x.dtype}")
     if surrogate == "leaky":
         raise ValueError(f"{op}: the 'leaky' surrogate needs a membrane history (use lif); "
-                         "pointwise spikes take atan, fast_sigmoid, triangle, sigmoid or rectangle")
-    return resolve(op, surrogate, alpha)
+                         f"pointwise spikes take {', '.join(POINTWISE_SURROGATES)}")
+    return resolve_alpha(op, surrogate, alpha)
 
 
 def spike(x: torch.Tensor, *, surrogate: str = "atan", alpha: float | None = None) -> torch.Tensor:
@@ -45,8 +30,8 @@ def spike(x: torch.Tensor, *, surrogate: str = "atan", alpha: float | None = Non
 
     Binary S4D's readout is spike(y) (threshold 0); spike(v - threshold) for any other threshold.
     """
-    alpha = _check(OP, x, surrogate, alpha)
-    return _Spike.apply(x, surrogate, alpha)
+    alpha = _check("spike", x, surrogate, alpha)
+    return SurrogateSpike.apply(x, surrogate, alpha)
 
 
 def ternarize(x: torch.Tensor, delta: torch.Tensor | float, *, surrogate: str = "atan",
@@ -56,4 +41,4 @@ def ternarize(x: torch.Tensor, delta: torch.Tensor | float, *, surrogate: str = 
     alpha = _check("ternarize", x, surrogate, alpha)
     if isinstance(delta, torch.Tensor):
         delta = delta.detach()
-    return _Spike.apply(x - delta, surrogate, alpha) - _Spike.apply(-x - delta, surrogate, alpha)
+    return SurrogateSpike.apply(x - delta, surrogate, alpha) - SurrogateSpike.apply(-x - delta, surrogate, alpha)

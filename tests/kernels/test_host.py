@@ -7,7 +7,7 @@ from conftest import requires_triton
 def test_integer_helpers_match_triton():
     import triton
 
-    from spikessm.kernels.host import cdiv, next_power_of_2
+    from spikessm.kernels.common.launch import cdiv, next_power_of_2
 
     for n in range(1, 2100):
         assert next_power_of_2(n) == triton.next_power_of_2(n), n
@@ -17,7 +17,7 @@ def test_integer_helpers_match_triton():
 
 @requires_triton
 def test_chunk_size_check():
-    from spikessm.kernels.host import check_chunk_size
+    from spikessm.kernels.common.launch import check_chunk_size
 
     assert check_chunk_size("op", None, 32) == 32 and check_chunk_size("op", 8, 32) == 8
     for bad in (0, 1, 12):
@@ -27,7 +27,7 @@ def test_chunk_size_check():
 
 @requires_triton
 def test_stages_check():
-    from spikessm.kernels.host import MAX_STAGES, check_stages
+    from spikessm.kernels.common.launch import MAX_STAGES, check_stages
 
     assert check_stages("op", 1) == 1 and check_stages("op", MAX_STAGES) == MAX_STAGES
     for bad in (0, MAX_STAGES + 1, 2.0, None):

@@ -13,8 +13,9 @@ import torch
 from conftest import HAS_CUDA, TRITON_DEVICE, requires_triton
 from helpers import assert_close
 
-from spikessm.ops import lif, lif_recurrence
-from spikessm.ops.surrogates import leaky_derivative
+from spikessm.ops import lif
+from spikessm.ops.lif import torch_recurrence as lif_recurrence
+from spikessm.ops.common.neuron import leaky_derivative
 
 pytestmark = [requires_triton, pytest.mark.interpreter]
 
@@ -72,7 +73,7 @@ def test_segments_match_reference(B, L, H, reset, surrogate, beta_value, segment
 
 def test_unsupported_plans_are_refused():
     from spikessm.kernels import lif as kernels
-    from spikessm.kernels.host import MAX_STAGES
+    from spikessm.kernels.common.launch import MAX_STAGES
 
     with pytest.raises(ValueError, match="forward kernel: chunk must be one of"):
         kernels.plan(2, 100, 8, chunk=64)

@@ -80,7 +80,7 @@ def test_compile_s4d_lif(backend, algorithm):
     def spiking(u):
         A = torch.polar(torch.exp(model.log_a), model.theta)
         B, C = torch.view_as_complex(model.B), torch.view_as_complex(model.C)
-        spikes, (_, membrane) = s4d_lif(u, A.expand_as(B), B, C, model.D, beta=beta, threshold=threshold,
+        spikes, (_, membrane), _ = s4d_lif(u, A.expand_as(B), B, C, model.D, beta=beta, threshold=threshold,
                                         backend=backend, algorithm=algorithm)
         return spikes.sum(-1) + membrane.sum()
 

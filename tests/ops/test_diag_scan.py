@@ -5,8 +5,8 @@ from conftest import BACKENDS, TRITON_DEVICE, TRITON_LONG_L, requires_triton
 from helpers import assert_close, long_memory_magnitudes
 
 from spikessm.ops import diag_scan
-from spikessm.ops.chunked_scan import chunk_length
-from spikessm.ops.naive import diag_scan_loop
+from spikessm.ops.diag_scan.torch_chunked import chunk_length
+from spikessm.ops.diag_scan.naive import diag_scan_loop
 
 # Normwise relative tolerances against float64: float32 state vs float64 state.
 TOL = {torch.float32: 2e-5, torch.complex64: 2e-5, torch.float64: 1e-12, torch.complex128: 1e-12}
@@ -271,7 +271,7 @@ def test_gradcheck_triton_path(time_varying):
 
 def test_auto_uses_torch_on_cpu(monkeypatch):
     calls = []
-    import spikessm.ops.chunked_scan as cs
+    from spikessm.ops.diag_scan import torch_chunked as cs
 
     real = cs.diag_scan_fwd
     monkeypatch.setattr(cs, "diag_scan_fwd", lambda *args: calls.append(1) or real(*args))

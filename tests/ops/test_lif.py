@@ -8,8 +8,8 @@ from conftest import BACKENDS, TRITON_DEVICE, requires_triton
 from helpers import assert_close, pre_reset_membrane
 
 from spikessm.ops import lif
-from spikessm.ops.naive import lif_loop
-from spikessm.ops.surrogates import DEFAULT_ALPHA, SURROGATES, derivative, leaky_derivative
+from spikessm.ops.lif.naive import lif_loop
+from spikessm.ops.common.neuron import DEFAULT_ALPHA, SURROGATES, derivative, leaky_derivative
 
 RESETS = ("subtract", "zero", "none")
 MARGIN = 1e-4  # spikes may legitimately differ where the membrane is within rounding of the threshold

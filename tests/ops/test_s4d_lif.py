@@ -5,8 +5,9 @@ from conftest import BACKENDS, TRITON_DEVICE, requires_triton
 from helpers import assert_close, pre_reset_membrane
 
 from spikessm.ops import s4d_lif
-from spikessm.ops.naive import lif_loop, s4d_scan_loop
-from spikessm.ops.surrogates import DEFAULT_ALPHA
+from spikessm.ops.lif.naive import lif_loop
+from spikessm.ops.s4d_scan.naive import s4d_scan_loop
+from spikessm.ops.common.neuron import DEFAULT_ALPHA
 
 # (backend, device, algorithm): every backend with its default algorithm, and the chunked Triton kernel.
 PATHS = [pytest.param(*p.values, "auto", id=p.id, marks=p.marks) for p in BACKENDS] + [
@@ -54,9 +55,9 @@ def check(ins64, *, backend, device, reset="subtract", surrogate="atan", detach_
     ins = [t.requires_grad_() if t is not None else None for t in ins]
     u, A, Bm, C, D, h0, v0, beta, th = ins
     initial = (h0, v0) if (h0 is not None or v0 is not None) else None
-    spikes, (ssm_state, v) = s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, reset=reset, surrogate=surrogate,
-                                     initial_state=initial, detach_reset=detach_reset, reverse=reverse,
-                                     alpha=alpha, backend=backend, **kw)
+    spikes, (ssm_state, v), _ = s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, reset=reset, surrogate=surrogate,
+                                        initial_state=initial, detach_reset=detach_reset, reverse=reverse,
+                                        alpha=alpha, backend=backend, **kw)
     refs = [t.detach().cpu().to(torch.complex128 if t.is_complex() else torch.float64).requires_grad_()
             if t is not None else None for t in ins]
     spikes_r, ssm_r, v_r = reference(refs, reset=reset, surrogate=surrogate, detach_reset=detach_reset,
@@ -159,7 +160,7 @@ def test_triton_agrees_with_torch(algorithm):
 def test_triton_chunked_boundaries(L, reverse):
     """The chunked kernel's neurons walk 64-step tiles: a membrane carried across chunk boundaries, and a last
     chunk that is full or cut short (its steps past L must leave the membrane alone)."""
-    from spikessm.kernels.s4d_chunked import chunk_length
+    from spikessm.kernels.s4d_scan.chunked import chunk_length
 
     assert chunk_length(L) == 64
     check(make_inputs(2, L, 2, 3, seed=L), backend="triton", device=TRITON_DEVICE, algorithm="chunked",
@@ -170,7 +171,7 @@ def test_triton_chunked_boundaries(L, reverse):
 @pytest.mark.interpreter
 def test_triton_chunked_several_sequence_blocks(monkeypatch):
     # More sequences than one program's block (the last block partly masked), 16-step chunks over 37 steps.
-    from spikessm.kernels import s4d_chunked as kernel
+    from spikessm.kernels.s4d_scan import chunked as kernel
 
     monkeypatch.setattr(kernel, "CHUNK", 16)
     monkeypatch.setattr(kernel, "MAX_BLOCK_B", 16)
@@ -183,10 +184,10 @@ def test_streaming_in_pieces(backend, device, algorithm):
     u, A, Bm, C, D, _, _, beta, th = (t.to(torch.complex64 if t.is_complex() else torch.float32).to(device)
                                       if t is not None else None for t in make_inputs(2, 30, 3, 4, seed=11))
     kw = dict(beta=beta, threshold=th, backend=backend, algorithm=algorithm)
-    spikes_full, (s_full, v_full) = s4d_lif(u, A, Bm, C, D, **kw)
+    spikes_full, (s_full, v_full), _ = s4d_lif(u, A, Bm, C, D, **kw)
     state, pieces = None, []
     for lo, hi in ((0, 5), (5, 6), (6, 30)):
-        spikes, state = s4d_lif(u[:, lo:hi], A, Bm, C, D, initial_state=state, **kw)
+        spikes, state, _ = s4d_lif(u[:, lo:hi], A, Bm, C, D, initial_state=state, **kw)
         pieces.append(spikes)
     assert torch.equal(torch.cat(pieces, 1), spikes_full)
     assert_close(state[0], s_full, 1e-5, "ssm state")
@@ -231,7 +232,7 @@ def test_errors():
         s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, reset="soft")
     with pytest.raises(ValueError, match="s4d_lif: initial membrane must have shape"):
         s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, initial_state=(None, v0[:, :2]))
-    with pytest.raises(ValueError, match="s4d_scan: initial_state must have shape"):
+    with pytest.raises(ValueError, match=r"s4d_lif: initial SSM state must have shape \(batch, channels, state\)"):
         s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, initial_state=(h0[:, :2], None))
     with pytest.raises(ValueError, match="s4d_lif: beta must have shape"):
         s4d_lif(u, A, Bm, C, D, beta=beta[:2], threshold=th)

@@ -5,9 +5,9 @@ from conftest import BACKENDS, TRITON_DEVICE, TRITON_LONG_L, requires_triton
 from helpers import assert_close, long_memory_magnitudes
 
 from spikessm.ops import s4d_scan
-from spikessm.ops.naive import s4d_scan_loop
-from spikessm.ops import s4d_chunked
-from spikessm.ops.s4d_chunked import CHUNK, powers
+from spikessm.ops.s4d_scan.naive import s4d_scan_loop
+from spikessm.ops.s4d_scan import torch_chunked as s4d_chunked
+from spikessm.ops.s4d_scan.torch_chunked import CHUNK, powers
 
 TOL32 = 2e-5
 
@@ -116,7 +116,7 @@ def test_low_precision_input(backend, device, algorithm, u_dtype):
 def test_triton_tile_boundaries(steps_past_tile):
     # The kernels gather outputs into tiles of T steps; the last tile may be partial, and the backward's walk
     # starts inside it.
-    from spikessm.kernels.s4d_scan import T
+    from spikessm.kernels.s4d_scan.sequential import T
 
     L = T + steps_past_tile
     inputs = make_inputs(1, L, 2, 3, h0=True, seed=L)
@@ -128,7 +128,7 @@ def test_triton_tile_boundaries(steps_past_tile):
 @pytest.mark.parametrize("B,H,N", [(1, 70, 2), (2, 9, 33)])
 def test_triton_several_channel_blocks(B, H, N):
     # More channels than one program's block (the last block partly masked), and N not a power of two.
-    from spikessm.kernels.s4d_scan import launch_config
+    from spikessm.kernels.s4d_scan.sequential import launch_config
 
     assert launch_config(B, H, N)[0] < H
     inputs = make_inputs(B, 5, H, N, h0=True, seed=H)
@@ -139,7 +139,8 @@ def test_triton_several_channel_blocks(B, H, N):
 def test_launch_config_shapes():
     from triton import next_power_of_2
 
-    from spikessm.kernels.s4d_scan import MAX_BLOCK_H, MIN_STATES_PER_THREAD, STATES_PER_THREAD, launch_config
+    from spikessm.kernels.s4d_scan.sequential import (MAX_BLOCK_H, MIN_STATES_PER_THREAD, STATES_PER_THREAD,
+                                                      launch_config)
 
     for B, H, N in [(32, 256, 64), (1, 128, 64), (8, 64, 16), (32, 256, 4), (1, 3, 5), (4, 512, 256)]:
         for per_thread in (STATES_PER_THREAD, STATES_PER_THREAD // 4):
@@ -187,7 +188,7 @@ def test_triton_agrees_with_torch(reverse):
 @pytest.mark.parametrize("reverse", [False, True])
 def test_triton_chunked_boundaries(L, reverse):
     """The chunked kernel's last chunk is full or cut short (its own operators, zero-padded inputs after it)."""
-    from spikessm.kernels.s4d_chunked import chunk_length
+    from spikessm.kernels.s4d_scan.chunked import chunk_length
 
     assert chunk_length(L) == CHUNK
     inputs = make_inputs(2, L, 3, 4, h0=True, seed=L + 2000)
@@ -199,7 +200,7 @@ def test_triton_chunked_boundaries(L, reverse):
 @pytest.mark.interpreter
 def test_triton_chunked_several_sequence_blocks_and_short_chunks(monkeypatch):
     # More sequences than one program's block (the last block partly masked), 16-step chunks over 37 steps.
-    from spikessm.kernels import s4d_chunked as kernel
+    from spikessm.kernels.s4d_scan import chunked as kernel
 
     monkeypatch.setattr(kernel, "CHUNK", 16)
     assert kernel.launch_config(33, 5)[1] < 33
@@ -214,7 +215,7 @@ def test_gradcheck_triton_chunked(monkeypatch, reverse):
     # The kernels' backward and the host's operator gradients against finite differences, in float64, over
     # two whole 16-step chunks and a short one. fast_mode checks random projections of the Jacobian (a few
     # interpreted kernel calls instead of two per input element).
-    from spikessm.kernels import s4d_chunked as kernel
+    from spikessm.kernels.s4d_scan import chunked as kernel
 
     monkeypatch.setattr(kernel, "CHUNK", 16)
     inputs = [t.to(TRITON_DEVICE).requires_grad_() for t in make_inputs(1, 35, 1, 2, h0=True, seed=25)]

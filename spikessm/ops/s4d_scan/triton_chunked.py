@@ -1,4 +1,5 @@
-"""s4d_scan's chunked algorithm (see s4d_chunked) on the Triton kernel spikessm.kernels.s4d_chunked.
+"""s4d_scan's "chunked" algorithm (as torch_chunked.py computes it) on the Triton kernel of
+kernels/s4d_scan/chunked.py (installed as spikessm.kernels.s4d_scan.chunked).
 
 The host builds each channel's chunk operators from A, B, C with differentiable PyTorch ops (a few (H, T, T) and
 (H, 2, N, T) tensors); the kernel applies them to the sequence, forward and backward, as a torch.library custom
@@ -11,15 +12,17 @@ from typing import Optional
 
 import torch
 
-from .dispatch import Op
-from .lif import needs_grad
-from .s4d_chunked import convolution_matrix, powers
+from spikessm.kernels.common.launch import complex_planes
+
+from ..common.checks import needs_grad
+from ..common.custom_op import Op
+from .torch_chunked import convolution_matrix, powers
 
 OP = "s4d_chunked"
 
 
 def _kernels():
-    from spikessm.kernels import s4d_chunked as k
+    from spikessm.kernels.s4d_scan import chunked as k  # imported on first use: Triton is optional
 
     return k
 
@@ -42,7 +45,7 @@ def _forward_fake(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, rever
     return torch.empty_like(u), a_chunk.new_empty((Bsz, 2, H, N)), states
 
 
-def _chunk_tiles(x: torch.Tensor, T: int, n_chunks: int, reverse: bool, dtype: torch.dtype) -> torch.Tensor:
+def chunk_tiles(x: torch.Tensor, T: int, n_chunks: int, reverse: bool, dtype: torch.dtype) -> torch.Tensor:
     """(B, L, H) -> (H, n_chunks, B, T) in processing order, zeros after the last step: channel h's rows are the
     (chunk, sequence) pairs in the order of the kernel's state columns. One copy (two for a reverse run)."""
     Bsz, L, H = x.shape
@@ -76,8 +79,8 @@ def _backward_impl(
     T = conv.shape[-1]
     pairs, before_last = n_chunks * Bsz, (n_chunks - 1) * Bsz
     with torch.autocast(u.device.type, enabled=False):  # in the operators' precision, as the kernels compute
-        U = _chunk_tiles(u, T, n_chunks, reverse, conv.dtype).view(H, pairs, T)
-        dY = _chunk_tiles(gy, T, n_chunks, reverse, conv.dtype).view(H, pairs, T)
+        U = chunk_tiles(u, T, n_chunks, reverse, conv.dtype).view(H, pairs, T)
+        dY = chunk_tiles(gy, T, n_chunks, reverse, conv.dtype).view(H, pairs, T)
         Z, G = states.view(H, 2 * N, pairs), G.view(H, 2 * N, pairs)
         dconv = torch.bmm(dY.mT, U)  # (H, T, T)
         dw_out = _planes_first(torch.bmm(dY.mT, Z.mT).unflatten(2, (N, 2)), 3)  # (H, T, N, 2) -> (H, 2, T, N)
@@ -132,13 +135,9 @@ def _backward(ctx, backward_impl, gy, gT, _g_states):
 chunked_op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
 
 
-def complex_planes(x: torch.Tensor) -> torch.Tensor:
-    """Complex (H or B, ...) -> real (H or B, 2, ...): (re, im) planes after the first dimension, contiguous."""
-    return torch.stack((x.real, x.imag), 1).contiguous()
-
-
-def s4d_scan_chunked_kernel(u, A, B, C, D, h0, reverse: bool, output_final_state: bool = True):
-    """Same arguments and results as s4d_chunked.s4d_scan_chunked (u contiguous), on the Triton kernel."""
+def s4d_scan_chunked_kernel(u, A, B, C, D, h0, *, reverse: bool, output_final_state: bool):
+    """Same arguments and results as torch_chunked.s4d_scan_chunked, on the Triton kernel."""
+    u = u.contiguous()
     # The operators are built in their inputs' precision, whatever autocast would choose for the products.
     with torch.autocast(u.device.type, enabled=False):
         return _apply(u, A, B, C, D, h0, reverse, output_final_state)
@@ -147,7 +146,7 @@ def s4d_scan_chunked_kernel(u, A, B, C, D, h0, reverse: bool, output_final_state
 def chunk_operators(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, L: int) -> tuple[torch.Tensor, ...]:
     """The kernel's operators for sequences of L steps, built differentiably from A, B, C (H, N) complex:
     (conv, w_in, w_out, a_chunk, w_in_last, a_last), real and contiguous, shapes as in
-    spikessm.kernels.s4d_chunked.s4d_chunked_fwd."""
+    kernels/s4d_scan/chunked.py's s4d_chunked_fwd."""
     T = _kernels().chunk_length(L)
     r = L - (-(-L // T) - 1) * T  # steps in the last chunk
     P = powers(A, T + 1)  # (H, T + 1, N)
@@ -162,6 +161,8 @@ def chunk_operators(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, L: int) -
 
 def _apply(u, A, B, C, D, h0, reverse: bool, output_final_state: bool):
     z0 = complex_planes(h0) if h0 is not None else None
-    y, zT, _ = chunked_op(u, *chunk_operators(A, B, C, u.shape[1]), D.contiguous() if D is not None else None, z0,
-                   bool(reverse), needs_grad(u, A, B, C, D, h0))
+    conv, w_in, w_out, a_chunk, w_in_last, a_last = chunk_operators(A, B, C, u.shape[1])
+    y, zT, _ = chunked_op(u=u, conv=conv, w_in=w_in, w_out=w_out, a_chunk=a_chunk, w_in_last=w_in_last,
+                          a_last=a_last, D=D.contiguous() if D is not None else None, z0=z0, reverse=reverse,
+                          store_states=needs_grad(u, A, B, C, D, h0))
     return y, (torch.complex(zT[:, 0], zT[:, 1]) if output_final_state else None)

@@ -36,6 +36,13 @@ def check_stages(op: str, stages: int) -> int:
     return stages
 
 
+def complex_planes(x: torch.Tensor) -> torch.Tensor:
+    """Complex (H or B, ...) -> real (H or B, 2, ...): (re, im) planes after the first dimension, contiguous. The
+    s4d kernels take complex states and operators so: planar like their parameters, so that one register layout
+    loads both (an interleaved load picks another, and Triton 3.6 then converts every step)."""
+    return torch.stack((x.real, x.imag), 1).contiguous()
+
+
 def real_view(t: torch.Tensor) -> torch.Tensor:
     """Complex tensors go to kernels as their real views (element k at 2k, 2k + 1); real ones as they are."""
     return torch.view_as_real(t) if t.is_complex() else t

@@ -1,7 +1,7 @@
 """S4D state update and readout in T-step chunks of matrix products (tl.dot, tensor cores on a GPU).
 
 Per channel h, with chunk c's inputs as a (T, batch) tile U_c and the state entering it as (N, batch) real and
-imaginary planes Z_(c-1) (spikessm.ops.s4d_chunked_kernel builds the operators from A, B, C):
+imaginary planes Z_(c-1) (spikessm/ops/s4d_scan/triton_chunked.py builds the operators from A, B, C):
 
   Y_c = W_conv U_c + W_out,re Z_(c-1),re + W_out,im Z_(c-1),im + D U_c        (T, batch)
   Z_c = A^T Z_(c-1) + W_in U_c                                                (N, batch) per plane
@@ -12,7 +12,7 @@ chunk. A last chunk of r < T steps uses its own W_in and A^r (zero-padded inputs
 output). One program per (channel, block of BLOCK_B sequences) walks the chunks in order with the states in
 registers: per chunk five products of T x T, T x N and N x T operators with the (T, BLOCK_B) input tile,
 ~(T + 4N) multiply-adds per (sequence, step), on tensor cores, instead of the 8N of the step-by-step walk
-(spikessm.kernels.s4d_scan) on the FMA units.
+(kernels/s4d_scan/sequential.py) on the FMA units.
 
 Backward, a reverse walk over chunks with G_c = dLoss/dZ_c (real planes):
 
@@ -27,7 +27,7 @@ matrix whose columns are the (chunk, sequence) pairs, as those products read the
 
 With LIF, the forward is s4d_lif's: instead of writing Y_c, LIF neurons walk its steps in order (membranes in
 registers) and the kernel writes spikes, and the pre-reset membrane when the backward needs it. Its backward is
-spikessm.kernels.lif's followed by this one's (spikessm.ops.s4d_lif_chunked_kernel).
+kernels/lif.py's followed by this one's (spikessm/ops/s4d_lif/triton_chunked.py).
 
 Float32 products use 3xTF32 ("tf32x3": each operand split into two TF32 parts, ~float32 accuracy on tensor
 cores); float64 ones are exact ("ieee").
@@ -36,9 +36,11 @@ import torch
 import triton
 import triton.language as tl
 
-from .host import cdiv, next_power_of_2
-from .lif import RESET_CODES, _spike_values, _step
-from .s4d_scan import _time
+from spikessm.ops.common.neuron import RESET_CODES
+
+from ..common.launch import cdiv, next_power_of_2
+from ..common.neuron import lif_step, spike_values
+from ..common.time import time_index
 
 MIN_DOT = 16  # tl.dot needs every dimension >= 16
 # Steps of the neurons' walk (_neurons) unrolled together, so that their row loads issue at once. Unrolling a
@@ -53,7 +55,7 @@ def _steps(ptr, offs_b, start, L, H, h, rows, mask_b, REVERSE: tl.constexpr):
     """Pointers and mask of the (T, BLOCK_B) tile of a (B, L, H) tensor at processing steps start + rows of
     channel h."""
     i = start + rows
-    t = _time(i, L, REVERSE)
+    t = time_index(i, L, REVERSE)
     ptrs = ptr + offs_b[None, :] * L * H + t[:, None] * H + h
     return ptrs, (i < L)[:, None] & mask_b[None, :]
 
@@ -150,7 +152,7 @@ def _neurons(y, v, beta, th, s_ptr, m_ptr, slot_ptr, offs_b, mask_b, start, L, H
     The walk takes y a step (a row) at a time, and a register tile's rows cannot be indexed: y goes through this
     program's (T, BLOCK_B) scratch slot (L1-resident) and each step loads its row, WALK_UNROLL steps at a time
     whose loads do not wait on the walk: one barrier per chunk. Halving the tile in registers down to steps
-    instead, as spikessm.kernels.lif does, needs layout conversions when the tile comes from the tensor cores:
+    instead, as kernels/lif.py does, needs layout conversions when the tile comes from the tensor cores:
     sm_90 compiles (benchmarks/kernel_resources.py, N = 64, T = 64) had 39-265 barriers in the chunk loop (Triton
     3.9 and 3.6), against 19-23 this way (the products' own included). The slots alternate between chunks: the
     chunk after next is the first to overwrite one, after every thread has passed the next chunk's barrier."""
@@ -163,9 +165,9 @@ def _neurons(y, v, beta, th, s_ptr, m_ptr, slot_ptr, offs_b, mask_b, start, L, H
             i = start + j
             live = mask_b & (i + 0 * seq < L)  # a vector comparison: Triton's interpreter mis-types vector & scalar
             x = tl.load(slot_ptr + j * BLOCK_B + seq)
-            m, spiked, _, v, _ = _step(x, live, v, v, beta, th, RESET, False)
-            offs = offs_b * L * H + _time(i, L, REVERSE) * H + h
-            tl.store(s_ptr + offs, _spike_values(spiked, y.dtype, s_ptr), mask=live)
+            m, spiked, _, v, _ = lif_step(x, live, v, v, beta, th, RESET, False)
+            offs = offs_b * L * H + time_index(i, L, REVERSE) * H + h
+            tl.store(s_ptr + offs, spike_values(spiked, y.dtype, s_ptr), mask=live)
             if STORE_M:
                 tl.store(m_ptr + offs, m, mask=live)
     return v
@@ -192,7 +194,7 @@ def _output_chunk(u_ptr, y_ptr, Z_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, sta
 
 
 @triton.jit
-def _chunked_fwd_kernel(
+def chunked_fwd_kernel(
     u_ptr, conv_ptr, in_ptr, out_ptr, at_ptr, in_last_ptr, at_last_ptr, D_ptr, z0_ptr, v0_ptr, beta_ptr, th_ptr,
     y_ptr, zT_ptr, Z_ptr, m_ptr, vT_ptr, scratch_ptr,
     Bsz, L, H, N,
@@ -269,7 +271,7 @@ def _bwd_chunk(gy_ptr, du_ptr, G_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, star
 
 
 @triton.jit
-def _chunked_bwd_kernel(
+def chunked_bwd_kernel(
     gy_ptr, conv_ptr, in_ptr, out_ptr, at_ptr, in_last_ptr, at_last_ptr, D_ptr, gT_ptr,
     du_ptr, G_ptr, dz0_ptr,
     Bsz, L, H, N,
@@ -346,7 +348,7 @@ def _forward(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse: b
     def arg(t):
         return t if t is not None else spare
 
-    _chunked_fwd_kernel[grid](
+    chunked_fwd_kernel[grid](
         u, conv, w_in, w_out, a_chunk, w_in_last, a_last, arg(D), arg(z0), arg(v0), arg(beta), arg(threshold),
         out, zT, arg(states), arg(membrane), arg(vT), arg(scratch),
         Bsz, L, H, N,
@@ -408,7 +410,7 @@ def s4d_chunked_bwd(gy, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, gT, ha
     G = torch.empty(states_shape(Bsz, L, H, N, T), dtype=a_chunk.dtype, device=gy.device)
     dz0 = torch.empty((Bsz, 2, H, N), dtype=a_chunk.dtype, device=gy.device) if has_z0 else None
     spare = G  # stands in for absent pointers; never read or written
-    _chunked_bwd_kernel[(H, cdiv(Bsz, block_b))](
+    chunked_bwd_kernel[(H, cdiv(Bsz, block_b))](
         gy, conv, w_in, w_out, a_chunk, w_in_last, a_last, D if D is not None else spare,
         gT if gT is not None else spare, du, G, dz0 if dz0 is not None else spare,
         Bsz, L, H, N,

@@ -1,4 +1,5 @@
-"""The PyTorch path of s4d_scan: the sequence in chunks of T steps, each chunk a few batched matrix products.
+"""The PyTorch path of s4d_scan (its "chunked" algorithm on the torch backend): the sequence in chunks of T steps,
+each chunk a few batched matrix products.
 
 Per channel h, with T-step chunks c and positions t, j in [0, T), the state entering chunk c is X_(c-1)
 (X_(-1) = the initial state) and
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from .diag_scan import diag_scan
+from ..diag_scan import run_diag_scan
 
 CHUNK = 64
 
@@ -46,10 +47,9 @@ def convolution_matrix(P: torch.Tensor, B: torch.Tensor, C: torch.Tensor, T: int
     return K[:, lag.clamp_min(0)] * (lag >= 0)
 
 
-def s4d_scan_chunked(u, A, B, C, D, h0, reverse: bool, output_final_state: bool = True):
-    """Same arguments as spikessm.kernels.s4d_scan.s4d_scan_fwd: u (B, L, H) real; A, B, C (H, N) complex;
-    D (H,) or None; h0 (B, H, N) or None. Returns y (B, L, H) in u's dtype and the final state (B, H, N) in A's
-    dtype, or None when not output_final_state."""
+def s4d_scan_chunked(u, A, B, C, D, h0, *, reverse: bool, output_final_state: bool):
+    """u (B, L, H) real; A, B, C (H, N) complex; D (H,) or None; h0 (B, H, N) or None, checked. Returns y
+    (B, L, H) in u's dtype and the final state (B, H, N) in A's dtype, or None when not output_final_state."""
     # Under autocast torch.bmm would run in 16 bits (~1e-3 relative): the op keeps its inputs' precision, as
     # the Triton kernel does.
     with torch.autocast(u.device.type, enabled=False):
@@ -78,8 +78,9 @@ def _chunked(u, A, B, C, D, h0, reverse: bool, output_final_state: bool):
     S, y = torch.bmm(weights, columns).split([2 * N, T], dim=1)  # (H, 2N, B nc), (H, T, B nc)
 
     S = torch.view_as_complex(S.reshape(H, N, 2, Bsz, n_chunks).permute(3, 4, 0, 1, 2).contiguous())
-    X, _ = diag_scan(P[:, T].reshape(H * N), S.reshape(Bsz, n_chunks, H * N),
-                     h0.reshape(Bsz, H * N) if h0 is not None else None, backend="torch")
+    X, _ = run_diag_scan(P[:, T].reshape(H * N), S.reshape(Bsz, n_chunks, H * N),
+                         h0.reshape(Bsz, H * N) if h0 is not None else None, reverse=False, triton=False,
+                         chunk_size=0)
     X = X.reshape(Bsz, n_chunks, H, N)  # the state after each chunk
     if n_chunks > 1 or h0 is not None:
         # Re(sum_n C A^(t+1) X_(c-1)) = [Re V, -Im V] . [Re X, Im X] with V = C A^(t+1)

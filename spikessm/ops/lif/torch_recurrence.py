@@ -1,4 +1,5 @@
-"""The PyTorch path of lif: a forward loop without autograd and an explicit adjoint, both walking small
+"""The PyTorch path of lif (its "sequential" algorithm on the torch backend): a forward loop without autograd
+and an explicit adjoint, both walking small
 (batch, channels) slices that stay in cache.
 
 Forward, per step (exact LIF, sequential because of the reset):
@@ -17,22 +18,12 @@ from __future__ import annotations
 
 import torch
 
-from .surrogates import derivative_, leaky_derivative
-
-RESETS = ("subtract", "zero", "none")
+from ..common.neuron import derivative_, leaky_derivative, post_reset
 
 
 def state_dtype(x: torch.Tensor) -> torch.dtype:
+    """The membrane's dtype for input x: float64 for float64 x, float32 otherwise."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
-def _post_reset(m, s, threshold, reset: str, out=None):
-    """v from the pre-reset membrane m and the spikes s (0/1 in any float dtype); into `out` when given."""
-    if reset == "subtract":  # m - threshold where s = 1 (s * threshold is exact, so m itself where s = 0)
-        return torch.addcmul(m, s, threshold, value=-1, out=out)
-    if reset == "zero":  # masked_fill rather than m (1 - s), which would turn an infinite m into NaN
-        return m.masked_fill(s != 0, 0.0) if out is None else out.copy_(m).masked_fill_(s != 0, 0.0)
-    return m
 
 
 def lif_fwd(x, beta, threshold, h0, reset: str):
@@ -51,7 +42,7 @@ def lif_fwd(x, beta, threshold, h0, reset: str):
     x_steps = x.to(dtype).unbind(1)
     for t in range(L):
         m = torch.addcmul(x_steps[t], beta, v, out=m_all[:, t])
-        v = _post_reset(m, torch.gt(m, threshold, out=spikes[:, t]), threshold, reset)
+        v = post_reset(m, torch.gt(m, threshold, out=spikes[:, t]), threshold, reset)
     return spikes, m_all, v.clone()  # without a reset v is a view of m_all
 
 
@@ -119,11 +110,11 @@ def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate
         dx[:, start:end] = g_m
 
         # dbeta: the terms g_m_t v_(t-1); v_(t-1) comes from inside the chunk but for its first step
-        v = _post_reset(m, s, threshold, reset, out=v)
+        v = post_reset(m, s, threshold, reset, out=v)
         sum_beta[:, 1:].addcmul_(g_m[:, 1:], v[:, :-1])
         if start > 0:
             before = m_all[:, start - 1]
-            sum_beta[:, 0].addcmul_(g_m[:, 0], _post_reset(before, (before > threshold).to(dtype), threshold, reset))
+            sum_beta[:, 0].addcmul_(g_m[:, 0], post_reset(before, (before > threshold).to(dtype), threshold, reset))
         elif h0 is not None:
             sum_beta[:, 0].addcmul_(g_m[:, 0], h0.to(dtype))
         sum_threshold.sub_(c)

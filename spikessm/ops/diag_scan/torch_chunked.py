@@ -1,4 +1,5 @@
-"""The PyTorch path of diag_scan: a chunked scan with an explicit adjoint.
+"""The PyTorch path of diag_scan (its "chunked" algorithm on the torch backend): a chunked scan with an explicit
+adjoint.
 
 The sequence is cut into chunks of T steps. Pass 1 runs the recurrence inside every chunk at once (T steps,
 each over all B x chunks x P elements); pass 2 carries states across chunks (one step per chunk); pass 3 adds
@@ -72,14 +73,14 @@ def scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, reverse: boo
 
 
 def diag_scan_fwd(a, b, h0, reverse: bool):
-    """PyTorch twin of spikessm.kernels.diag_scan.diag_scan_fwd (same arguments and results)."""
+    """PyTorch twin of kernels/diag_scan.py's diag_scan_fwd (same arguments and results)."""
     x = scan(a, b.to(a.dtype), h0, reverse).contiguous()
     final = x[:, 0] if reverse else x[:, -1]
     return x.to(b.dtype), final.clone()
 
 
 def diag_scan_bwd(a, x, h0, gx, gT, reverse: bool):
-    """PyTorch twin of spikessm.kernels.diag_scan.diag_scan_bwd.
+    """PyTorch twin of kernels/diag_scan.py's diag_scan_bwd.
 
     In processing order i, with g_i = dLoss/dconj(x_i): g_i = gx_i + conj(a_{i+1}) g_{i+1} (+ gT at the last
     step); db = g, da_i = g_i conj(x_{i-1}) (x_{-1} = h0), dh0 = conj(a_0) g_0. The adjoint is a scan in the

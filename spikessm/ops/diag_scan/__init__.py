@@ -1,8 +1,11 @@
 """diag_scan: the diagonal linear recurrence x_t = a_t * x_{t-1} + b_t (S5's state update, and any
 elementwise first-order linear recurrence), with a Triton kernel and a PyTorch path.
 
-Registered as torch.library custom ops (forward and backward), so torch.compile treats them as single
-opaque nodes with known output shapes instead of tracing a loop over time (spikessm.ops.dispatch).
+Files: naive.py (the step-by-step reference), torch_chunked.py (the PyTorch path), triton.py (the Triton glue;
+the kernels are kernels/diag_scan.py, installed as spikessm.kernels.diag_scan). Both paths are the "chunked"
+algorithm, registered as one torch.library custom op pair (forward and backward, a `triton` flag choosing the
+path), so torch.compile treats them as single opaque nodes with known output shapes instead of tracing a loop over
+time (spikessm/ops/common/custom_op.py).
 """
 from __future__ import annotations
 
@@ -10,35 +13,35 @@ from typing import Optional
 
 import torch
 
-from . import chunked_scan
-from .backend import use_triton
-from .dispatch import Op
-from .checks import (
+import functools
+
+from ..common.backend import pick
+from ..common.checks import (
     COMPLEX_STATE,
     LOW_PRECISION,
     REAL_STATE,
-    require_length,
+    is_empty,
+    require_bool,
     require_rank,
     require_same_device,
     require_shape,
     require_tensor,
+    state_or_zeros,
 )
+from ..common.custom_op import Op
+from ..common.outputs import ScanOutput
+from . import torch_chunked
+from . import triton as triton_glue
 
 OP = "diag_scan"
-
-
-def _kernels():
-    from spikessm.kernels import diag_scan as k
-
-    return k
 
 
 def _forward(
     a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor], reverse: bool, triton: bool, chunk_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if triton:
-        return _kernels().diag_scan_fwd(a, b, h0, reverse, chunk_size or None)
-    x, hT = chunked_scan.diag_scan_fwd(a, b, h0, reverse)
+        return triton_glue.diag_scan_fwd(a, b, h0, reverse, chunk_size)
+    x, hT = torch_chunked.diag_scan_fwd(a, b, h0, reverse)
     # Outputs must have the contiguous layout the fake implementation promises to the compiler.
     return x.contiguous(), hT.contiguous()
 
@@ -58,10 +61,10 @@ def _backward_impl(
     chunk_size: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if triton:
-        da, db, dh0 = _kernels().diag_scan_bwd(a, x, h0, gx, gT, reverse, chunk_size or None)
+        da, db, dh0 = triton_glue.diag_scan_bwd(a, x, h0, gx, gT, reverse, chunk_size)
     else:
         da, db, dh0 = (t.contiguous() if t is not None else None
-                       for t in chunked_scan.diag_scan_bwd(a, x, h0, gx, gT, reverse))
+                       for t in torch_chunked.diag_scan_bwd(a, x, h0, gx, gT, reverse))
     # A custom op cannot return None: without h0 its gradient is an unused empty tensor.
     return da, db, (dh0 if dh0 is not None else a.new_empty(0))
 
@@ -83,7 +86,7 @@ def _backward(ctx, backward_impl, gx, gT):
     return da, db, (dh0 if h0 is not None else None), None, None, None
 
 
-_op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
+diag_scan_op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
 
 
 def _check(a, b, initial_state) -> None:
@@ -91,7 +94,6 @@ def _check(a, b, initial_state) -> None:
     require_tensor(OP, "b", b)
     require_rank(OP, "b", b, (3,), "(batch, length, channels)")
     B, L, P = b.shape
-    require_length(OP, "b", L)
     require_rank(OP, "a", a, (1, 3), "(channels,) time-invariant or (batch, length, channels) time-varying")
     if a.dim() == 1:
         require_shape(OP, "a", a, (P,), "(channels,)")
@@ -116,6 +118,18 @@ def _check(a, b, initial_state) -> None:
         raise TypeError(f"{OP}: initial_state must have a's dtype {a.dtype}, got {initial_state.dtype}")
 
 
+def run_diag_scan(a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor], *, reverse: bool, triton: bool,
+                  chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """diag_scan on checked inputs: all states and the final state, differentiable. The implementation every
+    caller inside spikessm uses (the public diag_scan adds the checks and the choice of path)."""
+    return diag_scan_op(a=a.contiguous(), b=b.contiguous(), h0=h0.contiguous() if h0 is not None else None,
+                        reverse=reverse, triton=triton, chunk_size=chunk_size)
+
+
+IMPLEMENTATIONS = {"torch": {"chunked": functools.partial(run_diag_scan, triton=False)},
+                   "triton": {"chunked": functools.partial(run_diag_scan, triton=True)}}
+
+
 def diag_scan(
     a: torch.Tensor,
     b: torch.Tensor,
@@ -124,8 +138,9 @@ def diag_scan(
     reverse: bool = False,
     output_final_state: bool = True,
     backend: str = "auto",
+    algorithm: str = "auto",
     chunk_size: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> ScanOutput:
     """Diagonal linear recurrence x_t = a_t * x_{t-1} + b_t, elementwise over channels.
 
     Args:
@@ -136,21 +151,30 @@ def diag_scan(
         reverse: run from t = L - 1 down to t = 0 (x_t = a_t x_{t+1} + b_t), e.g. for bidirectional layers.
         output_final_state: return the final state (else None).
         backend: "auto" (Triton on CUDA, PyTorch otherwise), "triton" or "torch".
+        algorithm: "auto" or "chunked" (both backends scan time in chunks).
         chunk_size: time steps per chunk of the Triton kernels (power of two >= 2), forward and backward; None
-            lets the launch plan choose (spikessm/kernels/diag_scan.py).
+            lets the launch plan choose (kernels/diag_scan.py). The PyTorch path chooses its own chunk length
+            and refuses a chunk_size.
 
     Returns:
-        x: (B, L, P) all states, in b's dtype.
-        final_state: (B, P) the state after the last step processed (x[:, -1], or x[:, 0] when reverse),
-            in a's dtype; None when output_final_state is False.
+        ScanOutput(output, final_state): x (B, L, P) all states, in b's dtype; the state after the last step
+        processed (x[:, -1], or x[:, 0] when reverse), (B, P) in a's dtype, or None when output_final_state is
+        False. Empty inputs (batch, length or channels 0) give an empty x and the initial state (zeros when
+        None) without running anything.
 
     Gradients flow to a, b and initial_state; complex gradients follow PyTorch's convention
     (the conjugate Wirtinger derivative).
     """
     _check(a, b, initial_state)
-    triton = use_triton(backend, b.device, OP)
-    # 0 lets the kernel's launch plan choose the chunk length (it differs between passes and dtypes).
-    chunk = _kernels().check_chunk_size(OP, chunk_size, 0) if triton else 0
-    h0 = initial_state.contiguous() if initial_state is not None else None
-    x, final_state = _op(a.contiguous(), b.contiguous(), h0, bool(reverse), triton, chunk)
-    return x, (final_state if output_final_state else None)
+    require_bool(OP, "reverse", reverse)
+    require_bool(OP, "output_final_state", output_final_state)
+    name, _, run = pick(OP, backend, algorithm, b.device, IMPLEMENTATIONS)
+    if chunk_size is not None and name == "torch":
+        raise ValueError(f"{OP}: chunk_size is a Triton kernel setting; the torch backend chooses its own chunk "
+                         f"length (pass chunk_size=None), got chunk_size={chunk_size!r}")
+    chunk = triton_glue.check_chunk_size(OP, chunk_size) if name == "triton" else 0
+    if is_empty(b):
+        final = state_or_zeros(initial_state, (b.shape[0], b.shape[2]), a.dtype, b.device)
+        return ScanOutput(b.clone(), final if output_final_state else None)
+    x, final_state = run(a, b, initial_state, reverse=reverse, chunk_size=chunk)
+    return ScanOutput(x, final_state if output_final_state else None)

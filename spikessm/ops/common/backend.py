@@ -3,6 +3,7 @@
 "auto": Triton for CUDA tensors (when Triton is installed), PyTorch otherwise.
 "triton": Triton always; CPU tensors only under TRITON_INTERPRET=1 (Triton's interpreter, slow, for tests).
 "torch": the PyTorch path on any device.
+Each op then picks its algorithm with `pick`; "auto" takes the backend's default algorithm.
 Both paths compute the same function; they differ only by floating-point rounding.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
+from typing import Callable
 
 import torch
 
@@ -52,3 +54,25 @@ def use_triton(backend: str, device: torch.device, op: str) -> bool:
         "only under Triton's interpreter (set TRITON_INTERPRET=1 before importing spikessm). "
         "Use backend='torch' or 'auto' for CPU tensors."
     )
+
+
+def pick(op: str, backend: str, algorithm: str, device: torch.device,
+         implementations: dict[str, dict[str, Callable]]) -> tuple[str, str, Callable]:
+    """The implementation of `op` to run, from (backend, algorithm): the one picker of every op.
+
+    implementations maps "torch" and "triton" to {algorithm name: implementation}; a backend's first algorithm
+    is the one "auto" takes. Returns (backend name, algorithm name, implementation). An algorithm that the
+    chosen backend does not have is refused, never replaced by another.
+    """
+    name = "triton" if use_triton(backend, device, op) else "torch"
+    known = tuple(dict.fromkeys(a for choices in implementations.values() for a in choices))
+    if not isinstance(algorithm, str) or (algorithm != "auto" and algorithm not in known):
+        raise ValueError(f"{op}: algorithm must be one of {('auto',) + known}, got {algorithm!r}")
+    choices = implementations[name]
+    if algorithm == "auto":
+        algorithm = next(iter(choices))
+    elif algorithm not in choices:
+        where = "a Triton kernel" if name == "torch" else "a PyTorch path"
+        raise ValueError(f"{op}: algorithm={algorithm!r} is {where}; the {name} backend has "
+                         f"{' or '.join(repr(a) for a in choices)}")
+    return name, algorithm, choices[algorithm]

@@ -6,8 +6,8 @@
 Forward. One program per (block of BLOCK_H channels, batch element) holds a (BLOCK_H, BLOCK_N) complex state in
 registers and walks time in order, one step at a time: 6 multiply-adds per state and step for the update, 2 for
 the readout, then a reduction over the states. A parallel-in-time scan would cost a log-depth tree of complex
-map compositions per step instead (an sm_90 compile of the chunked scan this file used to hold issued ~3x the
-instructions per state and step); walking time sequentially is the cheapest exact order, and the B x H x N
+map compositions per step instead (an sm_90 compile of a chunked associative scan of this update issued ~3x
+the instructions per state and step); walking time sequentially is the cheapest exact order, and the B x H x N
 independent states are parallelism enough for the long sequences this targets. Each step reads one (BLOCK_H,)
 input vector, fetched two steps ahead; outputs are gathered into (BLOCK_H, T) tiles and written every T steps.
 
@@ -32,8 +32,11 @@ import torch
 import triton
 import triton.language as tl
 
-from .host import cdiv, next_power_of_2
-from .lif import RESET_CODES, SURROGATE_CODES, _post_reset, _reset_derivatives, _surrogate, surrogate_alpha
+from spikessm.ops.common.neuron import RESET_CODES, SURROGATE_CODES
+
+from ..common.launch import cdiv, complex_planes, next_power_of_2
+from ..common.neuron import post_reset, reset_derivatives, surrogate_alpha, surrogate_derivative
+from ..common.time import time_index
 
 
 @triton.jit
@@ -80,15 +83,6 @@ def _conj_mul_add(a_re, a_im, b_re, b_im, c_re, c_im):
     return a_re * b_re + (a_im * b_im + c_re), a_re * b_im + (c_im - a_im * b_re)
 
 
-@triton.jit
-def _time(i, L, REVERSE: tl.constexpr):
-    """Time index of processing step i."""
-    if REVERSE:
-        t = L - 1 - i
-    else:
-        t = i
-    return t
-
 
 @triton.jit
 def _set_column(tile, cols, j: tl.constexpr, value):
@@ -100,7 +94,7 @@ def _set_column(tile, cols, j: tl.constexpr, value):
 def _store_tile(ptr, tile, row, cols, start, L, H, mask_h, REVERSE: tl.constexpr):
     """Write a (BLOCK_H, T) tile of processing steps start .. start + T - 1 (the ones in 0 .. L - 1)."""
     i = start + cols
-    t = _time(i, L, REVERSE)
+    t = time_index(i, L, REVERSE)
     tl.store(ptr + row[:, None] + t[None, :] * H, tile.to(ptr.dtype.element_ty),
              mask=mask_h[:, None] & ((i >= 0) & (i < L))[None, :])
 
@@ -109,11 +103,11 @@ def _store_tile(ptr, tile, row, cols, start, L, H, mask_h, REVERSE: tl.constexpr
 def _load_step(ptr, row, i, L, H, mask_h, acc_dtype, REVERSE: tl.constexpr):
     """(BLOCK_H,) values of processing step i, zeros where i is outside 0 .. L - 1."""
     ok = tl.where((i >= 0) & (i < L), mask_h, False)
-    return tl.load(ptr + row + _time(i, L, REVERSE) * H, mask=ok, other=0.0).to(acc_dtype)
+    return tl.load(ptr + row + time_index(i, L, REVERSE) * H, mask=ok, other=0.0).to(acc_dtype)
 
 
 @triton.jit
-def _s4d_fwd_kernel(
+def s4d_fwd_kernel(
     u_ptr, P_ptr, D_ptr, h0_ptr, v0_ptr, beta_ptr, th_ptr,
     out_ptr, m_ptr, hT_ptr, vT_ptr,
     L, H, N,
@@ -183,7 +177,7 @@ def _s4d_fwd_kernel(
             if LIF:
                 m = beta * v + y
                 spiked = m > th
-                v = tl.where(live, _post_reset(m, spiked, th, RESET), v)
+                v = tl.where(live, post_reset(m, spiked, th, RESET), v)
                 out_tile = _set_column(out_tile, cols, j, spiked.to(acc_dtype))
                 m_tile = _set_column(m_tile, cols, j, m)
             else:
@@ -204,7 +198,7 @@ def _s4d_fwd_kernel(
 
 
 @triton.jit
-def _s4d_bwd_kernel(
+def s4d_bwd_kernel(
     u_ptr, P_ptr, D_ptr, h0_ptr, g_ptr, gT_ptr, m_ptr, sigma_ptr, v0_ptr, beta_ptr, th_ptr, gvT_ptr,
     du_ptr, dP_ptr, dD_ptr, dh0_ptr, dv0_ptr, dbeta_ptr, dth_ptr, alpha_ptr,
     L, H, N,
@@ -284,11 +278,11 @@ def _s4d_bwd_kernel(
                     sigma, sigma_next = sigma_next, sigma_after
                     sigma_after = _load_step(sigma_ptr, row, i - 2, L, H, mask_h, acc_dtype, REVERSE)
                 else:
-                    sigma = _surrogate(m - th, alpha, SURROGATE)
-                v_prev = tl.where(i > 0, _post_reset(m_next, m_next > th, th, RESET), v0)
+                    sigma = surrogate_derivative(m - th, alpha, SURROGATE)
+                v_prev = tl.where(i > 0, post_reset(m_next, m_next > th, th, RESET), v0)
                 spike = (m > th).to(acc_dtype)
                 cr = g_in * sigma
-                dv_dm, dv_dth = _reset_derivatives(m, spike, sigma, th, RESET, DETACH_RESET)
+                dv_dm, dv_dth = reset_derivatives(m, spike, sigma, th, RESET, DETACH_RESET)
                 gy = tl.where(live, cr + g_v * dv_dm, 0.0)
                 dbeta += gy * v_prev
                 dth += tl.where(live, g_v * dv_dth - cr, 0.0)
@@ -413,9 +407,8 @@ def parameter_planes(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> torch
 
 
 def state_planes(state: torch.Tensor | None) -> torch.Tensor | None:
-    """(B, H, N) complex -> (B, 2, H, N) real planes. Planar like the parameters, so that the kernels load both
-    in one register layout (an interleaved load picks another, and Triton 3.6 then converts every step)."""
-    return None if state is None else torch.stack((state.real, state.imag), 1).contiguous()
+    """(B, H, N) complex -> (B, 2, H, N) real planes (common.launch.complex_planes), or None."""
+    return None if state is None else complex_planes(state)
 
 
 def complex_state(planes: torch.Tensor) -> torch.Tensor:
@@ -434,7 +427,7 @@ def _forward(u, A, B, C, D, h0, reverse: bool, lif=None):
     membrane = torch.empty((Bsz, L, H), dtype=real, device=u.device) if store_m else None
     vT = torch.empty((Bsz, H), dtype=real, device=u.device) if lif is not None else None
     spare = hT  # stands in for absent pointers; never read or written
-    _s4d_fwd_kernel[(cdiv(H, block_h), Bsz)](
+    s4d_fwd_kernel[(cdiv(H, block_h), Bsz)](
         u, parameter_planes(A, B, C), D if D is not None else spare, state_planes(h0) if h0 is not None else spare,
         v0 if v0 is not None else spare, beta if beta is not None else spare,
         threshold if threshold is not None else spare,
@@ -469,7 +462,7 @@ def _backward(u, A, B, C, D, h0, g, gT, reverse: bool, lif=None):
     def arg(t):
         return t if t is not None else spare
 
-    _s4d_bwd_kernel[(cdiv(H, block_h), Bsz)](
+    s4d_bwd_kernel[(cdiv(H, block_h), Bsz)](
         u, parameter_planes(A, B, C), arg(D), arg(state_planes(h0)), g, arg(state_planes(gT)), arg(membrane),
         arg(sigma), arg(v0), arg(beta), arg(threshold), arg(gvT), du, dP, dD, arg(dh0), arg(dv0), arg(dbeta),
         arg(dth), arg(alpha),

@@ -1,4 +1,5 @@
-"""s4d_lif's chunked algorithm on the Triton kernel spikessm.kernels.s4d_chunked, with its LIF readout.
+"""s4d_lif's "chunked" algorithm on the Triton kernel of kernels/s4d_scan/chunked.py with its LIF readout
+(installed as spikessm.kernels.s4d_scan.chunked).
 
 Forward: one kernel reads u and writes spikes. Each chunk's (T, batch) y tile goes from the tensor-core products
 straight into the neurons' walk in registers: neither y nor the SSM states reach memory. When gradients are
@@ -6,7 +7,7 @@ needed it also writes the pre-reset membrane (B, L, H) and the states entering e
 
 Backward: given the membrane, the neurons' adjoint does not depend on the SSM, so it is lif's backward kernel
 (spike gradients -> dLoss/dy, beta, threshold, initial membrane) followed by the chunked S4D backward
-(spikessm.ops.s4d_chunked_kernel). dLoss/dy passes through memory between the two; the S4D backward's operator
+(spikessm/ops/s4d_scan/triton_chunked.py). dLoss/dy passes through memory between the two; the S4D backward's operator
 gradients read it from memory in any case (batched products on the host).
 """
 from __future__ import annotations
@@ -15,15 +16,18 @@ from typing import Optional
 
 import torch
 
-from .dispatch import Op
-from .lif import lif_op, needs_grad
-from .s4d_chunked_kernel import chunk_operators, chunked_op, complex_planes
+from spikessm.kernels.common.launch import complex_planes
+
+from ..common.checks import needs_grad
+from ..common.custom_op import Op
+from ..lif import triton as lif_triton
+from ..s4d_scan.triton_chunked import chunk_operators, chunked_op
 
 OP = "s4d_lif_chunked"
 
 
 def _kernels():
-    from spikessm.kernels import s4d_chunked as k
+    from spikessm.kernels.s4d_scan import chunked as k  # imported on first use: Triton is optional
 
     return k
 
@@ -66,13 +70,16 @@ def _backward_impl(
     def in_order(x):  # lif's kernels walk time forwards: reverse runs see their steps flipped
         return x.flip(1).contiguous() if reverse else x
 
-    m = in_order(membrane)
-    # dLoss/dy in the state dtype (y never was rounded to u's dtype)
-    gy, dbeta, dthreshold, dv0 = lif_op.backward_impl(m, beta, threshold, v0, m, in_order(g_spikes), gvT, reset,
-                                                        surrogate, alpha, detach_reset, True)
-    grads = chunked_op.backward_impl(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, has_z0, states,
-                                    in_order(gy), gT, reverse)
-    return (*grads, dv0, dbeta, dthreshold)
+    # lif's backward kernel on the neurons, whose input is y: dLoss/dy comes back in the state dtype (y never was
+    # rounded to u's dtype)
+    gy, dbeta, dthreshold, dv0 = lif_triton.lif_bwd(
+        beta, threshold, v0, in_order(membrane), in_order(g_spikes), gvT, reset, surrogate, alpha, detach_reset,
+        x_dtype=membrane.dtype)
+    grads = chunked_op.backward(u=u, conv=conv, w_in=w_in, w_out=w_out, a_chunk=a_chunk, w_in_last=w_in_last,
+                                a_last=a_last, D=D, has_z0=has_z0, states=states, gy=in_order(gy), gT=gT,
+                                reverse=reverse)
+    # a custom op cannot return None: without v0 its gradient is an unused empty tensor
+    return (*grads, dv0 if dv0 is not None else beta.new_empty(0), dbeta, dthreshold)
 
 
 def _backward_fake(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, has_z0, v0, beta, threshold, membrane,
@@ -108,16 +115,19 @@ def _backward(ctx, backward_impl, g_spikes, gT, gvT, _g_membrane, _g_states):
 _op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
 
 
-def s4d_lif_chunked_kernel(u, A, B, C, D, h0, v0, beta, threshold, reset: str, surrogate: str, alpha: float,
+def s4d_lif_chunked_kernel(u, A, B, C, D, h0, v0, beta, threshold, *, reset: str, surrogate: str, alpha: float,
                            detach_reset: bool, reverse: bool, output_membrane: bool):
-    """s4d_lif on the chunked kernel: arguments as s4d_lif's Triton path takes them (u, A, B, C, D, h0, v0, beta,
-    threshold contiguous; beta and threshold (H,) in the state dtype). Returns spikes, the final SSM state
-    (B, H, N) complex, the final membrane (B, H), and the pre-reset membrane (B, L, H) when it was stored (for
-    output_membrane or the backward; else empty), as the sequential op does."""
+    """As triton_sequential.s4d_lif_sequential, on the chunked kernel."""
+    def contiguous(t):
+        return t.contiguous() if t is not None else None
+
+    u, D, h0, v0, beta, threshold = (contiguous(t) for t in (u, D, h0, v0, beta, threshold))
     with torch.autocast(u.device.type, enabled=False):  # the operators in their inputs' precision
         grad = needs_grad(u, A, B, C, D, h0, v0, beta, threshold)
         z0 = complex_planes(h0) if h0 is not None else None
-        spikes, zT, vT, membrane, _ = _op(u, *chunk_operators(A, B, C, u.shape[1]), D, z0, v0, beta,
-                                          threshold, reset, surrogate, alpha, detach_reset, reverse, grad,
-                                          grad or output_membrane)
-    return spikes, torch.complex(zT[:, 0], zT[:, 1]), vT, membrane
+        conv, w_in, w_out, a_chunk, w_in_last, a_last = chunk_operators(A, B, C, u.shape[1])
+        spikes, zT, vT, membrane, _ = _op(
+            u=u, conv=conv, w_in=w_in, w_out=w_out, a_chunk=a_chunk, w_in_last=w_in_last, a_last=a_last, D=D, z0=z0,
+            v0=v0, beta=beta, threshold=threshold, reset=reset, surrogate=surrogate, alpha=alpha,
+            detach_reset=detach_reset, reverse=reverse, store_states=grad, store_membrane=grad or output_membrane)
+    return spikes, torch.complex(zT[:, 0], zT[:, 1]), vT, (membrane.detach() if output_membrane else None)

@@ -1,0 +1,91 @@
+"""Triton helpers of the LIF neurons, shared by the lif kernels (kernels/lif.py) and the LIF readouts of the
+s4d kernels (kernels/s4d_scan/): the surrogate derivatives, the reset, one neuron step.
+
+The integer codes they switch on (SURROGATE, RESET) come from the one table in spikessm/ops/common/neuron.py
+(SURROGATE_CODES, RESET_CODES).
+"""
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+HALF_PI = tl.constexpr(math.pi / 2)
+
+@triton.jit
+def surrogate_derivative(x, alpha, SURROGATE: tl.constexpr):
+    """d spike / d x at x = m - threshold; formulas as in spikessm/ops/common/neuron.py."""
+    if SURROGATE == 0:
+        # pi / 2 in x's dtype: a bare float literal would be a float32 constant, 1e-8 off in a float64 kernel
+        z = tl.full([], HALF_PI, x.dtype) * alpha * x
+        d = (0.5 * alpha) / (1.0 + z * z)
+    elif SURROGATE == 1:
+        z = 1.0 + alpha * tl.abs(x)
+        d = 1.0 / (z * z)
+    elif SURROGATE == 2:
+        d = tl.maximum(1.0 - tl.abs(x) / alpha, 0.0) / alpha
+    elif SURROGATE == 3:
+        sig = 1.0 / (1.0 + tl.exp(-alpha * x))
+        d = alpha * sig * (1.0 - sig)
+    else:
+        d = tl.where(tl.abs(x) < 0.5 * alpha, 1.0 / alpha, 0.0)
+    return d
+
+@triton.jit
+def post_reset(m, spiked, threshold, RESET: tl.constexpr):
+    if RESET == 0:
+        v = tl.where(spiked, m - threshold, m)
+    elif RESET == 1:
+        v = tl.where(spiked, 0.0, m)
+    else:
+        v = m
+    return v
+
+@triton.jit
+def reset_derivatives(m, s, sigma, th, RESET: tl.constexpr, DETACH_RESET: tl.constexpr):
+    """(dv/dm, dv/dthreshold) of the reset at pre-reset membrane m, spike s (0/1) and surrogate sigma."""
+    one = tl.full(m.shape, 1.0, m.dtype)
+    zero = tl.zeros(m.shape, m.dtype)
+    if RESET == 0:
+        if DETACH_RESET:
+            dv_dm = one
+            dv_dth = -s
+        else:
+            dv_dm = 1.0 - th * sigma
+            dv_dth = th * sigma - s
+    elif RESET == 1:
+        if DETACH_RESET:
+            dv_dm = 1.0 - s
+            dv_dth = zero
+        else:
+            dv_dm = (1.0 - s) - m * sigma
+            dv_dth = m * sigma
+    else:
+        dv_dm = one
+        dv_dth = zero
+    return dv_dm, dv_dth
+
+@triton.jit
+def lif_step(x, live, v, v_old, beta, th, RESET: tl.constexpr, DUAL: tl.constexpr):
+    """One step for (BLOCK_H,) channels: x input, live = the step exists. With DUAL, also the step of a second
+    trajectory from v_old; `differ` says where the two pre-reset membranes differ."""
+    m = tl.fma(beta, v, x)
+    spiked = m > th
+    v = tl.where(live, post_reset(m, spiked, th, RESET), v)
+    differ = spiked
+    if DUAL:
+        m_old = tl.fma(beta, v_old, x)
+        v_old = tl.where(live, post_reset(m_old, m_old > th, th, RESET), v_old)
+        differ = m != m_old
+    return m, spiked, differ, v, v_old
+
+@triton.jit
+def spike_values(spiked, acc_dtype: tl.constexpr, s_ptr):
+    """A boolean spike tile as 0/1 values of the spike tensor's dtype. Through the state dtype: Triton's
+    interpreter (3.6 to 3.9) mis-converts booleans straight to bfloat16; on a GPU this is one conversion."""
+    return spiked.to(acc_dtype).to(s_ptr.dtype.element_ty)
+
+def surrogate_alpha(alpha: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The surrogate's alpha as a (1,) tensor in the state dtype, for the kernels to load: Triton passes a Python
+    float argument as float32, which would round alpha (1.7, say) in a float64 run."""
+    return torch.full((1,), alpha, dtype=dtype, device=device)
