@@ -158,13 +158,18 @@ def format_rate(rate: float | None) -> str:
 
 
 def spiking_readouts(model: nn.Module) -> dict[str, nn.Module]:
-    """{readout name: the module whose input is that readout's spikes} for every block of `model` with a
-    Heaviside or LIF readout (the block's mixing layer, which receives the spikes also when the block fuses the
-    SSM and the LIF neurons into one op)."""
+    """{name of the spiking layer: the module whose input is its spikes} for every block of `model` whose SSM
+    layer ends in LIF neurons (named `<block>.ssm.neurons`) or whose readout is a Heaviside or LIF spike
+    (`<block>.readout`). The module is the block's mixing layer, which receives the spikes also when the SSM
+    layer runs its neurons fused into its own op and never calls them."""
     out = {}
     for name, module in model.named_modules():
-        readout, mixing = getattr(module, "readout", None), getattr(module, "mixing", None)
-        if isinstance(readout, (Heaviside, LIF)) and isinstance(mixing, nn.Module):
+        ssm, readout, mixing = (getattr(module, key, None) for key in ("ssm", "readout", "mixing"))
+        if not isinstance(mixing, nn.Module):
+            continue
+        if isinstance(getattr(ssm, "neurons", None), LIF):
+            out[f"{name}.ssm.neurons"] = mixing
+        elif isinstance(readout, (Heaviside, LIF)):
             out[f"{name}.readout"] = mixing
     return out
 
@@ -441,7 +446,7 @@ def plot_anytime(result: AnytimeResult, path: str | Path, *, majority_accuracy: 
     if result.rates_by_step:
         ax = axes[2]
         for name, rates in result.rates_by_step.items():
-            ax.plot(steps, [math.nan if r is None else r for r in rates], label=name.removesuffix(".readout"))
+            ax.plot(steps, [math.nan if r is None else r for r in rates], label=name.removesuffix(".readout").removesuffix(".ssm.neurons"))
         ax.set(xlabel="step (running examples only)", ylabel="firing rate (spikes / neuron / step)")
         if result.max_length >= 64:
             ax.set_xscale("log")

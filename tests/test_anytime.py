@@ -106,23 +106,25 @@ def test_firing_rates_over_time_exclude_padding(preset):
     model = causal_model(preset, lif_threshold=0.2)
     data, batches = dataset_and_batches()
     names = list(spiking_readouts(model))
-    assert names == ["blocks.0.readout", "blocks.1.readout"]
+    where = "ssm.neurons" if preset.startswith("lif") else "readout"
+    assert names == [f"blocks.0.{where}", f"blocks.1.{where}"]
     result = evaluate_anytime(model, batches, fractions=FRACTIONS)
-    # Reference: each example alone, unpadded. A block that fuses S4D and LIF never calls its readout module, so
-    # its spikes are read as the mixing layer's input; elsewhere they are the readout module's own output.
+    # Reference: each example alone, unpadded. An S4D layer that fuses its LIF neurons never calls them, so its
+    # spikes are read as the mixing layer's input; elsewhere they are the spiking module's own output.
     spikes = {}
     hooks = []
     for i, block in enumerate(model.blocks):
         def keep(tensor, name=names[i]):
             spikes[name] = tensor[0].clone()
 
-        if block.fused:
+        if getattr(block.ssm, "fused", False):
             hooks.append(block.mixing.register_forward_pre_hook(lambda module, args, keep=keep: keep(args[0])))
         else:
-            # LIF returns (spikes, membrane) when the block asks for its state.
-            hooks.append(block.readout.register_forward_hook(
+            spiking = block.ssm.neurons if block.ssm.neurons is not None else block.readout
+            # LIF returns (spikes, membrane) when asked for its state.
+            hooks.append(spiking.register_forward_hook(
                 lambda module, args, out, keep=keep: keep(out[0] if isinstance(out, tuple) else out)))
-    assert any(block.fused for block in model.blocks) == (preset == "lif-s4d")
+    assert any(getattr(block.ssm, "fused", False) for block in model.blocks) == (preset == "lif-s4d")
     per_example = []
     with torch.no_grad():
         for x, _ in data:
@@ -194,7 +196,7 @@ def test_writers(tmp_path):
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*tmp")), "no temporary files left"
     table = result.table(steps=[1, 5, 100])
-    assert "fraction seen" in table and "rate blocks.0.readout" in table
+    assert "fraction seen" in table and "rate blocks.0.ssm.neurons" in table
     rows = table.splitlines()
     assert f"{0.7:>13.2f}  {result.fraction_accuracy[3]:>8.4f}" in rows[6]
     assert rows[-1].split() == ["100", f"{result.end_accuracy:.4f}", "0"]
