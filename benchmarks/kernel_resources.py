@@ -160,7 +160,7 @@ def s4d_chunked_variants():
 def lif_variants():
     """LIF kernels: every reset in the forward passes (pass 1 with and without the saved membrane); every
     surrogate, and every reset with and without detach_reset, in the backward, composing and not."""
-    block_h, T = lif.block_h_for(256), lif.CHUNK
+    block_h, T = lif.block_h_for(256), lif.FWD_CHUNK
     fwd_ptrs = ["x_ptr", "beta_ptr", "th_ptr", "s_ptr", "m_ptr", "vend_ptr"]
     for reset, store_m in itertools.product(RESET_CODES, (False, True)):
         flags = dict(STORE_M=store_m, RESET=RESET_CODES[reset], BLOCK_H=block_h, T=T)

@@ -5,7 +5,7 @@
 
 Forward. The reset makes the recurrence non-linear, so each channel walks its steps in order with the membrane
 in registers. Two things keep that walk from waiting on memory:
-  * Time is read in chunks of CHUNK steps. A (BLOCK_H, CHUNK) tile is split into its columns in registers
+  * Time is read in chunks of FWD_CHUNK steps. A (BLOCK_H, FWD_CHUNK) tile is split into its columns in registers
     (tl.split); spikes and membranes are joined back into tiles, so each chunk is one load and one or two
     stores. Loads run ahead of the walk: pass 1 keeps STAGES - 1 chunks in flight into shared memory (Triton's
     software pipeliner), the fix-up passes load one chunk ahead in registers.
@@ -400,8 +400,8 @@ def lif_bwd_kernel(
 # Launchers
 # ----------------------------------------------------------------------------------------------------------
 
-CHUNK = 16
-CHUNKS = (2, 4, 8, 16, 32)  # powers of two: _run_chunk halves a chunk down to steps
+FWD_CHUNK = 16
+FWD_CHUNKS = (2, 4, 8, 16, 32)  # powers of two: _run_chunk halves a chunk down to steps
 # Forward plan, from a sweep on an H100 (benchmarks/tune_kernels.py): up to ~8 one-warp
 # programs per SM (132 SMs), cutting time into segments of at least MIN_SEGMENT steps; the fix-up re-reads the
 # first tens to hundreds of steps of every segment, so short segments cost more than they gain unless the grid is
@@ -412,7 +412,7 @@ MIN_SEGMENT_FEW_PROGRAMS = 512  # below 64 programs without segments
 # Backward plan: segments cost only one extra read of m and the spikes' gradient (the composing pass), so it
 # cuts time finer. It walks shorter chunks than the forward: each step reads two inputs. Not yet timed on a GPU.
 BWD_CHUNK = 8
-BWD_CHUNKS = (2, 4, 8, 16)  # as CHUNKS
+BWD_CHUNKS = (2, 4, 8, 16)  # as FWD_CHUNKS
 BWD_MIN_SEGMENT = 64
 MAX_SEGMENTS = 64
 # Chunks in flight: the forward's pass 1 and the backward keep STAGES - 1 chunks ahead of the walk loading into
@@ -436,12 +436,12 @@ def block_h_for(H: int) -> int:
     return min(128, max(16, next_power_of_2(H)))
 
 
-def plan(B: int, L: int, H: int, segments: int | None = None, chunk: int = CHUNK,
+def plan(B: int, L: int, H: int, segments: int | None = None, chunk: int = FWD_CHUNK,
          backward: bool = False, block_h: int | None = None) -> tuple[int, int, int]:
     """(BLOCK_H, segment length, number of segments) for a (B, L, H) run; `segments` and `block_h` force those.
     Every kernel runs one-warp programs of BLOCK_H channels."""
     pass_name = "backward" if backward else "forward"
-    chunks = BWD_CHUNKS if backward else CHUNKS
+    chunks = BWD_CHUNKS if backward else FWD_CHUNKS
     if chunk not in chunks:
         raise ValueError(f"lif {pass_name} kernel: chunk must be one of {chunks}, got {chunk}")
     if block_h is None:
@@ -463,7 +463,7 @@ def plan(B: int, L: int, H: int, segments: int | None = None, chunk: int = CHUNK
 
 
 def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segments: int | None = None,
-            chunk: int = CHUNK, block_h: int | None = None, stages: int = STAGES):
+            chunk: int = FWD_CHUNK, block_h: int | None = None, stages: int = STAGES):
     """Same arguments and results as spikessm/ops/lif/torch_recurrence.py's lif_fwd: x (B, L, H) contiguous; beta,
     threshold (H,) in the state dtype; h0 (B, H) or None -> spikes (x's dtype), the pre-reset membrane (B, L, H)
     (an empty tensor unless save_membrane) and the final state (B, H). segments, chunk, block_h: see plan;

@@ -446,7 +446,8 @@ def plot_anytime(result: AnytimeResult, path: str | Path, *, majority_accuracy: 
     if result.rates_by_step:
         ax = axes[2]
         for name, rates in result.rates_by_step.items():
-            ax.plot(steps, [math.nan if r is None else r for r in rates], label=name.removesuffix(".readout").removesuffix(".ssm.neurons"))
+            label = name.removesuffix(".readout").removesuffix(".ssm.neurons")
+            ax.plot(steps, [math.nan if r is None else r for r in rates], label=label)
         ax.set(xlabel="step (running examples only)", ylabel="firing rate (spikes / neuron / step)")
         if result.max_length >= 64:
             ax.set_xscale("log")

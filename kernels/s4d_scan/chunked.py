@@ -308,7 +308,7 @@ MAX_BLOCK_B = 32  # sequences per program
 NUM_WARPS = 4
 
 
-def chunk_length(L: int) -> int:
+def dot_chunk_length(L: int) -> int:
     """T for a sequence of L steps: CHUNK, or for short sequences the power of two >= L (at least MIN_DOT)."""
     return max(MIN_DOT, min(CHUNK, next_power_of_2(L)))
 
@@ -364,7 +364,7 @@ def s4d_chunked_fwd(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, rev
 
     Args:
         u: (B, L, H) real, contiguous.
-        conv: (H, T, T) in-chunk convolution, T = chunk_length(L).
+        conv: (H, T, T) in-chunk convolution, T = dot_chunk_length(L).
         w_in, w_in_last: (H, 2, N, T) real/imaginary planes summing a chunk's inputs into the state (for every
             chunk but the last, and for the last, whose columns past its length are zero).
         w_out: (H, 2, T, N) planes reading a carried-in state out: y += w_out[0] z_re + w_out[1] z_im.

@@ -5,7 +5,7 @@ from conftest import BACKENDS, TRITON_DEVICE, TRITON_LONG_L, requires_triton
 from helpers import assert_close, long_memory_magnitudes
 
 from spikessm.ops import diag_scan
-from spikessm.ops.diag_scan.torch_chunked import chunk_length
+from spikessm.ops.diag_scan.torch_chunked import sqrt_chunk_length
 from spikessm.ops.diag_scan.naive import diag_scan_loop
 
 # Normwise relative tolerances against float64: float32 state vs float64 state.
@@ -190,7 +190,7 @@ def test_launch_plans():
 
 @pytest.mark.parametrize("L", [63, 64, 65, 255, 256, 257])
 def test_torch_chunk_boundaries(L):
-    assert chunk_length(64) == 8 and chunk_length(256) == 16
+    assert sqrt_chunk_length(64) == 8 and sqrt_chunk_length(256) == 16
     for time_varying in (False, True):
         a, b, h = make_inputs(2, L, 3, torch.complex64, time_varying=time_varying, h0=True, seed=L)
         check_against_reference(a, b, h, dtype=torch.complex64, backend="torch", device="cpu", reverse=False)

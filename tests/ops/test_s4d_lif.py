@@ -160,9 +160,9 @@ def test_triton_agrees_with_torch(algorithm):
 def test_triton_chunked_boundaries(L, reverse):
     """The chunked kernel's neurons walk 64-step tiles: a membrane carried across chunk boundaries, and a last
     chunk that is full or cut short (its steps past L must leave the membrane alone)."""
-    from spikessm.kernels.s4d_scan.chunked import chunk_length
+    from spikessm.kernels.s4d_scan.chunked import dot_chunk_length
 
-    assert chunk_length(L) == 64
+    assert dot_chunk_length(L) == 64
     check(make_inputs(2, L, 2, 3, seed=L), backend="triton", device=TRITON_DEVICE, algorithm="chunked",
           reset="zero" if reverse else "subtract", reverse=reverse)
 

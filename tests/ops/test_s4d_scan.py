@@ -188,9 +188,9 @@ def test_triton_agrees_with_torch(reverse):
 @pytest.mark.parametrize("reverse", [False, True])
 def test_triton_chunked_boundaries(L, reverse):
     """The chunked kernel's last chunk is full or cut short (its own operators, zero-padded inputs after it)."""
-    from spikessm.kernels.s4d_scan.chunked import chunk_length
+    from spikessm.kernels.s4d_scan.chunked import dot_chunk_length
 
-    assert chunk_length(L) == CHUNK
+    assert dot_chunk_length(L) == CHUNK
     inputs = make_inputs(2, L, 3, 4, h0=True, seed=L + 2000)
     check_against_reference(inputs, backend="triton", device=TRITON_DEVICE, algorithm="chunked", reverse=reverse,
                             double=True, tol=1e-11)

@@ -16,7 +16,7 @@ import math
 import torch
 
 
-def chunk_length(L: int) -> int:
+def sqrt_chunk_length(L: int) -> int:
     """Power of two near sqrt(L), between 8 and 512: balances the two sequential passes."""
     return int(min(512, max(8, 2 ** round(math.log2(max(L, 1)) / 2))))
 
@@ -30,7 +30,7 @@ def scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, reverse: boo
         x: (B, L, P), contiguous; the final state is x[:, -1] (x[:, 0] when reverse).
     """
     B, L, P = b.shape
-    T = chunk_length(L)
+    T = sqrt_chunk_length(L)
     nc = -(-L // T)
     pad = nc * T - L
     time_varying = a.dim() == 3

@@ -9,8 +9,8 @@ Forward, per step (exact LIF, sequential because of the reset):
 
 Backward. With sigma_t the surrogate derivative at m_t - threshold, gs the gradient of the spikes and Gv_t that
 of v_t, the gradient of m_t is  Gm_t = gs_t sigma_t + Gv_t dv/dm_t,  and  Gv_{t-1} = beta Gm_t: a linear
-recurrence backwards in time. Time is walked in chunks of CHUNK steps from the end: per chunk, sigma and the
-reset's derivatives are computed at once on a cache-sized slice, then the recurrence costs one small op per
+recurrence backwards in time. Time is walked in slices of SLICE steps from the end: per slice, sigma and the
+reset's derivatives are computed at once on cache-sized tensors, then the recurrence costs one small op per
 step (Gm_t = c_t + (beta dv/dm_t) Gm_{t+1}). (Whole-sequence vectorisation streams every temporary through memory
 and was slower on a CPU than an autograd loop; see benchmarks/bench_lif.py.)
 """
@@ -46,7 +46,7 @@ def lif_fwd(x, beta, threshold, h0, reset: str):
     return spikes, m_all, v.clone()  # without a reset v is a view of m_all
 
 
-CHUNK = 32
+SLICE = 32  # steps per backward slice: (B, SLICE, H) temporaries stay in cache
 
 
 def _reset_derivatives(m, s, sigma, threshold, reset, detach_reset, dv_dm, dv_dth):
@@ -79,13 +79,13 @@ def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate
     g_v = g_final.to(dtype) if g_final is not None else m_all.new_zeros(B, H)  # gradient of v_(end-1)
     if surrogate == "leaky":  # depends on the spike history: computed for all steps at once
         leaky = leaky_derivative((m_all > threshold).to(dtype), beta, threshold)
-    buffers = m_all.new_empty(7, B, min(CHUNK, L), H).unbind(0)
+    buffers = m_all.new_empty(7, B, min(SLICE, L), H).unbind(0)
     # dbeta's and dthreshold's terms are summed per (batch, position in the chunk) and reduced over batch and
     # time once at the end: a reduction per chunk costs more than the chunk's arithmetic. The third sum holds
     # dthreshold's terms that still need a factor beta.
-    sums = m_all.new_zeros(3, B, min(CHUNK, L), H).unbind(0)
-    for end in range(L, 0, -CHUNK):
-        start = max(0, end - CHUNK)
+    sums = m_all.new_zeros(3, B, min(SLICE, L), H).unbind(0)
+    for end in range(L, 0, -SLICE):
+        start = max(0, end - SLICE)
         s, sigma, c, dv_dm, dv_dth, v, g_m = (buf[:, :end - start] for buf in buffers)
         sum_beta, sum_threshold, sum_threshold_beta = (buf[:, :end - start] for buf in sums)
         m = m_all[:, start:end]

@@ -147,7 +147,7 @@ def chunk_operators(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, L: int) -
     """The kernel's operators for sequences of L steps, built differentiably from A, B, C (H, N) complex:
     (conv, w_in, w_out, a_chunk, w_in_last, a_last), real and contiguous, shapes as in
     kernels/s4d_scan/chunked.py's s4d_chunked_fwd."""
-    T = _kernels().chunk_length(L)
+    T = _kernels().dot_chunk_length(L)
     r = L - (-(-L // T) - 1) * T  # steps in the last chunk
     P = powers(A, T + 1)  # (H, T + 1, N)
     conv = convolution_matrix(P, B, C, T).contiguous()
