@@ -209,7 +209,8 @@ def check_model_overrides(model: str, overrides: dict) -> dict:
             raise SettingError(f"--set {name}: {name} comes from the task's data and cannot be set")
         if name not in known:
             close = difflib.get_close_matches(name, list(known), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; the settings are {', '.join(sorted(known))}"
+            settable = sorted(set(known) - set(TASK_SIZES))
+            hint = f"; did you mean {close[0]!r}?" if close else f"; the settings are {', '.join(settable)}"
             raise SettingError(f"--set {name}: unknown model setting{hint}")
         problem = _field_type_error(name, known[name].type, value)
         if problem:
@@ -235,7 +236,7 @@ def read_run_settings(run_dir: Path) -> dict:
     """run_dir/config.json, checked to be a spikessm run's; SettingError naming the file otherwise."""
     path = run_dir / "config.json"
     if not run_dir.is_dir():
-        raise SettingError(f"--resume: {run_dir} is not a directory")
+        raise SettingError(f"--resume: there is no run directory {run_dir}")
     if not path.is_file():
         raise SettingError(f"--resume: {run_dir} holds no config.json, so it is not a spikessm run directory")
     try:
