@@ -73,15 +73,15 @@ def read_checkpoint(path: str | Path, map_location=None) -> dict:
     try:
         content = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        unsupported = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        unsupported = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", str(error))
         if unsupported:
             raise CheckpointError(
                 f"{path} holds a Python object ({unsupported.group(1)}) that loading would have to run as code; "
                 "spikessm loads only tensors and plain values and refuses it") from None
         raise CheckpointError(f"{path} is corrupt (it does not unpickle as tensors and plain values)") from None
-    except (RuntimeError, EOFError, OSError, ValueError, MemoryError, IndexError, KeyError) as error:
-        reason = str(error).split(".")[0].split("\n")[0] or type(error).__name__
-        raise CheckpointError(f"{path} is truncated or corrupt ({reason})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, MemoryError, IndexError, KeyError):
+        # torch reports a damaged archive in many ways (bad central directory, EINVAL, EOF); the cause is one
+        raise CheckpointError(f"{path} is truncated or corrupt (not a complete PyTorch archive)") from None
     if not isinstance(content, dict) or content.get(FORMAT_KEY) != FORMAT:
         raise CheckpointError(f"{path} is a PyTorch file but not a spikessm checkpoint (no "
                               f"{FORMAT_KEY!r}: {FORMAT!r} entry)")

@@ -533,10 +533,11 @@ class Trainer:
         p = self.position
         if self.dist.main:
             n_params = sum(q.numel() for q in self.model.parameters())
+            threads = torch.get_num_threads()
             self.log(f"task {self.settings['task']}: {len(self.train_set)} train / {len(self.val_set)} val / "
                      f"{len(self.data.test)} test examples; model {self.settings['model']}: {n_params:,} parameters "
                      f"on {self.device}" + (f" x {self.dist.world_size} processes" if self.dist.enabled else "")
-                     + (f", {torch.get_num_threads()} threads" if self.device.type == "cpu" else ""))
+                     + (f", {threads} thread{'s' * (threads != 1)}" if self.device.type == "cpu" else ""))
         self.start()
         self.progress = Progress(self.epochs * self.steps_per_epoch, self.settings["log_every"], self.dist.main)
         self.last_checkpoint_step, self.last_checkpoint_time = p.step, time.perf_counter()
