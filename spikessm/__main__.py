@@ -210,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as stop:
         print(f"spikessm {args.command}: {stop}", file=sys.stderr)
         raise SystemExit(128 + stop.signum) from None
+    except KeyboardInterrupt:  # a second Ctrl-C during training, or one outside it
+        if args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        raise SystemExit(f"spikessm {args.command}: interrupted (Ctrl-C)") from None
     except USER_ERRORS as error:
         if args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
             raise

@@ -27,6 +27,7 @@ from PIL import Image
 
 from ..atomic import write_bytes
 from .base import TaskData
+from .cache import read_cache
 from .images import PixelSequences, split_indices
 
 # Difficulty folder -> contour length (paddles per target path) of its images.
@@ -91,12 +92,11 @@ def _load_cached(
         digest.update(content)
     fingerprint = digest.hexdigest()
     cache_file = data_dir / CACHE_FOLDER / f"pathfinder{resolution}_{folder.name}.pt"
-    if cache_file.is_file():
-        cached = torch.load(cache_file, weights_only=True)
-        if cached.get("fingerprint") == fingerprint:
-            for path in cached["skipped"]:
-                warnings.warn(f"{path}: skipped, the image could not be read", stacklevel=3)
-            return cached["pixels"], cached["labels"], cached["readable"]
+    cached = read_cache(cache_file, "Pathfinder")  # None when absent or unreadable (with a warning)
+    if isinstance(cached, dict) and cached.get("fingerprint") == fingerprint:
+        for path in cached["skipped"]:
+            warnings.warn(f"{path}: skipped, the image could not be read", stacklevel=3)
+        return cached["pixels"], cached["labels"], cached["readable"]
     pixels, labels, readable, skipped = _decode_all(folder, metadata_files, contents, resolution)
     buffer = io.BytesIO()
     torch.save({"fingerprint": fingerprint, "pixels": pixels, "labels": labels, "readable": readable,

@@ -192,6 +192,15 @@ def test_one_unreadable_image_moves_no_other_between_splits(copy_of):
         assert [part - {lost} for part in before] == after
 
 
+def test_a_corrupt_cache_is_decoded_again_with_a_warning(copy_of):
+    first = load_pathfinder(copy_of, difficulty=EASY)
+    cache = copy_of / pathfinder.CACHE_FOLDER / f"pathfinder32_{EASY}.pt"
+    cache.write_bytes(cache.read_bytes()[:100])
+    with pytest.warns(UserWarning, match=f"Pathfinder: ignoring the unreadable cache {cache}"):
+        second = load_pathfinder(copy_of, difficulty=EASY)
+    assert torch.equal(first.train.pixels, second.train.pixels)
+
+
 def test_malformed_metadata_names_file_and_line(copy_of):
     metadata = copy_of / "pathfinder32" / EASY / "metadata" / "1.npy"
     lines = metadata.read_text().splitlines()
