@@ -182,6 +182,10 @@ def one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+def wants_traceback(args) -> bool:
+    return args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="spikessm", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                     formatter_class=argparse.RawTextHelpFormatter)
@@ -211,11 +215,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spikessm {args.command}: {stop}", file=sys.stderr)
         raise SystemExit(128 + stop.signum) from None
     except KeyboardInterrupt:  # a second Ctrl-C during training, or one outside it
-        if args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        if wants_traceback(args):
             raise
-        raise SystemExit(f"spikessm {args.command}: interrupted (Ctrl-C)") from None
+        print(f"spikessm {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
+        raise SystemExit(128 + 2) from None
     except USER_ERRORS as error:
-        if args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        if wants_traceback(args):
             raise
         raise SystemExit(f"spikessm {args.command}: error: {one_line(error)}") from None
 
