@@ -86,7 +86,7 @@ class TrainConfig:
             raise SettingError(str(error)) from None
         out["model_settings"] = {**task.model, **check_model_overrides(self.model, self.model_overrides)}
         out["model_config"] = model_config_without_sizes(self.model, out["model_settings"])
-        return out
+        return json.loads(json.dumps(out))  # as config.json will hold them (tuples become lists), for comparisons
 
     def run_directory(self) -> Path:
         """The run directory, absolute: run_dir, or runs/<task>-<model>-<time> in the working directory."""

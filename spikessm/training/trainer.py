@@ -202,11 +202,10 @@ class StopSignals:
         return self
 
     def handle(self, signum, frame):
+        # No printing here: the signal may arrive inside a write to stderr, which must not be re-entered.
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.received = signum
-        warn(f"{signal.Signals(signum).name}: stopping after this step with a checkpoint"
-             + (" (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""))
 
     def __exit__(self, *exc):
         for signum, handler in self.previous.items():
@@ -436,6 +435,7 @@ class Trainer:
         code = 0
         if signals.received is not None:
             code = 100 + signals.received
+            warn(f"{signal.Signals(signals.received).name}: stopping at step {self.position.step} with a checkpoint")
         elif self.config.max_steps is not None and self.position.step >= self.config.max_steps:
             code = 1
         elif (self.config.time_budget is not None
