@@ -18,7 +18,8 @@ generated with the real generator (depth 4, at most 5 arguments), so it runs any
 
 Adding a task is one entry in TASKS: a TaskPreset with its hyperparameters, a `load(data_dir, source)` function
 returning TaskData, and the kind of data location it takes (FILES, HUB or GENERATED). The CLI's --task choices,
-the run's stored settings and `spikessm eval` all follow from that entry.
+the run's stored settings and `spikessm eval` all follow from that entry (or from register(preset), for a task
+defined elsewhere).
 """
 from __future__ import annotations
 
@@ -142,6 +143,15 @@ TASKS: dict[str, TaskPreset] = {t.name: t for t in [
     TaskPreset("tiny-listops", dict(n_layers=2, d_model=64, d_state=16, norm="layer", prenorm=True, dropout=0.0),
                32, 0.004, 0.01, 8, _load_tiny_listops, data=GENERATED, warmup_steps=100),
 ]}
+
+
+def register(preset: TaskPreset) -> TaskPreset:
+    """Adds a task defined outside this module (the CLI's --task choices include it when registered before
+    spikessm.__main__.main runs); a name already taken is refused."""
+    if preset.name in TASKS:
+        raise ValueError(f"a task named {preset.name!r} exists already")
+    TASKS[preset.name] = preset
+    return preset
 
 
 def get_task(name: str) -> TaskPreset:
