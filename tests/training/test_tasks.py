@@ -1,0 +1,44 @@
+"""Task presets: each owns its loader, so a new task is one TaskPreset entry."""
+import json
+
+import pytest
+from training_helpers import run_args
+
+from spikessm.__main__ import main
+from spikessm.data.listops import load_listops
+from spikessm.training import tasks
+from spikessm.training.tasks import FILES, GENERATED, HUB, TASKS, TaskPreset, data_location, register
+
+
+def test_every_preset_has_a_loader_and_a_data_kind():
+    for task in TASKS.values():
+        assert callable(task.load) and task.data in (FILES, HUB, GENERATED), task.name
+    with pytest.raises(ValueError, match="data must be one of"):
+        TaskPreset("x", {}, 1, 0.1, 0.0, 1, load_listops, data="web")
+    with pytest.raises(ValueError, match="a task named 'listops' exists already"):
+        register(TASKS["listops"])
+
+
+def test_a_registered_task_trains_through_the_cli(tiny_data, tmp_path, monkeypatch):
+    loaded = []
+
+    def load(data_dir, source):
+        loaded.append((data_dir, source))
+        return load_listops(data_dir)
+
+    preset = TaskPreset("my-listops", dict(n_layers=1, d_model=8, d_state=4, norm="layer"), 16, 0.004, 0.0, 1, load)
+    monkeypatch.setitem(tasks.TASKS, preset.name, preset)
+    argv = run_args(tiny_data, tmp_path / "run", "--max-steps", "1")
+    argv[argv.index("tiny-listops")] = "my-listops"
+    assert main(argv) == 0
+    assert loaded == [(tiny_data, None)]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["task"] == "my-listops"
+
+
+def test_data_locations_are_stored_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert data_location(TASKS["listops"], "data", None) == (str(tmp_path / "data"), None)
+    assert data_location(TASKS["tiny-listops"], None, None) == (str(tmp_path / "runs" / "tiny-listops-data"), None)
+    assert data_location(TASKS["smnist"], None, "ylecun/mnist") == (None, "ylecun/mnist")
+    (tmp_path / "saved").mkdir()
+    assert data_location(TASKS["smnist"], "saved", None) == (None, str(tmp_path / "saved"))
