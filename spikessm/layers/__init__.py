@@ -1,4 +1,5 @@
 """spikessm.layers: SSM layers, spiking readouts and feature mixing, all on (batch, length, channels)."""
+from .counts import OpCounts, ValidPositions
 from .glu import GLU
 from .gsu import GSU
 from .neurons import LIF, Heaviside
@@ -6,4 +7,5 @@ from .norm import ChannelBatchNorm, make_norm
 from .s4d import S4D
 from .s5 import S5
 
-__all__ = ["GLU", "GSU", "LIF", "Heaviside", "ChannelBatchNorm", "make_norm", "S4D", "S5"]
+__all__ = ["GLU", "GSU", "LIF", "Heaviside", "ChannelBatchNorm", "make_norm", "S4D", "S5", "OpCounts",
+           "ValidPositions"]

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from .checks import check_positive_int, param_dtype
+from .counts import OpCounts
 
 
 class GLU(nn.Module):
@@ -24,3 +25,7 @@ class GLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(nn.functional.glu(self.linear(self.dropout(x)), dim=-1))
+
+    def op_counts(self, x: torch.Tensor, out: torch.Tensor) -> dict[str, OpCounts]:
+        """The gate a * sigmoid(b): one MAC per output value. The linear layer reports itself."""
+        return {"": OpCounts(macs=self.d_model, dense_macs=self.d_model)}

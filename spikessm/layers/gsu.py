@@ -20,6 +20,7 @@ from torch import nn
 from ..ops import ternarize
 from ..ops.surrogates import resolve
 from .checks import check_input, check_positive_int, param_dtype
+from .counts import OpCounts
 
 
 def ternary_threshold(x: torch.Tensor, fraction: float, dim: int | None) -> torch.Tensor:
@@ -72,6 +73,17 @@ class GSU(nn.Module):
         a = self.ternary_input(y) @ self.W + self.b
         g = y @ self.ternary_weight()
         return self.dropout(nn.functional.gelu(self.norm(a * g)))
+
+    def op_counts(self, y: torch.Tensor, out: torch.Tensor) -> dict[str, OpCounts]:
+        """Per token: Ter(y) W is spike-driven (nonzero Ter(y) x H ACs), y Ter(W) is add/subtract-only (nonzero
+        Ter(W) ACs), a * g is H MACs; Ter(y)'s H values are the spiking units. Counted as a non-spiking layer: the
+        two products are 2 H^2 MACs, plus the H of a * g."""
+        H = self.d_model
+        with torch.no_grad():
+            events = torch.count_nonzero(self.ternary_input(y), dim=-1)
+            weight_events = int(torch.count_nonzero(self.ternary_weight()))
+        return {"": OpCounts(neurons=H, spikes=events, acs=events * H + weight_events, macs=H,
+                             dense_macs=2 * H * H + H)}
 
     def extra_repr(self) -> str:
         return f"{self.d_model}, fraction={self.fraction}, surrogate={self.surrogate!r}, alpha={self.alpha}"

@@ -13,7 +13,8 @@ from ..ops import lif, spike
 from ..ops.backend import BACKENDS
 from ..ops.lif_recurrence import RESETS
 from ..ops.surrogates import resolve
-from .checks import check_choice, check_input, check_positive_int, param_dtype
+from .checks import check_beta, check_bool, check_choice, check_input, check_positive_int, check_threshold, param_dtype
+from .counts import OpCounts
 
 
 class Heaviside(nn.Module):
@@ -26,11 +27,16 @@ class Heaviside(nn.Module):
         super().__init__()
         if surrogate == "leaky":
             raise ValueError("Heaviside: the 'leaky' surrogate needs a membrane history; use LIF")
+        check_threshold("Heaviside", "threshold", threshold)
         self.alpha = resolve("Heaviside", surrogate, alpha)
         self.threshold, self.surrogate = float(threshold), surrogate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return spike(x - self.threshold if self.threshold else x, surrogate=self.surrogate, alpha=self.alpha)
+
+    def op_counts(self, x: torch.Tensor, out: torch.Tensor) -> dict[str, OpCounts]:
+        """One neuron per channel and step; the comparison is free (spikessm.layers.counts)."""
+        return {"": OpCounts(neurons=out.shape[-1], spikes=torch.count_nonzero(out, dim=-1))}
 
     def extra_repr(self) -> str:
         return f"threshold={self.threshold}, surrogate={self.surrogate!r}, alpha={self.alpha}"
@@ -64,11 +70,14 @@ class LIF(nn.Module):
         if (beta is None) == (tau is None):
             raise ValueError(f"LIF: give exactly one of beta and tau, got beta={beta!r}, tau={tau!r}")
         if tau is not None:
-            if not tau > 0:
+            if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau > 0:
                 raise ValueError(f"LIF: tau must be positive, got {tau!r}")
             beta = math.exp(-1.0 / tau)
-        if not 0 <= beta <= 1:
-            raise ValueError(f"LIF: beta must be in [0, 1], got {beta!r}")
+        check_beta("LIF", "beta", beta)
+        check_threshold("LIF", "threshold", threshold)
+        for name, value in (("learn_beta", learn_beta), ("learn_threshold", learn_threshold),
+                            ("detach_reset", detach_reset)):
+            check_bool("LIF", name, value)
         if learn_beta and not 0 < beta < 1:
             raise ValueError(f"LIF: learn_beta needs 0 < beta < 1 (it learns logit(beta)), got {beta!r}")
         if learn_threshold and not threshold > 0:
@@ -108,8 +117,14 @@ class LIF(nn.Module):
         """x: (B, L, H); state: membrane (B, H) before the first step, or None for zeros. Returns spikes
         (B, L, H) in x's dtype, and with return_state the membrane after the last step."""
         check_input("LIF", x, self.d_model)
+        check_bool("LIF", "return_state", return_state)
         spikes, final_v = lif(x, initial_state=state, backend=self.backend, **self.neuron_args())
         return (spikes, final_v) if return_state else spikes
+
+    def op_counts(self, x: torch.Tensor, out: torch.Tensor) -> dict[str, OpCounts]:
+        """Per step, one neuron and one MAC (beta v + x) per channel; the spike and the reset are free."""
+        H = self.d_model
+        return {"": OpCounts(neurons=H, spikes=torch.count_nonzero(out, dim=-1), macs=H, dense_macs=H)}
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> torch.Tensor:
         """Zeros, (batch_size, H): the membrane before the first step. device and dtype default to those of the
@@ -123,10 +138,23 @@ class LIF(nn.Module):
         """One time step: x_t (B, H), membrane (B, H) -> (spikes (B, H), next membrane); the same op as
         forward, on a sequence of length 1."""
         check_input("LIF", x_t, self.d_model, rank=2)
-        spikes, v = lif(x_t[:, None], initial_state=state, backend=self.backend, **self.neuron_args())
+        spikes, v = self(x_t[:, None], state, return_state=True)
         return spikes[:, 0], v
 
     def extra_repr(self) -> str:
         return (f"{self.d_model}, beta={self._beta:g}, threshold={self._threshold:g}, reset={self.reset!r}, "
                 f"surrogate={self.surrogate!r}, learn_beta={hasattr(self, 'beta_logit')}, "
                 f"learn_threshold={hasattr(self, 'log_threshold')}")
+
+
+def check_neurons(layer: str, neurons, d_model: int, backend: str) -> None:
+    """The neurons an SSM layer reads out with: None, or a LIF over its d_model channels on its backend (a fused
+    layer runs them with the SSM's backend, so another one could not be honoured)."""
+    if neurons is None:
+        return
+    if not isinstance(neurons, LIF):
+        raise TypeError(f"{layer}: neurons must be a spikessm.layers.LIF or None, got {type(neurons).__name__}")
+    if neurons.d_model != d_model:
+        raise ValueError(f"{layer}: neurons must have d_model={d_model} channels, got {neurons.d_model}")
+    if neurons.backend != backend:
+        raise ValueError(f"{layer}: neurons must use the layer's backend {backend!r}, got {neurons.backend!r}")

@@ -1,10 +1,14 @@
-"""S4D: the diagonal structured state-space layer (Gu et al. 2022), one SSM per channel.
+"""S4D: the diagonal structured state-space layer (Gu et al. 2022), one SSM per channel, optionally read out by
+LIF neurons.
 
 Per channel h, with M = d_state // 2 complex modes whose conjugates are implied:
     x_t = A_bar x_{t-1} + B_bar u_t          (M,) complex state
     y_t = 2 Re(C x_t) + D u_t                 the 2 Re sums each mode with its conjugate
 A = -exp(log_neg_A_real) + i A_imag (so Re A < 0: stable), dt = exp(log_dt), discretised by ZOH or bilinear.
 The state update and readout run in spikessm.ops.s4d_scan (Triton on CUDA, chunked matrix products on the CPU).
+With `neurons` (a LIF), the layer outputs their spikes; a causal layer then runs the SSM and the neurons as one
+op, spikessm.ops.s4d_lif (one fused Triton kernel on CUDA: y never goes to memory), which computes what running
+them one after the other computes.
 """
 from __future__ import annotations
 
@@ -13,11 +17,13 @@ import math
 import torch
 from torch import nn
 
-from ..ops import s4d_scan
+from ..ops import s4d_lif, s4d_scan
 from ..ops.backend import BACKENDS
 from ..ops.s4d_scan import ALGORITHMS
-from .checks import check_choice, check_input, check_positive_int, param_dtype, refuse_bidirectional
+from .checks import check_bool, check_choice, check_input, check_positive_int, param_dtype, refuse_bidirectional
+from .counts import OpCounts
 from .discretize import check_dt_range, check_method, discretize
+from .neurons import LIF, check_neurons
 from .ssm_init import s4d_spectrum
 
 
@@ -32,24 +38,33 @@ class S4D(nn.Module):
         discretization: "zoh" or "bilinear".
         bidirectional: add a second, anti-causal readout: y = 2 Re(C x_fwd) + 2 Re(C_rev x_rev) + D u, where x_rev
             runs from the end of the sequence (both include step t). Such a layer cannot stream.
+        neurons: a LIF over the d_model channels that reads out y (the layer then outputs spikes), or None (the
+            layer outputs y). Its backend must be the layer's.
         backend: "auto" | "triton" | "torch", passed to the ops.
         algorithm: "auto" | "sequential" | "chunked", the ops' algorithm on Triton (see spikessm.ops.s4d_scan;
             "sequential" is Triton-only).
         device, dtype: of the parameters; dtype float32 (default) or float64.
 
     Parameters: log_dt (H,), log_neg_A_real (H, M), A_imag (H, M), B (H, M, 2) and C (directions, H, M, 2)
-    (complex numbers stored as [re, im] pairs), D (H,). `ssm_parameters()` names the first four.
+    (complex numbers stored as [re, im] pairs), D (H,), and the neurons' when they learn. `ssm_parameters()` names
+    the first four.
+
+    State (streaming, causal layers): the SSM state (B, H, M) complex; with neurons the pair (SSM state, membrane
+    (B, H)).
     """
 
     def __init__(self, d_model: int, d_state: int = 64, *, init: str = "inv", dt_min: float = 1e-3,
                  dt_max: float = 1e-1, discretization: str = "zoh", bidirectional: bool = False,
-                 backend: str = "auto", algorithm: str = "auto", device=None, dtype=None):
+                 neurons: LIF | None = None, backend: str = "auto", algorithm: str = "auto", device=None,
+                 dtype=None):
         super().__init__()
         check_positive_int("S4D", "d_model", d_model)
         check_dt_range("S4D", dt_min, dt_max)
         check_method("S4D", discretization)
+        check_bool("S4D", "bidirectional", bidirectional)
         check_choice("S4D", "backend", backend, BACKENDS)
         check_choice("S4D", "algorithm", algorithm, ALGORITHMS)
+        check_neurons("S4D", neurons, d_model, backend)
         dtype = param_dtype("S4D", dtype)
         A, B = s4d_spectrum(init, d_state)  # validates init and d_state
         H, M = d_model, d_state // 2
@@ -68,6 +83,12 @@ class S4D(nn.Module):
         # Unit-variance complex normal C, one per direction.
         self.C = param(torch.randn(2 if bidirectional else 1, H, M, 2, dtype=torch.float64) * math.sqrt(0.5))
         self.D = param(torch.randn(H, dtype=torch.float64))
+        self.neurons = neurons
+
+    @property
+    def fused(self) -> bool:
+        """Whether forward runs the SSM and its neurons as one s4d_lif op (a causal layer with neurons)."""
+        return self.neurons is not None and not self.bidirectional
 
     def ssm_parameters(self) -> list[nn.Parameter]:
         """The parameters the papers train with their own learning rate and no weight decay (A, B, dt)."""
@@ -80,34 +101,80 @@ class S4D(nn.Module):
                                   self.discretization)
         return A_bar, B_bar, 2 * torch.view_as_complex(self.C)
 
-    def forward(self, u: torch.Tensor, state: torch.Tensor | None = None, *, return_state: bool = False):
-        """u: (B, L, H) float32/float64/bfloat16/float16; state: (B, H, M) complex (the state before u's first
-        step) or None for zeros. Returns y: (B, L, H) in u's dtype, and with return_state the state after the
-        last step, to continue the stream from (causal layers only)."""
+    def forward(self, u: torch.Tensor, state=None, *, return_state: bool = False):
+        """u: (B, L, H) float32/float64/bfloat16/float16; state: the state before u's first step (see the class
+        docstring) or None for zeros. Returns y, or the neurons' spikes, (B, L, H) in u's dtype, and with
+        return_state the state after the last step, to continue the stream from (causal layers only)."""
         check_input("S4D", u, self.d_model)
+        check_bool("S4D", "return_state", return_state)
         if self.bidirectional and (state is not None or return_state):
             refuse_bidirectional("S4D", "continuing from a state")
+        ssm_state, membrane = self._split(state)
+        if u.shape[0] == 0:  # s4d_scan and s4d_lif need at least one example
+            out, ssm_state, membrane = self._empty(u, ssm_state, membrane)
+        else:
+            out, ssm_state, membrane = self._run(u, ssm_state, membrane, return_state)
+        if not return_state:
+            return out
+        return out, (ssm_state if self.neurons is None else (ssm_state, membrane))
+
+    def _run(self, u: torch.Tensor, ssm_state, membrane, return_state: bool):
+        """The ops: s4d_lif for a causal layer with neurons, else s4d_scan (both directions), then the neurons."""
         A_bar, B_bar, C = self.discretized()
-        y, final_state = s4d_scan(u, A_bar, B_bar, C[0], self.D, state, output_final_state=return_state,
-                                  backend=self.backend, algorithm=self.algorithm)
+        ops = dict(backend=self.backend, algorithm=self.algorithm)
+        if self.fused:
+            out, (ssm_state, membrane) = s4d_lif(u, A_bar, B_bar, C[0], self.D, initial_state=(ssm_state, membrane),
+                                                 **ops, **self.neurons.neuron_args())
+            return out, ssm_state, membrane
+        out, ssm_state = s4d_scan(u, A_bar, B_bar, C[0], self.D, ssm_state, output_final_state=return_state, **ops)
         if self.bidirectional:
-            y_rev, _ = s4d_scan(u, A_bar, B_bar, C[1], None, reverse=True, output_final_state=False,
-                                backend=self.backend, algorithm=self.algorithm)
-            y = y + y_rev
-        return (y, final_state) if return_state else y
+            out = out + s4d_scan(u, A_bar, B_bar, C[1], None, reverse=True, output_final_state=False, **ops)[0]
+        if self.neurons is not None:  # bidirectional, so no state to carry
+            out = self.neurons(out)
+        return out, ssm_state, membrane
 
-    def init_state(self, batch_size: int) -> torch.Tensor:
-        """Zeros, (batch_size, H, M) complex: the state before the first step."""
+    def _split(self, state):
+        """state -> (SSM state or None, membrane or None)."""
+        if self.neurons is None:
+            return state, None
+        return state if state is not None else (None, None)
+
+    def _empty(self, u: torch.Tensor, ssm_state, membrane):
+        """The result of an empty batch: an empty output, and the state given (zeros when None)."""
+        zeros = self.init_state(0)
+        if self.neurons is not None:
+            zeros, zero_membrane = zeros
+            membrane = zero_membrane if membrane is None else membrane
+        return u.new_zeros(u.shape), zeros if ssm_state is None else ssm_state, membrane
+
+    def op_counts(self, u: torch.Tensor, out: torch.Tensor) -> dict[str, OpCounts]:
+        """Per token and channel, with M complex modes: A x 4M, B u 2M, Re(C x) 2M (the three twice when
+        bidirectional) and D u 1 MAC; a fused layer also reports its neurons, whose forward it ran."""
+        M, directions = self.d_state // 2, 2 if self.bidirectional else 1
+        macs = self.d_model * (8 * M * directions + 1)
+        counts = {"": OpCounts(macs=macs, dense_macs=macs)}
+        if self.fused:
+            counts["neurons"] = self.neurons.op_counts(u, out)[""]
+        return counts
+
+    def init_state(self, batch_size: int):
+        """Zeros, the state before the first step: (batch_size, H, M) complex, with neurons paired with the
+        membrane (batch_size, H) (float64 for float64 parameters, else float32)."""
         dtype = torch.complex128 if self.D.dtype == torch.float64 else torch.complex64
-        return torch.zeros(batch_size, self.d_model, self.d_state // 2, dtype=dtype, device=self.D.device)
+        ssm_state = torch.zeros(batch_size, self.d_model, self.d_state // 2, dtype=dtype, device=self.D.device)
+        if self.neurons is None:
+            return ssm_state
+        return ssm_state, self.neurons.init_state(batch_size, device=self.D.device, dtype=self.D.dtype)
 
-    def step(self, u_t: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One time step: u_t (B, H), state (B, H, M) -> (y_t (B, H) in u_t's dtype, next state)."""
+    def step(self, u_t: torch.Tensor, state):
+        """One time step: u_t (B, H), state -> (y_t or spikes (B, H) in u_t's dtype, next state); forward on a
+        sequence of one step, so the same ops and the same result."""
         if self.bidirectional:
             refuse_bidirectional("S4D", "step()")
         check_input("S4D", u_t, self.d_model, rank=2)
-        A_bar, B_bar, C = self.discretized()
-        u = u_t.to(self.D.dtype)
-        state = A_bar * state + B_bar * u[..., None]
-        y = (C[0] * state).real.sum(-1) + self.D * u
-        return y.to(u_t.dtype), state
+        out, state = self(u_t[:, None], state, return_state=True)
+        return out[:, 0], state
+
+    def extra_repr(self) -> str:
+        return (f"{self.d_model}, d_state={self.d_state}, init={self.init!r}, discretization={self.discretization!r}, "
+                f"bidirectional={self.bidirectional}, backend={self.backend!r}, algorithm={self.algorithm!r}")

@@ -5,7 +5,8 @@ With P = d_state and M complex modes (M = P // 2 with conjugate symmetry, else P
     y_t = k Re(C x_t) + D u_t                 C: (H, M) complex, k = 2 with conjugate symmetry, else 1
 Lambda starts as the eigenvalues of HiPPO-N (the normal part of HiPPO-LegS), one HiPPO-N of size P / blocks per
 block; B and C are expressed in its eigenbasis. Each mode has its own learnable step (log_step). The state
-update runs in spikessm.ops.diag_scan; the projections are real matmuls in float32 (also under autocast).
+update runs in spikessm.ops.diag_scan; the projections are real matmuls in float32 (also under autocast). With
+`neurons` (a LIF), the layer outputs their spikes of y.
 """
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from torch import nn
 
 from ..ops import diag_scan
 from ..ops.backend import BACKENDS
-from .checks import check_choice, check_input, check_positive_int, param_dtype, refuse_bidirectional
+from .checks import check_bool, check_choice, check_input, check_positive_int, param_dtype, refuse_bidirectional
+from .counts import OpCounts
 from .discretize import check_dt_range, check_method, discretize
+from .neurons import LIF, check_neurons
 from .ssm_init import check_state_size, hippo_n
 
 
@@ -48,20 +51,28 @@ class S5(nn.Module):
         dt_min, dt_max: log-uniform range of the initial per-mode steps.
         bidirectional: a second scan from the end of the sequence with its own C:
             y = k Re(C x_fwd) + k Re(C_rev x_rev) + D u. Such a layer cannot stream.
+        neurons: a LIF over the d_model channels that reads out y (the layer then outputs spikes), or None (the
+            layer outputs y). Its backend must be the layer's.
         backend: "auto" | "triton" | "torch", passed to diag_scan.
         device, dtype: of the parameters; dtype float32 (default) or float64.
 
     Parameters: Lambda_re, Lambda_im, log_step (M,); B (M, H, 2) and C (directions, H, M, 2) as [re, im]
-    pairs; D (H,). `ssm_parameters()` names Lambda, B and log_step.
+    pairs; D (H,), and the neurons' when they learn. `ssm_parameters()` names Lambda, B and log_step.
+
+    State (streaming, causal layers): the SSM state (B, M) complex; with neurons the pair (SSM state, membrane
+    (B, H)).
     """
 
     def __init__(self, d_model: int, d_state: int = 64, *, blocks: int = 1, conj_sym: bool = True,
                  clip_eigs: bool = False, discretization: str = "zoh", dt_min: float = 1e-3, dt_max: float = 1e-1,
-                 bidirectional: bool = False, backend: str = "auto", device=None, dtype=None):
+                 bidirectional: bool = False, neurons: LIF | None = None, backend: str = "auto", device=None,
+                 dtype=None):
         super().__init__()
         check_positive_int("S5", "d_model", d_model)
         check_positive_int("S5", "d_state", d_state)
         check_positive_int("S5", "blocks", blocks)
+        for name, value in (("conj_sym", conj_sym), ("clip_eigs", clip_eigs), ("bidirectional", bidirectional)):
+            check_bool("S5", name, value)
         if d_state % blocks:
             raise ValueError(f"S5: d_state ({d_state}) must be a multiple of blocks ({blocks})")
         if conj_sym:
@@ -69,6 +80,7 @@ class S5(nn.Module):
         check_dt_range("S5", dt_min, dt_max)
         check_method("S5", discretization)
         check_choice("S5", "backend", backend, BACKENDS)
+        check_neurons("S5", neurons, d_model, backend)
         dtype = param_dtype("S5", dtype)
         H, P = d_model, d_state
         self.d_model, self.d_state, self.blocks = d_model, d_state, blocks
@@ -96,6 +108,7 @@ class S5(nn.Module):
         self.D = param(torch.randn(H, dtype=torch.float64))
         self.log_step = param(torch.rand(M, dtype=torch.float64) * (math.log(dt_max) - math.log(dt_min))
                               + math.log(dt_min))
+        self.neurons = neurons
 
     @property
     def n_modes(self) -> int:
@@ -113,36 +126,54 @@ class S5(nn.Module):
                                        torch.exp(self.log_step)[:, None], self.discretization)
         return Lambda_bar[:, 0], B_bar, (2 if self.conj_sym else 1) * torch.view_as_complex(self.C)
 
-    def forward(self, u: torch.Tensor, state: torch.Tensor | None = None, *, return_state: bool = False):
-        """u: (B, L, H) float32/float64/bfloat16/float16; state: (B, M) complex or None for zeros. Returns y:
-        (B, L, H) in u's dtype, and with return_state the state after the last step (causal layers only)."""
+    def forward(self, u: torch.Tensor, state=None, *, return_state: bool = False):
+        """u: (B, L, H) float32/float64/bfloat16/float16; state: the state before u's first step (see the class
+        docstring) or None for zeros. Returns y, or the neurons' spikes, (B, L, H) in u's dtype, and with
+        return_state the state after the last step (causal layers only)."""
         check_input("S5", u, self.d_model)
+        check_bool("S5", "return_state", return_state)
         if self.bidirectional and (state is not None or return_state):
             refuse_bidirectional("S5", "continuing from a state")
+        ssm_state, membrane = (state, None) if self.neurons is None else (
+            state if state is not None else (None, None))
         with torch.autocast(u.device.type, enabled=False):  # the state update is float32 even under autocast
             v = u.to(self.D.dtype)
             Lambda_bar, B_bar, C = self.discretized()
             b = project_in(v, B_bar)
-            x, final_state = diag_scan(Lambda_bar, b, state, output_final_state=return_state, backend=self.backend)
+            x, ssm_state = diag_scan(Lambda_bar, b, ssm_state, output_final_state=return_state, backend=self.backend)
             y = read_out(x, C[0]) + self.D * v
             if self.bidirectional:
                 x_rev, _ = diag_scan(Lambda_bar, b, reverse=True, output_final_state=False, backend=self.backend)
                 y = y + read_out(x_rev, C[1])
         y = y.to(u.dtype)
-        return (y, final_state) if return_state else y
+        if self.neurons is None:
+            return (y, ssm_state) if return_state else y
+        if not return_state:
+            return self.neurons(y, membrane)
+        spikes, membrane = self.neurons(y, membrane, return_state=True)
+        return spikes, (ssm_state, membrane)
 
-    def init_state(self, batch_size: int) -> torch.Tensor:
-        """Zeros, (batch_size, M) complex: the state before the first step."""
+    def op_counts(self, u: torch.Tensor, out: torch.Tensor) -> dict[str, OpCounts]:
+        """Per token, with M complex modes and H channels: B u 2MH, A x 4M, Re(C x) 2MH (the last two twice when
+        bidirectional) and D u H MACs. The neurons report themselves (their forward runs)."""
+        M, H, directions = self.n_modes, self.d_model, 2 if self.bidirectional else 1
+        macs = 2 * M * H + directions * (4 * M + 2 * M * H) + H
+        return {"": OpCounts(macs=macs, dense_macs=macs)}
+
+    def init_state(self, batch_size: int):
+        """Zeros, the state before the first step: (batch_size, M) complex, with neurons paired with the membrane
+        (batch_size, H) (float64 for float64 parameters, else float32)."""
         dtype = torch.complex128 if self.D.dtype == torch.float64 else torch.complex64
-        return torch.zeros(batch_size, self.n_modes, dtype=dtype, device=self.D.device)
+        ssm_state = torch.zeros(batch_size, self.n_modes, dtype=dtype, device=self.D.device)
+        if self.neurons is None:
+            return ssm_state
+        return ssm_state, self.neurons.init_state(batch_size, device=self.D.device, dtype=self.D.dtype)
 
-    def step(self, u_t: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One time step: u_t (B, H), state (B, M) -> (y_t (B, H) in u_t's dtype, next state)."""
+    def step(self, u_t: torch.Tensor, state):
+        """One time step: u_t (B, H), state -> (y_t or spikes (B, H) in u_t's dtype, next state); forward on a
+        sequence of one step, so the same ops and the same result."""
         if self.bidirectional:
             refuse_bidirectional("S5", "step()")
         check_input("S5", u_t, self.d_model, rank=2)
-        Lambda_bar, B_bar, C = self.discretized()
-        u = u_t.to(self.D.dtype)
-        state = Lambda_bar * state + u.to(B_bar.dtype) @ B_bar.T
-        y = (state @ C[0].T).real + self.D * u
-        return y.to(u_t.dtype), state
+        out, state = self(u_t[:, None], state, return_state=True)
+        return out[:, 0], state

@@ -3,6 +3,9 @@
     inputs (B, L) token ids or (B, L, d_input) -> encoder -> n_layers x SSMBlock -> [final norm if prenorm]
            -> pool over time (mean over the true lengths, or the last true step) -> Linear -> logits (B, n_classes)
 
+Batches of any size work, 0 included (empty logits). Under torch.compile, the checks of the inputs' values
+(token ids, lengths) run inside the graph as asserts and fail with the same message as a RuntimeError.
+
 Streaming: for causal models, `step()` consumes one time step and returns the answer so far (pooled over the
 steps seen), and `forward(..., state=, return_state=True)` continues a stream chunk by chunk; both equal one
 forward pass over the whole sequence. `per_step=True` gives the answer at every step in one parallel pass.
@@ -14,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..layers import make_norm
-from ..layers.checks import refuse_bidirectional
+from ..layers import ValidPositions, make_norm
+from ..layers.checks import check_bool, refuse_bidirectional
 from .block import SSMBlock
 from .config import ModelConfig
 
@@ -24,8 +27,8 @@ from .config import ModelConfig
 class StreamState:
     """Everything a causal classifier carries between steps.
 
-    blocks: one (SSM state, membrane or None) per block; pooled: (B, H) sum of features so far (mean pooling)
-    or the last feature (last pooling); steps: (B,) steps seen per example.
+    blocks: one state per block (its SSM layer's: see S4D and S5); pooled: (B, H) sum of features so far (mean
+    pooling) or the last feature (last pooling); steps: (B,) steps seen per example.
     """
 
     blocks: list
@@ -47,6 +50,7 @@ class SequenceClassifier(nn.Module):
         self.blocks = nn.ModuleList(SSMBlock(config, device=device, dtype=dtype) for _ in range(config.n_layers))
         self.final_norm = make_norm(config.norm, H, device=device, dtype=dtype) if config.prenorm else nn.Identity()
         self.decoder = nn.Linear(4 * H if config.pair else H, config.n_classes, device=device, dtype=dtype)
+        self.valid_positions = ValidPositions()  # where OpCounter sees each sequence's padding
 
     @property
     def causal(self) -> bool:
@@ -64,17 +68,18 @@ class SequenceClassifier(nn.Module):
             if inputs.dim() != 2 or inputs.dtype not in (torch.int64, torch.int32):
                 raise ValueError(f"SequenceClassifier: {name} must be (batch, length) int64 token ids, got "
                                  f"shape {tuple(inputs.shape)} {inputs.dtype}")
-            if inputs.numel() and (inputs.min() < 0 or inputs.max() >= c.vocab_size):
-                raise ValueError(f"SequenceClassifier: {name} has token ids outside [0, {c.vocab_size})")
+            require(((inputs >= 0) & (inputs < c.vocab_size)).all(),
+                    f"SequenceClassifier: {name} has token ids outside [0, {c.vocab_size})")
         elif inputs.dim() != 3 or inputs.shape[-1] != c.d_input or not inputs.is_floating_point():
             raise ValueError(f"SequenceClassifier: {name} must be (batch, length, {c.d_input}) floating point, got "
                              f"shape {tuple(inputs.shape)} {inputs.dtype}")
         if lengths is not None:
-            if lengths.shape != (inputs.shape[0],):
-                raise ValueError(f"SequenceClassifier: lengths for {name} must be ({inputs.shape[0]},), got "
-                                 f"{tuple(lengths.shape)}")
-            if (lengths < 1).any() or (lengths > inputs.shape[1]).any():
-                raise ValueError(f"SequenceClassifier: lengths for {name} must be in [1, {inputs.shape[1]}]")
+            if not isinstance(lengths, torch.Tensor) or lengths.shape != (inputs.shape[0],):
+                shape = tuple(lengths.shape) if isinstance(lengths, torch.Tensor) else type(lengths).__name__
+                raise ValueError(f"SequenceClassifier: lengths for {name} must be a ({inputs.shape[0]},) tensor, got "
+                                 f"{shape}")
+            require(((lengths >= 1) & (lengths <= inputs.shape[1])).all(),
+                    f"SequenceClassifier: lengths for {name} must be in [1, {inputs.shape[1]}]")
 
     def features(self, inputs: torch.Tensor, state: StreamState | None = None, return_state: bool = False):
         """inputs -> per-step features (B, L, H) after the blocks (and the final norm); with return_state also
@@ -89,14 +94,18 @@ class SequenceClassifier(nn.Module):
                 x = block(x)
         return self.final_norm(x), block_states
 
-    def _pool(self, feats: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-        """(B, L, H) -> (B, H): mean over the first lengths[b] steps, or the feature at step lengths[b] - 1."""
-        B, L, _ = feats.shape
+    def _encode(self, inputs: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """One sequence input -> pooled features (B, H)."""
+        mask = self.valid_positions(lengths, inputs.shape[1])
+        return self._pool(self.features(inputs)[0], lengths, mask)
+
+    def _pool(self, feats: torch.Tensor, lengths: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
+        """(B, L, H) -> (B, H): mean over the first lengths[b] steps (mask: (B, L), True there), or the feature
+        at step lengths[b] - 1."""
         if lengths is None:
             return feats.mean(1) if self.config.pooling == "mean" else feats[:, -1]
         if self.config.pooling == "last":
-            return feats[torch.arange(B, device=feats.device), lengths - 1]
-        mask = torch.arange(L, device=feats.device)[None, :] < lengths[:, None]
+            return feats[torch.arange(feats.shape[0], device=feats.device), lengths - 1]
         return (feats * mask[..., None]).sum(1) / lengths[:, None].to(feats.dtype)
 
     def _head(self, pooled: torch.Tensor, pooled2: torch.Tensor | None) -> torch.Tensor:
@@ -121,6 +130,8 @@ class SequenceClassifier(nn.Module):
             logits (B, n_classes) (or (B, L, n_classes) with per_step), and the StreamState with return_state.
         """
         self._check_inputs(inputs, lengths, "inputs")
+        check_bool("SequenceClassifier", "per_step", per_step)
+        check_bool("SequenceClassifier", "return_state", return_state)
         if self.config.pair != (inputs2 is not None):
             raise ValueError("SequenceClassifier: inputs2 is required for pair models (config.pair=True) and "
                              "only for them")
@@ -131,16 +142,17 @@ class SequenceClassifier(nn.Module):
                 raise ValueError("SequenceClassifier: state/return_state take one unpadded sequence per example "
                                  "(no pair input, lengths or per_step)")
             return self._forward_stream(inputs, state)
-        feats, _ = self.features(inputs)
         if per_step:
             if self.config.pair:
                 raise ValueError("SequenceClassifier: per_step is for single-sequence models")
-            return self.decoder(self._pool_every_step(feats))
+            return self.decoder(self._pool_every_step(self.features(inputs)[0]))
         pooled2 = None
         if self.config.pair:
             self._check_inputs(inputs2, lengths2, "inputs2")
-            pooled2 = self._pool(self.features(inputs2)[0], lengths2)
-        return self._head(self._pool(feats, lengths), pooled2)
+        pooled = self._encode(inputs, lengths)
+        if self.config.pair:
+            pooled2 = self._encode(inputs2, lengths2)
+        return self._head(pooled, pooled2)
 
     def _pool_every_step(self, feats: torch.Tensor) -> torch.Tensor:
         """(B, L, H) -> (B, L, H): step t pooled over steps 0..t."""
@@ -190,3 +202,12 @@ class SequenceClassifier(nn.Module):
             x, s = block.step(x, s)
             blocks.append(s)
         return self._stream_answer(self.final_norm(x)[:, None], blocks, state.pooled, state.steps)
+
+
+def require(condition: torch.Tensor, message: str) -> None:
+    """Raises ValueError(message) unless the bool tensor `condition` holds. Under torch.compile the check is an
+    assert inside the graph (RuntimeError(message)), since reading a value back would break the graph."""
+    if torch.compiler.is_compiling():
+        torch._assert_async(condition, message)
+    elif not bool(condition):
+        raise ValueError(message)

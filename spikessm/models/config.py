@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..layers.discretize import DISCRETIZATIONS
+from ..layers.checks import check_beta, check_bool, check_positive_finite, check_threshold
+from ..layers.discretize import DISCRETIZATIONS, check_dt_range
 from ..layers.norm import NORMS
 from ..layers.ssm_init import S4D_INITS
 from ..ops.backend import BACKENDS
@@ -94,6 +95,14 @@ class ModelConfig:
                               ("mixing", MIXINGS), ("norm", NORMS), ("pooling", POOLINGS), ("backend", BACKENDS),
                               ("s4d_algorithm", ALGORITHMS)):
             choice(name, choices)
+        for name in ("pair", "conj_sym", "clip_eigs", "bidirectional", "learn_beta", "learn_threshold",
+                     "detach_reset", "prenorm"):
+            check_bool("ModelConfig", name, getattr(self, name))
+        check_dt_range("ModelConfig", self.dt_min, self.dt_max)
+        if self.surrogate_alpha is not None:
+            check_positive_finite("ModelConfig", "surrogate_alpha", self.surrogate_alpha)
+        check_beta("ModelConfig", "lif_beta", self.lif_beta)
+        check_threshold("ModelConfig", "lif_threshold", self.lif_threshold)
         if self.surrogate == "leaky" and (self.readout != "lif" or self.mixing == "gsu"):
             raise ValueError("ModelConfig: the 'leaky' surrogate needs a LIF membrane history, so it takes "
                              "readout='lif' and mixing='glu'")

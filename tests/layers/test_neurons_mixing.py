@@ -65,10 +65,32 @@ def test_lif_learnable_parameters_get_gradients():
     (dict(beta=0.5, threshold=0.0, learn_threshold=True), "learn_threshold needs"),
     (dict(beta=0.5, reset="soft"), "reset must be one of"),
     (dict(beta=0.5, surrogate="relu"), "surrogate must be one of"),
+    (dict(beta=0.5, threshold=float("nan")), "LIF: threshold must be a finite number, got nan"),
+    (dict(beta=0.5, threshold=float("inf")), "LIF: threshold must be a finite number, got inf"),
+    (dict(beta=float("nan")), r"LIF: beta must be in \[0, 1\], got nan"),
+    (dict(beta=-0.1), r"LIF: beta must be in \[0, 1\], got -0.1"),
+    (dict(beta="0.5"), r"LIF: beta must be in \[0, 1\], got '0.5'"),
+    (dict(tau=float("nan")), "LIF: tau must be positive, got nan"),
+    (dict(beta=0.5, alpha=float("nan")), "alpha must be a positive finite number"),
+    (dict(beta=0.5, alpha=0.0), "alpha must be a positive finite number"),
+    (dict(beta=0.5, alpha=float("inf")), "alpha must be a positive finite number"),
 ])
 def test_lif_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LIF(4, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["learn_beta", "learn_threshold", "detach_reset"])
+def test_lif_boolean_options_take_booleans(name):
+    with pytest.raises(TypeError, match=f"LIF: {name} must be True or False, got 'maybe'"):
+        LIF(4, beta=0.5, **{name: "maybe"})
+    with pytest.raises(TypeError, match="LIF: return_state must be True or False, got 1"):
+        LIF(4, beta=0.5)(torch.randn(1, 3, 4), return_state=1)
+
+
+def test_heaviside_threshold_must_be_finite():
+    with pytest.raises(ValueError, match="Heaviside: threshold must be a finite number, got nan"):
+        Heaviside(float("nan"))
 
 
 def gsu_reference(y, W, b, ln_weight, ln_bias, alpha=2.0, eps=1e-5):

@@ -7,7 +7,7 @@ import torch
 from conftest import TRITON_DEVICE, requires_triton
 from helpers import assert_close
 
-from spikessm.layers import S4D, S5
+from spikessm.layers import LIF, S4D, S5, Heaviside
 from spikessm.layers.discretize import discretize
 from spikessm.layers.ssm_init import hippo_n, s4d_spectrum
 
@@ -254,3 +254,80 @@ def test_bad_inputs_and_bidirectional_streaming(cls):
         layer.step(torch.randn(2, 4), None)
     with pytest.raises(RuntimeError, match="bidirectional"):
         layer(torch.randn(2, 9, 4), return_state=True)
+
+
+def with_neurons(cls, **kwargs):
+    """An SSM layer of class cls read out by LIF neurons that learn beta and threshold, in float64."""
+    neurons = LIF(3, beta=0.7, threshold=0.2, learn_beta=True, learn_threshold=True, dtype=torch.float64)
+    extra = dict(blocks=2) if cls is S5 else {}
+    return cls(3, 4, neurons=neurons, dtype=torch.float64, **extra, **kwargs)
+
+
+@pytest.mark.parametrize("cls", [S4D, S5])
+def test_neurons_step_and_chunks_equal_forward(cls):
+    torch.manual_seed(6)
+    layer = with_neurons(cls)
+    u = 3 * torch.randn(2, 23, 3, dtype=torch.float64)
+    spikes, (ssm_final, v_final) = layer(u, return_state=True)
+    assert set(spikes.unique().tolist()) == {0.0, 1.0}
+    state, steps = layer.init_state(2), []
+    for t in range(23):
+        s_t, state = layer.step(u[:, t], state)
+        steps.append(s_t)
+    assert torch.equal(torch.stack(steps, 1), spikes)
+    assert_close(state[0], ssm_final, 1e-12, "SSM state")
+    assert_close(state[1], v_final, 1e-12, "membrane")
+    s1, s = layer(u[:, :10], return_state=True)
+    s2 = layer(u[:, 10:], s)
+    assert torch.equal(torch.cat([s1, s2], 1), spikes)
+
+
+@pytest.mark.parametrize("cls,bidirectional", [(S4D, False), (S4D, True), (S5, False), (S5, True)])
+def test_neurons_read_out_the_ssm(cls, bidirectional):
+    """A layer with neurons == the same layer without them, then the neurons (S4D causal: one fused op), with
+    the same gradients."""
+    torch.manual_seed(7)
+    layer = with_neurons(cls, bidirectional=bidirectional)
+    assert getattr(layer, "fused", False) == (cls is S4D and not bidirectional)
+    plain = cls(3, 4, bidirectional=bidirectional, dtype=torch.float64, **(dict(blocks=2) if cls is S5 else {}))
+    plain.load_state_dict({k: v for k, v in layer.state_dict().items() if not k.startswith("neurons.")})
+    u = 3 * torch.randn(2, 19, 3, dtype=torch.float64, requires_grad=True)
+    out, ref = layer(u), layer.neurons(plain(u))
+    assert_close(out, ref, 0, "spikes")
+    assert out.sum() > 0
+    names = [n for n, _ in layer.named_parameters()]
+    ref_params = [layer.get_parameter(n) if n.startswith("neurons.") else plain.get_parameter(n) for n in names]
+    g = torch.randn_like(out)
+    grads = torch.autograd.grad(out, [u, *layer.parameters()], g)
+    ref_grads = torch.autograd.grad(ref, [u, *ref_params], g)
+    for name, a, b in zip(["u", *names], grads, ref_grads):
+        assert_close(a, b, 1e-10, f"d{name}")
+
+
+@pytest.mark.parametrize("cls", [S4D, S5])
+def test_empty_batch(cls):
+    for layer in (cls(3, 4), with_neurons(cls)):
+        u = torch.randn(0, 6, 3, dtype=layer.D.dtype)
+        out, state = layer(u, return_state=True)
+        assert out.shape == (0, 6, 3)
+        zeros = layer.init_state(0)
+        for a, b in zip(*((state, zeros) if isinstance(state, tuple) else ((state,), (zeros,)))):
+            assert a.shape == b.shape and a.dtype == b.dtype
+
+
+@pytest.mark.parametrize("cls", [S4D, S5])
+def test_bad_neurons_and_booleans(cls):
+    with pytest.raises(TypeError, match="neurons must be a spikessm.layers.LIF or None, got Heaviside"):
+        cls(4, 4, neurons=Heaviside())
+    with pytest.raises(ValueError, match="neurons must have d_model=4 channels, got 3"):
+        cls(4, 4, neurons=LIF(3, beta=0.5))
+    with pytest.raises(ValueError, match="neurons must use the layer's backend 'torch', got 'auto'"):
+        cls(4, 4, neurons=LIF(4, beta=0.5), backend="torch")
+    with pytest.raises(TypeError, match=f"{cls.__name__}: bidirectional must be True or False, got 'maybe'"):
+        cls(4, 4, bidirectional="maybe")
+    with pytest.raises(TypeError, match=f"{cls.__name__}: return_state must be True or False, got 'no'"):
+        cls(4, 4)(torch.randn(1, 3, 4), return_state="no")
+    if cls is S5:
+        for name in ("conj_sym", "clip_eigs"):
+            with pytest.raises(TypeError, match=f"S5: {name} must be True or False, got 1"):
+                S5(4, 4, **{name: 1})

@@ -5,6 +5,7 @@ import torch
 from conftest import TRITON_DEVICE, requires_triton
 from helpers import assert_close
 
+from spikessm.layers import LIF, S4D, S5
 from spikessm.models import PRESETS, ModelConfig, SequenceClassifier, build_model
 from spikessm.models.block import SSMBlock
 
@@ -139,10 +140,12 @@ def test_ssm_parameters_are_the_blocks_a_b_dt():
 
 def test_lif_after_causal_s4d_is_fused():
     model = build_model("lif-s4d", n_classes=2, vocab_size=5, **SMALL)
-    assert all(block.fused for block in model.blocks)
-    assert not any(b.fused for b in build_model("lif-s5", n_classes=2, vocab_size=5, **SMALL).blocks)
-    assert not any(b.fused for b in build_model("lif-s4d", n_classes=2, vocab_size=5, bidirectional=True,
-                                                 **SMALL).blocks)
+    assert all(block.ssm.fused for block in model.blocks)
+    # S5 has no fused op: its neurons run after it
+    assert all(isinstance(b.ssm, S5) and isinstance(b.ssm.neurons, LIF)
+               for b in build_model("lif-s5", n_classes=2, vocab_size=5, **SMALL).blocks)
+    assert not any(b.ssm.fused for b in build_model("lif-s4d", n_classes=2, vocab_size=5, bidirectional=True,
+                                                     **SMALL).blocks)
 
 
 def test_fused_block_equals_ssm_then_lif():
@@ -150,18 +153,23 @@ def test_fused_block_equals_ssm_then_lif():
     config = ModelConfig(n_classes=2, d_input=1, readout="lif", lif_beta=0.6, lif_threshold=0.3, learn_beta=True,
                          learn_threshold=True, **SMALL)
     block = SSMBlock(config, dtype=torch.float64)
-    assert block.fused
+    assert block.ssm.fused
+    # The same S4D without neurons, then the block's neurons on its output: the unfused path.
+    twin = S4D(8, 4, dtype=torch.float64)
+    twin.load_state_dict({k: v for k, v in block.ssm.state_dict().items() if not k.startswith("neurons.")})
     x = torch.randn(2, 17, 8, dtype=torch.float64, requires_grad=True)
     out = block(x)
-    y = block.ssm(x)
-    ref = block.norm(x + block.mixing(block.readout(y)))
+    ref = block.norm(x + block.mixing(block.readout(block.ssm.neurons(twin(x)))))
     assert_close(out, ref, 1e-12, "fused == unfused")
     g = torch.randn_like(out)
-    params = list(block.parameters())
+    names = [n for n, _ in block.named_parameters()]
+    params = [block.get_parameter(n) for n in names]
+    ref_params = [twin.get_parameter(n[4:]) if n.startswith("ssm.") and not n.startswith("ssm.neurons.")
+                  else block.get_parameter(n) for n in names]
     grads = torch.autograd.grad(out, [x, *params], g)
-    ref_grads = torch.autograd.grad(ref, [x, *params], g)
-    for a, b in zip(grads, ref_grads):
-        assert_close(a, b, 1e-10, "gradient")
+    ref_grads = torch.autograd.grad(ref, [x, *ref_params], g)
+    for name, a, b in zip(["x", *names], grads, ref_grads):
+        assert_close(a, b, 1e-10, f"gradient {name}")
 
 
 @requires_triton
@@ -219,3 +227,66 @@ def test_config_round_trip():
     model = build_model("gsu-s4d", n_classes=2, vocab_size=5, **SMALL)
     clone = SequenceClassifier(ModelConfig(**model.config.to_dict()))
     assert clone.config == model.config
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_empty_batch_gives_empty_outputs(preset):
+    for sizes, x in ((dict(vocab_size=11), tokens(0, 6)), (dict(d_input=3), torch.randn(0, 6, 3))):
+        torch.manual_seed(0)
+        model = build_model(preset, n_classes=4, **sizes, **SMALL)
+        logits = model(x, torch.zeros(0, dtype=torch.int64))  # training mode: BatchNorm sees no values
+        assert logits.shape == (0, 4)
+        logits.sum().backward()
+        model.eval()
+        assert model(x).shape == (0, 4) and model(x, per_step=True).shape == (0, 6, 4)
+        if model.causal:
+            logits, state = model(x, return_state=True)
+            assert logits.shape == (0, 4)
+            logits, state = model.step(x[:, 0], state)
+            assert logits.shape == (0, 4)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_compile_fullgraph(preset):
+    """torch.compile(model, fullgraph=True) traces the token and the feature model of every preset in one graph
+    (the "aot_eager" backend: the full Dynamo and AOTAutograd tracing without inductor's slow C++ builds on
+    the CPU), and computes what the model computes."""
+    for sizes, x in ((dict(vocab_size=11), tokens(2, 7)), (dict(d_input=3), torch.randn(2, 7, 3))):
+        torch.manual_seed(0)
+        model = build_model(preset, n_classes=4, **sizes, d_model=8, n_layers=1, d_state=4).eval()
+        torch._dynamo.reset()
+        compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+        lengths = torch.tensor([7, 3])
+        assert_close(compiled(x, lengths), model(x, lengths), 1e-6, f"{preset} {sizes}")
+    with pytest.raises(RuntimeError, match=r"lengths for inputs must be in \[1, 7\]"):
+        compiled(x, torch.tensor([7, 0]))
+
+
+def test_compiled_token_checks_still_refuse_bad_ids():
+    model = build_model("lif-s4d", n_classes=2, vocab_size=5, d_model=8, n_layers=1, d_state=4).eval()
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    with pytest.raises(RuntimeError, match=r"token ids outside \[0, 5\)"):
+        compiled(torch.tensor([[1, 2, 7]]))
+
+
+@pytest.mark.parametrize("field, value, error, match", [
+    ("bidirectional", "maybe", TypeError, "ModelConfig: bidirectional must be True or False, got 'maybe'"),
+    ("prenorm", 1, TypeError, "ModelConfig: prenorm must be True or False, got 1"),
+    ("pair", "yes", TypeError, "ModelConfig: pair must be True or False, got 'yes'"),
+    ("learn_threshold", None, TypeError, "ModelConfig: learn_threshold must be True or False, got None"),
+    ("lif_threshold", float("nan"), ValueError, "ModelConfig: lif_threshold must be a finite number, got nan"),
+    ("lif_beta", 1.5, ValueError, r"ModelConfig: lif_beta must be in \[0, 1\], got 1.5"),
+    ("surrogate_alpha", float("inf"), ValueError,
+     "ModelConfig: surrogate_alpha must be a positive finite number, got inf"),
+    ("dt_min", float("nan"), ValueError, "ModelConfig: need 0 < dt_min <= dt_max"),
+])
+def test_config_checks_types_and_neuron_parameters(field, value, error, match):
+    with pytest.raises(error, match=match):
+        ModelConfig(n_classes=2, vocab_size=5, **{field: value})
+
+
+def test_forward_options_take_booleans():
+    model = build_model("lif-s4d", n_classes=2, vocab_size=5, **SMALL)
+    with pytest.raises(TypeError, match="SequenceClassifier: per_step must be True or False, got 'no'"):
+        model(tokens(1, 3, vocab=5), per_step="no")
