@@ -41,4 +41,4 @@ def test_data_locations_are_stored_absolute(tmp_path, monkeypatch):
     assert data_location(TASKS["tiny-listops"], None, None) == (str(tmp_path / "runs" / "tiny-listops-data"), None)
     assert data_location(TASKS["smnist"], None, "ylecun/mnist") == (None, "ylecun/mnist")
     (tmp_path / "saved").mkdir()
-    assert data_location(TASKS["smnist"], "saved", None) == (None, str(tmp_path / "saved"))
+    assert data_location(TASKS["smnist"], "saved", None) == (str(tmp_path / "saved"), None)
