@@ -73,6 +73,11 @@ def add_train_parser(commands) -> None:
         p.add_argument(f"--{name}", type=kind, metavar="N" if kind is int else "X",
                        help=RUN_HELP.get(name, "default: the task preset's"))
     p.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="no bfloat16 autocast on CUDA")
+    p.add_argument("--per-step-loss", type=float, metavar="W",
+                   help="weight in [0, 1] of a loss on the answer after every step, so that early answers improve "
+                        "(causal models; default 0: off)")
+    p.add_argument("--per-step-weighting", choices=("linear", "uniform"),
+                   help="how the per-step loss weighs the steps (default linear)")
     p.add_argument("--skip-nonfinite", action="store_const", const=True,
                    help="skip a step whose loss or gradient is not finite (default: stop the run with an error)")
     p.add_argument("--set", dest="settings", type=parse_setting, action="append", default=[], metavar="KEY=VALUE",
@@ -101,7 +106,8 @@ def run_train(args) -> int:
 
     given = {name.replace("-", "_"): getattr(args, name.replace("-", "_")) for name, _ in RUN_OPTIONS}
     given.update(task=args.task, model=args.model, data_dir=args.data_dir, source=args.source, amp=args.amp,
-                 skip_nonfinite=args.skip_nonfinite)
+                 skip_nonfinite=args.skip_nonfinite, per_step_loss=args.per_step_loss,
+                 per_step_weighting=args.per_step_weighting)
     given = {k: v for k, v in given.items() if v is not None}
     if args.settings:
         given["model_overrides"] = dict(args.settings)
@@ -129,8 +135,21 @@ def run_eval(args) -> int:
         path = path / "best.pt" if (path / "best.pt").exists() or not (path / "last.pt").exists() else path / "last.pt"
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be an integer >= 1, got {args.batch_size}")
+    fractions = None
+    if args.per_step is not None:
+        from .anytime import DEFAULT_FRACTIONS, check_fractions
+
+        try:
+            fractions = check_fractions([float(f) for f in args.per_step.split(",")] if args.per_step else
+                                        DEFAULT_FRACTIONS)
+        except ValueError as error:
+            raise ValueError(f"--per-step: {error}") from None
     device = pick_device(args.device)
     model, settings = load_model(path, device)
+    if fractions is not None:
+        from .anytime import check_streamable
+
+        check_streamable(model, f"--per-step ({path})")
     task = get_task(settings["task"])
     if args.data_dir is not None or args.source is not None:
         data_dir, source = data_location(task, args.data_dir, args.source)
@@ -138,8 +157,19 @@ def run_eval(args) -> int:
         data_dir, source = settings["data_dir"], settings["source"]
     data = load_task(task, data_dir, source)
     print(f"{settings['task']} / {settings['model']}: {path}")
-    report_test_split(model, data, batch_size=args.batch_size or settings["batch_size"], device=device,
-                      amp=not args.no_amp)
+    batch_size = args.batch_size or settings["batch_size"]
+    report_test_split(model, data, batch_size=batch_size, device=device, amp=not args.no_amp)
+    if fractions is not None:
+        from .anytime import evaluate_anytime, write_anytime
+        from .training.trainer import batches, majority_baseline
+
+        order = [list(range(i, min(i + batch_size, len(data.test)))) for i in range(0, len(data.test), batch_size)]
+        result = evaluate_anytime(model, batches(data.test, order), fractions=fractions, device=device,
+                                  amp=not args.no_amp)
+        print(result.table())
+        written = write_anytime(path.parent, result, majority_accuracy=majority_baseline(data)[1],
+                                title=f"{settings['task']} / {settings['model']}, test split")
+        print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
 
@@ -199,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--device", default="auto")
     ev.add_argument("--batch-size", type=int)
     ev.add_argument("--no-amp", action="store_true")
+    ev.add_argument("--per-step", nargs="?", const="", metavar="FRACTIONS",
+                    help="also the accuracy as more of each sequence is seen (causal models), at these fractions of "
+                         "its length (comma-separated; default 0.1,0.2,...,1) and at every step: anytime.json and "
+                         "anytime.png beside the checkpoint")
     add_debug(ev, default=argparse.SUPPRESS)
     add_generate_parser(commands)
     commands.add_parser("check", help="verify the ops on this machine against float64 references and time them")

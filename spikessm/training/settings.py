@@ -24,7 +24,8 @@ RUN_FORMAT = "spikessm-run"
 RUN_VERSION = 1
 # Settings that define what a run computes; a resume must not change them.
 RUN_FIELDS = ("task", "model", "data_dir", "source", "epochs", "batch_size", "lr", "ssm_lr", "weight_decay",
-              "warmup_steps", "grad_clip", "seed", "amp", "log_every", "limit_train", "skip_nonfinite")
+              "warmup_steps", "grad_clip", "seed", "amp", "log_every", "limit_train", "skip_nonfinite",
+              "per_step_loss", "per_step_weighting")
 # Model settings that come from the task's data, never from the user.
 TASK_SIZES = ("n_classes", "vocab_size", "d_input", "pair")
 
@@ -41,6 +42,8 @@ class TrainConfig:
     epoch (whichever comes first; every epoch end writes one too). max_steps and time_budget (minutes) stop
     the run early at a checkpoint, then evaluate; limit_train trains on a seeded subset of that many examples.
     skip_nonfinite skips steps whose loss or gradient is not finite instead of stopping the run.
+    per_step_loss > 0 trains on spikessm.anytime.streaming_loss with that weight (causal models), so that the
+    answers before a sequence's end improve too; per_step_weighting weighs its steps (anytime.WEIGHTINGS).
     """
 
     task: str = "tiny-listops"
@@ -67,6 +70,8 @@ class TrainConfig:
     time_budget: float | None = None
     limit_train: int | None = None
     skip_nonfinite: bool = False
+    per_step_loss: float = 0.0
+    per_step_weighting: str = "linear"
 
     def resolved(self) -> dict:
         """The run's settings (RUN_FIELDS and model_settings) with the task preset filled in, after checking
@@ -166,6 +171,14 @@ def check_run_settings(settings: dict) -> None:
     for name in ("weight_decay", "grad_clip"):
         _require_number(name, settings[name], positive=False)
     _require_bool("amp", settings["amp"])
+    weight = settings["per_step_loss"]
+    if not _is_number(weight) or not 0 <= weight <= 1:
+        raise SettingError(f"--per-step-loss must be a number in [0, 1], got {weight!r}")
+    from ..anytime import WEIGHTINGS
+
+    if settings["per_step_weighting"] not in WEIGHTINGS:
+        raise SettingError(f"--per-step-weighting must be one of {', '.join(WEIGHTINGS)}, got "
+                           f"{settings['per_step_weighting']!r}")
     _require_bool("skip_nonfinite", settings["skip_nonfinite"])
     for name in ("data_dir", "source"):
         if settings[name] is not None and not isinstance(settings[name], (str, os.PathLike)):

@@ -39,6 +39,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .. import atomic
+from ..anytime import check_per_step_training, streaming_loss
 from ..data.base import TaskData, collate
 from ..models import build_model
 from ..stats import OpCounter
@@ -253,6 +254,12 @@ class Trainer:
                                      device=self.device, **self.settings["model_settings"])
         except (ValueError, TypeError) as error:
             raise SettingError(f"--set: {error}") from None
+        if self.settings["per_step_loss"] > 0:
+            try:
+                check_per_step_training(self.model, self.settings["per_step_loss"],
+                                        self.settings["per_step_weighting"], what="--per-step-loss")
+            except (ValueError, TypeError) as error:
+                raise SettingError(str(error)) from None
         self.optimizer, self.scheduler = make_optimizer(
             self.model, lr=self.settings["lr"], ssm_lr=self.settings["ssm_lr"],
             weight_decay=self.settings["weight_decay"], warmup_steps=self.settings["warmup_steps"],
@@ -364,10 +371,18 @@ class Trainer:
         labels = batch["labels"].to(self.device)
         # Spikes are counted on the logged steps only: counting reads tensors back from the device.
         counting = (p.step + 1) % s["log_every"] == 0
+        inputs = model_inputs(batch, self.device)
+        per_step = s["per_step_loss"] > 0
         with OpCounter(self.model) if counting else contextlib.nullcontext() as counter:
             with autocast(self.device, s["amp"]):
-                logits = self.train_model(**model_inputs(batch, self.device)).float()
-        loss = nn.functional.cross_entropy(logits, labels)
+                logits = self.train_model(**inputs, per_step=per_step).float()
+        if per_step:
+            lengths = inputs["lengths"]
+            loss = streaming_loss(logits, lengths, labels, weight=s["per_step_loss"],
+                                  weighting=s["per_step_weighting"])
+            logits = logits[torch.arange(len(labels), device=logits.device), lengths - 1]  # the answers at the ends
+        else:
+            loss = nn.functional.cross_entropy(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = nn.utils.clip_grad_norm_(self.model.parameters(), s["grad_clip"] or math.inf)

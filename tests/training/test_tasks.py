@@ -42,3 +42,38 @@ def test_data_locations_are_stored_absolute(tmp_path, monkeypatch):
     assert data_location(TASKS["smnist"], None, "ylecun/mnist") == (None, "ylecun/mnist")
     (tmp_path / "saved").mkdir()
     assert data_location(TASKS["smnist"], "saved", None) == (str(tmp_path / "saved"), None)
+
+
+def test_per_step_training_and_evaluation(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(run_args(tiny_data, run, "--max-steps", "2", "--per-step-loss", "0.5")) == 0
+    assert json.loads((run / "config.json").read_text())["per_step_loss"] == 0.5
+    capsys.readouterr()
+    assert main(["eval", str(run), "--per-step", "0.5,1"]) == 0
+    anytime = json.loads((run / "anytime.json").read_text())
+    assert anytime["fractions"] == [0.5, 1.0] and (run / "anytime.png").read_bytes()[:4] == b"\x89PNG"
+    results = json.loads((run / "results.json").read_text())
+    assert anytime["end_accuracy"] == results["test_accuracy"]
+
+
+def test_per_step_needs_a_causal_model(tiny_data, tmp_path):
+    argv = run_args(tiny_data, tmp_path / "run", "--per-step-loss", "0.5")
+    argv[argv.index("lif-s4d")] = "gsu-s4d"
+    with pytest.raises(SystemExit) as error:
+        main(argv)
+    assert error.value.code.startswith("spikessm train: error: --per-step-loss: per-step answers need a causal "
+                                       "model, but this one is bidirectional")
+    with pytest.raises(SystemExit) as error:
+        main(run_args(tiny_data, tmp_path / "run", "--per-step-loss", "2"))
+    assert error.value.code == "spikessm train: error: --per-step-loss must be a number in [0, 1], got 2.0"
+    assert not (tmp_path / "run").exists()
+    argv = run_args(tiny_data, tmp_path / "bi", "--max-steps", "1")
+    argv[argv.index("lif-s4d")] = "gsu-s4d"
+    assert main(argv) == 0
+    with pytest.raises(SystemExit) as error:
+        main(["eval", str(tmp_path / "bi"), "--per-step"])
+    assert error.value.code.startswith(f"spikessm eval: error: --per-step ({tmp_path / 'bi' / 'last.pt'}): per-step "
+                                       "answers need a causal model")
+    with pytest.raises(SystemExit) as error:
+        main(["eval", str(tmp_path / "bi"), "--per-step", "0,2"])
+    assert error.value.code.startswith("spikessm eval: error: --per-step: ")
