@@ -56,6 +56,7 @@ RUN_HELP = {"grad-clip": "max gradient norm, 0: off (default 1)", "seed": "defau
 
 
 def add_train_parser(commands) -> None:
+    from .anytime import WEIGHTINGS
     from .models import PRESETS
     from .training import TASKS
 
@@ -65,8 +66,8 @@ def add_train_parser(commands) -> None:
                                         "contradict it are refused.")
     p.add_argument("--task", choices=sorted(TASKS), help="default: tiny-listops")
     p.add_argument("--model", choices=sorted(PRESETS), help="default: gsu-s4d")
-    p.add_argument("--data-dir", help="folder of the task's files (ListOps, Retrieval, Pathfinder, Path-X), stored "
-                                      "absolute in the run")
+    p.add_argument("--data-dir", help="folder of the task's files: generated ones, or the original release (LRA, "
+                                      "IDX, CIFAR-10 batches, aclImdb, SHD, N-MNIST); stored absolute in the run")
     p.add_argument("--source", help="Hub dataset id or save_to_disk folder (Text, Image, sMNIST, psMNIST, sCIFAR)")
     p.add_argument("--run-dir", help="where checkpoints and metrics go (default runs/<task>-<model>-<time>)")
     for name, kind in RUN_OPTIONS:
@@ -76,7 +77,7 @@ def add_train_parser(commands) -> None:
     p.add_argument("--per-step-loss", type=float, metavar="W",
                    help="weight in [0, 1] of a loss on the answer after every step, so that early answers improve "
                         "(causal models; default 0: off)")
-    p.add_argument("--per-step-weighting", choices=("linear", "uniform"),
+    p.add_argument("--per-step-weighting", choices=WEIGHTINGS,
                    help="how the per-step loss weighs the steps (default linear)")
     p.add_argument("--skip-nonfinite", action="store_const", const=True,
                    help="skip a step whose loss or gradient is not finite (default: stop the run with an error)")

@@ -610,6 +610,7 @@ def resume_config(run_dir: str | os.PathLike, given: dict, **invocation) -> Trai
     values, which Trainer then checks against the run) and this invocation's settings applied."""
     stored = read_run_settings(Path(run_dir).expanduser().resolve())
     config = config_from_run(stored, run_dir=str(run_dir), **invocation)
+    given = dict(given)
     overrides = given.pop("model_overrides", {})
     config.model_overrides = {**config.model_overrides, **overrides}
     for name, value in given.items():
