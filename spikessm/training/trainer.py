@@ -395,7 +395,8 @@ class Trainer:
             warn(f"step {p.step + 1}: skipped, the {'loss' if not math.isfinite(loss_value) else 'gradient'} is "
                  "not finite")
         else:
-            what = f"the loss is {loss_value}" if not math.isfinite(loss_value) else f"the gradient norm is {norm}"
+            what = (f"the loss is {loss_value}" if not math.isfinite(loss_value)
+                    else f"the gradient norm is {float(norm)}")
             kept = (f"the last good checkpoint {self.run_dir / 'last.pt'} (step {self.last_good_step}) is kept"
                     if self.last_good_step is not None else "no checkpoint was written yet")
             raise RunError(f"step {p.step + 1}: {what}; the run stops and {kept}; lower --lr, or pass "
