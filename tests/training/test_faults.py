@@ -185,3 +185,21 @@ def test_the_readmes_resume_command_works_as_written(tmp_path, monkeypatch, caps
     capsys.readouterr()
     assert main(["eval", "runs/a"]) == 0
     assert f"test accuracy {results['test_accuracy']:.4f}" in capsys.readouterr().out
+
+
+def test_nonfinite_gradient_stops_naming_the_step(tiny_data, tmp_path, monkeypatch):
+    real = torch.nn.utils.clip_grad_norm_
+    calls = []
+
+    def inf_at_step_3(parameters, max_norm, **kwargs):
+        calls.append(1)
+        norm = real(parameters, max_norm, **kwargs)
+        return norm * float("inf") if len(calls) == 3 else norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", inf_at_step_3)
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as stop:
+        main(run_args(tiny_data, run))
+    assert stop.value.code == (f"spikessm train: error: step 3: the gradient norm is inf; the run stops and the last "
+                               f"good checkpoint {run / 'last.pt'} (step 2) is kept; lower --lr, or pass "
+                               "--skip-nonfinite to skip such steps")
