@@ -36,6 +36,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+try:
+    import fcntl  # POSIX file locks; elsewhere runs are not locked
+except ImportError:
+    fcntl = None
 from torch.utils.data import Dataset
 
 from .. import atomic
@@ -60,6 +65,7 @@ from .tasks import get_task, load_task
 # checkpoint write (after the data reach the temporary file, before the rename); "term:N" / "int:N" send it
 # SIGTERM / SIGINT after step N. Unset in normal use.
 TEST_KILL_ENV = "SPIKESSM_TEST_KILL_AT"
+LOCK_NAME = ".lock"
 
 
 class RunError(RuntimeError):
@@ -275,6 +281,7 @@ class Trainer:
         self.checkpoints_written = 0
         self.last_good_step: int | None = self.position.step if self.checkpoint is not None else None
         self.metrics = None
+        self.lock_file = None
 
     # --- set-up -------------------------------------------------------------------------------------------------
 
@@ -339,6 +346,9 @@ class Trainer:
         writer left: temporary files, and metrics logged after the checkpoint)."""
         if not self.dist.main:
             return
+        if not self.resume:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock()
         metrics_path = self.run_dir / "metrics.jsonl"
         if self.resume:
             atomic.remove_temporaries(self.run_dir)
@@ -352,11 +362,28 @@ class Trainer:
                     atomic.write_bytes(metrics_path, content[:keep], sync=True)
             self.log(f"resuming {self.run_dir} at epoch {self.position.epoch + 1}, step {self.position.step}")
         else:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic.write_json(self.run_dir / "config.json", self.settings)
             self.log(f"run directory: {self.run_dir}")
         self.metrics = open(metrics_path, "ab")
         self.position.metrics_bytes = self.metrics.tell()
+
+    def _lock(self) -> None:
+        """Holds an exclusive lock on run_dir/.lock until the process ends or release() runs, so that two
+        processes never write one run (a resume started while the run still goes on is refused)."""
+        self.lock_file = open(self.run_dir / LOCK_NAME, "a")
+        if fcntl is None:
+            return
+        try:
+            fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.release()
+            raise RunError(f"{self.run_dir} is in use by another spikessm train process; let it end or stop it "
+                           "(SIGTERM writes a checkpoint), then resume") from None
+
+    def release(self) -> None:
+        if self.lock_file is not None:
+            self.lock_file.close()  # closing the file releases the lock
+            self.lock_file = None
 
     # --- one epoch ----------------------------------------------------------------------------------------------
 
@@ -546,7 +573,6 @@ class Trainer:
 
     def fit(self) -> dict:
         """Trains to the end (or a budget), then evaluates; Interrupted after a stop on a signal."""
-        p = self.position
         if self.dist.main:
             n_params = sum(q.numel() for q in self.model.parameters())
             threads = torch.get_num_threads()
@@ -555,6 +581,13 @@ class Trainer:
                      f"on {self.device}" + (f" x {self.dist.world_size} processes" if self.dist.enabled else "")
                      + (f", {threads} thread{'s' * (threads != 1)}" if self.device.type == "cpu" else ""))
         self.start()
+        try:
+            return self._train_and_finish()
+        finally:
+            self.release()
+
+    def _train_and_finish(self) -> dict:
+        p = self.position
         self.progress = Progress(self.epochs * self.steps_per_epoch, self.settings["log_every"], self.dist.main)
         self.last_checkpoint_step, self.last_checkpoint_time = p.step, time.perf_counter()
         self.epoch_clock = time.perf_counter()

@@ -203,3 +203,18 @@ def test_nonfinite_gradient_stops_naming_the_step(tiny_data, tmp_path, monkeypat
     assert stop.value.code == (f"spikessm train: error: step 3: the gradient norm is inf; the run stops and the last "
                                f"good checkpoint {run / 'last.pt'} (step 2) is kept; lower --lr, or pass "
                                "--skip-nonfinite to skip such steps")
+
+
+def test_a_run_in_use_is_not_resumed_twice(tiny_data, tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    run = tmp_path / "run"
+    assert main(run_args(tiny_data, run, "--max-steps", "1")) == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with open(run / ".lock", "a") as held:  # what a running trainer holds
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(SystemExit) as error:
+            main(run_args(tiny_data, run, "--resume"))
+    assert error.value.code == (f"spikessm train: error: {run} is in use by another spikessm train process; let it "
+                                "end or stop it (SIGTERM writes a checkpoint), then resume")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert main(run_args(tiny_data, run, "--resume", "--max-steps", "2")) == 0  # released: resumes
