@@ -7,6 +7,7 @@ A run directory holds:
     best.pt          the checkpoint with the best validation accuracy
     results.json     test accuracy, majority baseline, firing rates and energy of the best checkpoint
     curves.png, firing_rates.png
+    .lock            held (flock) by the process training the run, so that no second process writes it
 
 Every setting, the device, the data and the model are checked before the directory is created, so a failed
 start leaves nothing behind. last.pt is written every `checkpoint_every` steps or `checkpoint_minutes` minutes
