@@ -86,9 +86,9 @@ def add_train_parser(commands) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else cpu), cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads for the math (default: PyTorch's, the physical cores or OMP_NUM_THREADS). When "
-                        "other jobs share the cores, threads beyond the free ones make each step several times "
-                        "slower: use fewer, often 1")
+                   help="CPU threads for the math. Default: a resumed run's own count; else the cores the 1-minute "
+                        "load average leaves idle (at least 1, at most PyTorch's default), since threads that wait "
+                        "for cores busy with other jobs make every step several times slower")
     p.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="also write last.pt every STEPS steps")
     p.add_argument("--checkpoint-minutes", type=float, default=10.0, metavar="M",
                    help="write last.pt at least every M minutes of training (default 10); every epoch end and "

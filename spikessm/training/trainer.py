@@ -221,6 +221,31 @@ class StopSignals:
         return False
 
 
+# PyTorch's own choice (the physical cores, or OMP_NUM_THREADS), before any run changes it in this process.
+DEFAULT_THREADS = torch.get_num_threads()
+
+
+def pick_threads(threads: int | None, checkpoint: dict | None) -> tuple[int, str]:
+    """The CPU thread count of a run and why: the one given; else a resumed run's own, since float sums depend
+    on the count and a resumed run must compute what the uninterrupted one did; else the cores that the 1-minute
+    load average leaves idle (at least 1, at most PyTorch's default), because threads that wait for busy cores
+    make every step several times slower."""
+    if threads is not None:
+        return threads, "--threads"
+    if checkpoint is not None and isinstance(checkpoint.get("threads"), int) and checkpoint["threads"] >= 1:
+        return checkpoint["threads"], "the run's, from last.pt"
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return min(DEFAULT_THREADS, cores), "PyTorch's default"
+    idle = max(1, min(DEFAULT_THREADS, cores, int(cores - load + 0.5)))
+    return idle, f"the idle cores: load {load:.1f} on {cores}"
+
+
 def _test_kill_point() -> tuple[str, int] | None:
     value = os.environ.get(TEST_KILL_ENV)
     if not value:
@@ -243,9 +268,9 @@ class Trainer:
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
             torch.cuda.set_device(self.device)
-        if config.threads is not None:
-            torch.set_num_threads(config.threads)
         self.checkpoint = self._check_run_dir()
+        self.threads, self.threads_why = pick_threads(config.threads, self.checkpoint)
+        torch.set_num_threads(self.threads)
         self.task = get_task(self.settings["task"])
         self.data = self._load_data()
         self.val_set = self.data.val if self.data.val is not None else self.data.test
@@ -539,6 +564,7 @@ class Trainer:
         content = checkpoint_content(
             model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(), rng=rng_state(), position=asdict(self.position),
+            threads=self.threads,
             config=self.settings, model_config=self.model.config.to_dict())
         path = self.run_dir / name
 
@@ -576,11 +602,12 @@ class Trainer:
         """Trains to the end (or a budget), then evaluates; Interrupted after a stop on a signal."""
         if self.dist.main:
             n_params = sum(q.numel() for q in self.model.parameters())
-            threads = torch.get_num_threads()
+            threads = self.threads
             self.log(f"task {self.settings['task']}: {len(self.train_set)} train / {len(self.val_set)} val / "
                      f"{len(self.data.test)} test examples; model {self.settings['model']}: {n_params:,} parameters "
                      f"on {self.device}" + (f" x {self.dist.world_size} processes" if self.dist.enabled else "")
-                     + (f", {threads} thread{'s' * (threads != 1)}" if self.device.type == "cpu" else ""))
+                     + (f", {threads} thread{'s' * (threads != 1)} ({self.threads_why})"
+                        if self.device.type == "cpu" else ""))
         self.start()
         try:
             return self._train_and_finish()

@@ -77,3 +77,18 @@ def test_per_step_needs_a_causal_model(tiny_data, tmp_path):
     with pytest.raises(SystemExit) as error:
         main(["eval", str(tmp_path / "bi"), "--per-step", "0,2"])
     assert error.value.code.startswith("spikessm eval: error: --per-step: ")
+
+
+def test_thread_count_default(monkeypatch):
+    from spikessm.training import trainer
+
+    assert trainer.pick_threads(3, {"threads": 1}) == (3, "--threads")
+    assert trainer.pick_threads(None, {"threads": 2}) == (2, "the run's, from last.pt")
+    monkeypatch.setattr(trainer, "DEFAULT_THREADS", 8)
+    monkeypatch.setattr(trainer.os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setattr(trainer.os, "getloadavg", lambda: (5.4, 0.0, 0.0))
+    assert trainer.pick_threads(None, None) == (3, "the idle cores: load 5.4 on 8")
+    monkeypatch.setattr(trainer.os, "getloadavg", lambda: (12.0, 0.0, 0.0))
+    assert trainer.pick_threads(None, None) == (1, "the idle cores: load 12.0 on 8")
+    monkeypatch.setattr(trainer.os, "getloadavg", lambda: (0.1, 0.0, 0.0))
+    assert trainer.pick_threads(None, None) == (8, "the idle cores: load 0.1 on 8")
