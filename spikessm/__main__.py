@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -28,59 +29,148 @@ def parse_setting(text: str) -> tuple[str, object]:
         return key, value
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: the problem and where help is, no usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+DEBUG_ENV = "SPIKESSM_DEBUG"
+# What a user's input can cause; anything else is a bug in spikessm and keeps its traceback.
+USER_ERRORS = (ValueError, OSError, ImportError, RuntimeError)
+
+
+def add_debug(parser, default=False) -> None:
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help=f"show the traceback of an error (also: {DEBUG_ENV}=1)")
+
+
+# Options that define a run: None means "not given" (the task preset's value, or the stored run's on --resume).
+RUN_OPTIONS = (("epochs", int), ("batch-size", int), ("lr", float), ("ssm-lr", float), ("weight-decay", float),
+               ("warmup-steps", int), ("grad-clip", float), ("seed", int), ("log-every", int),
+               ("limit-train", int))
+RUN_HELP = {"grad-clip": "max gradient norm, 0: off (default 1)", "seed": "default 0",
+            "log-every": "steps between metric records (default 20)",
+            "limit-train": "train on a seeded random subset of N training examples"}
+
+
 def add_train_parser(commands) -> None:
+    from .anytime import WEIGHTINGS
     from .models import PRESETS
     from .training import TASKS
 
-    p = commands.add_parser("train", help="train a model on a task (no arguments: the embedded tiny ListOps)")
-    p.add_argument("--task", default="tiny-listops", choices=sorted(TASKS))
-    p.add_argument("--model", default="gsu-s4d", choices=sorted(PRESETS))
-    p.add_argument("--data-dir", help="folder of the task's files (ListOps, Retrieval, Pathfinder, Path-X)")
+    p = commands.add_parser("train", help="train a model on a task (no arguments: the embedded tiny ListOps)",
+                            description="Train a model on a task. With --resume, the run directory supplies every "
+                                        "setting: options that define the run may be left out, and any that "
+                                        "contradict it are refused.")
+    p.add_argument("--task", choices=sorted(TASKS), help="default: tiny-listops")
+    p.add_argument("--model", choices=sorted(PRESETS), help="default: gsu-s4d")
+    p.add_argument("--data-dir", help="folder of the task's files: generated ones, or the original release (LRA, "
+                                      "IDX, CIFAR-10 batches, aclImdb, SHD, N-MNIST); stored absolute in the run")
     p.add_argument("--source", help="Hub dataset id or save_to_disk folder (Text, Image, sMNIST, psMNIST, sCIFAR)")
     p.add_argument("--run-dir", help="where checkpoints and metrics go (default runs/<task>-<model>-<time>)")
-    for name, kind in (("epochs", int), ("batch-size", int), ("lr", float), ("ssm-lr", float),
-                       ("weight-decay", float), ("warmup-steps", int)):
-        p.add_argument(f"--{name}", type=kind, help="default: the task preset's")
-    p.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0: off)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast on CUDA")
-    p.add_argument("--log-every", type=int, default=20, help="steps between metric records")
+    for name, kind in RUN_OPTIONS:
+        p.add_argument(f"--{name}", type=kind, metavar="N" if kind is int else "X",
+                       help=RUN_HELP.get(name, "default: the task preset's"))
+    p.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="no bfloat16 autocast on CUDA")
+    p.add_argument("--per-step-loss", type=float, metavar="W",
+                   help="weight in [0, 1] of a loss on the answer after every step, so that early answers improve "
+                        "(causal models; default 0: off)")
+    p.add_argument("--per-step-weighting", choices=WEIGHTINGS,
+                   help="how the per-step loss weighs the steps (default linear)")
+    p.add_argument("--skip-nonfinite", action="store_const", const=True,
+                   help="skip a step whose loss or gradient is not finite (default: stop the run with an error)")
     p.add_argument("--set", dest="settings", type=parse_setting, action="append", default=[], metavar="KEY=VALUE",
                    help="override a model setting (a ModelConfig field), e.g. --set d_model=256")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present, else cpu), cpu, cuda, cuda:N")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for the math. Default: a resumed run's own count; else the cores the 1-minute "
+                        "load average leaves idle (at least 1, at most PyTorch's default), since threads that wait "
+                        "for cores busy with other jobs make every step several times slower")
+    p.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="also write last.pt every STEPS steps")
+    p.add_argument("--checkpoint-minutes", type=float, default=10.0, metavar="M",
+                   help="write last.pt at least every M minutes of training (default 10); every epoch end and "
+                        "SIGINT/SIGTERM write one too")
+    p.add_argument("--max-steps", type=int, metavar="N",
+                   help="stop after step N (counted over the whole run) with a checkpoint, then evaluate; the "
+                        "schedule still spans --epochs, so --resume continues the run")
+    p.add_argument("--time-budget", type=float, metavar="MINUTES",
+                   help="stop after MINUTES of this invocation with a checkpoint, then evaluate")
+    add_debug(p, default=argparse.SUPPRESS)
 
 
 def run_train(args) -> int:
     from .training import TrainConfig, train
+    from .training.trainer import resume_config
 
-    if args.resume and not args.run_dir:
-        raise SystemExit("spikessm train: --resume needs --run-dir")
-    config = TrainConfig(task=args.task, model=args.model, run_dir=args.run_dir, data_dir=args.data_dir,
-                         source=args.source, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         ssm_lr=args.ssm_lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
-                         grad_clip=args.grad_clip, seed=args.seed, device=args.device, amp=not args.no_amp,
-                         log_every=args.log_every, model_overrides=dict(args.settings))
+    given = {name.replace("-", "_"): getattr(args, name.replace("-", "_")) for name, _ in RUN_OPTIONS}
+    given.update(task=args.task, model=args.model, data_dir=args.data_dir, source=args.source, amp=args.amp,
+                 skip_nonfinite=args.skip_nonfinite, per_step_loss=args.per_step_loss,
+                 per_step_weighting=args.per_step_weighting)
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.settings:
+        given["model_overrides"] = dict(args.settings)
+    invocation = dict(device=args.device, threads=args.threads, checkpoint_every=args.checkpoint_every,
+                      checkpoint_minutes=args.checkpoint_minutes, max_steps=args.max_steps,
+                      time_budget=args.time_budget)
+    if args.resume:
+        if not args.run_dir:
+            raise ValueError("--resume needs --run-dir, the run to continue")
+        config = resume_config(args.run_dir, given, **invocation)
+    else:
+        config = TrainConfig(run_dir=args.run_dir, **given, **invocation)
     train(config, resume=args.resume)
     return 0
 
 
 def run_eval(args) -> int:
-    from .training.tasks import get_task, load_task
-    from .training.trainer import load_checkpoint_model, pick_device, report_test_split
+    from .training.checkpoint import load_model
+    from .training.settings import pick_device
+    from .training.tasks import data_location, get_task, load_task
+    from .training.trainer import report_test_split
 
     path = Path(args.checkpoint)
     if path.is_dir():
-        path = path / "best.pt"
-    if not path.exists():
-        raise SystemExit(f"spikessm eval: no checkpoint at {path}")
+        path = path / "best.pt" if (path / "best.pt").exists() or not (path / "last.pt").exists() else path / "last.pt"
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(f"--batch-size must be an integer >= 1, got {args.batch_size}")
+    fractions = None
+    if args.per_step is not None:
+        from .anytime import DEFAULT_FRACTIONS, check_fractions
+
+        try:
+            fractions = check_fractions([float(f) for f in args.per_step.split(",")] if args.per_step else
+                                        DEFAULT_FRACTIONS)
+        except ValueError as error:
+            raise ValueError(f"--per-step: {error}") from None
     device = pick_device(args.device)
-    model, settings = load_checkpoint_model(path, device)
-    data = load_task(get_task(settings["task"]), args.data_dir or settings["data_dir"],
-                     args.source or settings["source"])
+    model, settings = load_model(path, device)
+    if fractions is not None:
+        from .anytime import check_streamable
+
+        check_streamable(model, f"--per-step ({path})")
+    task = get_task(settings["task"])
+    if args.data_dir is not None or args.source is not None:
+        data_dir, source = data_location(task, args.data_dir, args.source)
+    else:
+        data_dir, source = settings["data_dir"], settings["source"]
+    data = load_task(task, data_dir, source)
     print(f"{settings['task']} / {settings['model']}: {path}")
-    report_test_split(model, data, batch_size=args.batch_size or settings["batch_size"], device=device,
-                amp=not args.no_amp)
+    batch_size = args.batch_size or settings["batch_size"]
+    report_test_split(model, data, batch_size=batch_size, device=device, amp=not args.no_amp)
+    if fractions is not None:
+        from .anytime import evaluate_anytime, write_anytime
+        from .training.trainer import batches, majority_baseline
+
+        order = [list(range(i, min(i + batch_size, len(data.test)))) for i in range(0, len(data.test), batch_size)]
+        result = evaluate_anytime(model, batches(data.test, order), fractions=fractions, device=device,
+                                  amp=not args.no_amp)
+        print(result.table())
+        written = write_anytime(path.parent, result, majority_accuracy=majority_baseline(data)[1],
+                                title=f"{settings['task']} / {settings['model']}, test split")
+        print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
 
@@ -119,33 +209,61 @@ def run_generate(args) -> int:
     return 0
 
 
+def one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def wants_traceback(args) -> bool:
+    return args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="spikessm", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawTextHelpFormatter)
+    parser = Parser(prog="spikessm", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                    formatter_class=argparse.RawTextHelpFormatter)
+    add_debug(parser)
     commands = parser.add_subparsers(dest="command")
     add_train_parser(commands)
-    ev = commands.add_parser("eval", help="evaluate a checkpoint on its task's test split")
-    ev.add_argument("checkpoint", help="a run directory (uses its best.pt) or a checkpoint file")
-    ev.add_argument("--data-dir")
-    ev.add_argument("--source")
+    ev = commands.add_parser("eval", help="evaluate a checkpoint on its task's test split (from any directory)")
+    ev.add_argument("checkpoint", help="a run directory (its best.pt, else last.pt) or a checkpoint file")
+    ev.add_argument("--data-dir", help="default: the run's (stored absolute)")
+    ev.add_argument("--source", help="default: the run's")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--batch-size", type=int)
     ev.add_argument("--no-amp", action="store_true")
+    ev.add_argument("--per-step", nargs="?", const="", metavar="FRACTIONS",
+                    help="also the accuracy as more of each sequence is seen (causal models), at these fractions of "
+                         "its length (comma-separated; default 0.1,0.2,...,1) and at every step: anytime.json and "
+                         "anytime.png beside the checkpoint")
+    add_debug(ev, default=argparse.SUPPRESS)
     add_generate_parser(commands)
     commands.add_parser("check", help="verify the ops on this machine against float64 references and time them")
     args = parser.parse_args(argv)
-    if args.command == "train":
-        return run_train(args)
-    if args.command == "eval":
-        return run_eval(args)
-    if args.command == "generate":
-        return run_generate(args)
-    if args.command == "check":
-        from .selfcheck import run_check
+    run = {"train": run_train, "eval": run_eval, "generate": run_generate, "check": run_check}.get(args.command)
+    if run is None:
+        parser.print_help()
+        return 0
+    from .training.trainer import Interrupted
 
-        return 0 if run_check() else 1
-    parser.print_help()
-    return 0
+    try:
+        return run(args)
+    except Interrupted as stop:
+        print(f"spikessm {args.command}: {stop}", file=sys.stderr)
+        raise SystemExit(128 + stop.signum) from None
+    except KeyboardInterrupt:  # a second Ctrl-C during training, or one outside it
+        if wants_traceback(args):
+            raise
+        print(f"spikessm {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
+        raise SystemExit(128 + 2) from None
+    except USER_ERRORS as error:
+        if wants_traceback(args):
+            raise
+        raise SystemExit(f"spikessm {args.command}: error: {one_line(error)}") from None
+
+
+def run_check(args) -> int:
+    from .selfcheck import run_check
+
+    return 0 if run_check() else 1
 
 
 if __name__ == "__main__":

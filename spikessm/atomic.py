@@ -1,38 +1,77 @@
 """Atomic file writes: write a temporary file beside the target, then rename it over the target.
 
 os.replace within one folder is atomic, so a reader (or a crash) never sees a half-written checkpoint, result
-or data file: it sees the old file or the new one.
+or data file: it sees the old file or the new one. A write that fails (a full disk, a read-only folder) removes
+its temporary file and leaves the old target as it was. sync=True also flushes the data to the disk before the
+rename, so that a machine crash cannot leave an empty file either; checkpoints and JSON records take it, bulk data
+files (many small images) do not, as it costs milliseconds per file. A process killed mid-write can leave a
+temporary file (".<name>.<pid>.tmp"); remove_temporaries clears those.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+TEMPORARY_SUFFIX = ".tmp"
 
-def write_atomically(path: str | os.PathLike, write: Callable) -> None:
+
+def temporary_path(path: str | os.PathLike) -> Path:
+    """The temporary file a write of path goes through: hidden, beside path, named by this process."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
+
+
+def write_atomically(path: str | os.PathLike, write: Callable, *, sync: bool = False) -> None:
     """Calls write(binary file object) on a temporary file beside path, then renames it to path."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_path(path)
     try:
         with open(tmp, "wb") as f:
             write(f)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    write_atomically(path, lambda f: f.write(data))
+def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Deletes the temporary files that killed writers left in folder; returns their paths."""
+    removed = []
+    for tmp in Path(folder).glob(f".*{TEMPORARY_SUFFIX}"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def write_bytes(path: str | os.PathLike, data: bytes, *, sync: bool = False) -> None:
+    write_atomically(path, lambda f: f.write(data), sync=sync)
+
+
+def json_safe(obj):
+    """obj with every non-finite float (NaN, +-inf) replaced by None, since JSON has no such numbers."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
-    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    """obj as indented JSON; non-finite floats are written as null (see json_safe)."""
+    write_bytes(path, (json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False) + "\n").encode(),
+                sync=True)
 
 
 def save_torch(path: str | os.PathLike, obj) -> None:
-    write_atomically(path, lambda f: torch.save(obj, f))
+    write_atomically(path, lambda f: torch.save(obj, f), sync=True)

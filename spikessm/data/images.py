@@ -134,7 +134,11 @@ def load_image_task(
 
 def _open_dataset(task: ImageTask, source: str | os.PathLike | None, cache_dir: str | None):
     """The DatasetDict of `source` (see load_image_task), checked to have train and test splits."""
-    import datasets  # optional dependency (pip install spikessm[data]); only image tasks need it
+    try:
+        import datasets  # optional dependency: only the image tasks need it
+    except ImportError:
+        raise ImportError('the image tasks read Hugging Face datasets, which needs the `datasets` package: '
+                          'pip install "spikessm[data]"') from None
 
     source = task.hub_id if source is None else source
     looks_like_path = isinstance(source, os.PathLike) or str(source).startswith(("/", ".", "~"))

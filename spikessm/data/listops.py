@@ -226,12 +226,13 @@ def tokenize_listops(source: str) -> list[str]:
 def read_listops_tsv(path: Path, max_length: int) -> tuple[PackedSequences, torch.Tensor]:
     """One split file -> (token-id sequences, labels (N,) int64); ValueError naming the file and line if malformed."""
     arrays, labels = [], []
-    with open(path, encoding="utf-8") as f:  # universal newlines: the official files end lines with "\r\n"
-        header = f.readline().rstrip("\n")
+    with open(path, "rb") as f:  # bytes, decoded line by line, so that a bad byte is reported with its line
+        lines = (_decode_line(path, line_no, raw) for line_no, raw in enumerate(f, start=1))
+        header = next(lines, "")
         if header != HEADER:
             raise ValueError(f"{path.name} line 1: expected the header 'Source<TAB>Target', found {header!r}")
-        for line_no, line in enumerate(f, start=2):
-            columns = line.rstrip("\n").split("\t")
+        for line_no, line in enumerate(lines, start=2):
+            columns = line.split("\t")
             if len(columns) != 2:
                 raise ValueError(f"{path.name} line {line_no}: expected 2 tab-separated columns, found {len(columns)}")
             source, target = columns
@@ -250,6 +251,15 @@ def read_listops_tsv(path: Path, max_length: int) -> tuple[PackedSequences, torc
     if not labels:
         raise ValueError(f"{path.name}: no examples")
     return PackedSequences.from_arrays(arrays), torch.tensor(labels, dtype=torch.int64)
+
+
+def _decode_line(path: Path, line_no: int, raw: bytes) -> str:
+    """One line of a split file as text, without its line end ("\n" or the official files' "\r\n")."""
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path.name} line {line_no}: not UTF-8 text ({error.reason} at byte {error.start}), so "
+                         "not a ListOps file") from None
 
 
 def find_listops_files(data_dir: Path) -> dict[str, Path]:

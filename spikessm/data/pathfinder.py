@@ -27,6 +27,7 @@ from PIL import Image
 
 from ..atomic import write_bytes
 from .base import TaskData
+from .cache import read_cache
 from .images import PixelSequences, split_indices
 
 # Difficulty folder -> contour length (paddles per target path) of its images.
@@ -36,7 +37,7 @@ METADATA_COLUMNS = (
     "paddle_thickness", "paddle_margin", "n_contrasts",
 )
 CACHE_FOLDER = ".spikessm_cache"
-_CACHE_FORMAT = 1  # bump when the cache content changes meaning
+_CACHE_FORMAT = 2  # bump when the cache content changes meaning
 
 
 def load_pathfinder(
@@ -46,16 +47,17 @@ def load_pathfinder(
     """Loads one difficulty folder of pathfinder<resolution> (128: Path-X) as TaskData (see the module docstring).
 
     data_dir: the folder that contains pathfinder<resolution>/. The images of all metadata files are split at
-    random (seeded) into train/val/test fractions `split`. Unreadable or empty images are skipped with a warning.
+    random (seeded) into train/val/test fractions `split`. Unreadable or empty images are skipped with a warning
+    after the split, so that one bad file moves no other image to another split.
     """
     if difficulty not in DIFFICULTIES:
         raise ValueError(f"unknown Pathfinder difficulty {difficulty!r}; choose one of {', '.join(DIFFICULTIES)}")
     data_dir = Path(data_dir)
     folder = data_dir / f"pathfinder{resolution}" / difficulty
     metadata_files = _metadata_files(folder, resolution)
-    pixels, labels = _load_cached(data_dir, folder, metadata_files, resolution)
+    pixels, labels, readable = _load_cached(data_dir, folder, metadata_files, resolution)
     everything = PixelSequences(pixels.unsqueeze(-1), labels)
-    train_ids, val_ids, test_ids = split_indices(len(everything), tuple(split), seed)
+    train_ids, val_ids, test_ids = (ids[readable[ids]] for ids in split_indices(len(everything), tuple(split), seed))
     return TaskData(
         name=f"pathfinder{resolution}", train=everything.subset(train_ids), val=everything.subset(val_ids),
         test=everything.subset(test_ids), n_classes=2, max_length=resolution * resolution, d_input=1,
@@ -80,8 +82,9 @@ def _metadata_files(folder: Path, resolution: int) -> list[Path]:
 
 def _load_cached(
     data_dir: Path, folder: Path, metadata_files: list[Path], resolution: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pixels (N, res*res) uint8, labels (N,) int64) from the cache if it matches the metadata, else decoded."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(pixels (N, res*res) uint8, labels (N,) int64, readable (N,) bool) of every image the metadata lists, from
+    the cache if it matches the metadata, else decoded; an unreadable image has zero pixels and readable False."""
     contents = [f.read_bytes() for f in metadata_files]
     digest = hashlib.sha256(f"{_CACHE_FORMAT} {resolution}".encode())
     for f, content in zip(metadata_files, contents):
@@ -89,36 +92,42 @@ def _load_cached(
         digest.update(content)
     fingerprint = digest.hexdigest()
     cache_file = data_dir / CACHE_FOLDER / f"pathfinder{resolution}_{folder.name}.pt"
-    if cache_file.is_file():
-        cached = torch.load(cache_file, weights_only=True)
-        if cached.get("fingerprint") == fingerprint:
-            return cached["pixels"], cached["labels"]
-    pixels, labels = _decode_all(folder, metadata_files, contents, resolution)
+    cached = read_cache(cache_file, "Pathfinder")  # None when absent or unreadable (with a warning)
+    if isinstance(cached, dict) and cached.get("fingerprint") == fingerprint:
+        for path in cached["skipped"]:
+            warnings.warn(f"{path}: skipped, the image could not be read", stacklevel=3)
+        return cached["pixels"], cached["labels"], cached["readable"]
+    pixels, labels, readable, skipped = _decode_all(folder, metadata_files, contents, resolution)
     buffer = io.BytesIO()
-    torch.save({"fingerprint": fingerprint, "pixels": pixels, "labels": labels}, buffer)
+    torch.save({"fingerprint": fingerprint, "pixels": pixels, "labels": labels, "readable": readable,
+                "skipped": skipped}, buffer)
     try:
         cache_file.parent.mkdir(exist_ok=True)
         write_bytes(cache_file, buffer.getvalue())
     except OSError as error:  # a read-only data folder still loads, only without a cache
         warnings.warn(f"{cache_file}: cannot write the Pathfinder cache ({error}); images will be decoded again",
                       stacklevel=3)
-    return pixels, labels
+    return pixels, labels, readable
 
 
 def _decode_all(
     folder: Path, metadata_files: list[Path], contents: list[bytes], resolution: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reads every image listed in the metadata; skips (with a warning) those that cannot be decoded."""
-    images, labels = [], []
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    """Reads every image listed in the metadata; one that cannot be decoded (a warning names it) keeps its place
+    with zero pixels and readable False, and its path is listed in the last value returned."""
+    images, labels, readable, skipped = [], [], [], []
     for metadata_file, content in zip(metadata_files, contents):
         for image_path, label in _parse_metadata(metadata_file, content):
             pixels = _read_image(folder / image_path, resolution)
-            if pixels is not None:
-                images.append(pixels)
-                labels.append(label)
-    if not images:
+            readable.append(pixels is not None)
+            if pixels is None:
+                skipped.append(str(folder / image_path))
+            images.append(pixels if pixels is not None else np.zeros(resolution * resolution, np.uint8))
+            labels.append(label)
+    if not any(readable):
         raise ValueError(f"{folder}: no readable images")
-    return torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64)
+    return (torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64),
+            torch.tensor(readable, dtype=torch.bool), skipped)
 
 
 def _parse_metadata(metadata_file: Path, content: bytes) -> list[tuple[str, int]]:

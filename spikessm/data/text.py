@@ -21,8 +21,9 @@ def _load_dataset_dict(source: str | os.PathLike, cache_dir: str | None):
     """source (a save_to_disk folder if that path exists, else a Hub id) -> its DatasetDict."""
     try:
         import datasets
-    except ImportError as error:
-        raise ImportError("IMDB needs the `datasets` package: pip install datasets (or spikessm[data])") from error
+    except ImportError:
+        raise ImportError('IMDB reads Hugging Face datasets, which needs the `datasets` package: '
+                          'pip install "spikessm[data]"') from None
     if Path(source).exists():
         return datasets.load_from_disk(str(source))
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from pathlib import Path
 
 from .. import atomic
@@ -26,7 +27,8 @@ def plot_run(run_dir: Path, results: dict) -> list[Path]:
     steps = [r for r in records if r["kind"] == "step"]
     epochs = [r for r in records if r["kind"] == "epoch"]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
-    ax_loss.plot([r["step"] for r in steps], [r["loss"] for r in steps])
+    # a skipped non-finite step is recorded as null: a gap in the curve
+    ax_loss.plot([r["step"] for r in steps], [math.nan if r["loss"] is None else r["loss"] for r in steps])
     ax_loss.set(xlabel="step", ylabel="training loss")
     ax_acc.plot([r["step"] for r in epochs], [r["train_accuracy"] for r in epochs], "o-", label="train")
     ax_acc.plot([r["step"] for r in epochs], [r["val_accuracy"] for r in epochs], "o-", label="validation")

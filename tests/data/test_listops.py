@@ -225,6 +225,14 @@ def test_malformed_files_name_file_and_line(data_dir, line_no, line, message):
         load_listops(data_dir)
 
 
+def test_binary_garbage_names_file_and_line(data_dir):
+    path = data_dir / "listops-1000" / "basic_val.tsv"
+    path.write_bytes(path.read_bytes().split(b"\n", 2)[0] + b"\n[MAX 1 2 ]\t2\n\xff\xfe\x00garbage\t1\n")
+    with pytest.raises(ValueError, match=r"^basic_val.tsv line 3: not UTF-8 text \(invalid start byte at byte 0\), "
+                                         "so not a ListOps file$"):
+        load_listops(data_dir)
+
+
 def test_too_long_sequence_is_an_error(data_dir):
     with pytest.raises(ValueError, match=r"basic_train.tsv line 2: \d+ tokens, expected 1 to max_length \(5\)"):
         load_listops(data_dir, max_length=5)

@@ -177,6 +177,30 @@ def test_unreadable_images_are_skipped_with_a_warning(copy_of):
     assert len(task.train) + len(task.val) + len(task.test) == 10
 
 
+def test_one_unreadable_image_moves_no_other_between_splits(copy_of):
+    def splits(task):
+        return [{x.numpy().tobytes() for x, _ in part} for part in (task.train, task.val, task.test)]
+
+    before = splits(load_pathfinder(copy_of, difficulty=EASY))
+    shutil.rmtree(copy_of / pathfinder.CACHE_FOLDER)
+    broken = copy_of / "pathfinder32" / EASY / "imgs" / "1" / "sample_2.png"
+    lost = (torch.from_numpy(np.array(Image.open(broken))).reshape(-1, 1).float() / 255.0).numpy().tobytes()
+    broken.write_bytes(b"\x89PNG truncated")
+    for _ in range(2):  # decoded, then from the cache: the same splits and the same warning
+        with pytest.warns(UserWarning, match=f"{broken}: skipped"):
+            after = splits(load_pathfinder(copy_of, difficulty=EASY))
+        assert [part - {lost} for part in before] == after
+
+
+def test_a_corrupt_cache_is_decoded_again_with_a_warning(copy_of):
+    first = load_pathfinder(copy_of, difficulty=EASY)
+    cache = copy_of / pathfinder.CACHE_FOLDER / f"pathfinder32_{EASY}.pt"
+    cache.write_bytes(cache.read_bytes()[:100])
+    with pytest.warns(UserWarning, match=f"Pathfinder: ignoring the unreadable cache {cache}"):
+        second = load_pathfinder(copy_of, difficulty=EASY)
+    assert torch.equal(first.train.pixels, second.train.pixels)
+
+
 def test_malformed_metadata_names_file_and_line(copy_of):
     metadata = copy_of / "pathfinder32" / EASY / "metadata" / "1.npy"
     lines = metadata.read_text().splitlines()

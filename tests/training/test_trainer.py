@@ -12,7 +12,7 @@ import torch
 from spikessm import atomic
 from spikessm.__main__ import main, parse_setting
 from spikessm.models import build_model
-from spikessm.training import TrainConfig, train
+from spikessm.training import SettingError, TrainConfig, train
 from spikessm.training.distributed import epoch_batches
 from spikessm.training.optim import parameter_groups, warmup_cosine
 
@@ -85,19 +85,19 @@ def test_cli_train_then_eval(listops_dir, tmp_path, capsys):
 def test_resume_equals_an_uninterrupted_run(listops_dir, tmp_path, monkeypatch):
     whole = train(small_config(listops_dir, tmp_path / "whole", overrides=dict(dropout=0.2)), log=lambda *a: None)
 
-    real_save = atomic.save_torch
+    real_write = atomic.write_atomically
     saved = []
 
-    def crash_after_first_epoch(path, obj):
-        real_save(path, obj)
+    def crash_after_first_epoch(path, write, **kwargs):
+        real_write(path, write, **kwargs)
         saved.append(path.name)
         if path.name == "last.pt":
             raise KeyboardInterrupt("simulated interruption")
 
-    monkeypatch.setattr(atomic, "save_torch", crash_after_first_epoch)
+    monkeypatch.setattr(atomic, "write_atomically", crash_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
         train(small_config(listops_dir, tmp_path / "cut", overrides=dict(dropout=0.2)), log=lambda *a: None)
-    monkeypatch.setattr(atomic, "save_torch", real_save)
+    monkeypatch.setattr(atomic, "write_atomically", real_write)
     resumed = train(small_config(listops_dir, tmp_path / "cut", overrides=dict(dropout=0.2)), resume=True,
                     log=lambda *a: None)
     a = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)
@@ -142,12 +142,12 @@ def test_errors(listops_dir, tmp_path):
         train(TrainConfig(task="listops", run_dir=str(tmp_path / "a")))
     with pytest.raises(FileNotFoundError, match="generate listops"):
         train(TrainConfig(task="listops", run_dir=str(tmp_path / "b"), data_dir=str(tmp_path / "nothing")))
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(SettingError, match="there is no run directory"):
         train(small_config(listops_dir, tmp_path / "c"), resume=True)
-    with pytest.raises(ValueError, match="smaller than one batch"):
+    with pytest.raises(SettingError, match="larger than the training set"):
         train(small_config(listops_dir, tmp_path / "d", batch_size=1000))
     train(small_config(listops_dir, tmp_path / "e", epochs=1), log=lambda *a: None)
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(SettingError, match="already exists; pass --resume"):
         train(small_config(listops_dir, tmp_path / "e", epochs=1))
     with pytest.raises(ValueError, match="unknown model setting"):
         train(small_config(listops_dir, tmp_path / "f", overrides=dict(widht=3)))

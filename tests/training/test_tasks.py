@@ -1,0 +1,94 @@
+"""Task presets: each owns its loader, so a new task is one TaskPreset entry."""
+import json
+
+import pytest
+from training_helpers import run_args
+
+from spikessm.__main__ import main
+from spikessm.data.listops import load_listops
+from spikessm.training import tasks
+from spikessm.training.tasks import FILES, GENERATED, HUB, TASKS, TaskPreset, data_location, register
+
+
+def test_every_preset_has_a_loader_and_a_data_kind():
+    for task in TASKS.values():
+        assert callable(task.load) and task.data in (FILES, HUB, GENERATED), task.name
+    with pytest.raises(ValueError, match="data must be one of"):
+        TaskPreset("x", {}, 1, 0.1, 0.0, 1, load_listops, data="web")
+    with pytest.raises(ValueError, match="a task named 'listops' exists already"):
+        register(TASKS["listops"])
+
+
+def test_a_registered_task_trains_through_the_cli(tiny_data, tmp_path, monkeypatch):
+    loaded = []
+
+    def load(data_dir, source):
+        loaded.append((data_dir, source))
+        return load_listops(data_dir)
+
+    preset = TaskPreset("my-listops", dict(n_layers=1, d_model=8, d_state=4, norm="layer"), 16, 0.004, 0.0, 1, load)
+    monkeypatch.setitem(tasks.TASKS, preset.name, preset)
+    argv = run_args(tiny_data, tmp_path / "run", "--max-steps", "1")
+    argv[argv.index("tiny-listops")] = "my-listops"
+    assert main(argv) == 0
+    assert loaded == [(tiny_data, None)]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["task"] == "my-listops"
+
+
+def test_data_locations_are_stored_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert data_location(TASKS["listops"], "data", None) == (str(tmp_path / "data"), None)
+    assert data_location(TASKS["tiny-listops"], None, None) == (str(tmp_path / "runs" / "tiny-listops-data"), None)
+    assert data_location(TASKS["smnist"], None, "ylecun/mnist") == (None, "ylecun/mnist")
+    (tmp_path / "saved").mkdir()
+    assert data_location(TASKS["smnist"], "saved", None) == (str(tmp_path / "saved"), None)
+
+
+def test_per_step_training_and_evaluation(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(run_args(tiny_data, run, "--max-steps", "2", "--per-step-loss", "0.5")) == 0
+    assert json.loads((run / "config.json").read_text())["per_step_loss"] == 0.5
+    capsys.readouterr()
+    assert main(["eval", str(run), "--per-step", "0.5,1"]) == 0
+    anytime = json.loads((run / "anytime.json").read_text())
+    assert anytime["fractions"] == [0.5, 1.0] and (run / "anytime.png").read_bytes()[:4] == b"\x89PNG"
+    results = json.loads((run / "results.json").read_text())
+    assert anytime["end_accuracy"] == results["test_accuracy"]
+
+
+def test_per_step_needs_a_causal_model(tiny_data, tmp_path):
+    argv = run_args(tiny_data, tmp_path / "run", "--per-step-loss", "0.5")
+    argv[argv.index("lif-s4d")] = "gsu-s4d"
+    with pytest.raises(SystemExit) as error:
+        main(argv)
+    assert error.value.code.startswith("spikessm train: error: --per-step-loss: per-step answers need a causal "
+                                       "model, but this one is bidirectional")
+    with pytest.raises(SystemExit) as error:
+        main(run_args(tiny_data, tmp_path / "run", "--per-step-loss", "2"))
+    assert error.value.code == "spikessm train: error: --per-step-loss must be a number in [0, 1], got 2.0"
+    assert not (tmp_path / "run").exists()
+    argv = run_args(tiny_data, tmp_path / "bi", "--max-steps", "1")
+    argv[argv.index("lif-s4d")] = "gsu-s4d"
+    assert main(argv) == 0
+    with pytest.raises(SystemExit) as error:
+        main(["eval", str(tmp_path / "bi"), "--per-step"])
+    assert error.value.code.startswith(f"spikessm eval: error: --per-step ({tmp_path / 'bi' / 'last.pt'}): per-step "
+                                       "answers need a causal model")
+    with pytest.raises(SystemExit) as error:
+        main(["eval", str(tmp_path / "bi"), "--per-step", "0,2"])
+    assert error.value.code.startswith("spikessm eval: error: --per-step: ")
+
+
+def test_thread_count_default(monkeypatch):
+    from spikessm.training import trainer
+
+    assert trainer.pick_threads(3, {"threads": 1}) == (3, "--threads")
+    assert trainer.pick_threads(None, {"threads": 2}) == (2, "the run's, from last.pt")
+    monkeypatch.setattr(trainer, "DEFAULT_THREADS", 8)
+    monkeypatch.setattr(trainer.os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setattr(trainer.os, "getloadavg", lambda: (5.4, 0.0, 0.0))
+    assert trainer.pick_threads(None, None) == (3, "the idle cores: load 5.4 on 8")
+    monkeypatch.setattr(trainer.os, "getloadavg", lambda: (12.0, 0.0, 0.0))
+    assert trainer.pick_threads(None, None) == (1, "the idle cores: load 12.0 on 8")
+    monkeypatch.setattr(trainer.os, "getloadavg", lambda: (0.1, 0.0, 0.0))
+    assert trainer.pick_threads(None, None) == (8, "the idle cores: load 0.1 on 8")
