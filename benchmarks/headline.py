@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` and `bench_
 import common  # noqa: E402
 from bench_scans import s4d_fft_conv, s4d_lin  # noqa: E402
 from spikessm.ops import diag_scan, lif, s4d_lif, s4d_scan  # noqa: E402
-from spikessm.ops.lif.naive import lif_naive  # noqa: E402
+from spikessm.ops.lif.naive import lif_loop  # noqa: E402
 
 BETA, THRESHOLD = 0.9, 1.0
 # Under Triton's interpreter the kernels run on CPU tensors: the rehearsal times every row there too.
@@ -72,7 +72,7 @@ def s4d_lif_impls(device):
         return run
 
     def paper(u, A, B, C, D):
-        return lif_naive(s4d_fft_conv(u, A, B, C, D), BETA, THRESHOLD)[0]
+        return lif_loop(s4d_fft_conv(u, A, B, C, D), BETA, THRESHOLD)[0]
 
     impls = {"PyTorch path": fused("torch", "chunked"), "paper: FFT + LIF loop": paper}
     if device.type == "cuda" or TRITON_ON_CPU:
