@@ -4,11 +4,11 @@
 
     python benchmarks/tune_kernels.py --out /tmp/tune.json --only diag_scan
 
-lif: the forward's and, on its own, the backward's launch plans (spikessm/kernels/lif.py's plan), per shape in two
+lif: the forward's and, on its own, the backward's launch plans (kernels/lif.py's plan), per shape in two
 phases: chunk length x number of time segments, then channel block x pipeline depth (stages) at the fastest of
 those. Each row checks the plan against the default plan's spikes (equal) or input gradient (rel_err).
 
-s4d: states per thread x output tile length T (spikessm/kernels/s4d_scan.py) for s4d_scan and s4d_lif, forward and
+s4d: states per thread x output tile length T (kernels/s4d_scan/sequential.py) for s4d_scan and s4d_lif, forward and
 forward+backward at B=32, H=256, N=64. Each row checks the plan against the default plan (y's relative error or
 the share of spikes that differ, and the worst gradient's relative error).
 
