@@ -146,7 +146,7 @@ def _time_lif_plan(case, backward, device, copy_bw, target_s, chunk, block_h, se
     return row
 
 
-S4D_SHAPE = (32, 4096, 256, 64)  # B, L, H, N: issue 2's target shape
+S4D_SHAPE = (32, 4096, 256, 64)  # B, L, H, N: the target shape of docs/performance.md
 
 
 def _s4d_inputs(device):
