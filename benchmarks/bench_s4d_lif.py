@@ -14,7 +14,7 @@ threshold, and every later step of that neuron may follow):
   fft+loop      the core paper's path: S4D by FFT convolution (bench_scans.s4d_fft_conv), then the PyTorch
                 LIF loop over time (spikessm/ops/lif/naive.py's lif_loop, the careful unbound-time-axis loop); on a GPU
                 only up to L = 4096
-Targets on an H100 (issue 3): fused fwd+bwd >= 20x faster than fft+loop at L = 4096 and >= 1.3x faster
+Targets on an H100 (docs/performance.md): fused fwd+bwd >= 20x faster than fft+loop at L = 4096 and >= 1.3x faster
 than scan+lif.
 """
 from __future__ import annotations

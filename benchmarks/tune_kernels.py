@@ -4,11 +4,11 @@
 
     python benchmarks/tune_kernels.py --out /tmp/tune.json --only diag_scan
 
-lif: the forward's and, on its own, the backward's launch plans (spikessm/kernels/lif.py's plan), per shape in two
+lif: the forward's and, on its own, the backward's launch plans (kernels/lif.py's plan), per shape in two
 phases: chunk length x number of time segments, then channel block x pipeline depth (stages) at the fastest of
 those. Each row checks the plan against the default plan's spikes (equal) or input gradient (rel_err).
 
-s4d: states per thread x output tile length T (spikessm/kernels/s4d_scan.py) for s4d_scan and s4d_lif, forward and
+s4d: states per thread x output tile length T (kernels/s4d_scan/sequential.py) for s4d_scan and s4d_lif, forward and
 forward+backward at B=32, H=256, N=64. Each row checks the plan against the default plan (y's relative error or
 the share of spikes that differ, and the worst gradient's relative error).
 
@@ -106,7 +106,8 @@ def _lif_case(B, L, H, device):
     th = (0.5 + torch.rand(H, generator=g)).to(device)
     gs = torch.randn(B, L, H, generator=g).to(device)
     ref_s, ref_m, _ = kernels.lif_fwd(x, beta, th, None, "subtract")
-    ref_dx = kernels.lif_bwd(beta, th, None, ref_m, gs, None, "subtract", "atan", 2.0, False, x.dtype)[0]
+    ref_dx = kernels.lif_bwd(beta, th, None, ref_m, gs, None, "subtract", "atan", 2.0, detach_reset=False,
+                             x_dtype=x.dtype)[0]
     return dict(x=x, beta=beta, th=th, gs=gs, ref_s=ref_s, ref_m=ref_m, ref_dx=ref_dx)
 
 
@@ -123,15 +124,17 @@ def _time_lif_plan(case, backward, device, copy_bw, target_s, chunk, block_h, se
     try:
         if backward:
             bwd = functools.partial(kernels.lif_bwd, beta, th, None, case["ref_m"], case["gs"], None, "subtract",
-                                    "atan", 2.0, False, x.dtype, None, segments, chunk, block_h, stages)
+                                    "atan", 2.0, detach_reset=False, x_dtype=x.dtype, segments=segments,
+                                    chunk=chunk, block_h=block_h, stages=stages)
             dx = bwd()[0]
             t = common.benchmark(bwd, device, target_s=target_s)
             ref_dx = case["ref_dx"]
             row.update(ms=t.median_ms, frac=12 * n / (t.median_ms * 1e-3) / copy_bw,
                        rel_err_dx=((dx - ref_dx).abs().max() / ref_dx.abs().max()).item())
         else:
-            fwd, fwd_saving = (functools.partial(kernels.lif_fwd, x, beta, th, None, "subtract", save, segments,
-                                                 chunk, block_h, stages) for save in (False, True))
+            fwd, fwd_saving = (functools.partial(kernels.lif_fwd, x, beta, th, None, "subtract", save_membrane=save,
+                                                 segments=segments, chunk=chunk, block_h=block_h, stages=stages)
+                               for save in (False, True))
             s = fwd()[0]
             t = common.benchmark(fwd, device, target_s=target_s)
             t_train = common.benchmark(fwd_saving, device, target_s=target_s)
@@ -143,7 +146,7 @@ def _time_lif_plan(case, backward, device, copy_bw, target_s, chunk, block_h, se
     return row
 
 
-S4D_SHAPE = (32, 4096, 256, 64)  # B, L, H, N: issue 2's target shape
+S4D_SHAPE = (32, 4096, 256, 64)  # B, L, H, N: the target shape of docs/performance.md
 
 
 def _s4d_inputs(device):
@@ -273,8 +276,8 @@ def _diag_case(B, L, P, dtype, time_varying, device):
     if dtype.is_complex:
         a = torch.polar(a, torch.rand(a_shape, generator=g).to(device) * 3)
         b, gx = torch.complex(b, b.flip(1)), torch.complex(gx, gx.flip(1))
-    x_ref, _ = kernels.diag_scan_fwd(a, b, None, False)
-    db_ref = kernels.diag_scan_bwd(a, x_ref, None, gx, None, False)[1]
+    x_ref, _ = kernels.diag_scan_fwd(a, b, None, reverse=False)
+    db_ref = kernels.diag_scan_bwd(a, x_ref, None, gx, None, reverse=False)[1]
     return dict(a=a, b=b, gx=gx, x_ref=x_ref, db_ref=db_ref, dtype=dtype, time_varying=time_varying)
 
 
@@ -290,8 +293,8 @@ def _time_diag_plan(case, device, copy_bw, target_s, plan, stages):
     bwd_bytes = (3 + 2 * time_varying) * n * s
     row = {"dtype": str(case["dtype"]).removeprefix("torch."), "a": "(B,L,P)" if time_varying else "(P,)",
            "plan": str(plan), "stages": stages}
-    fwd = functools.partial(kernels.diag_scan_fwd, a, b, None, False, plan=plan, stages=stages)
-    bwd = functools.partial(kernels.diag_scan_bwd, a, x_ref, None, gx, None, False, plan=plan, stages=stages)
+    fwd = functools.partial(kernels.diag_scan_fwd, a, b, None, reverse=False, plan=plan, stages=stages)
+    bwd = functools.partial(kernels.diag_scan_bwd, a, x_ref, None, gx, None, reverse=False, plan=plan, stages=stages)
     try:
         x, db = fwd()[0], bwd()[1]
         t_f = common.benchmark(fwd, device, target_s=target_s)

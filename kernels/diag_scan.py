@@ -255,7 +255,8 @@ def diag_scan_fwd(a, b, h0, reverse: bool, chunk_size: int | None = None, plan: 
     B, L, P = b.shape
     x = torch.empty_like(b)
     hT = torch.empty((B, P), dtype=a.dtype, device=b.device)
-    block_t, block_p, num_warps = plan or launch_config(B, P, a.dtype, a.dim() == 3, False, chunk_size)
+    block_t, block_p, num_warps = plan or launch_config(B, P, a.dtype, time_varying=a.dim() == 3, backward=False,
+                                                         chunk_size=chunk_size)
     grid = (cdiv(P, block_p), B)
     diag_scan_fwd_kernel[grid](
         real_view(a), real_view(b), real_view(h0 if h0 is not None else hT), real_view(x), real_view(hT),
@@ -281,7 +282,8 @@ def diag_scan_bwd(a, x, h0, gx, gT, reverse: bool, chunk_size: int | None = None
     time_varying = a.dim() == 3
     da = torch.empty((B, L, P) if time_varying else (B, P), dtype=a.dtype, device=x.device)
     dh0 = torch.empty((B, P), dtype=a.dtype, device=x.device)
-    block_t, block_p, num_warps = plan or launch_config(B, P, a.dtype, time_varying, True, chunk_size)
+    block_t, block_p, num_warps = plan or launch_config(B, P, a.dtype, time_varying=time_varying,
+                                                         backward=True, chunk_size=chunk_size)
     grid = (cdiv(P, block_p), B)
     diag_scan_bwd_kernel[grid](
         real_view(a), real_view(x), real_view(h0 if h0 is not None else dh0), real_view(gx),

@@ -118,7 +118,7 @@ def _decode_all(
     images, labels, readable, skipped = [], [], [], []
     for metadata_file, content in zip(metadata_files, contents):
         for image_path, label in _parse_metadata(metadata_file, content):
-            pixels = _read_image(folder / image_path, resolution)
+            pixels = read_pathfinder_image(folder / image_path, resolution)
             readable.append(pixels is not None)
             if pixels is None:
                 skipped.append(str(folder / image_path))
@@ -150,7 +150,7 @@ def _parse_metadata(metadata_file: Path, content: bytes) -> list[tuple[str, int]
     return rows
 
 
-def _read_image(path: Path, resolution: int) -> np.ndarray | None:
+def read_pathfinder_image(path: Path, resolution: int) -> np.ndarray | None:
     """The (res * res,) uint8 pixels of a grayscale PNG, or None (with a warning) if it cannot be read."""
     try:
         with Image.open(path) as image:

@@ -25,6 +25,7 @@ from .counts import OpCounts
 from .discretize import check_dt_range, check_method, discretize
 from .neurons import LIF, check_neurons
 from .ssm_init import s4d_spectrum
+from .streaming import step_by_forward, zero_state
 
 
 class S4D(nn.Module):
@@ -149,20 +150,12 @@ class S4D(nn.Module):
     def init_state(self, batch_size: int):
         """Zeros, the state before the first step: (batch_size, H, M) complex, with neurons paired with the
         membrane (batch_size, H) (float64 for float64 parameters, else float32)."""
-        dtype = torch.complex128 if self.D.dtype == torch.float64 else torch.complex64
-        ssm_state = torch.zeros(batch_size, self.d_model, self.d_state // 2, dtype=dtype, device=self.D.device)
-        if self.neurons is None:
-            return ssm_state
-        return ssm_state, self.neurons.init_state(batch_size, device=self.D.device, dtype=self.D.dtype)
+        return zero_state(self, batch_size, self.d_model, self.d_state // 2)
 
     def step(self, u_t: torch.Tensor, state):
         """One time step: u_t (B, H), state -> (y_t or spikes (B, H) in u_t's dtype, next state); forward on a
         sequence of one step, so the same ops and the same result."""
-        if self.bidirectional:
-            refuse_bidirectional("S4D", "step()")
-        check_input("S4D", u_t, self.d_model, rank=2)
-        out, state = self(u_t[:, None], state, return_state=True)
-        return out[:, 0], state
+        return step_by_forward(self, "S4D", u_t, state)
 
     def extra_repr(self) -> str:
         return (f"{self.d_model}, d_state={self.d_state}, init={self.init!r}, discretization={self.discretization!r}, "

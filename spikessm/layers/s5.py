@@ -22,6 +22,7 @@ from .counts import OpCounts
 from .discretize import check_dt_range, check_method, discretize
 from .neurons import LIF, check_neurons
 from .ssm_init import check_state_size, hippo_n
+from .streaming import step_by_forward, zero_state
 
 
 def project_in(u: torch.Tensor, B_bar: torch.Tensor) -> torch.Tensor:
@@ -163,17 +164,9 @@ class S5(nn.Module):
     def init_state(self, batch_size: int):
         """Zeros, the state before the first step: (batch_size, M) complex, with neurons paired with the membrane
         (batch_size, H) (float64 for float64 parameters, else float32)."""
-        dtype = torch.complex128 if self.D.dtype == torch.float64 else torch.complex64
-        ssm_state = torch.zeros(batch_size, self.n_modes, dtype=dtype, device=self.D.device)
-        if self.neurons is None:
-            return ssm_state
-        return ssm_state, self.neurons.init_state(batch_size, device=self.D.device, dtype=self.D.dtype)
+        return zero_state(self, batch_size, self.n_modes)
 
     def step(self, u_t: torch.Tensor, state):
         """One time step: u_t (B, H), state -> (y_t or spikes (B, H) in u_t's dtype, next state); forward on a
         sequence of one step, so the same ops and the same result."""
-        if self.bidirectional:
-            refuse_bidirectional("S5", "step()")
-        check_input("S5", u_t, self.d_model, rank=2)
-        out, state = self(u_t[:, None], state, return_state=True)
-        return out[:, 0], state
+        return step_by_forward(self, "S5", u_t, state)

@@ -231,8 +231,8 @@ def test_cache_hit_and_invalidation(copy_of, monkeypatch):
         copy_of / pathfinder.CACHE_FOLDER / f"pathfinder32_{EASY}.pt"
     ]
     decoded = []
-    real_read = pathfinder._read_image
-    monkeypatch.setattr(pathfinder, "_read_image", lambda *args: decoded.append(args) or real_read(*args))
+    real_read = pathfinder.read_pathfinder_image
+    monkeypatch.setattr(pathfinder, "read_pathfinder_image", lambda *args: decoded.append(args) or real_read(*args))
     second = load_pathfinder(copy_of, difficulty=EASY)
     assert decoded == [] and torch.equal(first.train.pixels, second.train.pixels)
     metadata = copy_of / "pathfinder32" / EASY / "metadata" / "2.npy"

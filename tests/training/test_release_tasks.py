@@ -1,5 +1,5 @@
-"""Tasks read from their original release files through `spikessm train --data-dir` (issue 21's budgets make
-each a few steps): IDX files for smnist, the SHD HDF5 files, N-MNIST's .bin events, the LRA release layout."""
+"""Tasks read from their original release files through `spikessm train --data-dir` (--limit-train keeps
+each to a few steps): IDX files for smnist, the SHD HDF5 files, N-MNIST's .bin events, the LRA release layout."""
 import json
 
 import numpy as np

@@ -11,8 +11,8 @@ Backward. With sigma_t the surrogate derivative at m_t - threshold, gs the gradi
 of v_t, the gradient of m_t is  Gm_t = gs_t sigma_t + Gv_t dv/dm_t,  and  Gv_{t-1} = beta Gm_t: a linear
 recurrence backwards in time. Time is walked in slices of SLICE steps from the end: per slice, sigma and the
 reset's derivatives are computed at once on cache-sized tensors, then the recurrence costs one small op per
-step (Gm_t = c_t + (beta dv/dm_t) Gm_{t+1}). (Whole-sequence vectorisation streams every temporary through memory
-and was slower on a CPU than an autograd loop; see benchmarks/bench_lif.py.)
+step (Gm_t = c_t + (beta dv/dm_t) Gm_{t+1}). (Vectorising the whole sequence instead streams every temporary
+through memory, which on a CPU is slower than an autograd loop; benchmarks/bench_lif.py times that loop.)
 """
 from __future__ import annotations
 

@@ -19,13 +19,13 @@ from ..common.checks import is_empty, require_bool, state_or_zeros
 from ..common.outputs import S4DLIFOutput, S4DLIFState
 from ..lif import check_lif_inputs
 from ..s4d_scan import check_ssm_inputs
-from .torch_unfused import s4d_lif_unfused
-from .triton_chunked import s4d_lif_chunked_kernel
-from .triton_sequential import s4d_lif_sequential
+from .torch_unfused import s4d_lif_torch_unfused
+from .triton_chunked import s4d_lif_triton_chunked
+from .triton_sequential import s4d_lif_triton_sequential
 
 OP = "s4d_lif"
-IMPLEMENTATIONS = {"torch": {"chunked": s4d_lif_unfused},
-                   "triton": {"sequential": s4d_lif_sequential, "chunked": s4d_lif_chunked_kernel}}
+IMPLEMENTATIONS = {"torch": {"chunked": s4d_lif_torch_unfused},
+                   "triton": {"sequential": s4d_lif_triton_sequential, "chunked": s4d_lif_triton_chunked}}
 
 
 def _initial_state(initial_state) -> tuple:

@@ -115,9 +115,9 @@ def _backward(ctx, backward_impl, g_spikes, gT, gvT, _g_membrane, _g_states):
 _op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
 
 
-def s4d_lif_chunked_kernel(u, A, B, C, D, h0, v0, beta, threshold, *, reset: str, surrogate: str, alpha: float,
+def s4d_lif_triton_chunked(u, A, B, C, D, h0, v0, beta, threshold, *, reset: str, surrogate: str, alpha: float,
                            detach_reset: bool, reverse: bool, output_membrane: bool):
-    """As triton_sequential.s4d_lif_sequential, on the chunked kernel."""
+    """As triton_sequential.s4d_lif_triton_sequential, on the chunked kernel."""
     def contiguous(t):
         return t.contiguous() if t is not None else None
 

@@ -87,8 +87,8 @@ sequential_op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, 
 
 
 
-def s4d_lif_sequential(u, A, B, C, D, h0, v0, beta, threshold, *, reset: str, surrogate: str, alpha: float,
-                       detach_reset: bool, reverse: bool, output_membrane: bool):
+def s4d_lif_triton_sequential(u, A, B, C, D, h0, v0, beta, threshold, *, reset: str, surrogate: str, alpha: float,
+                              detach_reset: bool, reverse: bool, output_membrane: bool):
     """Spikes, the final SSM state (B, H, N), the final membrane (B, H) and the pre-reset membrane (B, L, H) or
     None unless output_membrane; differentiable. Arguments as s4d_lif's, checked (beta, threshold (H,) in the
     membrane dtype)."""

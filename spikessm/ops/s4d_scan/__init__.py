@@ -27,15 +27,15 @@ from ..common.checks import (
     state_or_zeros,
 )
 from ..common.outputs import ScanOutput
-from .torch_chunked import s4d_scan_chunked
-from .triton_chunked import s4d_scan_chunked_kernel
-from .triton_sequential import s4d_scan_sequential
+from .torch_chunked import s4d_scan_torch_chunked
+from .triton_chunked import s4d_scan_triton_chunked
+from .triton_sequential import s4d_scan_triton_sequential
 
 OP = "s4d_scan"
 # Each backend's algorithms, its default ("auto") first: the Triton kernel that walks time step by step, or
 # 64-step chunks of matrix products (the PyTorch path, or a Triton kernel of tl.dot products).
-IMPLEMENTATIONS = {"torch": {"chunked": s4d_scan_chunked},
-                   "triton": {"sequential": s4d_scan_sequential, "chunked": s4d_scan_chunked_kernel}}
+IMPLEMENTATIONS = {"torch": {"chunked": s4d_scan_torch_chunked},
+                   "triton": {"sequential": s4d_scan_triton_sequential, "chunked": s4d_scan_triton_chunked}}
 # The names s4d_scan and s4d_lif take (layers and ModelConfig check their settings against them).
 ALGORITHMS = ("auto",) + tuple(dict.fromkeys(name for backend in ("triton", "torch")
                                               for name in IMPLEMENTATIONS[backend]))

@@ -47,7 +47,7 @@ def convolution_matrix(P: torch.Tensor, B: torch.Tensor, C: torch.Tensor, T: int
     return K[:, lag.clamp_min(0)] * (lag >= 0)
 
 
-def s4d_scan_chunked(u, A, B, C, D, h0, *, reverse: bool, output_final_state: bool):
+def s4d_scan_torch_chunked(u, A, B, C, D, h0, *, reverse: bool, output_final_state: bool):
     """u (B, L, H) real; A, B, C (H, N) complex; D (H,) or None; h0 (B, H, N) or None, checked. Returns y
     (B, L, H) in u's dtype and the final state (B, H, N) in A's dtype, or None when not output_final_state."""
     # Under autocast torch.bmm would run in 16 bits (~1e-3 relative): the op keeps its inputs' precision, as

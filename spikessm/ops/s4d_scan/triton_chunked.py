@@ -135,8 +135,8 @@ def _backward(ctx, backward_impl, gy, gT, _g_states):
 chunked_op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
 
 
-def s4d_scan_chunked_kernel(u, A, B, C, D, h0, *, reverse: bool, output_final_state: bool):
-    """Same arguments and results as torch_chunked.s4d_scan_chunked, on the Triton kernel."""
+def s4d_scan_triton_chunked(u, A, B, C, D, h0, *, reverse: bool, output_final_state: bool):
+    """Same arguments and results as torch_chunked.s4d_scan_torch_chunked, on the Triton kernel."""
     u = u.contiguous()
     # The operators are built in their inputs' precision, whatever autocast would choose for the products.
     with torch.autocast(u.device.type, enabled=False):

@@ -81,7 +81,7 @@ sequential_op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, 
 
 
 
-def s4d_scan_sequential(u, A, B, C, D, h0, *, reverse: bool, output_final_state: bool):
+def s4d_scan_triton_sequential(u, A, B, C, D, h0, *, reverse: bool, output_final_state: bool):
     """y (B, L, H) in u's dtype and the final state (B, H, N), or None when not output_final_state;
     differentiable. Arguments as s4d_scan's, checked."""
     y, final_state = sequential_op(u=u.contiguous(), A=A.contiguous(), B=B.contiguous(), C=C.contiguous(),
