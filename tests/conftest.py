@@ -38,5 +38,17 @@ BACKENDS = [
 ]
 
 
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A tiny-listops data folder with 96 / 16 / 24 examples for the training tests (the task reads what is
+    there, generating nothing). It lives here, not in a tests/training/conftest.py: the test modules import this
+    file as `conftest`, and a second module of that name would shadow it."""
+    from spikessm.data.listops import write_listops
+
+    out = tmp_path_factory.mktemp("tiny-listops-data")
+    write_listops(out, 96, 16, 24, max_depth=3, max_args=4, min_length=4, max_length=30, seed=0)
+    return out
+
+
 def pytest_configure(config):
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

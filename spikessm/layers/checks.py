@@ -1,7 +1,6 @@
 """Argument and input checks shared by the layers: each error names the layer and the argument."""
 from __future__ import annotations
 
-import math
 
 import torch
 
@@ -43,27 +42,3 @@ def check_input(layer: str, x: torch.Tensor, d_model: int, rank: int = 3) -> Non
 def refuse_bidirectional(layer: str, what: str) -> None:
     raise RuntimeError(f"{layer}: {what} needs a causal layer, but this one is bidirectional (its output at step t "
                        "depends on later inputs); build it with bidirectional=False for streaming")
-
-
-def check_bool(layer: str, name: str, value) -> None:
-    """Options are real booleans: a string such as "no" is truthy and would silently mean True."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{layer}: {name} must be True or False, got {value!r}")
-
-
-def check_beta(layer: str, name: str, beta) -> None:
-    """A LIF leak: a number in [0, 1] (NaN fails the comparison and is refused too)."""
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta <= 1:
-        raise ValueError(f"{layer}: {name} must be in [0, 1], got {beta!r}")
-
-
-def check_threshold(layer: str, name: str, threshold) -> None:
-    """A firing threshold: a finite number (a NaN threshold never fires, an infinite one never or always)."""
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
-        raise ValueError(f"{layer}: {name} must be a finite number, got {threshold!r}")
-
-
-def check_positive_finite(layer: str, name: str, value) -> None:
-    """A finite number > 0, e.g. a surrogate's sharpness alpha."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{layer}: {name} must be a positive finite number, got {value!r}")

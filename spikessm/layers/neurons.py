@@ -11,8 +11,9 @@ from torch import nn
 
 from ..ops import lif, spike
 from ..ops.common.backend import BACKENDS
-from ..ops.common.neuron import RESETS, resolve_alpha
-from .checks import check_beta, check_bool, check_choice, check_input, check_positive_int, check_threshold, param_dtype
+from ..ops.common.neuron import RESETS, check_beta, check_threshold, resolve_alpha
+from ..ops.common.checks import require_bool
+from .checks import check_choice, check_input, check_positive_int, param_dtype
 from .counts import OpCounts
 
 
@@ -76,7 +77,7 @@ class LIF(nn.Module):
         check_threshold("LIF", "threshold", threshold)
         for name, value in (("learn_beta", learn_beta), ("learn_threshold", learn_threshold),
                             ("detach_reset", detach_reset)):
-            check_bool("LIF", name, value)
+            require_bool("LIF", name, value)
         if learn_beta and not 0 < beta < 1:
             raise ValueError(f"LIF: learn_beta needs 0 < beta < 1 (it learns logit(beta)), got {beta!r}")
         if learn_threshold and not threshold > 0:
@@ -116,7 +117,7 @@ class LIF(nn.Module):
         """x: (B, L, H); state: membrane (B, H) before the first step, or None for zeros. Returns spikes
         (B, L, H) in x's dtype, and with return_state the membrane after the last step."""
         check_input("LIF", x, self.d_model)
-        check_bool("LIF", "return_state", return_state)
+        require_bool("LIF", "return_state", return_state)
         spikes, final_v = lif(x, initial_state=state, backend=self.backend, **self.neuron_args())
         return (spikes, final_v) if return_state else spikes
 

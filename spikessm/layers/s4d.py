@@ -20,7 +20,8 @@ from torch import nn
 from ..ops import s4d_lif, s4d_scan
 from ..ops.common.backend import BACKENDS
 from ..ops.s4d_scan import ALGORITHMS
-from .checks import check_bool, check_choice, check_input, check_positive_int, param_dtype, refuse_bidirectional
+from ..ops.common.checks import require_bool
+from .checks import check_choice, check_input, check_positive_int, param_dtype, refuse_bidirectional
 from .counts import OpCounts
 from .discretize import check_dt_range, check_method, discretize
 from .neurons import LIF, check_neurons
@@ -62,7 +63,7 @@ class S4D(nn.Module):
         check_positive_int("S4D", "d_model", d_model)
         check_dt_range("S4D", dt_min, dt_max)
         check_method("S4D", discretization)
-        check_bool("S4D", "bidirectional", bidirectional)
+        require_bool("S4D", "bidirectional", bidirectional)
         check_choice("S4D", "backend", backend, BACKENDS)
         check_choice("S4D", "algorithm", algorithm, ALGORITHMS)
         check_neurons("S4D", neurons, d_model, backend)
@@ -107,7 +108,7 @@ class S4D(nn.Module):
         docstring) or None for zeros. Returns y, or the neurons' spikes, (B, L, H) in u's dtype, and with
         return_state the state after the last step, to continue the stream from (causal layers only)."""
         check_input("S4D", u, self.d_model)
-        check_bool("S4D", "return_state", return_state)
+        require_bool("S4D", "return_state", return_state)
         if self.bidirectional and (state is not None or return_state):
             refuse_bidirectional("S4D", "continuing from a state")
         ssm_state, membrane = self._split(state)

@@ -17,7 +17,8 @@ from torch import nn
 
 from ..ops import diag_scan
 from ..ops.common.backend import BACKENDS
-from .checks import check_bool, check_choice, check_input, check_positive_int, param_dtype, refuse_bidirectional
+from ..ops.common.checks import require_bool
+from .checks import check_choice, check_input, check_positive_int, param_dtype, refuse_bidirectional
 from .counts import OpCounts
 from .discretize import check_dt_range, check_method, discretize
 from .neurons import LIF, check_neurons
@@ -73,7 +74,7 @@ class S5(nn.Module):
         check_positive_int("S5", "d_state", d_state)
         check_positive_int("S5", "blocks", blocks)
         for name, value in (("conj_sym", conj_sym), ("clip_eigs", clip_eigs), ("bidirectional", bidirectional)):
-            check_bool("S5", name, value)
+            require_bool("S5", name, value)
         if d_state % blocks:
             raise ValueError(f"S5: d_state ({d_state}) must be a multiple of blocks ({blocks})")
         if conj_sym:
@@ -132,7 +133,7 @@ class S5(nn.Module):
         docstring) or None for zeros. Returns y, or the neurons' spikes, (B, L, H) in u's dtype, and with
         return_state the state after the last step (causal layers only)."""
         check_input("S5", u, self.d_model)
-        check_bool("S5", "return_state", return_state)
+        require_bool("S5", "return_state", return_state)
         if self.bidirectional and (state is not None or return_state):
             refuse_bidirectional("S5", "continuing from a state")
         ssm_state, membrane = (state, None) if self.neurons is None else (

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from ..layers import GLU, GSU, LIF, S4D, S5, Heaviside, make_norm
-from ..layers.checks import check_bool, check_input
+from ..ops.common.checks import require_bool
+from ..layers.checks import check_input
 from .config import ModelConfig
 
 
@@ -75,7 +76,7 @@ class SSMBlock(nn.Module):
         """x: (B, L, H); state: from init_state() or a previous call, or None (zeros). Returns (B, L, H), and
         with return_state the state after the last step (causal blocks only)."""
         check_input("SSMBlock", x, self.d_model)
-        check_bool("SSMBlock", "return_state", return_state)
+        require_bool("SSMBlock", "return_state", return_state)
         z = self.norm(x) if self.prenorm else x
         if return_state or state is not None:
             z, state = self.ssm(z, state, return_state=True)

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from ..layers import ValidPositions, make_norm
-from ..layers.checks import check_bool, refuse_bidirectional
+from ..ops.common.checks import require_bool
+from ..layers.checks import refuse_bidirectional
 from .block import SSMBlock
 from .config import ModelConfig
 
@@ -130,8 +131,8 @@ class SequenceClassifier(nn.Module):
             logits (B, n_classes) (or (B, L, n_classes) with per_step), and the StreamState with return_state.
         """
         self._check_inputs(inputs, lengths, "inputs")
-        check_bool("SequenceClassifier", "per_step", per_step)
-        check_bool("SequenceClassifier", "return_state", return_state)
+        require_bool("SequenceClassifier", "per_step", per_step)
+        require_bool("SequenceClassifier", "return_state", return_state)
         if self.config.pair != (inputs2 is not None):
             raise ValueError("SequenceClassifier: inputs2 is required for pair models (config.pair=True) and "
                              "only for them")

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..layers.checks import check_beta, check_bool, check_positive_finite, check_threshold
+from ..ops.common.checks import require_bool
 from ..layers.discretize import DISCRETIZATIONS, check_dt_range
 from ..layers.norm import NORMS
 from ..layers.ssm_init import S4D_INITS
 from ..ops.common.backend import BACKENDS
-from ..ops.common.neuron import RESETS, SURROGATES
+from ..ops.common.neuron import RESETS, SURROGATES, check_alpha, check_beta, check_threshold
 from ..ops.s4d_scan import ALGORITHMS
 
 SSMS = ("s4d", "s5")
@@ -96,10 +96,10 @@ class ModelConfig:
             choice(name, choices)
         for name in ("pair", "conj_sym", "clip_eigs", "bidirectional", "learn_beta", "learn_threshold",
                      "detach_reset", "prenorm"):
-            check_bool("ModelConfig", name, getattr(self, name))
+            require_bool("ModelConfig", name, getattr(self, name))
         check_dt_range("ModelConfig", self.dt_min, self.dt_max)
         if self.surrogate_alpha is not None:
-            check_positive_finite("ModelConfig", "surrogate_alpha", self.surrogate_alpha)
+            check_alpha("ModelConfig", "surrogate_alpha", self.surrogate_alpha)
         check_beta("ModelConfig", "lif_beta", self.lif_beta)
         check_threshold("ModelConfig", "lif_threshold", self.lif_threshold)
         if self.surrogate == "leaky" and (self.readout != "lif" or self.mixing == "gsu"):

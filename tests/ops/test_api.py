@@ -102,7 +102,7 @@ def test_neuron_parameters_are_validated():
         with pytest.raises(ValueError, match=r"lif: beta must be in \[0, 1\]"):
             lif(x, beta, 1.0)
     for threshold in (float("nan"), float("inf"), torch.tensor([1.0, float("-inf"), 1.0])):
-        with pytest.raises(ValueError, match="lif: threshold must be finite"):
+        with pytest.raises(ValueError, match="lif: threshold must be a finite number"):
             lif(x, 0.5, threshold)
     for alpha in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="lif: alpha must be a positive finite number"):
@@ -112,7 +112,7 @@ def test_neuron_parameters_are_validated():
     u, A, Bm, C, D = _s4d()
     with pytest.raises(ValueError, match=r"s4d_lif: beta must be in \[0, 1\]"):
         s4d_lif(u, A, Bm, C, D, beta=2.0, threshold=0.3)
-    with pytest.raises(ValueError, match="s4d_lif: threshold must be finite"):
+    with pytest.raises(ValueError, match="s4d_lif: threshold must be a finite number"):
         s4d_lif(u, A, Bm, C, D, beta=0.5, threshold=float("nan"))
     lif(x, 0.0, 1.0)  # the ends of [0, 1] are valid
     lif(x, 1.0, -1.0)

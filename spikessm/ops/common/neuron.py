@@ -81,6 +81,27 @@ RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
 RESETS = tuple(RESET_CODES)
 
 
+def check_beta(owner: str, name: str, beta) -> None:
+    """A LIF leak given as a number: in [0, 1] (a NaN fails the comparison and is refused too)."""
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta <= 1:
+        raise ValueError(f"{owner}: {name} must be in [0, 1], got {beta!r}")
+
+
+def check_threshold(owner: str, name: str, threshold) -> None:
+    """A firing threshold given as a number: finite (a NaN threshold never fires, an infinite one never or
+    always)."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+        raise ValueError(f"{owner}: {name} must be a finite number, got {threshold!r}")
+
+
+def check_alpha(owner: str, name: str, alpha) -> None:
+    """A surrogate's shape parameter: a finite number > 0."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+        raise TypeError(f"{owner}: {name} must be a number, got {type(alpha).__name__}")
+    if not (math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"{owner}: {name} must be a positive finite number, got {alpha!r}")
+
+
 def resolve_alpha(op: str, surrogate: str, alpha: float | None) -> float:
     """Checks the surrogate name and alpha (a finite number > 0); returns alpha (the surrogate's default when
     None)."""
@@ -88,12 +109,8 @@ def resolve_alpha(op: str, surrogate: str, alpha: float | None) -> float:
         raise ValueError(f"{op}: surrogate must be one of {SURROGATES}, got {surrogate!r}")
     if alpha is None:
         return DEFAULT_ALPHA[surrogate]
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise TypeError(f"{op}: alpha must be a number, got {type(alpha).__name__}")
-    alpha = float(alpha)
-    if not math.isfinite(alpha) or alpha <= 0:
-        raise ValueError(f"{op}: alpha must be a positive finite number, got {alpha}")
-    return alpha
+    check_alpha(op, "alpha", alpha)
+    return float(alpha)
 
 
 def require_reset(op: str, reset: str) -> None:
@@ -128,7 +145,7 @@ def check_neuron_parameters(op: str, beta, threshold, surrogate: str = "atan") -
             raise ValueError(f"{op}: beta must be in [0, 1], got {_show(b)}")
     t = _values(threshold) if isinstance(threshold, (int, float, torch.Tensor)) else None
     if t is not None and t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{op}: threshold must be finite, got {_show(t)}")
+        raise ValueError(f"{op}: threshold must be a finite number, got {_show(t)}")
 
 
 def _show(values: torch.Tensor):
