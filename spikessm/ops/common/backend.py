@@ -76,3 +76,4 @@ def pick(op: str, backend: str, algorithm: str, device: torch.device,
         raise ValueError(f"{op}: algorithm={algorithm!r} is {where}; the {name} backend has "
                          f"{' or '.join(repr(a) for a in choices)}")
     return name, algorithm, choices[algorithm]
+

@@ -17,8 +17,10 @@ def check_chunk_size(op: str, chunk_size: int | None) -> int:
 
 
 def diag_scan_fwd(a, b, h0, reverse: bool, chunk_size: int):
-    return _kernels().diag_scan_fwd(a, b, h0, reverse, chunk_size or None)
+    return _kernels().diag_scan_fwd(
+        a=a, b=b, h0=h0, reverse=reverse, chunk_size=chunk_size or None)
 
 
 def diag_scan_bwd(a, x, h0, gx, gT, reverse: bool, chunk_size: int):
-    return _kernels().diag_scan_bwd(a, x, h0, gx, gT, reverse, chunk_size or None)
+    return _kernels().diag_scan_bwd(
+        a=a, x=x, h0=h0, gx=gx, gT=gT, reverse=reverse, chunk_size=chunk_size or None)

@@ -23,13 +23,13 @@ from ..common.custom_op import Op
 from ..lif import triton as lif_triton
 from ..s4d_scan.triton_chunked import chunk_operators, chunked_op
 
-OP = "s4d_lif_chunked"
-
 
 def _kernels():
-    from spikessm.kernels.s4d_scan import chunked as k  # imported on first use: Triton is optional
+    from spikessm.kernels.s4d_scan import chunked as kernels  # imported on first use: Triton is optional
 
-    return k
+    return kernels
+
+OP = "s4d_lif_chunked"
 
 
 def _forward(
@@ -41,8 +41,9 @@ def _forward(
     """spikes, final SSM state planes, final membrane, pre-reset membrane and states entering each chunk (the last
     two empty unless stored: the backward needs both)."""
     spikes, zT, states, vT, membrane = _kernels().s4d_lif_chunked_fwd(
-        u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, v0, beta, threshold, reset, reverse, store_states,
-        store_membrane)
+        u=u, conv=conv, w_in=w_in, w_out=w_out, a_chunk=a_chunk, w_in_last=w_in_last, a_last=a_last, D=D, z0=z0, v0=v0,
+        beta=beta, threshold=threshold, reset=reset, reverse=reverse, store_states=store_states,
+        store_membrane=store_membrane)
     empty = beta.new_empty(0)
     return (spikes, zT, vT, membrane if membrane is not None else empty,
             states if states is not None else a_chunk.new_empty(0))

@@ -14,13 +14,13 @@ from ..common.checks import needs_grad
 from ..common.custom_op import Op
 from ..common.neuron import leaky_derivative
 
-OP = "s4d_lif"
-
 
 def _kernels():
-    from spikessm.kernels.s4d_scan import sequential as k  # imported on first use: Triton is optional
+    from spikessm.kernels.s4d_scan import sequential as kernels  # imported on first use: Triton is optional
 
-    return k
+    return kernels
+
+OP = "s4d_lif"
 
 
 def _forward(
@@ -30,8 +30,9 @@ def _forward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """spikes, final SSM state, final membrane, and the pre-reset membrane (empty unless store_membrane: the
     backward needs it, and output_membrane returns it)."""
-    spikes, hT, vT, membrane = _kernels().s4d_lif_fwd(u, A, B, C, D, h0, v0, beta, threshold, reset, reverse,
-                                                      store_membrane)
+    spikes, hT, vT, membrane = _kernels().s4d_lif_fwd(
+        u=u, A=A, B=B, C=C, D=D, h0=h0, v0=v0, beta=beta, threshold=threshold, reset=reset, reverse=reverse,
+        store_membrane=store_membrane)
     return spikes, hT, vT, membrane if membrane is not None else beta.new_empty(0)
 
 
@@ -52,8 +53,10 @@ def _backward_impl(
     """(du, dA, dB, dC, dD, dh0, dv0, dbeta, dthreshold); absent inputs get distinct empty placeholders."""
     # "leaky" depends on the spike history, which the kernel's backward does not see: computed here, read there
     sigma = leaky_derivative(spikes.to(beta.dtype), beta, threshold, reverse=reverse) if surrogate == "leaky" else None
-    grads = _kernels().s4d_lif_bwd(u, A, B, C, D, h0, v0, beta, threshold, membrane, g_spikes, gT, gvT, reset,
-                                   surrogate, alpha, detach_reset, reverse, sigma)
+    grads = _kernels().s4d_lif_bwd(
+        u=u, A=A, B=B, C=C, D=D, h0=h0, v0=v0, beta=beta, threshold=threshold, membrane=membrane, g_spikes=g_spikes,
+        gT=gT, gvT=gvT, reset=reset, surrogate=surrogate, alpha=alpha, detach_reset=detach_reset, reverse=reverse,
+        sigma=sigma)
     return tuple(g if g is not None else u.new_empty(0) for g in grads)
 
 
@@ -83,8 +86,6 @@ def _backward(ctx, backward_impl, g_spikes, gT, gvT, _g_membrane):
 
 
 sequential_op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
-
-
 
 
 def s4d_lif_triton_sequential(u, A, B, C, D, h0, v0, beta, threshold, *, reset: str, surrogate: str, alpha: float,

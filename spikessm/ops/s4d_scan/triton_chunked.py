@@ -18,13 +18,13 @@ from ..common.checks import needs_grad
 from ..common.custom_op import Op
 from .torch_chunked import convolution_matrix, powers
 
-OP = "s4d_chunked"
-
 
 def _kernels():
-    from spikessm.kernels.s4d_scan import chunked as k  # imported on first use: Triton is optional
+    from spikessm.kernels.s4d_scan import chunked as kernels  # imported on first use: Triton is optional
 
-    return k
+    return kernels
+
+OP = "s4d_chunked"
 
 
 def _forward(
@@ -33,8 +33,9 @@ def _forward(
     reverse: bool, store_states: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """y, the final state planes, and the states entering each chunk (empty unless store_states)."""
-    y, zT, states = _kernels().s4d_chunked_fwd(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse,
-                                               store_states)
+    y, zT, states = _kernels().s4d_chunked_fwd(
+        u=u, conv=conv, w_in=w_in, w_out=w_out, a_chunk=a_chunk, w_in_last=w_in_last, a_last=a_last, D=D, z0=z0,
+        reverse=reverse, store_states=store_states)
     return y, zT, states if states is not None else zT.new_empty(0)
 
 
@@ -69,8 +70,9 @@ def _backward_impl(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
            torch.Tensor, torch.Tensor]:
     """(du, dconv, dw_in, dw_out, da_chunk, dw_in_last, da_last, dD, dz0); dD and dz0 are empty when absent."""
-    du, G, dz0 = _kernels().s4d_chunked_bwd(gy, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, gT, has_z0,
-                                            reverse, u.dtype)
+    du, G, dz0 = _kernels().s4d_chunked_bwd(
+        gy=gy, conv=conv, w_in=w_in, w_out=w_out, a_chunk=a_chunk, w_in_last=w_in_last, a_last=a_last, D=D, gT=gT,
+        has_z0=has_z0, reverse=reverse, du_dtype=u.dtype)
     # Each operator's gradient sums, over (chunk, sequence) pairs, the product of what it multiplied (U or a state
     # entering the chunk) with the gradient of what it produced (dY or G). Per channel these are matrix products
     # over the pairs: the kernels lay the states and G out as (2N, pairs) matrices (rows (n, re/im)) and the input

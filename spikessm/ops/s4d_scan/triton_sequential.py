@@ -12,13 +12,13 @@ import torch
 
 from ..common.custom_op import Op
 
-OP = "s4d_scan"
-
 
 def _kernels():
-    from spikessm.kernels.s4d_scan import sequential as k  # imported on first use: Triton is optional
+    from spikessm.kernels.s4d_scan import sequential as kernels  # imported on first use: Triton is optional
 
-    return k
+    return kernels
+
+OP = "s4d_scan"
 
 
 def _forward(
@@ -31,7 +31,8 @@ def _forward(
     reverse: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns y and the final state."""
-    return _kernels().s4d_scan_fwd(u, A, B, C, D, h0, reverse)
+    return _kernels().s4d_scan_fwd(
+        u=u, A=A, B=B, C=C, D=D, h0=h0, reverse=reverse)
 
 
 def _forward_fake(u, A, B, C, D, h0, reverse):
@@ -50,7 +51,8 @@ def _backward_impl(
     reverse: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients (du, dA, dB, dC, dD, dh0); dD and dh0 are empty when D or h0 is None."""
-    du, dA, dB, dC, dD, dh0 = _kernels().s4d_scan_bwd(u, A, B, C, D, h0, gy, gT, reverse)
+    du, dA, dB, dC, dD, dh0 = _kernels().s4d_scan_bwd(
+        u=u, A=A, B=B, C=C, D=D, h0=h0, gy=gy, gT=gT, reverse=reverse)
     # A custom op cannot return None or the same tensor twice: absent inputs get distinct empty placeholders.
     return (du, dA, dB, dC, (dD.to(D.dtype) if D is not None else A.new_empty(0)),
             (dh0 if dh0 is not None else A.new_empty(0)))
@@ -77,8 +79,6 @@ def _backward(ctx, backward_impl, gy, gT):
 
 
 sequential_op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
-
-
 
 
 def s4d_scan_triton_sequential(u, A, B, C, D, h0, *, reverse: bool, output_final_state: bool):
