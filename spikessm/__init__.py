@@ -8,9 +8,9 @@
 from . import layers, models, ops, stats
 from .layers import GLU, GSU, LIF, S4D, S5, Heaviside
 from .models import ModelConfig, SequenceClassifier, build_model
-from .ops import diag_scan, s4d_scan
+from .ops import diag_scan, lif, s4d_lif, s4d_scan
 from .stats import OpCounter
 
 __version__ = "0.1.0"
-__all__ = ["ops", "layers", "models", "stats", "diag_scan", "s4d_scan", "GLU", "GSU", "LIF", "S4D", "S5",
-           "Heaviside", "ModelConfig", "SequenceClassifier", "build_model", "OpCounter", "__version__"]
+__all__ = ["ops", "layers", "models", "stats", "diag_scan", "s4d_scan", "lif", "s4d_lif", "GLU", "GSU", "LIF", "S4D",
+           "S5", "Heaviside", "ModelConfig", "SequenceClassifier", "build_model", "OpCounter", "__version__"]
