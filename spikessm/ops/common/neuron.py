@@ -118,15 +118,13 @@ def require_reset(op: str, reset: str) -> None:
         raise ValueError(f"{op}: reset must be one of {RESETS}, got {reset!r}")
 
 
-def _values(value) -> torch.Tensor | None:
-    """The values of a float or a CPU tensor, to check; None for a tensor on another device, whose values are
-    not read (that would wait for the device), and for any tensor under torch.compile (a branch on tensor values
-    would break the graph)."""
-    if isinstance(value, torch.Tensor):
-        if torch.compiler.is_compiling() or value.device.type != "cpu":
-            return None
-        return value.detach()
-    return torch.tensor(float(value), dtype=torch.float64)
+def _values(value: torch.Tensor) -> torch.Tensor | None:
+    """A tensor's values to check: None for a tensor on another device than the CPU, whose values are not read
+    (that would wait for the device), and for any tensor under torch.compile (a branch on tensor values would
+    break the graph)."""
+    if torch.compiler.is_compiling() or value.device.type != "cpu":
+        return None
+    return value.detach()
 
 
 def check_neuron_parameters(op: str, beta, threshold, surrogate: str = "atan") -> None:
@@ -136,16 +134,27 @@ def check_neuron_parameters(op: str, beta, threshold, surrogate: str = "atan") -
     for name, value in (("beta", beta), ("threshold", threshold)):
         if isinstance(value, bool):
             raise TypeError(f"{op}: {name} must be a float or a real floating-point tensor, got bool")
-    b = _values(beta) if isinstance(beta, (int, float, torch.Tensor)) else None
-    if b is not None and b.is_floating_point() and b.numel():
-        if surrogate == "leaky" and not bool(((b > 0) & (b <= 1)).all()):
-            raise ValueError(f"{op}: the 'leaky' surrogate needs 0 < beta <= 1 (it uses ln(beta)), got "
-                             f"{_show(b)}")
-        if not bool(((b >= 0) & (b <= 1)).all()):
-            raise ValueError(f"{op}: beta must be in [0, 1], got {_show(b)}")
-    t = _values(threshold) if isinstance(threshold, (int, float, torch.Tensor)) else None
-    if t is not None and t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{op}: threshold must be a finite number, got {_show(t)}")
+    leaky = surrogate == "leaky"
+    if isinstance(beta, (int, float)):  # plain comparisons: a float's check costs no tensor op
+        if leaky and not 0 < beta <= 1:
+            raise ValueError(f"{op}: the 'leaky' surrogate needs 0 < beta <= 1 (it uses ln(beta)), got {float(beta)}")
+        if not 0 <= beta <= 1:
+            raise ValueError(f"{op}: beta must be in [0, 1], got {float(beta)}")
+    else:
+        b = _values(beta) if isinstance(beta, torch.Tensor) else None
+        if b is not None and b.is_floating_point() and b.numel():
+            if leaky and not bool(((b > 0) & (b <= 1)).all()):
+                raise ValueError(f"{op}: the 'leaky' surrogate needs 0 < beta <= 1 (it uses ln(beta)), got "
+                                 f"{_show(b)}")
+            if not bool(((b >= 0) & (b <= 1)).all()):
+                raise ValueError(f"{op}: beta must be in [0, 1], got {_show(b)}")
+    if isinstance(threshold, (int, float)):
+        if not math.isfinite(threshold):
+            raise ValueError(f"{op}: threshold must be a finite number, got {float(threshold)}")
+    else:
+        t = _values(threshold) if isinstance(threshold, torch.Tensor) else None
+        if t is not None and t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{op}: threshold must be a finite number, got {_show(t)}")
 
 
 def _show(values: torch.Tensor):
