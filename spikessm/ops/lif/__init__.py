@@ -157,9 +157,8 @@ def lif(
         reset: "subtract", "zero" or "none".
         surrogate: the spike's backward derivative, by name; see spikessm/ops/common/neuron.py ("atan",
             "fast_sigmoid", "triangle", "sigmoid", "rectangle", "leaky").
-        alpha: the surrogate's shape parameter, finite and > 0; None takes the surrogate's default. The Triton
-            kernels take it as a float32 scalar, so a float64 run with an alpha that float32 cannot hold exactly
-            (the defaults can) differs from the PyTorch path by ~1e-8 relative in the gradients.
+        alpha: the surrogate's shape parameter, finite and > 0; None takes the surrogate's default (the kernels
+            read it in the membrane dtype, so float64 runs keep every digit of it).
         detach_reset: stop gradients through the reset term.
         reverse: run from t = L - 1 down to t = 0 (the sequence is flipped around the same computation).
         output_final_state: return the final membrane (else None).
