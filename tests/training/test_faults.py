@@ -170,21 +170,23 @@ def test_eval_from_another_directory(tiny_data, reference, tmp_path, monkeypatch
 
 
 def test_the_readmes_resume_command_works_as_written(tmp_path, monkeypatch, capsys):
-    """README: `spikessm train --task listops --data-dir data/listops --run-dir runs/a --resume` on a run trained
-    with --set overrides, then `spikessm eval runs/a`."""
+    """README: `spikessm train --task listops --model lif-s4d --data-dir data/listops --run-dir runs/a` (here with
+    --set overrides), then `spikessm train --task listops --data-dir data/listops --run-dir runs/a --resume`, then
+    `spikessm eval runs/a --per-step`."""
     from spikessm.data.listops import write_listops
 
     monkeypatch.chdir(tmp_path)
     write_listops("data/listops", 64, 16, 16, max_depth=3, max_args=4, min_length=4, max_length=30, seed=0)
     readme = ["train", "--task", "listops", "--data-dir", "data/listops", "--run-dir", "runs/a"]
-    assert main([*readme, "--set", "d_model=8", "--set", "n_layers=1", "--set", "d_state=4", "--set", "norm=layer",
+    assert main([*readme, "--model", "lif-s4d", "--set", "d_model=8", "--set", "n_layers=1", "--set", "d_state=4", "--set", "norm=layer",
                  "--epochs", "1", "--batch-size", "16", "--threads", "1", "--max-steps", "2"]) == 0
     assert main([*readme, "--resume"]) == 0
     results = json.loads((tmp_path / "runs" / "a" / "results.json").read_text())
     assert (results["step"], results["stopped_by"], results["checkpoint"]) == (4, None, "best.pt")
     capsys.readouterr()
-    assert main(["eval", "runs/a"]) == 0
+    assert main(["eval", "runs/a", "--per-step"]) == 0
     assert f"test accuracy {results['test_accuracy']:.4f}" in capsys.readouterr().out
+    assert (tmp_path / "runs" / "a" / "anytime.png").exists()
 
 
 def test_nonfinite_gradient_stops_naming_the_step(tiny_data, tmp_path, monkeypatch):
