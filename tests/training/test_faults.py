@@ -178,8 +178,9 @@ def test_the_readmes_resume_command_works_as_written(tmp_path, monkeypatch, caps
     monkeypatch.chdir(tmp_path)
     write_listops("data/listops", 64, 16, 16, max_depth=3, max_args=4, min_length=4, max_length=30, seed=0)
     readme = ["train", "--task", "listops", "--data-dir", "data/listops", "--run-dir", "runs/a"]
-    assert main([*readme, "--model", "lif-s4d", "--set", "d_model=8", "--set", "n_layers=1", "--set", "d_state=4", "--set", "norm=layer",
-                 "--epochs", "1", "--batch-size", "16", "--threads", "1", "--max-steps", "2"]) == 0
+    small = ["--set", "d_model=8", "--set", "n_layers=1", "--set", "d_state=4", "--set", "norm=layer"]
+    assert main([*readme, "--model", "lif-s4d", *small, "--epochs", "1", "--batch-size", "16", "--threads", "1",
+                 "--max-steps", "2"]) == 0
     assert main([*readme, "--resume"]) == 0
     results = json.loads((tmp_path / "runs" / "a" / "results.json").read_text())
     assert (results["step"], results["stopped_by"], results["checkpoint"]) == (4, None, "best.pt")
