@@ -17,6 +17,7 @@ from .ops import diag_scan, lif, s4d_lif, s4d_scan
 from .ops.common.backend import triton_available
 from .ops.diag_scan.naive import diag_scan_loop
 from .ops.lif.naive import lif_loop
+from .ops.s4d_lif.naive import s4d_lif_loop
 from .ops.s4d_scan.naive import s4d_scan_loop
 
 TOLERANCE = 1e-4  # normwise relative error against the float64 reference
@@ -75,8 +76,8 @@ def _s4d_lif_case(B, L, H, N, device, g, algorithm="auto"):
         return spikes, v
 
     def loop(u, A, Bm, C, D, h0, beta, threshold):
-        y, _ = s4d_scan_loop(u, A, Bm, C, D, h0)
-        return lif_loop(y, beta, threshold, alpha=2.0)
+        spikes, (_, v) = s4d_lif_loop(u, A, Bm, C, D, (h0, None), beta=beta, threshold=threshold, alpha=2.0)
+        return spikes, v
 
     c = torch.complex128
     names = ("u", "A_bar", "B_bar", "C", "D", "initial_state", "beta", "threshold")

@@ -26,7 +26,7 @@ from .counts import OpCounts
 from .discretize import check_dt_range, check_method, discretize
 from .neurons import LIF, check_neurons
 from .ssm_init import s4d_spectrum
-from .streaming import step_by_forward, zero_state
+from .streaming import split_state, step_by_forward, zero_state
 
 
 class S4D(nn.Module):
@@ -111,7 +111,7 @@ class S4D(nn.Module):
         require_bool("S4D", "return_state", return_state)
         if self.bidirectional and (state is not None or return_state):
             refuse_bidirectional("S4D", "continuing from a state")
-        ssm_state, membrane = self._split(state)
+        ssm_state, membrane = split_state(self, state)
         out, ssm_state, membrane = self._run(u, ssm_state, membrane, return_state)
         if not return_state:
             return out
@@ -131,12 +131,6 @@ class S4D(nn.Module):
         if self.neurons is not None:  # bidirectional, so no state to carry
             out = self.neurons(out)
         return out, ssm_state, membrane
-
-    def _split(self, state):
-        """state -> (SSM state or None, membrane or None)."""
-        if self.neurons is None:
-            return state, None
-        return state if state is not None else (None, None)
 
     def op_counts(self, u: torch.Tensor, out: torch.Tensor) -> dict[str, OpCounts]:
         """Per token and channel, with M complex modes: A x 4M, B u 2M, Re(C x) 2M (the three twice when

@@ -23,7 +23,7 @@ from .counts import OpCounts
 from .discretize import check_dt_range, check_method, discretize
 from .neurons import LIF, check_neurons
 from .ssm_init import check_state_size, hippo_n
-from .streaming import step_by_forward, zero_state
+from .streaming import split_state, step_by_forward, zero_state
 
 
 def project_in(u: torch.Tensor, B_bar: torch.Tensor) -> torch.Tensor:
@@ -136,8 +136,7 @@ class S5(nn.Module):
         require_bool("S5", "return_state", return_state)
         if self.bidirectional and (state is not None or return_state):
             refuse_bidirectional("S5", "continuing from a state")
-        ssm_state, membrane = (state, None) if self.neurons is None else (
-            state if state is not None else (None, None))
+        ssm_state, membrane = split_state(self, state)
         with torch.autocast(u.device.type, enabled=False):  # the state update is float32 even under autocast
             v = u.to(self.D.dtype)
             Lambda_bar, B_bar, C = self.discretized()

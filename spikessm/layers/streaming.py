@@ -1,5 +1,6 @@
-"""What the diagonal SSM layers (S4D, S5) share for streaming: the zero state, and step() as forward on a
-sequence of one step, so that stepping runs the same ops and gives the same result as one forward pass."""
+"""What the diagonal SSM layers (S4D, S5) share for streaming: the zero state, its split into SSM state and
+membrane, and step() as forward on a sequence of one step, so that stepping runs the same ops and gives the same
+result as one forward pass."""
 from __future__ import annotations
 
 import torch
@@ -16,6 +17,13 @@ def zero_state(layer: nn.Module, batch_size: int, *modes: int):
     if layer.neurons is None:
         return ssm_state
     return ssm_state, layer.neurons.init_state(batch_size, device=layer.D.device, dtype=layer.D.dtype)
+
+
+def split_state(layer: nn.Module, state):
+    """A layer's state -> (SSM state or None, membrane or None): with neurons the state is their pair."""
+    if layer.neurons is None:
+        return state, None
+    return state if state is not None else (None, None)
 
 
 def step_by_forward(layer: nn.Module, name: str, u_t: torch.Tensor, state):

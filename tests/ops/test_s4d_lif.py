@@ -5,7 +5,7 @@ from conftest import BACKENDS, TRITON_DEVICE, requires_triton
 from helpers import assert_close, pre_reset_membrane
 
 from spikessm.ops import s4d_lif
-from spikessm.ops.lif.naive import lif_loop
+from spikessm.ops.s4d_lif.naive import s4d_lif_loop
 from spikessm.ops.s4d_scan.naive import s4d_scan_loop
 from spikessm.ops.common.neuron import DEFAULT_ALPHA
 
@@ -33,14 +33,14 @@ def make_inputs(Bsz, L, H, N, *, D=True, states=True, seed=0):
 
 
 def reference(ins, *, reset, surrogate, detach_reset, reverse, alpha=None):
-    """s4d_scan_loop then lif_loop, in float64 with autograd; returns spikes, ssm state, membrane state."""
+    """s4d_lif's naive reference (s4d_scan_loop then lif_loop), in float64 with autograd; returns spikes, ssm
+    state, membrane state."""
     u, A, Bm, C, D, h0, v0, beta, th = ins
-    y, ssm_state = s4d_scan_loop(u, A, Bm, C, D, h0, reverse=reverse)
-    y_steps = y.flip(1) if reverse else y
     alpha = DEFAULT_ALPHA[surrogate] if alpha is None else alpha
-    spikes, v = lif_loop(y_steps, beta, th, reset=reset, surrogate=surrogate, alpha=alpha, initial_state=v0,
-                         detach_reset=detach_reset)
-    return (spikes.flip(1) if reverse else spikes), ssm_state, v
+    spikes, (ssm_state, v) = s4d_lif_loop(u, A, Bm, C, D, (h0, v0), beta=beta, threshold=th, reset=reset,
+                                          surrogate=surrogate, alpha=alpha, detach_reset=detach_reset,
+                                          reverse=reverse)
+    return spikes, ssm_state, v
 
 
 def check(ins64, *, backend, device, reset="subtract", surrogate="atan", detach_reset=False, reverse=False,
