@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 
 
@@ -37,8 +38,7 @@ class Parser(argparse.ArgumentParser):
 
 
 DEBUG_ENV = "SPIKESSM_DEBUG"
-# What a user's input can cause; anything else is a bug in spikessm and keeps its traceback.
-USER_ERRORS = (ValueError, OSError, ImportError, RuntimeError)
+INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): an internal software error
 
 
 def add_debug(parser, default=False) -> None:
@@ -56,7 +56,7 @@ RUN_HELP = {"grad-clip": "max gradient norm, 0: off (default 1)", "seed": "defau
 
 
 def add_train_parser(commands) -> None:
-    from .anytime import WEIGHTINGS
+    from .losses import WEIGHTINGS
     from .models import PRESETS
     from .training import TASKS
 
@@ -86,9 +86,9 @@ def add_train_parser(commands) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else cpu), cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads for the math. Default: a resumed run's own count; else the cores the 1-minute "
-                        "load average leaves idle (at least 1, at most PyTorch's default), since threads that wait "
-                        "for cores busy with other jobs make every step several times slower")
+                   help="CPU threads for the math, recorded in the run. Default: a resumed run's own count; else the "
+                        "cores the 1-minute load average leaves idle (at least 1, at most PyTorch's default), since "
+                        "threads that wait for cores busy with other jobs make every step several times slower")
     p.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="also write last.pt every STEPS steps")
     p.add_argument("--checkpoint-minutes", type=float, default=10.0, metavar="M",
                    help="write last.pt at least every M minutes of training (default 10); every epoch end and "
@@ -101,39 +101,48 @@ def add_train_parser(commands) -> None:
     add_debug(p, default=argparse.SUPPRESS)
 
 
-def run_train(args) -> int:
-    from .training import TrainConfig, train
-    from .training.trainer import resume_config
+def run_train(args, callbacks=()) -> int:
+    from .training import RunConfig, train
+    from .training.errors import SettingError
 
+    # Run options: only those given (on --resume the others come from the run); the rest is this invocation's.
     given = {name.replace("-", "_"): getattr(args, name.replace("-", "_")) for name, _ in RUN_OPTIONS}
     given.update(task=args.task, model=args.model, data_dir=args.data_dir, source=args.source, amp=args.amp,
                  skip_nonfinite=args.skip_nonfinite, per_step_loss=args.per_step_loss,
-                 per_step_weighting=args.per_step_weighting)
+                 per_step_weighting=args.per_step_weighting, threads=args.threads)
     given = {k: v for k, v in given.items() if v is not None}
     if args.settings:
         given["model_overrides"] = dict(args.settings)
-    invocation = dict(device=args.device, threads=args.threads, checkpoint_every=args.checkpoint_every,
+    invocation = dict(device=args.device, checkpoint_every=args.checkpoint_every,
                       checkpoint_minutes=args.checkpoint_minutes, max_steps=args.max_steps,
                       time_budget=args.time_budget)
     if args.resume:
         if not args.run_dir:
-            raise ValueError("--resume needs --run-dir, the run to continue")
-        config = resume_config(args.run_dir, given, **invocation)
+            raise SettingError("--resume needs --run-dir, the run to continue")
+        config = RunConfig.resume(args.run_dir, run_options=given, invocation=invocation)
     else:
-        config = TrainConfig(run_dir=args.run_dir, **given, **invocation)
-    train(config, resume=args.resume)
+        config = RunConfig(run_dir=args.run_dir, **given, **invocation)
+    train(config, resume=args.resume, callbacks=callbacks)
     return 0
 
 
-def run_eval(args) -> int:
-    from .training.checkpoint import load_model
-    from .training.settings import pick_device
-    from .training.tasks import data_location, get_task, load_task
-    from .training.trainer import report_test_split
-
-    path = Path(args.checkpoint)
+def checkpoint_path(given: str) -> Path:
+    """A run directory's best.pt (else its last.pt), or the checkpoint file given."""
+    path = Path(given)
     if path.is_dir():
-        path = path / "best.pt" if (path / "best.pt").exists() or not (path / "last.pt").exists() else path / "last.pt"
+        return path / "best.pt" if (path / "best.pt").exists() or not (path / "last.pt").exists() else path / "last.pt"
+    return path
+
+
+def run_eval(args, callbacks=()) -> int:
+    from . import atomic
+    from .plots import plot_anytime
+    from .training.checkpoint import load_model
+    from .training.config import pick_device
+    from .training.evaluation import majority_baseline, report_test_split
+    from .training.tasks import data_location, get_task, load_task
+
+    path = checkpoint_path(args.checkpoint)
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be an integer >= 1, got {args.batch_size}")
     fractions = None
@@ -146,7 +155,8 @@ def run_eval(args) -> int:
         except ValueError as error:
             raise ValueError(f"--per-step: {error}") from None
     device = pick_device(args.device)
-    model, settings = load_model(path, device)
+    model, checkpoint = load_model(path, device)
+    settings, step = checkpoint["config"], checkpoint.get("position", {}).get("step")
     if fractions is not None:
         from .anytime import check_streamable
 
@@ -157,19 +167,18 @@ def run_eval(args) -> int:
     else:
         data_dir, source = settings["data_dir"], settings["source"]
     data = load_task(task, data_dir, source)
-    print(f"{settings['task']} / {settings['model']}: {path}")
-    batch_size = args.batch_size or settings["batch_size"]
-    report_test_split(model, data, batch_size=batch_size, device=device, amp=not args.no_amp)
-    if fractions is not None:
-        from .anytime import evaluate_anytime, write_anytime
-        from .training.trainer import batches, majority_baseline
-
-        order = [list(range(i, min(i + batch_size, len(data.test)))) for i in range(0, len(data.test), batch_size)]
-        result = evaluate_anytime(model, batches(data.test, order), fractions=fractions, device=device,
-                                  amp=not args.no_amp)
-        print(result.table())
-        written = write_anytime(path.parent, result, majority_accuracy=majority_baseline(data)[1],
-                                title=f"{settings['task']} / {settings['model']}, test split")
+    print(f"{settings['task']} / {settings['model']}: {path} (step {step})")
+    report = report_test_split(model, data, batch_size=args.batch_size or settings["batch_size"], device=device,
+                               amp=not args.no_amp, fractions=fractions)
+    print(report.table)
+    print(report.summary() + f" ({path.name}, step {step})")
+    if report.anytime is not None:
+        print(report.anytime.table())
+        # The plot first: if it cannot be written, the anytime.json of an earlier evaluation still matches its plot.
+        written = [path.parent / "anytime.png", path.parent / "anytime.json"]
+        plot_anytime(report.anytime, written[0], majority_accuracy=majority_baseline(data)[1],
+                     title=f"{settings['task']} / {settings['model']}, test split ({path.name}, step {step})")
+        atomic.write_json(written[1], {**report.anytime.to_dict(), "checkpoint": path.name, "checkpoint_step": step})
         print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
@@ -217,7 +226,9 @@ def wants_traceback(args) -> bool:
     return args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, callbacks=()) -> int:
+    """Runs one command; returns its exit code (errors raise SystemExit). callbacks: extra training callbacks
+    (spikessm.training.Callback) for `train`, for programs that embed the command line and for tests."""
     parser = Parser(prog="spikessm", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                     formatter_class=argparse.RawTextHelpFormatter)
     add_debug(parser)
@@ -242,10 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     if run is None:
         parser.print_help()
         return 0
-    from .training.trainer import Interrupted
+    from .training.errors import Interrupted, RunError
 
     try:
-        return run(args)
+        return run(args, callbacks) if args.command == "train" else run(args)
     except Interrupted as stop:
         print(f"spikessm {args.command}: {stop}", file=sys.stderr)
         raise SystemExit(128 + stop.signum) from None
@@ -254,10 +265,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"spikessm {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
         raise SystemExit(128 + 2) from None
-    except USER_ERRORS as error:
+    except (ValueError, OSError, ImportError, RunError) as error:  # what a user's input or machine can cause
         if wants_traceback(args):
             raise
         raise SystemExit(f"spikessm {args.command}: error: {one_line(error)}") from None
+    except Exception as error:  # anything else is a bug: its traceback is what a report needs
+        traceback.print_exc()
+        print(f"spikessm {args.command}: internal error ({type(error).__name__}: {one_line(error)}). This is a bug "
+              "in spikessm or in a library it calls, not a problem with your input or settings; please report it "
+              "with the command you ran and the traceback above.", file=sys.stderr)
+        raise SystemExit(INTERNAL_ERROR) from None
 
 
 def run_check(args) -> int:

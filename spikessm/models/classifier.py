@@ -124,7 +124,8 @@ class SequenceClassifier(nn.Module):
             lengths: (B,) true lengths (padding after them is ignored by the pooling), or None (all L).
             inputs2, lengths2: the second sequence of pair tasks (Retrieval); required iff config.pair.
             per_step: return the answer at every step, (B, L, n_classes): step t pools steps 0..t only (causal
-                models give exactly what streaming gives at t; lengths are ignored).
+                models give exactly what streaming gives at t; lengths change no answer, they only tell
+                OpCounter which positions hold data).
             state, return_state: continue from / return a StreamState (causal, single-sequence models).
 
         Returns:
@@ -146,6 +147,7 @@ class SequenceClassifier(nn.Module):
         if per_step:
             if self.config.pair:
                 raise ValueError("SequenceClassifier: per_step is for single-sequence models")
+            self.valid_positions(lengths, inputs.shape[1])  # for OpCounter only: the answers ignore lengths
             return self.decoder(self._pool_every_step(self.features(inputs)[0]))
         pooled2 = None
         if self.config.pair:

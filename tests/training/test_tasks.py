@@ -79,16 +79,22 @@ def test_per_step_needs_a_causal_model(tiny_data, tmp_path):
     assert error.value.code.startswith("spikessm eval: error: --per-step: ")
 
 
-def test_thread_count_default(monkeypatch):
-    from spikessm.training import trainer
+def test_thread_count_default(tiny_data, tmp_path, monkeypatch):
+    from spikessm.training import config
 
-    assert trainer.pick_threads(3, {"threads": 1}) == (3, "--threads")
-    assert trainer.pick_threads(None, {"threads": 2}) == (2, "the run's, from last.pt")
-    monkeypatch.setattr(trainer, "DEFAULT_THREADS", 8)
-    monkeypatch.setattr(trainer.os, "sched_getaffinity", lambda pid: set(range(8)))
-    monkeypatch.setattr(trainer.os, "getloadavg", lambda: (5.4, 0.0, 0.0))
-    assert trainer.pick_threads(None, None) == (3, "the idle cores: load 5.4 on 8")
-    monkeypatch.setattr(trainer.os, "getloadavg", lambda: (12.0, 0.0, 0.0))
-    assert trainer.pick_threads(None, None) == (1, "the idle cores: load 12.0 on 8")
-    monkeypatch.setattr(trainer.os, "getloadavg", lambda: (0.1, 0.0, 0.0))
-    assert trainer.pick_threads(None, None) == (8, "the idle cores: load 0.1 on 8")
+    monkeypatch.setattr(config, "PYTORCH_THREADS", 8)
+    monkeypatch.setattr(config.os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setattr(config.os, "getloadavg", lambda: (5.4, 0.0, 0.0))
+    assert config.default_threads() == (3, "the idle cores: load 5.4 on 8")
+    monkeypatch.setattr(config.os, "getloadavg", lambda: (12.0, 0.0, 0.0))
+    assert config.default_threads() == (1, "the idle cores: load 12.0 on 8")
+    monkeypatch.setattr(config.os, "getloadavg", lambda: (0.1, 0.0, 0.0))
+    assert config.default_threads() == (8, "the idle cores: load 0.1 on 8")
+    # A run records its count; a resume keeps it, or takes the one given.
+    run = tmp_path / "run"
+    argv = run_args(tiny_data, run, "--max-steps", "1")
+    del argv[argv.index("--threads"):argv.index("--threads") + 2]
+    assert main(argv) == 0
+    assert json.loads((run / "config.json").read_text())["threads"] == 8
+    assert config.RunConfig.resume(run).threads == 8
+    assert config.RunConfig.resume(run, run_options={"threads": 2}).threads == 2
