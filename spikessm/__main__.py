@@ -86,9 +86,9 @@ def add_train_parser(commands) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else cpu), cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads for the math, recorded in the run. Default: a resumed run's own count; else the "
-                        "cores the 1-minute load average leaves idle (at least 1, at most PyTorch's default), since "
-                        "threads that wait for cores busy with other jobs make every step several times slower")
+                   help="CPU threads for the math, recorded in the run (float sums depend on the count). Default: a "
+                        "resumed run's own count, else PyTorch's default (the physical cores), whatever the load. "
+                        "On a busy machine pass --threads 1: threads waiting for busy cores make each step slower")
     p.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="also write last.pt every STEPS steps")
     p.add_argument("--checkpoint-minutes", type=float, default=10.0, metavar="M",
                    help="write last.pt at least every M minutes of training (default 10); every epoch end and "

@@ -158,20 +158,13 @@ def check_model_overrides(overrides) -> dict:
 PYTORCH_THREADS = torch.get_num_threads()
 
 
-def default_threads() -> tuple[int, str]:
-    """The CPU thread count of a new run and why: the cores that the 1-minute load average leaves idle (at least
-    1, at most PyTorch's default), because threads that wait for busy cores make every step several times
-    slower."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return min(PYTORCH_THREADS, cores), "PyTorch's default"
-    idle = max(1, min(PYTORCH_THREADS, cores, int(cores - load + 0.5)))
-    return idle, f"the idle cores: load {load:.1f} on {cores}"
+def default_threads() -> int:
+    """The CPU thread count of a new run: PyTorch's default (the physical cores, or OMP_NUM_THREADS). Float sums
+    depend on the count, so it must not depend on how busy the machine happens to be: the same command gives the
+    same numbers on the same machine, and the run records its count for its resumes (on a machine with another
+    core count, --threads N reproduces a run). Under contention, pass --threads 1: threads that wait for busy
+    cores make every step several times slower."""
+    return PYTORCH_THREADS
 
 
 def available_devices() -> list[str]:
@@ -299,7 +292,7 @@ class RunConfig:
                                "bidirectional (its answer at step t depends on later inputs); train a causal one, "
                                "e.g. --model lif-s4d or --set bidirectional=False")
         if self.threads is None:
-            resolve("threads", default_threads()[0])
+            resolve("threads", default_threads())
         _int("threads", self.threads, 1)
         _int("checkpoint_every", self.checkpoint_every, 1, optional=True)
         _number("checkpoint_minutes", self.checkpoint_minutes, positive=True)

@@ -2,7 +2,7 @@
 import json
 
 import pytest
-from training_helpers import run_args
+from training_helpers import metrics, run_args
 
 from spikessm.__main__ import main
 from spikessm.data.listops import load_listops
@@ -79,22 +79,21 @@ def test_per_step_needs_a_causal_model(tiny_data, tmp_path):
     assert error.value.code.startswith("spikessm eval: error: --per-step: ")
 
 
-def test_thread_count_default(tiny_data, tmp_path, monkeypatch):
+def test_same_command_same_numbers_whatever_the_load(tiny_data, tmp_path, monkeypatch):
+    """The default thread count is PyTorch's, not one read from the load average, so two runs of one command
+    on a quiet and on a busy machine give the same metrics; the run records the count and its resumes keep it."""
     from spikessm.training import config
 
-    monkeypatch.setattr(config, "PYTORCH_THREADS", 8)
-    monkeypatch.setattr(config.os, "sched_getaffinity", lambda pid: set(range(8)))
-    monkeypatch.setattr(config.os, "getloadavg", lambda: (5.4, 0.0, 0.0))
-    assert config.default_threads() == (3, "the idle cores: load 5.4 on 8")
-    monkeypatch.setattr(config.os, "getloadavg", lambda: (12.0, 0.0, 0.0))
-    assert config.default_threads() == (1, "the idle cores: load 12.0 on 8")
-    monkeypatch.setattr(config.os, "getloadavg", lambda: (0.1, 0.0, 0.0))
-    assert config.default_threads() == (8, "the idle cores: load 0.1 on 8")
-    # A run records its count; a resume keeps it, or takes the one given.
-    run = tmp_path / "run"
-    argv = run_args(tiny_data, run, "--max-steps", "1")
-    del argv[argv.index("--threads"):argv.index("--threads") + 2]
-    assert main(argv) == 0
-    assert json.loads((run / "config.json").read_text())["threads"] == 8
-    assert config.RunConfig.resume(run).threads == 8
-    assert config.RunConfig.resume(run, run_options={"threads": 2}).threads == 2
+    monkeypatch.setattr(config, "PYTORCH_THREADS", 2)
+    runs = []
+    for name, load in (("quiet", 0.0), ("busy", 7.5)):
+        monkeypatch.setattr(config.os, "getloadavg", lambda load=load: (load, load, load))
+        run = tmp_path / name
+        argv = run_args(tiny_data, run, "--max-steps", "4")
+        del argv[argv.index("--threads"):argv.index("--threads") + 2]
+        assert main(argv) == 0
+        assert json.loads((run / "config.json").read_text())["threads"] == 2
+        runs.append(run)
+    assert metrics(runs[0]) == metrics(runs[1]) and len(metrics(runs[0])) == 4
+    assert config.RunConfig.resume(runs[0]).threads == 2
+    assert config.RunConfig.resume(runs[0], run_options={"threads": 1}).threads == 1
