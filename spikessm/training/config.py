@@ -392,16 +392,30 @@ class RunConfig:
     def resume(cls, run_dir: str | os.PathLike, *, run_options: Mapping | None = None,
                invocation: Mapping | None = None) -> "RunConfig":
         """The run in run_dir continued by this invocation: `run_options` are RUN_FIELDS (and model_overrides)
-        that the command line gave explicitly, and must agree with the run's (threads may change);
-        `invocation` the INVOCATION_FIELDS of this call. SettingError listing every contradiction."""
+        that the command line gave explicitly, and must agree with the run's, except that threads may change and
+        more epochs extend the run (`extends`); `invocation` the INVOCATION_FIELDS of this call. SettingError
+        listing every contradiction."""
         run_options = dict(run_options or {})
         changes = {name: run_options.pop(name) for name in RESUMABLE_CHANGES if name in run_options}
         stored = cls.load(run_dir, **dict(invocation or {}))
+        epochs = run_options.get("epochs")
+        if _is_int(epochs) and epochs > stored.epochs:  # more epochs extend the run (see extends)
+            changes["epochs"] = run_options.pop("epochs")
         differences = stored.contradictions(run_options)
+        if epochs is not None and "epochs" in run_options and epochs != stored.epochs:
+            differences = [d + "; a run can be extended to more epochs, not shortened" if d.startswith("--epochs ")
+                           else d for d in differences]
         if differences:
             raise SettingError(f"--resume: the command line contradicts the run in {stored.path / CONFIG_NAME}: "
                                + "; ".join(differences) + "; leave these options out to resume the run as it is")
         return replace(stored, **changes) if changes else stored
+
+    def extends(self, stored: Mapping) -> bool:
+        """Whether this config continues the run stored as `stored` (config.json's or a checkpoint's settings)
+        with more epochs. The learning rate then follows the warm-up + cosine schedule of the new epoch count
+        from the current step on, as if the run had been started with it: the steps already taken keep the rates
+        they had, and a finished run, whose rate had decayed to 0, goes on at the new curve's rate for its step."""
+        return _is_int(stored.get("epochs")) and self.epochs > stored["epochs"]
 
     def contradictions(self, given: Mapping) -> list[str]:
         """The settings in `given` (command-line values of RUN_FIELDS and model_overrides) that differ from this

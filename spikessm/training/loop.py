@@ -96,6 +96,7 @@ class Trainer:
             self.model, lr=config.lr, ssm_lr=config.ssm_lr, weight_decay=config.weight_decay,
             warmup_steps=config.warmup_steps, total_steps=config.epochs * self.steps_per_epoch)
         self.position = Position()
+        self.extended_from = None
         if checkpoint is not None:
             self.restore(checkpoint)
         self.train_model = self.model
@@ -146,8 +147,11 @@ class Trainer:
 
     def restore(self, checkpoint: dict) -> None:
         path = self.run.path / LAST
-        if checkpoint["config"].get("version", 1) >= 2 and self.config.contradictions(
-                {k: v for k, v in checkpoint["config"].items() if k in RUN_FIELDS and k not in RESUMABLE_CHANGES}):
+        stored = checkpoint["config"]
+        self.extended_from = stored["epochs"] if self.config.extends(stored) else None
+        ignored = set(RESUMABLE_CHANGES) | ({"epochs"} if self.extended_from is not None else set())
+        if stored.get("version", 1) >= 2 and self.config.contradictions(
+                {k: v for k, v in stored.items() if k in RUN_FIELDS and k not in ignored}):
             raise SettingError(f"{path} belongs to a run with other settings than the ones given; continue a run "
                                f"with RunConfig.resume({str(self.run.path)!r}) (the command line does)")
         stored = json.loads(json.dumps(checkpoint["model_config"]))
@@ -182,6 +186,12 @@ class Trainer:
             else:  # a new run, or one stopped before its first checkpoint, which starts again
                 config.save()
                 self.log(f"run directory: {self.run.path}")
+            if self.extended_from is not None:
+                config.save()
+                self.run.record({"kind": "extend", "step": self.position.step, "epochs": config.epochs,
+                                 "from_epochs": self.extended_from})
+                self.log(f"extending the run from {self.extended_from} to {config.epochs} epochs: the learning rate "
+                         f"follows the schedule of {config.epochs} epochs from step {self.position.step} on")
             self.position.metrics_bytes = self.run.metrics_size()
         self.last_checkpoint_step, self.last_checkpoint_time = self.position.step, time.perf_counter()
         self.epoch_clock = time.perf_counter()

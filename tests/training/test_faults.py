@@ -225,3 +225,28 @@ def test_a_run_in_use_is_not_resumed_twice(tiny_data, tmp_path):
                                 "end or stop it (SIGTERM writes a checkpoint), then resume")
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
     assert main(run_args(tiny_data, run, "--resume", "--max-steps", "2")) == 0  # released: resumes
+
+
+def test_more_epochs_on_resume_extend_a_finished_run(tiny_data, tmp_path):
+    from spikessm.training.optim import warmup_cosine
+
+    run = tmp_path / "run"
+    assert main(run_args(tiny_data, run, "--warmup-steps", "2")) == 0  # 2 epochs of 6 steps
+    before = metrics(run)
+    assert main(run_args(tiny_data, run, "--resume", "--epochs", "3")) == 0
+    after = metrics(run)
+    assert after[:len(before)] == before
+    assert after[len(before)] == {"kind": "extend", "step": 12, "epochs": 3, "from_epochs": 2}
+    rates = {r["step"]: r["lr"] for r in after if r["kind"] == "step"}
+    assert sorted(rates) == list(range(1, 19))
+    old, new = warmup_cosine(2, 12), warmup_cosine(2, 18)
+    for step, rate in rates.items():  # the rate in force after each step: the old schedule, then the new one
+        assert rate == pytest.approx(0.004 * (old(step) if step <= 12 else new(step)), rel=1e-12), step
+    assert json.loads((run / "config.json").read_text())["epochs"] == 3
+    assert json.loads((run / "results.json").read_text())["step"] == 18
+    with pytest.raises(SystemExit) as error:
+        main(run_args(tiny_data, run, "--resume", "--epochs", "2"))
+    assert error.value.code == (
+        f"spikessm train: error: --resume: the command line contradicts the run in {run / 'config.json'}: --epochs 2 "
+        "(run: 3); a run can be extended to more epochs, not shortened; leave these options out to resume the run "
+        "as it is")
