@@ -98,6 +98,9 @@ def add_train_parser(commands) -> None:
                         "schedule still spans --epochs, so --resume continues the run")
     p.add_argument("--time-budget", type=float, metavar="MINUTES",
                    help="stop after MINUTES of this invocation with a checkpoint, then evaluate")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log losses, accuracy, learning rate, firing rates and energy to RUN_DIR/tensorboard/ "
+                        '(pip install "spikessm[tensorboard]")')
     add_debug(p, default=argparse.SUPPRESS)
 
 
@@ -115,7 +118,7 @@ def run_train(args, callbacks=()) -> int:
         given["model_overrides"] = dict(args.settings)
     invocation = dict(device=args.device, checkpoint_every=args.checkpoint_every,
                       checkpoint_minutes=args.checkpoint_minutes, max_steps=args.max_steps,
-                      time_budget=args.time_budget)
+                      time_budget=args.time_budget, tensorboard=args.tensorboard)
     if args.resume:
         if not args.run_dir:
             raise SettingError("--resume needs --run-dir, the run to continue")

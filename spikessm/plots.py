@@ -29,31 +29,73 @@ def save_png(fig, path: str | Path) -> Path:
     return Path(path)
 
 
-def plot_run(run_dir: Path, results: dict) -> list[Path]:
-    """Writes run_dir/curves.png and (for spiking models) run_dir/firing_rates.png; returns the paths."""
+def smooth(values: list[float], weight: float = 0.9) -> list[float]:
+    """An exponential moving average of `values` with its start-up bias removed (as TensorBoard smooths):
+    s_t = m_t / (1 - weight^t), m_t = weight m_{t-1} + (1 - weight) v_t. NaN values (skipped steps) are left out
+    of the average and stay NaN."""
+    out, mean, count = [], 0.0, 0
+    for v in values:
+        if math.isnan(v):
+            out.append(math.nan)
+            continue
+        count += 1
+        mean = weight * mean + (1 - weight) * v
+        out.append(mean / (1 - weight ** count))
+    return out
+
+
+def curves_figure(records: list[dict], majority_accuracy: float, title: str):
+    """The learning curves of a run's metrics.jsonl records: training loss against steps (raw and smoothed),
+    training and validation loss against epochs, training and validation accuracy against epochs beside the
+    majority-class baseline."""
     plt = pyplot()
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
     steps = [r for r in records if r["kind"] == "step"]
     epochs = [r for r in records if r["kind"] == "epoch"]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
+    numbers = [r["epoch"] + 1 for r in epochs]
+    fig, (ax_steps, ax_loss, ax_acc) = plt.subplots(1, 3, figsize=(15, 3.8), gridspec_kw=dict(wspace=0.3))
     # a skipped non-finite step is recorded as null: a gap in the curve
-    ax_loss.plot([r["step"] for r in steps], [math.nan if r["loss"] is None else r["loss"] for r in steps])
-    ax_loss.set(xlabel="step", ylabel="training loss")
-    ax_acc.plot([r["step"] for r in epochs], [r["train_accuracy"] for r in epochs], "o-", label="train")
-    ax_acc.plot([r["step"] for r in epochs], [r["val_accuracy"] for r in epochs], "o-", label="validation")
-    ax_acc.axhline(results["majority_accuracy"], color="gray", linestyle="--", label="majority class")
-    ax_acc.set(xlabel="step", ylabel="accuracy")
-    ax_acc.legend()
-    paths = [run_dir / "curves.png"]
-    save_png(fig, paths[0])
+    losses = [math.nan if r["loss"] is None else r["loss"] for r in steps]
+    x = [r["step"] for r in steps]
+    ax_steps.plot(x, losses, color="tab:blue", alpha=0.3, linewidth=1, label="raw")
+    ax_steps.plot(x, smooth(losses), color="tab:blue", label="smoothed (EMA 0.9)")
+    ax_steps.set(xlabel="step", ylabel="training loss", title="training loss")
+    ax_steps.legend(fontsize=8)
+    by_epoch = {}
+    for r in steps:
+        if r["loss"] is not None:
+            by_epoch.setdefault(r["epoch"] + 1, []).append(r["loss"])
+    ax_loss.plot(sorted(by_epoch), [sum(v) / len(v) for _, v in sorted(by_epoch.items())], "o-",
+                 label="training (mean of logged steps)")
+    ax_loss.plot(numbers, [math.nan if r["val_loss"] is None else r["val_loss"] for r in epochs], "o-",
+                 label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss per epoch")
+    ax_loss.legend(fontsize=8)
+    ax_acc.plot(numbers, [r["train_accuracy"] for r in epochs], "o-", label="training")
+    ax_acc.plot(numbers, [r["val_accuracy"] for r in epochs], "o-", label="validation")
+    ax_acc.axhline(majority_accuracy, color="gray", linestyle="--", label="majority class (test)")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy per epoch", ylim=(0, 1.02))
+    ax_acc.legend(fontsize=8)
+    for ax in (ax_steps, ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_run(run_dir: Path, results: dict, title: str | None = None) -> list[Path]:
+    """Writes run_dir/curves.png (curves_figure of its metrics.jsonl) and, for spiking models,
+    run_dir/firing_rates.png; returns the paths. title: names task, model and run (default the folder)."""
+    plt = pyplot()
+    title = title or run_dir.name
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    paths = [save_png(curves_figure(records, results["majority_accuracy"], title), run_dir / "curves.png")]
     rates = results["firing_rates"]
     if rates:
         fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(rates)), 3.5))
         ax.bar(range(len(rates)), list(rates.values()))
         ax.set_xticks(range(len(rates)), list(rates), rotation=45, ha="right")
-        ax.set(ylabel="firing rate (spikes / neuron / step)", title="test set, best checkpoint")
-        paths.append(run_dir / "firing_rates.png")
-        save_png(fig, paths[1])
+        checkpoint = f"{results.get('checkpoint', 'best checkpoint')}, step {results.get('checkpoint_step')}"
+        ax.set(ylabel="firing rate (spikes / neuron / step)", title=f"{title}\ntest set, {checkpoint}")
+        paths.append(save_png(fig, run_dir / "firing_rates.png"))
     return paths
 
 

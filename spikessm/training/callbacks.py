@@ -13,7 +13,8 @@ what only the main process should do):
     stop_reason(trainer) -> str | None    asked after every step: a reason to stop now (with a checkpoint)
     on_fit_end(trainer)                   always, also when training raises
 
-The defaults (`default_callbacks`): a progress display, SIGINT/SIGTERM handling and the step and time budgets.
+The defaults (`default_callbacks`): a progress display, SIGINT/SIGTERM handling, the step and time budgets, and
+with --tensorboard the TensorBoard log.
 Tests inject faults (kills, signals) through a callback of their own.
 """
 from __future__ import annotations
@@ -49,40 +50,53 @@ class Callback:
 
 
 class ProgressDisplay(Callback):
-    """One status line on stderr (main process only): redrawn in place on a terminal, printed every log_every
-    steps otherwise (logs, CI)."""
+    """Progress on stderr (main process only). On a terminal, a bar per epoch with its rate and the time left
+    (tqdm); in logs and CI, where a redrawn bar would be noise, one plain line every log_every steps."""
+
+    REFRESH_SECONDS = 0.1  # the bar's redraws at most this often
 
     def on_fit_start(self, trainer) -> None:
         self.enabled = trainer.dist.main
         self.total = trainer.config.epochs * trainer.steps_per_epoch
         self.every = trainer.config.log_every
         self.tty = sys.stderr.isatty()
-        self.open = False
+        self.bar = None
+
+    def status(self, trainer, loss: float) -> str:
+        p = trainer.position
+        rate = p.rates[-1] if p.rates else None
+        return (f"loss {loss:.3f} acc {p.correct / p.seen:.3f} {trainer.examples_per_second():.0f} ex/s"
+                + (f" rate {rate:.3f}" if rate is not None else ""))
 
     def on_step_end(self, trainer, loss: float) -> None:
         if not self.enabled:
             return
         p = trainer.position
-        rate = p.rates[-1] if p.rates else None
-        line = (f"[{p.step}/{self.total}] epoch {p.epoch + 1}/{trainer.config.epochs} loss {loss:.3f} "
-                f"acc {p.correct / p.seen:.3f} {trainer.examples_per_second():.0f} ex/s"
-                + (f" rate {rate:.3f}" if rate is not None else ""))
         if self.tty:
-            print("\r" + line.ljust(100), end="", file=sys.stderr, flush=True)
-            self.open = True
-        elif p.step % self.every == 0 or p.step == self.total:
-            print(line, file=sys.stderr, flush=True)
+            if self.bar is None:
+                from tqdm import tqdm
 
-    def end_line(self) -> None:
-        if self.open:
-            print(file=sys.stderr, flush=True)
-            self.open = False
+                self.bar = tqdm(total=trainer.steps_per_epoch, initial=p.batch - 1, file=sys.stderr, leave=False,
+                                desc=f"epoch {p.epoch + 1}/{trainer.config.epochs}", unit="step",
+                                dynamic_ncols=True, mininterval=self.REFRESH_SECONDS)
+            self.bar.set_postfix_str(self.status(trainer, loss), refresh=False)
+            self.bar.update(1)
+            if p.batch >= trainer.steps_per_epoch:
+                self.close()  # before the epoch's line goes to stdout
+        elif p.step % self.every == 0 or p.step == self.total:
+            print(f"[{p.step}/{self.total}] epoch {p.epoch + 1}/{trainer.config.epochs} {self.status(trainer, loss)}",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
     def on_epoch_end(self, trainer, record: dict) -> None:
-        self.end_line()
+        self.close()
 
     def on_fit_end(self, trainer) -> None:
-        self.end_line()
+        self.close()
 
 
 class StopOnSignal(Callback):
@@ -131,5 +145,47 @@ class Budget(Callback):
         return None
 
 
-def default_callbacks() -> list[Callback]:
-    return [ProgressDisplay(), StopOnSignal(), Budget()]
+class TensorBoardLog(Callback):
+    """TensorBoard event files in run_dir/tensorboard/ (main process; `pip install "spikessm[tensorboard]"`):
+    every logged step the training loss, learning rate and firing rate (train/...), every epoch the validation
+    accuracy, loss, firing rate and energy per example (val/...) and the epoch's training accuracy. A resumed run
+    first drops the events logged after its checkpoint, so each step appears once."""
+
+    def on_fit_start(self, trainer) -> None:
+        self.writer = None
+        if not trainer.dist.main:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        purge = trainer.position.step + 1 if trainer.resume else None
+        self.writer = SummaryWriter(log_dir=str(trainer.run.path / "tensorboard"), purge_step=purge)
+
+    def on_step_end(self, trainer, loss: float) -> None:
+        p = trainer.position
+        if self.writer is None or p.step % trainer.config.log_every:
+            return
+        self.writer.add_scalar("train/loss", loss, p.step)
+        self.writer.add_scalar("train/lr", trainer.scheduler.get_last_lr()[-1], p.step)
+        if p.rates:  # counted on this step
+            self.writer.add_scalar("train/firing_rate", p.rates[-1], p.step)
+
+    def on_epoch_end(self, trainer, record: dict) -> None:
+        if self.writer is None:
+            return
+        step = record["step"]
+        for tag, key in (("val/accuracy", "val_accuracy"), ("val/loss", "val_loss"),
+                         ("val/firing_rate", "val_firing_rate"), ("val/energy_uj_per_example", "val_energy_uj"),
+                         ("train/epoch_accuracy", "train_accuracy")):
+            if record.get(key) is not None:
+                self.writer.add_scalar(tag, record[key], step)
+        self.writer.flush()
+
+    def on_fit_end(self, trainer) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def default_callbacks(config) -> list[Callback]:
+    """The callbacks every run has: progress, signals, budgets, and TensorBoard when config.tensorboard."""
+    return [ProgressDisplay(), StopOnSignal(), Budget(), *([TensorBoardLog()] if config.tensorboard else [])]

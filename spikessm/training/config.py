@@ -50,7 +50,8 @@ CONFIG_NAME = "config.json"
 RUN_FIELDS = ("task", "model", "data_dir", "source", "epochs", "batch_size", "lr", "ssm_lr", "weight_decay",
               "warmup_steps", "grad_clip", "seed", "amp", "log_every", "limit_train", "skip_nonfinite",
               "per_step_loss", "per_step_weighting", "threads")
-INVOCATION_FIELDS = ("run_dir", "device", "checkpoint_every", "checkpoint_minutes", "max_steps", "time_budget")
+INVOCATION_FIELDS = ("run_dir", "device", "checkpoint_every", "checkpoint_minutes", "max_steps", "time_budget",
+                     "tensorboard")
 # The run settings a resume may change: how the math is threaded is the user's call on each machine.
 RESUMABLE_CHANGES = ("threads",)
 # Model settings that come from the task's data, never from the user.
@@ -220,7 +221,7 @@ class RunConfig:
     run_dir: the run directory (absolute). device: "auto", "cpu", "cuda", "cuda:N", "mps".
     checkpoint_every (steps) and checkpoint_minutes (wall time): how often last.pt is written within an epoch
         (whichever comes first; every epoch end writes one too). max_steps and time_budget (minutes) stop the
-        run early at a checkpoint, then evaluate.
+        run early at a checkpoint, then evaluate. tensorboard: also log to run_dir/tensorboard/.
     """
 
     task: str = "tiny-listops"
@@ -249,6 +250,7 @@ class RunConfig:
     checkpoint_minutes: float = 10.0
     max_steps: int | None = None
     time_budget: float | None = None
+    tensorboard: bool = False
 
     def __post_init__(self):
         from ..losses import WEIGHTINGS
@@ -298,6 +300,13 @@ class RunConfig:
         _number("checkpoint_minutes", self.checkpoint_minutes, positive=True)
         _int("max_steps", self.max_steps, 1, optional=True)
         _number("time_budget", self.time_budget, positive=True, optional=True)
+        _bool("tensorboard", self.tensorboard)
+        if self.tensorboard:
+            try:
+                import tensorboard  # noqa: F401
+            except ImportError:
+                raise ImportError("--tensorboard needs the tensorboard package: pip install "
+                                  '"spikessm[tensorboard]"') from None
         for name in ("data_dir", "source", "run_dir"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, (str, os.PathLike)):

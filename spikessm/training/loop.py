@@ -103,7 +103,7 @@ class Trainer:
         if self.dist.enabled:
             ids = [self.device.index] if self.device.index is not None else None
             self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        self.callbacks = [*default_callbacks(), *callbacks]
+        self.callbacks = [*default_callbacks(config), *callbacks]
 
     # --- set-up -------------------------------------------------------------------------------------------------
 
@@ -316,13 +316,17 @@ class Trainer:
         record = None
         if self.dist.main:
             seconds = p.seconds + time.perf_counter() - self.epoch_clock
-            result = evaluate(self.model, self.val_set, batch_size=self.config.batch_size, device=self.device,
-                              amp=self.config.amp)
+            with OpCounter(self.model) as counter:
+                result = evaluate(self.model, self.val_set, batch_size=self.config.batch_size, device=self.device,
+                                  amp=self.config.amp)
+            totals = counter.totals()
             best = result["accuracy"] > p.best_accuracy
             p.best_accuracy = max(p.best_accuracy, result["accuracy"])
             record = {"kind": "epoch", "step": p.step, "epoch": p.epoch, "train_accuracy": p.correct / p.seen,
                       "val_accuracy": result["accuracy"], "val_loss": result["loss"],
-                      "firing_rate": sum(p.rates) / len(p.rates) if p.rates else None, "seconds": seconds}
+                      "firing_rate": sum(p.rates) / len(p.rates) if p.rates else None,
+                      "val_firing_rate": totals["firing_rate"],
+                      "val_energy_uj": totals["energy_pj"] / 1e6 / result["examples"], "seconds": seconds}
             self.run.record(record)
             self.log(f"epoch {p.epoch + 1}/{self.config.epochs}: train acc {p.correct / p.seen:.4f}, val acc "
                      f"{result['accuracy']:.4f}{' (best)' if best else ''}, {seconds:.0f} s")
@@ -388,7 +392,7 @@ class Trainer:
                    "step": self.position.step, "stopped_by": stopped_by, "skipped_steps": self.position.skipped_steps}
         path = self.run.write_results(results)
         try:
-            plot_run(self.run.path, results)
+            plot_run(self.run.path, results, title=f"{self.config.task} / {self.config.model}: {self.run.path.name}")
         except OSError as error:
             raise RunError(f"could not write the plots of {self.run.path} ({error.strerror or error}); "
                            f"{path} holds the results") from None
