@@ -5,6 +5,7 @@
     spikessm eval RUN_DIR_OR_CHECKPOINT     test accuracy, firing rates and the energy estimate
     spikessm generate listops --out D       the official ListOps generator (LRA sizes by default)
     spikessm generate pathfinder --out D    Pathfinder images in the LRA layout (--resolution 128: Path-X)
+    spikessm export RUN_DIR OUT             the run's model as OUT/config.json + OUT/model.safetensors
     spikessm check                          the ops against float64 references on this machine, with timings
 """
 from __future__ import annotations
@@ -186,6 +187,41 @@ def run_eval(args, callbacks=()) -> int:
     return 0
 
 
+def run_export(args) -> int:
+    """A run's best checkpoint (else last.pt) as a Hugging Face style model folder, written whole or not at all."""
+    import shutil
+
+    from .training.checkpoint import load_model
+
+    path = checkpoint_path(args.run)
+    out = Path(args.out).expanduser().resolve()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"export: {out} already exists; choose a new folder")
+    model, checkpoint = load_model(path, "cpu")
+    settings, step = checkpoint["config"], checkpoint.get("position", {}).get("step")
+    results = path.parent / "results.json"
+    scored = json.loads(results.read_text()) if results.is_file() else {}
+    if (scored.get("checkpoint"), scored.get("checkpoint_step")) != (path.name, step):
+        scored = {}  # results of other weights say nothing about these
+    tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
+    try:
+        model.save_pretrained(tmp)
+        accuracy = (f"test accuracy {scored['test_accuracy']:.4f} on {scored['test_examples']} examples (majority "
+                    f"class {scored['majority_accuracy']:.4f})" if scored else "not evaluated at this step")
+        card = (f"# spikessm {settings['model']} for {settings['task']}\n\n"
+                f"A `{settings['model']}` SequenceClassifier trained with spikessm on the task `{settings['task']}` "
+                f"({path.name}, step {step}); {accuracy}.\n\n```python\nfrom spikessm.models import "
+                f"SequenceClassifier\nmodel = SequenceClassifier.from_pretrained(\"{out.name}\")\n```\n")
+        (tmp / "README.md").write_text(card)
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"wrote {out / 'config.json'}, {out / 'model.safetensors'}, {out / 'README.md'} ({path}, step {step})")
+    return 0
+
+
 def add_generate_parser(commands) -> None:
     p = commands.add_parser("generate", help="write a data set to disk in the LRA format")
     kinds = p.add_subparsers(dest="kind", required=True)
@@ -250,9 +286,14 @@ def main(argv: list[str] | None = None, *, callbacks=()) -> int:
                          "anytime.png beside the checkpoint")
     add_debug(ev, default=argparse.SUPPRESS)
     add_generate_parser(commands)
+    ex = commands.add_parser("export", help="save a run's best model as config.json + model.safetensors (the "
+                                            "Hugging Face layout, for SequenceClassifier.from_pretrained)")
+    ex.add_argument("run", help="a run directory (its best.pt, else last.pt) or a checkpoint file")
+    ex.add_argument("out", help="the folder to create (it must not exist, or be empty)")
     commands.add_parser("check", help="verify the ops on this machine against float64 references and time them")
     args = parser.parse_args(argv)
-    run = {"train": run_train, "eval": run_eval, "generate": run_generate, "check": run_check}.get(args.command)
+    run = {"train": run_train, "eval": run_eval, "generate": run_generate, "export": run_export,
+           "check": run_check}.get(args.command)
     if run is None:
         parser.print_help()
         return 0

@@ -184,6 +184,28 @@ class SequenceClassifier(nn.Module):
             pooled = answer = feats[:, -1]
         return self.decoder(answer), StreamState(block_states, pooled, steps)
 
+    # --- sharing (spikessm.models.pretrained) --------------------------------------------------------------------
+
+    def save_pretrained(self, directory):
+        """Writes directory/config.json and directory/model.safetensors, the Hugging Face layout."""
+        from .pretrained import save_pretrained
+
+        return save_pretrained(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, source, *, device=None, dtype=None, revision: str | None = None) -> "SequenceClassifier":
+        """The model saved in a local folder or a Hugging Face Hub repository, in eval mode; nothing in the files
+        runs as code."""
+        from .pretrained import load_pretrained
+
+        return load_pretrained(cls, source, device=device, dtype=dtype, revision=revision)
+
+    def push_to_hub(self, repo_id: str, **options) -> str:
+        """Uploads the saved model to the Hub (options: private, token, commit_message); returns its URL."""
+        from .pretrained import push_to_hub
+
+        return push_to_hub(self, repo_id, **options)
+
     def init_state(self, batch_size: int) -> StreamState:
         """The state before the first step (causal models only)."""
         if not self.causal:
