@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .. import atomic
+from ..documents import read_document
 from .config import ModelConfig
 
 MODEL_TYPE = "spikessm-sequence-classifier"
@@ -58,15 +59,8 @@ def save_pretrained(model, directory: str | os.PathLike) -> Path:
 def read_config(path: Path) -> ModelConfig:
     if not path.is_file():
         raise PretrainedError(f"{path} is missing: a spikessm model folder holds {CONFIG_NAME} and {WEIGHTS_NAME}")
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise PretrainedError(f"{path} cannot be read as JSON ({error})") from None
-    if not isinstance(document, dict) or document.get("model_type") != MODEL_TYPE:
-        raise PretrainedError(f"{path} is not a spikessm model's config (no \"model_type\": \"{MODEL_TYPE}\")")
-    version = document.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise PretrainedError(f"{path} was written by a newer spikessm (format_version {version!r})")
+    document = read_document(path, kind_key="model_type", kind=MODEL_TYPE, version_key="format_version",
+                             version=FORMAT_VERSION, what="a spikessm model's config", error=PretrainedError)
     fields = {k: v for k, v in document.items() if k not in ("model_type", "format_version")}
     try:
         return ModelConfig(**fields)

@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 
 from .. import atomic
+from ..documents import read_document
 from .errors import SettingError
 from .tasks import TASKS, data_location
 
@@ -368,15 +369,9 @@ class RunConfig:
             raise SettingError(f"--resume: there is no run directory {run_dir}")
         if not path.is_file():
             raise SettingError(f"--resume: {run_dir} holds no {CONFIG_NAME}, so it is not a spikessm run directory")
-        try:
-            stored = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise SettingError(f"{path} cannot be read as JSON ({error})") from None
-        if not isinstance(stored, dict) or stored.get("format") != RUN_FORMAT:
-            raise SettingError(f"{path} is not a spikessm run's {CONFIG_NAME} (no \"format\": \"{RUN_FORMAT}\")")
-        version = stored.get("version")
-        if not _is_int(version) or version > RUN_VERSION:
-            raise SettingError(f"{path} was written by a newer spikessm (run format {version})")
+        stored = read_document(path, kind_key="format", kind=RUN_FORMAT, version_key="version", version=RUN_VERSION,
+                               what=f"a spikessm run's {CONFIG_NAME}", error=SettingError)
+        version = stored["version"]
         # Format 1 kept the thread count in last.pt only: such a run takes this machine's default.
         required = [name for name in (*RUN_FIELDS, "model_config") if name != "threads" or version >= 2]
         missing = [name for name in required if name not in stored]
