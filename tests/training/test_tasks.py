@@ -7,7 +7,17 @@ from training_helpers import metrics, run_args
 from spikessm.__main__ import main
 from spikessm.data.listops import load_listops
 from spikessm.training import tasks
-from spikessm.training.tasks import FILES, GENERATED, HUB, TASKS, TaskPreset, data_location, register
+from spikessm.training.tasks import (
+    FILES,
+    GENERATED,
+    HUB,
+    TASKS,
+    TaskPreset,
+    data_location,
+    load_task,
+    register,
+    resolve_conventions,
+)
 
 
 def test_every_preset_has_a_loader_and_a_data_kind():
@@ -17,6 +27,34 @@ def test_every_preset_has_a_loader_and_a_data_kind():
         TaskPreset("x", {}, 1, 0.1, 0.0, 1, load_listops, data="web")
     with pytest.raises(ValueError, match="a task named 'listops' exists already"):
         register(TASKS["listops"])
+
+
+def test_every_task_s4_loads_follows_s4_by_default_and_offers_spikessm_0_1():
+    for task in TASKS.values():
+        expected = () if task.name in ("shd", "nmnist") else ("s4", "spikessm-0.1")
+        assert task.conventions == expected, task.name
+        assert resolve_conventions(task, None) == (expected[0] if expected else None)
+    assert resolve_conventions(TASKS["text"], "spikessm-0.1") == "spikessm-0.1"
+    with pytest.raises(ValueError, match="task 'text': unknown input conventions 'lra'; choose one of s4, "
+                                         "spikessm-0.1"):
+        resolve_conventions(TASKS["text"], "lra")
+    with pytest.raises(ValueError, match="task 'shd' takes no input conventions, got 's4'"):
+        resolve_conventions(TASKS["shd"], "s4")
+    with pytest.raises(ValueError, match="name one twice"):
+        TaskPreset("x", {}, 1, 0.1, 0.0, 1, load_listops, conventions=("s4", "s4"))
+
+
+def test_load_task_passes_the_conventions_on(tiny_data):
+    tiny = TASKS["tiny-listops"]
+    s4 = load_task(tiny, tiny_data, None)
+    assert s4.vocab_size == 18 and all(x[-1] == 2 for x, _ in s4.train)  # <eos> ends every sequence
+    old = load_task(tiny, tiny_data, None, "spikessm-0.1")
+    assert old.vocab_size == 16 and [len(x) for x, _ in old.train] == [len(x) - 1 for x, _ in s4.train]
+    seen = []
+    preset = TaskPreset("mine", {}, 1, 0.1, 0.0, 1, lambda data_dir, source: seen.append(data_dir) or s4)
+    assert load_task(preset, tiny_data, None) is s4 and seen == [tiny_data]  # no conventions keyword
+    with pytest.raises(ValueError, match="takes no input conventions"):
+        load_task(preset, tiny_data, None, "s4")
 
 
 def test_a_registered_task_trains_through_the_cli(tiny_data, tmp_path, monkeypatch):
