@@ -57,6 +57,7 @@ RUN_HELP = {"grad-clip": "max gradient norm, 0: off (default 1)", "seed": "defau
 
 
 def add_train_parser(commands) -> None:
+    from .data.conventions import CONVENTIONS
     from .losses import WEIGHTINGS
     from .models import PRESETS
     from .training import TASKS
@@ -70,6 +71,9 @@ def add_train_parser(commands) -> None:
     p.add_argument("--data-dir", help="folder of the task's files: generated ones, or the original release (LRA, "
                                       "IDX, CIFAR-10 batches, aclImdb, SHD, N-MNIST); stored absolute in the run")
     p.add_argument("--source", help="Hub dataset id or save_to_disk folder (Text, Image, sMNIST, psMNIST, sCIFAR)")
+    p.add_argument("--data-conventions", choices=CONVENTIONS,
+                   help="whose rules turn the files into inputs: s4 (state-spaces/s4's dataloaders, the papers' "
+                        "numbers; the default) or spikessm-0.1 (docs/data.md); recorded in the run")
     p.add_argument("--run-dir", help="where checkpoints and metrics go (default runs/<task>-<model>-<time>)")
     for name, kind in RUN_OPTIONS:
         p.add_argument(f"--{name}", type=kind, metavar="N" if kind is int else "X",
@@ -111,7 +115,8 @@ def run_train(args, callbacks=()) -> int:
 
     # Run options: only those given (on --resume the others come from the run); the rest is this invocation's.
     given = {name.replace("-", "_"): getattr(args, name.replace("-", "_")) for name, _ in RUN_OPTIONS}
-    given.update(task=args.task, model=args.model, data_dir=args.data_dir, source=args.source, amp=args.amp,
+    given.update(task=args.task, model=args.model, data_dir=args.data_dir, source=args.source,
+                 data_conventions=args.data_conventions, amp=args.amp,
                  skip_nonfinite=args.skip_nonfinite, per_step_loss=args.per_step_loss,
                  per_step_weighting=args.per_step_weighting, threads=args.threads)
     given = {k: v for k, v in given.items() if v is not None}
@@ -140,6 +145,7 @@ def checkpoint_path(given: str) -> Path:
 
 def run_eval(args, callbacks=()) -> int:
     from . import atomic
+    from .data.conventions import LEGACY_CONVENTIONS
     from .plots import plot_anytime
     from .training.checkpoint import load_model
     from .training.config import pick_device
@@ -170,7 +176,9 @@ def run_eval(args, callbacks=()) -> int:
         data_dir, source = data_location(task, args.data_dir, args.source)
     else:
         data_dir, source = settings["data_dir"], settings["source"]
-    data = load_task(task, data_dir, source)
+    # A checkpoint of a run from before runs recorded their input conventions was trained on spikessm 0.1's.
+    conventions = settings.get("data_conventions", LEGACY_CONVENTIONS if task.conventions else None)
+    data = load_task(task, data_dir, source, conventions)
     print(f"{settings['task']} / {settings['model']}: {path} (step {step})")
     report = report_test_split(model, data, batch_size=args.batch_size or settings["batch_size"], device=device,
                                amp=not args.no_amp, fractions=fractions)

@@ -27,7 +27,8 @@ from .releases import RELEASE_TASKS, find_release, load_release
 from .retrieval import load_aan
 from .text import load_imdb
 
-__all__ = ["PAD_ID", "TaskData", "collate", "pad", "CONVENTIONS", "DEFAULT_CONVENTIONS", "bit_reversal_permutation", "load_image_task",
+__all__ = ["PAD_ID", "TaskData", "collate", "pad", "CONVENTIONS", "DEFAULT_CONVENTIONS", "bit_reversal_permutation",
+           "load_image_task",
            "evaluate_listops", "generate_listops", "load_listops", "write_listops", "load_pathfinder",
            "write_pathfinder", "load_aan", "load_imdb", "load_aclimdb", "load_cifar10_batches", "EventFrames",
            "load_nmnist", "load_shd", "load_mnist_idx", "load_lra_release", "lra_task_dir", "RELEASE_TASKS",

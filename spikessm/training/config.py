@@ -42,14 +42,15 @@ import torch
 from .. import atomic
 from ..documents import read_document
 from .errors import SettingError
-from .tasks import TASKS, data_location
+from ..data.conventions import LEGACY_CONVENTIONS
+from .tasks import TASKS, data_location, resolve_conventions
 
 RUN_FORMAT = "spikessm-run"
 RUN_VERSION = 2
 CONFIG_NAME = "config.json"
 # Settings that define what a run computes; a resume must not change them (threads excepted, see resume).
-RUN_FIELDS = ("task", "model", "data_dir", "source", "epochs", "batch_size", "lr", "ssm_lr", "weight_decay",
-              "warmup_steps", "grad_clip", "seed", "amp", "log_every", "limit_train", "skip_nonfinite",
+RUN_FIELDS = ("task", "model", "data_dir", "source", "data_conventions", "epochs", "batch_size", "lr", "ssm_lr",
+              "weight_decay", "warmup_steps", "grad_clip", "seed", "amp", "log_every", "limit_train", "skip_nonfinite",
               "per_step_loss", "per_step_weighting", "threads")
 INVOCATION_FIELDS = ("run_dir", "device", "checkpoint_every", "checkpoint_minutes", "max_steps", "time_budget",
                      "tensorboard")
@@ -210,6 +211,8 @@ class RunConfig:
     task, model: a task preset (spikessm.training.TASKS) and a model preset (spikessm.models.PRESETS).
     model_overrides: ModelConfig fields set over the presets' (--set).
     data_dir, source: where the task's data are (folders stored absolute; source is a Hub id or folder).
+    data_conventions: whose rules turn the files into inputs (spikessm.data.conventions: "s4", the default for
+        the tasks s4 loads, or "spikessm-0.1"); None for tasks without a choice (event streams).
     epochs, batch_size, lr, ssm_lr, weight_decay, warmup_steps, grad_clip: the optimiser and its schedule (AdamW,
         warm-up then cosine over `epochs`; SSM parameters at ssm_lr without weight decay; grad_clip 0: off).
     seed: every random choice of the run (initialisation, batches, dropout). amp: bfloat16 autocast on CUDA.
@@ -230,6 +233,7 @@ class RunConfig:
     model_overrides: Mapping = field(default_factory=dict)
     data_dir: str | None = None
     source: str | None = None
+    data_conventions: str | None = None
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
@@ -318,6 +322,12 @@ class RunConfig:
             raise SettingError(str(error)) from None
         resolve("data_dir", data_dir)
         resolve("source", source)
+        try:
+            resolve("data_conventions", resolve_conventions(task, self.data_conventions))
+        except ValueError as error:
+            raise SettingError(f"--data-conventions: {error}", name="data_conventions",
+                               problem=f"is not one the task reads ({', '.join(task.conventions) or 'none'})",
+                               value=self.data_conventions) from None
         run_dir = self.run_dir or f"runs/{self.task}-{self.model}-{time.strftime('%Y%m%d-%H%M%S')}"
         resolve("run_dir", str(Path(run_dir).expanduser().resolve()))
         device = pick_device(self.device)
@@ -372,12 +382,16 @@ class RunConfig:
         stored = read_document(path, kind_key="format", kind=RUN_FORMAT, version_key="version", version=RUN_VERSION,
                                what=f"a spikessm run's {CONFIG_NAME}", error=SettingError)
         version = stored["version"]
-        # Format 1 kept the thread count in last.pt only: such a run takes this machine's default.
-        required = [name for name in (*RUN_FIELDS, "model_config") if name != "threads" or version >= 2]
+        # Format 1 kept the thread count in last.pt only (such a run takes this machine's default) and read its
+        # data by spikessm 0.1's rules.
+        added_in_2 = ("threads", "data_conventions")
+        required = [name for name in (*RUN_FIELDS, "model_config") if name not in added_in_2 or version >= 2]
         missing = [name for name in required if name not in stored]
         if missing:
             raise SettingError(f"{path} lacks the settings {', '.join(missing)}")
         settings = {name: stored.get(name) for name in RUN_FIELDS}
+        if version < 2 and TASKS.get(settings["task"]) is not None and TASKS[settings["task"]].conventions:
+            settings["data_conventions"] = LEGACY_CONVENTIONS
         if not isinstance(stored["model_config"], dict):
             raise SettingError(f"{path}: model_config must be a mapping of model settings, got "
                                f"{stored['model_config']!r}")

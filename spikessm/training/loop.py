@@ -113,10 +113,10 @@ class Trainer:
         config = self.config
         task = TASKS[config.task]
         if self.dist.main:
-            data = load_task(task, config.data_dir, config.source)
+            data = load_task(task, config.data_dir, config.source, config.data_conventions)
         self.dist.barrier()
         if not self.dist.main:
-            data = load_task(task, config.data_dir, config.source)
+            data = load_task(task, config.data_dir, config.source, config.data_conventions)
         self.train_set = data.train
         if config.limit_train is not None:
             if config.limit_train > len(data.train):

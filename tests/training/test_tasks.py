@@ -135,3 +135,28 @@ def test_same_command_same_numbers_whatever_the_load(tiny_data, tmp_path, monkey
     assert metrics(runs[0]) == metrics(runs[1]) and len(metrics(runs[0])) == 4
     assert config.RunConfig.resume(runs[0]).threads == 2
     assert config.RunConfig.resume(runs[0], run_options={"threads": 1}).threads == 1
+
+
+def test_runs_record_their_input_conventions(tiny_data, tmp_path):
+    from spikessm.training import RunConfig, SettingError
+
+    run = tmp_path / "run"
+    assert main(run_args(tiny_data, run, "--max-steps", "1", "--data-conventions", "spikessm-0.1")) == 0
+    path = run / "config.json"
+    stored = json.loads(path.read_text())
+    assert stored["data_conventions"] == "spikessm-0.1"
+    assert stored["model_config"] and RunConfig.resume(run).data_conventions == "spikessm-0.1"
+    with pytest.raises(SystemExit) as error:
+        main(run_args(tiny_data, run, "--resume", "--data-conventions", "s4"))
+    assert error.value.code == (f"spikessm train: error: --resume: the command line contradicts the run in {path}: "
+                                "--data-conventions s4 (run: spikessm-0.1); leave these options out to resume the "
+                                "run as it is")
+    # A run directory from before runs recorded their conventions was read by spikessm 0.1's rules.
+    del stored["data_conventions"], stored["threads"]
+    path.write_text(json.dumps({**stored, "version": 1}))
+    assert RunConfig.resume(run).data_conventions == "spikessm-0.1"
+    assert RunConfig(task="tiny-listops").data_conventions == "s4"
+    assert RunConfig(task="shd", data_dir=str(tmp_path)).data_conventions is None
+    with pytest.raises(SettingError) as refused:
+        RunConfig(task="shd", data_dir=str(tmp_path), data_conventions="s4")
+    assert str(refused.value) == "--data-conventions: task 'shd' takes no input conventions, got 's4'"
