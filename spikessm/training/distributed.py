@@ -22,6 +22,7 @@ class Distributed:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # setup() joined the process group, so close() leaves it
 
     @property
     def main(self) -> bool:
@@ -34,6 +35,12 @@ class Distributed:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
+
+    def close(self) -> None:
+        """Leaves the process group that setup() joined. A process that exits while it is still in a gloo group
+        can abort at exit (its communication threads are destroyed while running)."""
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
 
     def agree_to_stop(self, reason: str | None, device: torch.device) -> str | None:
         """Every process stops at the same step: the reason of the process that has the most pressing one (a
@@ -54,9 +61,10 @@ def setup(device: torch.device) -> Distributed:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Distributed()
-    if not dist.is_initialized():
+    owns_group = not dist.is_initialized()
+    if owns_group:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), owns_group)
 
 
 def epoch_batches(n: int, batch_size: int, *, seed: int, epoch: int, rank: int = 0, world_size: int = 1,

@@ -213,6 +213,7 @@ class Trainer:
             for callback in self.callbacks:
                 callback.on_fit_end(self)
             self.run.close()
+            self.dist.close()  # training's collectives are over: the evaluation below runs on the main process
         if not self.dist.main:
             return {}
         if reason is not None:
