@@ -157,7 +157,7 @@ def check_surrogate(owner: str, surrogate: str, alpha, *, alpha_name: str = "alp
 
 
 def check_neuron_settings(owner: str, *, beta, threshold, reset, surrogate, alpha, detach_reset,
-                  names: dict[str, str] | None = None) -> float:
+                          names: dict[str, str] | None = None) -> float:
     """The settings of LIF neurons (as lif takes them); returns alpha (the surrogate's default when None). names
     maps an argument to the owner's name for it (ModelConfig: "beta" -> "lif_beta", ...)."""
     def name(argument: str) -> str:
