@@ -17,6 +17,7 @@ epoch end and when a signal stops the run.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import random
@@ -213,7 +214,11 @@ class Trainer:
             for callback in self.callbacks:
                 callback.on_fit_end(self)
             self.run.close()
-            self.dist.close()  # training's collectives are over: the evaluation below runs on the main process
+            # Training's collectives are over (the evaluation below runs on the main process): the DDP wrapper,
+            # which holds the process group, goes first, so that leaving the group frees it and its threads.
+            self.train_model = self.model
+            gc.collect()
+            self.dist.close()
         if not self.dist.main:
             return {}
         if reason is not None:
