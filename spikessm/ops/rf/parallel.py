@@ -1,0 +1,27 @@
+"""rf's "parallel" algorithm: PRF's parallel training (Huang et al. 2024, arXiv 2410.03530), for neurons whose
+spikes never act on their membrane (reset "none", a fixed threshold).
+
+Then the membrane is the linear complex recurrence z_t = lam z_{t-1} + x_t of every branch, which diag_scan
+computes in parallel over time (its chunked scan, on either backend), and the spikes are a pointwise threshold
+on the soma's sum: s_t = H(sum_k w_k Re z_t[k] - threshold). It computes the same function as the sequential
+walk, to rounding, and its gradients come from autograd through diag_scan's backward and the surrogate spike.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..diag_scan import diag_scan
+from ..spike import spike
+from .torch_recurrence import soma
+
+
+def rf_parallel(x, lam, weight, threshold, h0, *, surrogate: str, alpha: float, backend: str):
+    """x (B, L, H) real; lam (H, K) complex; weight (H, K) or None; threshold (H,); h0 (B, H, K) or None ->
+    spikes (B, L, H) in x's dtype and the final membrane (B, H, K). Differentiable."""
+    B, L, H = x.shape
+    K = lam.shape[1]
+    drive = x.to(lam.real.dtype)[..., None].expand(B, L, H, K).reshape(B, L, H * K).to(lam.dtype)
+    z, final = diag_scan(lam.reshape(H * K), drive, h0.reshape(B, H * K) if h0 is not None else None,
+                         backend=backend)
+    m = soma(z.view(B, L, H, K), weight)
+    return spike(m - threshold, surrogate=surrogate, alpha=alpha).to(x.dtype), final.view(B, H, K)
