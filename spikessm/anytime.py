@@ -15,7 +15,7 @@ gives it for every t in one parallel pass, exactly as streaming with `step()` wo
 - Accuracy after k steps, for every k up to the longest example: an example shorter than k has ended, and its
   answer is its final one (what a stream shows once its input stops); `running[k-1]` counts the examples still
   arriving at step k.
-- Firing rates over time, per spiking readout (each SSMBlock whose readout is a Heaviside or LIF neuron): the
+- Firing rates over time, per spiking readout (each SSMBlock whose readout is a Heaviside, LIF or RF neuron): the
   readout's spikes are the block's mixing-layer input, read with a forward pre-hook on that layer during the
   same per-step pass (this also covers blocks that fuse the S4D and its LIF neurons into one op, where the
   readout module itself is never called). Only steps before each example's end count. `rates_by_step[name][k-1]`
@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from . import atomic
-from .layers import LIF, Heaviside
+from .layers import LIF, RF, Heaviside
 
 DEFAULT_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 WEIGHTINGS = ("linear", "uniform")
@@ -159,15 +159,17 @@ def format_rate(rate: float | None) -> str:
 
 def spiking_readouts(model: nn.Module) -> dict[str, nn.Module]:
     """{name of the spiking layer: the module whose input is its spikes} for every block of `model` whose SSM
-    layer ends in LIF neurons (named `<block>.ssm.neurons`) or whose readout is a Heaviside or LIF spike
-    (`<block>.readout`). The module is the block's mixing layer, which receives the spikes also when the SSM
-    layer runs its neurons fused into its own op and never calls them."""
+    layer ends in LIF or RF neurons (named `<block>.ssm.neurons`), is RF neurons (`<block>.ssm`), or whose
+    readout is a Heaviside or LIF spike (`<block>.readout`). The module is the block's mixing layer, which
+    receives the spikes also when the SSM layer runs its neurons fused into its own op and never calls them."""
     out = {}
     for name, module in model.named_modules():
         ssm, readout, mixing = (getattr(module, key, None) for key in ("ssm", "readout", "mixing"))
         if not isinstance(mixing, nn.Module):
             continue
-        if isinstance(getattr(ssm, "neurons", None), LIF):
+        if isinstance(ssm, RF):  # RF neurons as the block's whole SSM layer
+            out[f"{name}.ssm"] = mixing
+        elif isinstance(getattr(ssm, "neurons", None), (LIF, RF)):
             out[f"{name}.ssm.neurons"] = mixing
         elif isinstance(readout, (Heaviside, LIF)):
             out[f"{name}.readout"] = mixing

@@ -8,7 +8,6 @@ walk, to rounding, and its gradients come from autograd through diag_scan's back
 """
 from __future__ import annotations
 
-import torch
 
 from ..diag_scan import diag_scan
 from ..spike import spike
