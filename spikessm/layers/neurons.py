@@ -152,7 +152,7 @@ class LIF(nn.Module):
 
 
 RF_FREQUENCY_INITS = ("uniform", "hippo")
-RF_INPUT_SCALES = ("dt", "none")
+RF_INPUT_SCALES = ("none", "dt")
 
 
 def check_rf_settings(owner: str, *, branches, decay, frequency_init, input_scale, threshold, reset, dt_min,
@@ -183,8 +183,11 @@ class RF(nn.Module):
         s_t = H(m_t - th_t) with the soma m_t = mean over the branches of Re z_t, th_t the (adaptive) threshold
 
     The papers' parameterisation: decay a > 0 (a = exp(log_decay)), frequency omega (rad per unit of time) and
-    step dt = exp(log_dt), each per (channel, branch). The input gain g = dt ("dt": PRF's code multiplies its
-    input by dt, and S5-RF's spike discretisation B_bar = step x B amounts to the same) or 1 ("none").
+    step dt = exp(log_dt), each per (channel, branch). The input gain g is 1 ("none", the default: S5-RF's
+    discretisation for spikes, B_bar = eta B, with the input layer's own gain in front) or dt ("dt": PRF's code,
+    which multiplies its input by dt behind a learned linear layer). spikessm's blocks have no learned layer
+    between their norm and the neurons, and with g = dt the neurons of every RF preset stay silent there
+    (measured on tiny ListOps, docs/performance.md), hence the default.
     Initialisation: a = decay (0.5: PRF's tau = 2, S5-RF's real part -1/2); dt log-uniform in [dt_min, dt_max]
     (PRF's range); omega "uniform" in (0, max_frequency) (PRF: 2 pi U(0, 1)), split into one band per branch
     (D-RF's frequency bands: branch k in [k, k + 1) max_frequency / branches, our choice), or "hippo": the
@@ -195,7 +198,7 @@ class RF(nn.Module):
         d_model: channels H (one neuron each).
         branches: K dendritic branches per neuron (D-RF); 1 is a plain RF neuron.
         decay, frequency_init, max_frequency, dt_min, dt_max: the initialisation above.
-        input_scale: "dt" or "none", the input gain g above.
+        input_scale: "none" or "dt", the input gain g above.
         threshold: firing threshold (> 0 when learned); reset, surrogate, alpha, detach_reset: as in
             spikessm.ops.rf ("subtract" needs one branch). Default reset "none": PRF's decoupled reset.
         adaptive: D-RF's adaptive soma threshold, th_t = threshold + adapt_scale a_{t-1} with the spike trace
@@ -217,7 +220,7 @@ class RF(nn.Module):
 
     def __init__(self, d_model: int, *, branches: int = 1, decay: float = 0.5, frequency_init: str = "uniform",
                  max_frequency: float = 2 * math.pi, dt_min: float = 1e-3, dt_max: float = 1e-1,
-                 input_scale: str = "dt", threshold: float = 1.0, reset: str = "none", surrogate: str = "atan",
+                 input_scale: str = "none", threshold: float = 1.0, reset: str = "none", surrogate: str = "atan",
                  alpha: float | None = None, adaptive: bool = False, adapt_decay: float = 0.9,
                  adapt_scale: float = 1.0, learn_decay: bool = False, learn_frequency: bool = True,
                  learn_dt: bool = True, learn_threshold: bool = False, detach_reset: bool = False,

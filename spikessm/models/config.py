@@ -76,7 +76,7 @@ class ModelConfig:
     rf_frequency_init: str = "uniform"
     rf_dt_min: float = 1e-3
     rf_dt_max: float = 1e-1
-    rf_input_scale: str = "dt"
+    rf_input_scale: str = "none"
     rf_threshold: float = 1.0
     rf_reset: str = "none"
     rf_adaptive: bool = False

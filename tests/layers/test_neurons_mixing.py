@@ -93,7 +93,7 @@ def test_lif_boolean_options_take_booleans(name):
 def test_rf_module_is_the_op():
     """One branch: lam = exp((-a + i omega) dt) and the input times dt, then spikessm.ops.rf."""
     torch.manual_seed(1)
-    neuron = RF(3, reset="subtract", surrogate="triangle", threshold=0.01, dtype=torch.float64)
+    neuron = RF(3, reset="subtract", surrogate="triangle", threshold=0.01, input_scale="dt", dtype=torch.float64)
     x = torch.randn(2, 15, 3, dtype=torch.float64)
     spikes, state = neuron(x, return_state=True)
     dt, a = torch.exp(neuron.log_dt[:, 0]), torch.exp(neuron.log_decay[:, 0])
@@ -113,7 +113,7 @@ def test_rf_branches_are_the_dendritic_sum():
     what the layer computes by putting the gains on the soma's weights."""
     torch.manual_seed(2)
     K = 3
-    neuron = RF(4, branches=K, reset="zero", adaptive=True, threshold=0.02, dtype=torch.float64)
+    neuron = RF(4, branches=K, reset="zero", adaptive=True, threshold=0.02, input_scale="dt", dtype=torch.float64)
     x = torch.randn(2, 30, 4, dtype=torch.float64)
     spikes, state = neuron(x, return_state=True)
     dt = torch.exp(neuron.log_dt)
@@ -165,17 +165,18 @@ def test_rf_learnable_parameters_get_gradients():
 
 def test_rf_op_counts_and_state():
     x = torch.randn(2, 7, 5)
-    one, many = RF(5), RF(5, branches=3, reset="zero", adaptive=True)
+    one, many = RF(5, input_scale="dt"), RF(5, branches=3, reset="zero", adaptive=True)
     assert one.op_counts(x, one(x))[""].macs == 5 * (4 + 1)  # lam z + x, the input gain
+    assert RF(5).op_counts(x, one(x))[""].macs == 5 * 4
     assert many.op_counts(x, many(x))[""].macs == 5 * (4 * 3 + 3 + 2)  # branches, the soma's sum, the threshold
     state = many.init_state(2)
     assert isinstance(state, RFState) and state.membrane.shape == (2, 5, 3) and state.trace.shape == (2, 5)
     assert one.init_state(2, dtype=torch.float64).membrane.dtype == torch.complex128 and one.init_state(2).trace is None
 
 
-def test_rf_without_frequency_and_input_scale_is_the_reference():
-    """input_scale "none": x enters as it is (spikessm.ops.rf's own convention)."""
-    neuron = RF(2, input_scale="none", learn_frequency=False, dtype=torch.float64)
+def test_rf_input_as_it_is_is_the_reference():
+    """input_scale "none" (the default): x enters as it is (spikessm.ops.rf's own convention)."""
+    neuron = RF(2, learn_frequency=False, dtype=torch.float64)
     x = torch.randn(1, 12, 2, dtype=torch.float64)
     lam, _ = neuron.discretized()
     spikes_r, _, _ = rf_loop(x, lam[:, 0], 1.0, reset="none")
