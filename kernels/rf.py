@@ -337,9 +337,8 @@ def from_planes(p: torch.Tensor) -> torch.Tensor:
 
 
 def rf_fwd(x, lam, weight, threshold, rho, kappa, h0, a0, reset: str, store: bool):
-    """Same arguments as spikessm/ops/rf/torch_recurrence.py's rf_fwd (x (B, L, H) contiguous, lam (H, K)
-    complex, the others in the real state dtype) and the same results, but zeta comes as (B, L, 2, H, K) real
-    planes, and zeta and a_prev are empty tensors unless store."""
+    """Same arguments and results as spikessm/ops/rf/torch_recurrence.py's rf_fwd (x (B, L, H) contiguous, lam
+    (H, K) complex, the others in the real state dtype), but zeta and a_prev are empty tensors unless store."""
     B, L, H = x.shape
     K = lam.shape[1]
     real = lam.real.dtype
@@ -364,8 +363,7 @@ def rf_fwd(x, lam, weight, threshold, rho, kappa, h0, a0, reset: str, store: boo
 
 def rf_bwd(lam, weight, threshold, rho, kappa, h0, a0, zeta, a_prev, spikes, g_spikes, g_z, g_a, reset: str,
            surrogate: str, alpha: float, detach_reset: bool, x_dtype: torch.dtype):
-    """Same arguments and results as torch_recurrence.rf_bwd, with zeta the (B, L, 2, H, K) planes rf_fwd
-    stored. spikes and g_spikes (B, L, H) contiguous."""
+    """Same arguments and results as torch_recurrence.rf_bwd; spikes and g_spikes (B, L, H) contiguous."""
     B, L, _, H, K = zeta.shape
     real = lam.real.dtype
     block_h, block_k, warps = launch_config(H, K)

@@ -22,5 +22,5 @@ def rf_parallel(x, lam, weight, threshold, h0, *, surrogate: str, alpha: float, 
     drive = x.to(lam.real.dtype)[..., None].expand(B, L, H, K).reshape(B, L, H * K).to(lam.dtype)
     z, final = diag_scan(lam.reshape(H * K), drive, h0.reshape(B, H * K) if h0 is not None else None,
                          backend=backend)
-    m = soma(z.view(B, L, H, K), weight)
+    m = soma(z.view(B, L, H, K).real, weight)
     return spike(m - threshold, surrogate=surrogate, alpha=alpha).to(x.dtype), final.view(B, H, K)

@@ -7,8 +7,10 @@ in the real state dtype; rho and kappa None without adaptation.
 Forward, per step (zeta: the membrane before the reset; a: the adaptive threshold's spike trace):
     zeta_t = lam z_{t-1} + x_t;   m_t = sum_k w_k Re zeta_t[k];   th_t = threshold + kappa a_{t-1}
     s_t = H(m_t - th_t);          a_t = rho a_{t-1} + s_t;        z_t = R(zeta_t, s_t, th_t)
-with R: subtract Re zeta - th s (one branch), zero zeta (1 - s), none zeta. zeta and a_{t-1} are saved for the
-backward (the spikes are the forward's output, which the backward reads back).
+with R: subtract Re zeta - th s (one branch), zero zeta (1 - s), none zeta. zeta (as real and imaginary planes,
+(B, L, 2, H, K), the Triton kernel's layout) and a_{t-1} are saved for the backward (the spikes are the forward's
+output, which the backward reads back). Everything runs on contiguous real planes: on a CPU, complex ops and
+strided writes into interleaved complex storage cost several times more per element than real ones.
 
 Backward. With complex gradients G = dLoss/dRe + i dLoss/dIm (PyTorch's convention) and Gz_t, Ga_t the
 gradients of z_t and a_t, a reverse walk gives per step
@@ -36,140 +38,180 @@ def state_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def soma(zeta: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-    """m = sum_k w_k Re zeta[..., k]: (..., H, K) complex -> (..., H) real (w = 1 when weight is None)."""
+def soma(zr: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """m = sum_k w_k zr[..., k]: the real parts (..., H, K) -> (..., H) (w = 1 when weight is None)."""
     if weight is None:
-        return zeta.real.sum(-1) if zeta.shape[-1] > 1 else zeta.real[..., 0]
-    return (zeta.real * weight).sum(-1)
+        return zr.sum(-1) if zr.shape[-1] > 1 else zr[..., 0]
+    return (zr * weight).sum(-1)
 
 
-def post_reset(zeta: torch.Tensor, s: torch.Tensor, th: torch.Tensor, reset: str) -> torch.Tensor:
-    """The membrane after the reset: zeta (..., H, K) complex, s (..., H) spikes (0/1 floats), th (..., H) the
-    threshold that fired. The one PyTorch statement of rf's reset rule (subtract is for one branch only)."""
+def post_reset(zr: torch.Tensor, zi: torch.Tensor, s: torch.Tensor, th: torch.Tensor, reset: str):
+    """The membrane after the reset, as (real, imaginary) planes (..., H, K): s (..., H) the spikes (0/1 floats),
+    th (..., H) or (H,) the threshold that fired. The one PyTorch statement of rf's reset rule (subtract is for one
+    branch only)."""
     if reset == "subtract":
-        return torch.complex(zeta.real - (s * th)[..., None], zeta.imag)
+        return zr - (s * th)[..., None], zi
     if reset == "zero":  # masked_fill rather than zeta (1 - s): an infinite zeta would become NaN
-        return zeta.masked_fill((s != 0)[..., None], 0)
-    return zeta
+        fired = (s != 0)[..., None]
+        return zr.masked_fill(fired, 0), zi.masked_fill(fired, 0)
+    return zr, zi
 
 
 def rf_fwd(x, lam, weight, threshold, rho, kappa, h0, a0, reset: str):
     """x: (B, L, H); lam (H, K) complex; weight (H, K) or None; threshold (H,); rho, kappa (H,) or None; h0
     (B, H, K) complex or None; a0 (B, H) or None.
 
-    Returns spikes (B, L, H) in x's dtype; zeta (B, L, H, K) complex, the membranes before each reset; a_prev
-    (B, L, H), the trace each step's threshold read (an empty tensor without adaptation); the final membrane
-    (B, H, K) and the final trace (B, H) (empty without adaptation)."""
+    Returns spikes (B, L, H) in x's dtype; zeta (B, L, 2, H, K), the (re, im) planes of the membranes before each
+    reset; a_prev (B, L, H), the trace each step's threshold read (an empty tensor without adaptation); the final
+    membrane (B, H, K) complex and the final trace (B, H) (empty without adaptation)."""
     real = lam.real.dtype
     B, L, H = x.shape
     K = lam.shape[1]
     adaptive = rho is not None
-    z = h0 if h0 is not None else torch.zeros(B, H, K, dtype=lam.dtype, device=x.device)
+    lr, li = lam.real.contiguous(), lam.imag.contiguous()
+    zr = h0.real.clone() if h0 is not None else x.new_zeros(B, H, K, dtype=real)
+    zi = h0.imag.clone() if h0 is not None else x.new_zeros(B, H, K, dtype=real)
     # Steps write B rows a whole (L, H) plane apart: zeroed in order first, as lif's forward does (page faults).
-    zeta_all = torch.zeros(B, L, H, K, dtype=lam.dtype, device=x.device)
+    zeta = torch.zeros(B, L, 2, H, K, dtype=real, device=x.device)
+    re_steps, im_steps = zeta[:, :, 0].unbind(1), zeta[:, :, 1].unbind(1)
     spikes = torch.zeros(B, L, H, dtype=x.dtype, device=x.device)
+    spike_steps = spikes.unbind(1)
+    direct = x.dtype == real  # the spikes can be written where they belong and read back as 0/1 floats
     a = (a0.to(real) if a0 is not None else x.new_zeros(B, H, dtype=real)) if adaptive else None
     a_prev = torch.zeros(B, L, H, dtype=real, device=x.device) if adaptive else x.new_empty(0, dtype=real)
-    x_steps = x.to(real).unbind(1)
+    x_steps = x.to(real)[..., None].unbind(1)
     s = torch.empty(B, H, dtype=real, device=x.device)
     for t in range(L):
-        zeta = torch.mul(lam, z, out=zeta_all[:, t])
-        torch.view_as_real(zeta)[..., 0].add_(x_steps[t][..., None])
-        m = soma(zeta, weight)
+        nr, ni = re_steps[t], im_steps[t]
+        torch.addcmul(x_steps[t], lr, zr, out=nr).addcmul_(li, zi, value=-1)
+        torch.mul(lr, zi, out=ni).addcmul_(li, zr)
+        m = soma(nr, weight)
         if adaptive:
             a_prev[:, t] = a
             th = torch.addcmul(threshold, kappa, a)
         else:
             th = threshold
-        torch.gt(m, th, out=s)
-        spikes[:, t] = s
+        if direct:
+            s = torch.gt(m, th, out=spike_steps[t])
+        else:
+            spike_steps[t].copy_(torch.gt(m, th, out=s))
         if adaptive:
             a = torch.addcmul(s, rho, a)
-        z = post_reset(zeta, s, th, reset)
-    return spikes, zeta_all, a_prev, z.clone(), (a if adaptive else x.new_empty(0, dtype=real))
+        zr, zi = post_reset(nr, ni, s, th, reset)
+    return spikes, zeta, a_prev, torch.complex(zr, zi), (a if adaptive else x.new_empty(0, dtype=real))
 
 
 def _thresholds(threshold, kappa, a_prev):
     return threshold if kappa is None else torch.addcmul(threshold, kappa, a_prev)
 
 
-def rf_bwd(lam, weight, threshold, rho, kappa, h0, a0, zeta_all, a_prev_all, spikes, g_spikes, g_z, g_a,
+def rf_bwd(lam, weight, threshold, rho, kappa, h0, a0, zeta, a_prev_all, spikes, g_spikes, g_z, g_a,
            reset: str, surrogate: str, alpha: float, detach_reset: bool, x_dtype: torch.dtype):
     """Gradients (dx (B, L, H) in x_dtype, dlam (H, K), dweight (H, K) or None, dthreshold (H,), drho and dkappa
-    (H,) or None, dh0 (B, H, K) or None, da0 (B, H) or None) from the forward's saved zeta, a_prev and spikes,
-    the spikes' gradient and the final state's (g_z (B, H, K) complex, g_a (B, H); either may be None)."""
+    (H,) or None, dh0 (B, H, K) or None, da0 (B, H) or None) from the forward's saved zeta planes, a_prev and
+    spikes, the spikes' gradient and the final state's (g_z (B, H, K) complex, g_a (B, H); either may be None).
+
+    Per slice, everything that does not depend on the carried gradients is computed for all its steps at once
+    (the surrogate sigma, c = sigma gs, the reset's coefficients on Gz); the walk then costs about seven small
+    real ops per step. The parameters' gradients are summed per (batch, position in the slice) and reduced once
+    at the end (a reduction per slice costs more than the slice's arithmetic), and the threshold's gradient per
+    step is rebuilt after each slice from what the walk stored, unless the adaptive threshold needs it during
+    the walk."""
     real = lam.real.dtype
-    B, L, H, K = zeta_all.shape
+    B, L, _, H, K = zeta.shape
+    device = zeta.device
     adaptive = rho is not None
-    dx = torch.empty(B, L, H, dtype=x_dtype, device=zeta_all.device)
-    Gz = g_z.clone() if g_z is not None else zeta_all.new_zeros(B, H, K)
-    Ga = (g_a.to(real).clone() if g_a is not None else zeta_all.new_zeros(B, H, dtype=real)) if adaptive else None
-    lam_conj = lam.conj()
-    dlam = torch.zeros_like(lam)
-    dweight = torch.zeros(H, K, dtype=real, device=lam.device) if weight is not None else None
-    dth = torch.zeros(H, dtype=real, device=lam.device)
-    drho = torch.zeros(H, dtype=real, device=lam.device) if adaptive else None
-    dkappa = torch.zeros(H, dtype=real, device=lam.device) if adaptive else None
-    w = weight[..., :] if weight is not None else None
+    dx = torch.empty(B, L, H, dtype=x_dtype, device=device)
+    Gzr = g_z.real.clone() if g_z is not None else zeta.new_zeros(B, H, K)
+    Gzi = g_z.imag.clone() if g_z is not None else zeta.new_zeros(B, H, K)
+    Ga = (g_a.to(real).clone() if g_a is not None else zeta.new_zeros(B, H)) if adaptive else None
+    lr, li = lam.real.contiguous(), lam.imag.contiguous()
+    w = weight[None] if weight is not None else None  # (1, H, K)
+    subtract = reset == "subtract"  # one branch, no weight
+    zero_term = reset == "zero" and not detach_reset
+    n_max = min(SLICE, L)
+    buffers = zeta.new_empty(4, B, n_max, H, K).unbind(0)  # the slice's Gzeta planes, and dlam's two sums
+    G_re, G_im, sum_lr, sum_li = buffers
+    sum_lr.zero_()
+    sum_li.zero_()
+    sums = zeta.new_zeros(4, B, n_max, H).unbind(0)  # dthreshold, dkappa, drho, and dweight's (K > 1 below)
+    sum_th, sum_kappa, sum_rho, _ = sums
+    sum_w = zeta.new_zeros(B, n_max, H, K) if weight is not None else None
+    G_m = zeta.new_empty(B, n_max, H)
+    G_th = zeta.new_empty(B, n_max, H) if adaptive else None
+    G_a = zeta.new_empty(B, n_max, H) if adaptive else None
     for end in range(L, 0, -SLICE):
         start = max(0, end - SLICE)
         n = end - start
-        zeta = zeta_all[:, start:end]
+        zr, zi = zeta[:, start:end, 0], zeta[:, start:end, 1]
         s = spikes[:, start:end].to(real)
         a_prev = a_prev_all[:, start:end] if adaptive else None
         th = _thresholds(threshold, kappa, a_prev)
-        m = soma(zeta, weight)
-        sigma = derivative_(surrogate, m - th, alpha)
-        gs = g_spikes[:, start:end].to(real)
-        G_zeta = torch.empty(B, n, H, K, dtype=lam.dtype, device=lam.device)
-        G_m = torch.empty(B, n, H, dtype=real, device=lam.device)
-        G_th = torch.empty(B, n, H, dtype=real, device=lam.device)
-        G_a = torch.empty(B, n, H, dtype=real, device=lam.device) if adaptive else None
-        keep = 1 - s if reset == "zero" else None  # dz/dzeta of the zero reset
+        sigma = derivative_(surrogate, soma(zr, weight) - th, alpha)
+        c = g_spikes[:, start:end].to(real) * sigma
+        e = -(th * sigma) if subtract and not detach_reset else None  # dGm / dRe Gz of the subtract reset
+        if zero_term:  # dGm / dGz of the zero reset: -sigma Re zeta, -sigma Im zeta
+            er, ei = -sigma[..., None] * zr, -sigma[..., None] * zi
+        keep = (1 - s)[..., None] if reset == "zero" else None  # dz / dzeta of the zero reset
+        g_re, g_im = G_re[:, :n].unbind(1), G_im[:, :n].unbind(1)
         for j in range(n - 1, -1, -1):
-            Gs = gs[:, j]
+            gm = G_m[:, j]
             if adaptive:
                 G_a[:, j] = Ga
-                Gs = Gs + Ga
-            if reset == "subtract":
-                Gz_re = Gz.real[..., 0]
-                if not detach_reset:
-                    Gs = Gs - (th[:, j] if th.dim() == 3 else th) * Gz_re
-            elif reset == "zero" and not detach_reset:
-                Gs = Gs - (zeta.real[:, j] * Gz.real + zeta.imag[:, j] * Gz.imag).sum(-1)
-            Gm = Gs * sigma[:, j]
-            G_m[:, j] = Gm
-            Gth = -Gm if reset != "subtract" else -Gm - s[:, j] * Gz_re
-            G_th[:, j] = Gth
-            Gzeta = G_zeta[:, j]
-            if keep is not None:
-                torch.mul(Gz, keep[:, j, :, None], out=Gzeta)
+                torch.addcmul(c[:, j], sigma[:, j], Ga, out=gm)
+                if e is not None:
+                    gm.addcmul_(e[:, j], Gzr[..., 0])
+            elif e is not None:
+                torch.addcmul(c[:, j], e[:, j], Gzr[..., 0], out=gm)
             else:
-                Gzeta.copy_(Gz)
-            torch.view_as_real(Gzeta)[..., 0].add_(Gm[..., None] * w if w is not None else Gm[..., None])
-            Gz = lam_conj * Gzeta
+                gm.copy_(c[:, j])
+            if zero_term:
+                gm.add_((er[:, j] * Gzr).addcmul_(ei[:, j], Gzi).sum(-1))
+            gr, gi = g_re[j], g_im[j]
+            drive = gm[..., None] * w if w is not None else gm[..., None]
+            if keep is not None:
+                torch.mul(Gzr, keep[:, j], out=gr).add_(drive)
+                torch.mul(Gzi, keep[:, j], out=gi)
+            else:
+                torch.add(Gzr, drive, out=gr)
+                gi.copy_(Gzi)
             if adaptive:
-                Ga = torch.addcmul(kappa * Gth, rho, Ga)
+                gth = torch.neg(gm, out=G_th[:, j])
+                if subtract:
+                    gth.addcmul_(s[:, j], Gzr[..., 0], value=-1)
+                Ga = torch.addcmul(kappa * gth, rho, Ga)
+            Gzr = torch.mul(gr, lr).addcmul_(gi, li)  # Gz_{t-1} = conj(lam) Gzeta_t
+            Gzi = torch.mul(gi, lr).addcmul_(gr, li, value=-1)
+        gr, gi, gm = G_re[:, :n], G_im[:, :n], G_m[:, :n]
+        if adaptive:
+            gth = G_th[:, :n]
+        else:  # -Gm, and the subtract reset's -s Re Gz_t, with Re Gz_t = Re Gzeta_t - Gm_t for it
+            gth = -gm if not subtract else torch.addcmul(-gm, s, gr[..., 0] - gm, value=-1)
         # the membranes after each step's predecessor reset: the previous slice's last one, or h0, first
         if start > 0:
-            before = zeta_all[:, start - 1:end - 1]
-            s_before = spikes[:, start - 1:end - 1].to(real)
-            th_before = _thresholds(threshold, kappa, a_prev_all[:, start - 1:end - 1] if adaptive else None)
-            z_prev = post_reset(before, s_before, th_before, reset)
+            qr, qi = post_reset(zeta[:, start - 1:end - 1, 0], zeta[:, start - 1:end - 1, 1],
+                                spikes[:, start - 1:end - 1].to(real),
+                                _thresholds(threshold, kappa, a_prev_all[:, start - 1:end - 1] if adaptive else None),
+                                reset)
         else:
-            first = h0[:, None] if h0 is not None else zeta_all.new_zeros(B, 1, H, K)
-            if n > 1:
-                rest = post_reset(zeta[:, :-1], s[:, :-1], th[:, :-1] if th.dim() == 3 else th, reset)
-                z_prev = torch.cat([first, rest], 1)
-            else:
-                z_prev = first
-        dlam += (G_zeta * z_prev.conj()).sum((0, 1))
-        dx[:, start:end] = G_zeta.real.sum(-1)
-        if dweight is not None:
-            dweight += (G_m[..., None] * zeta.real).sum((0, 1))
-        dth += G_th.sum((0, 1))
+            hr = h0.real[:, None] if h0 is not None else zeta.new_zeros(B, 1, H, K)
+            hi = h0.imag[:, None] if h0 is not None else zeta.new_zeros(B, 1, H, K)
+            qr, qi = post_reset(zr[:, :-1], zi[:, :-1], s[:, :-1], th[:, :-1] if th.dim() == 3 else th, reset)
+            qr, qi = torch.cat([hr, qr], 1), torch.cat([hi, qi], 1)
+        # dlam = sum Gzeta conj(z_prev): (gr qr + gi qi) + i (gi qr - gr qi)
+        sum_lr[:, :n].addcmul_(gr, qr).addcmul_(gi, qi)
+        sum_li[:, :n].addcmul_(gi, qr).addcmul_(gr, qi, value=-1)
+        dx[:, start:end] = gr[..., 0] if K == 1 else gr.sum(-1)
+        if sum_w is not None:
+            sum_w[:, :n].addcmul_(gm[..., None], zr)
+        sum_th[:, :n].add_(gth)
         if adaptive:
-            dkappa += (G_th * a_prev).sum((0, 1))
-            drho += (G_a * a_prev).sum((0, 1))
-    return (dx, dlam, dweight, dth, drho, dkappa, Gz if h0 is not None else None,
+            sum_kappa[:, :n].addcmul_(gth, a_prev)
+            sum_rho[:, :n].addcmul_(G_a[:, :n], a_prev)
+    dlam = torch.complex(sum_lr.sum((0, 1)), sum_li.sum((0, 1)))
+    dweight = sum_w.sum((0, 1)) if sum_w is not None else None
+    drho = sum_rho.sum((0, 1)) if adaptive else None
+    dkappa = sum_kappa.sum((0, 1)) if adaptive else None
+    dh0 = torch.complex(Gzr, Gzi) if h0 is not None else None
+    return (dx, dlam, dweight, sum_th.sum((0, 1)), drho, dkappa, dh0,
             Ga if adaptive and a0 is not None else None)
