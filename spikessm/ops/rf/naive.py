@@ -17,7 +17,7 @@ def rf_loop(
     threshold,
     *,
     weight: torch.Tensor | None = None,
-    reset: str = "none",
+    reset: str = "subtract",
     surrogate: str = "atan",
     alpha: float = 2.0,
     initial_state: torch.Tensor | None = None,

@@ -73,6 +73,7 @@ def rf_fwd(x, lam, weight, threshold, rho, kappa, h0, a0, reset: str):
     zi = h0.imag.clone() if h0 is not None else x.new_zeros(B, H, K, dtype=real)
     # Steps write B rows a whole (L, H) plane apart: zeroed in order first, as lif's forward does (page faults).
     zeta = torch.zeros(B, L, 2, H, K, dtype=real, device=x.device)
+    steps = zeta.unbind(1)  # (B, 2, H, K) each: a step's planes
     re_steps, im_steps = zeta[:, :, 0].unbind(1), zeta[:, :, 1].unbind(1)
     spikes = torch.zeros(B, L, H, dtype=x.dtype, device=x.device)
     spike_steps = spikes.unbind(1)
@@ -97,7 +98,10 @@ def rf_fwd(x, lam, weight, threshold, rho, kappa, h0, a0, reset: str):
             spike_steps[t].copy_(torch.gt(m, th, out=s))
         if adaptive:
             a = torch.addcmul(s, rho, a)
-        zr, zi = post_reset(nr, ni, s, th, reset)
+        if reset == "zero":  # both planes in one op (post_reset's rule)
+            zr, zi = steps[t].masked_fill((s != 0)[:, None, :, None], 0).unbind(1)
+        else:
+            zr, zi = post_reset(nr, ni, s, th, reset)
     return spikes, zeta, a_prev, torch.complex(zr, zi), (a if adaptive else x.new_empty(0, dtype=real))
 
 
