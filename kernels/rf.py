@@ -56,6 +56,33 @@ def _load_planes(ptr, base, i, L, HK, hk, mask_hk):
 
 
 @triton.jit
+def _load_neurons(lam_ptr, w_ptr, th_ptr, rho_ptr, kappa_ptr, H, K, HAS_W: tl.constexpr, ADAPT: tl.constexpr,
+                  BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr):
+    """The program's neurons (block program_id(0)) and their parameters: offsets and masks of the (BLOCK_H,)
+    neurons and (BLOCK_H, BLOCK_K) branches, lam's planes, the soma's weights (1 without HAS_W; 0 on padded
+    branches, which so add nothing), the threshold, and rho and kappa (zeros without ADAPT)."""
+    acc_dtype = lam_ptr.dtype.element_ty
+    offs_h = tl.program_id(0) * BLOCK_H + tl.arange(0, BLOCK_H)
+    offs_k = tl.arange(0, BLOCK_K)
+    mask_h = offs_h < H
+    mask_hk = mask_h[:, None] & (offs_k[None, :] < K)
+    hk = offs_h[:, None] * K + offs_k[None, :]
+    lr = tl.load(lam_ptr + hk, mask=mask_hk, other=0.0)
+    li = tl.load(lam_ptr + H * K + hk, mask=mask_hk, other=0.0)
+    if HAS_W:
+        w = tl.load(w_ptr + hk, mask=mask_hk, other=0.0)
+    else:
+        w = tl.where(mask_hk, 1.0, 0.0).to(acc_dtype)
+    th = tl.load(th_ptr + offs_h, mask=mask_h, other=0.0)
+    rho = tl.zeros([BLOCK_H], dtype=acc_dtype)
+    kappa = rho
+    if ADAPT:
+        rho = tl.load(rho_ptr + offs_h, mask=mask_h, other=0.0)
+        kappa = tl.load(kappa_ptr + offs_h, mask=mask_h, other=0.0)
+    return offs_h, mask_h, mask_hk, hk, lr, li, w, th, rho, kappa
+
+
+@triton.jit
 def _reset(zr, zi, spiked, th, RESET: tl.constexpr):
     """The membrane after the reset: zr, zi (BLOCK_H, BLOCK_K) planes, spiked (BLOCK_H,) bool, th the threshold
     that fired."""
@@ -77,22 +104,11 @@ def rf_fwd_kernel(
 ):
     """Spikes (B, L, H); with STORE zeta (B, L, 2, H, K) and (ADAPT) a_prev (B, L, H); final zT (B, 2, H, K) and
     (ADAPT) aT (B, H)."""
-    pid_h = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     acc_dtype = lam_ptr.dtype.element_ty
-    offs_h = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
-    offs_k = tl.arange(0, BLOCK_K)
-    mask_h = offs_h < H
-    mask_hk = mask_h[:, None] & (offs_k[None, :] < K)
-    hk = offs_h[:, None] * K + offs_k[None, :]
+    offs_h, mask_h, mask_hk, hk, lr, li, w, th, rho, kappa = _load_neurons(
+        lam_ptr, w_ptr, th_ptr, rho_ptr, kappa_ptr, H, K, HAS_W, ADAPT, BLOCK_H, BLOCK_K)
     HK = H * K
-    lr = tl.load(lam_ptr + hk, mask=mask_hk, other=0.0)
-    li = tl.load(lam_ptr + HK + hk, mask=mask_hk, other=0.0)
-    if HAS_W:
-        w = tl.load(w_ptr + hk, mask=mask_hk, other=0.0)
-    else:
-        w = tl.where(mask_hk, 1.0, 0.0).to(acc_dtype)
-    th = tl.load(th_ptr + offs_h, mask=mask_h, other=0.0)
     state = pid_b * 2 * HK + hk
     zr = tl.zeros([BLOCK_H, BLOCK_K], dtype=acc_dtype)
     zi = tl.zeros([BLOCK_H, BLOCK_K], dtype=acc_dtype)
@@ -100,11 +116,7 @@ def rf_fwd_kernel(
         zr = tl.load(h0_ptr + state, mask=mask_hk, other=0.0)
         zi = tl.load(h0_ptr + HK + state, mask=mask_hk, other=0.0)
     a = tl.zeros([BLOCK_H], dtype=acc_dtype)
-    rho = a
-    kappa = a
     if ADAPT:
-        rho = tl.load(rho_ptr + offs_h, mask=mask_h, other=0.0)
-        kappa = tl.load(kappa_ptr + offs_h, mask=mask_h, other=0.0)
         if HAS_A0:
             a = tl.load(a0_ptr + pid_b * H + offs_h, mask=mask_h, other=0.0)
 
@@ -165,30 +177,14 @@ def rf_bwd_kernel(
     """Reverse walk of the adjoint. Writes dx (B, L, H) and, per batch element, the partial sums dlam
     (B, 2, H, K), dw (B, H, K), dthreshold, drho, dkappa (B, H); dh0 (B, 2, H, K) and da0 (B, H) when the
     initial state had them. gz (B, 2, H, K) and ga (B, H): the final state's gradients (zeros when absent)."""
-    pid_h = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     acc_dtype = lam_ptr.dtype.element_ty
     alpha = tl.load(alpha_ptr)
-    offs_h = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
-    offs_k = tl.arange(0, BLOCK_K)
-    mask_h = offs_h < H
-    mask_hk = mask_h[:, None] & (offs_k[None, :] < K)
-    hk = offs_h[:, None] * K + offs_k[None, :]
+    offs_h, mask_h, mask_hk, hk, lr, li, w, th, rho, kappa = _load_neurons(
+        lam_ptr, w_ptr, th_ptr, rho_ptr, kappa_ptr, H, K, HAS_W, ADAPT, BLOCK_H, BLOCK_K)
     HK = H * K
-    lr = tl.load(lam_ptr + hk, mask=mask_hk, other=0.0)
-    li = tl.load(lam_ptr + HK + hk, mask=mask_hk, other=0.0)
-    if HAS_W:
-        w = tl.load(w_ptr + hk, mask=mask_hk, other=0.0)
-    else:
-        w = tl.where(mask_hk, 1.0, 0.0).to(acc_dtype)
-    th = tl.load(th_ptr + offs_h, mask=mask_h, other=0.0)
     zero_h = tl.zeros([BLOCK_H], dtype=acc_dtype)
     zero_hk = tl.zeros([BLOCK_H, BLOCK_K], dtype=acc_dtype)
-    rho = zero_h
-    kappa = zero_h
-    if ADAPT:
-        rho = tl.load(rho_ptr + offs_h, mask=mask_h, other=0.0)
-        kappa = tl.load(kappa_ptr + offs_h, mask=mask_h, other=0.0)
     state = pid_b * 2 * HK + hk
     h0r = zero_hk
     h0i = zero_hk
