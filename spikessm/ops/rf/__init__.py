@@ -63,11 +63,10 @@ def _forward(
     a0: Optional[torch.Tensor], reset: str, surrogate: str, alpha: float, detach_reset: bool, triton: bool,
     store: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Spikes, the saved pre-reset membranes zeta ((B, L, 2, H, K) real planes) and traces a_prev (on Triton empty
-    unless store), the final membrane (B, H, K) and the final trace (B, H) (empty without adaptation)."""
-    if triton:
-        return triton_glue.rf_fwd(x, lam, weight, threshold, rho, kappa, h0, a0, reset, store)
-    return torch_recurrence.rf_fwd(x, lam, weight, threshold, rho, kappa, h0, a0, reset)
+    """Spikes, the saved pre-reset membranes zeta ((B, L, 2, H, K) real planes) and traces a_prev (empty unless
+    store), the final membrane (B, H, K) and the final trace (B, H) (empty without adaptation)."""
+    path = triton_glue if triton else torch_recurrence
+    return path.rf_fwd(x, lam, weight, threshold, rho, kappa, h0, a0, reset, store)
 
 
 def _forward_fake(x, lam, weight, threshold, rho, kappa, h0, a0, reset, surrogate, alpha, detach_reset, triton,
@@ -76,8 +75,8 @@ def _forward_fake(x, lam, weight, threshold, rho, kappa, h0, a0, reset, surrogat
     K = lam.shape[1]
     real = lam.real.dtype
     adaptive = rho is not None
-    zeta = x.new_empty((B, L, 2, H, K) if store or not triton else (0,), dtype=real)
-    a_prev = x.new_empty((B, L, H) if adaptive and (store or not triton) else (0,), dtype=real)
+    zeta = x.new_empty((B, L, 2, H, K) if store else (0,), dtype=real)
+    a_prev = x.new_empty((B, L, H) if adaptive and store else (0,), dtype=real)
     return (torch.empty_like(x), zeta, a_prev, x.new_empty((B, H, K), dtype=lam.dtype),
             x.new_empty((B, H) if adaptive else (0,), dtype=real))
 
@@ -112,7 +111,7 @@ def _setup_context(ctx, inputs, output):
     spikes, zeta, a_prev, _, _ = output
     ctx.save_for_backward(x, lam, weight, threshold, rho, kappa, h0, a0, zeta, a_prev, spikes)
     ctx.options = (reset, surrogate, alpha, detach_reset, triton)
-    ctx.stored = store or not triton
+    ctx.stored = store
 
 
 def _backward(ctx, backward_impl, g_spikes, _g_zeta, _g_a_prev, g_z, g_a):

@@ -57,13 +57,14 @@ def post_reset(zr: torch.Tensor, zi: torch.Tensor, s: torch.Tensor, th: torch.Te
     return zr, zi
 
 
-def rf_fwd(x, lam, weight, threshold, rho, kappa, h0, a0, reset: str):
+def rf_fwd(x, lam, weight, threshold, rho, kappa, h0, a0, reset: str, store: bool = True):
     """x: (B, L, H); lam (H, K) complex; weight (H, K) or None; threshold (H,); rho, kappa (H,) or None; h0
     (B, H, K) complex or None; a0 (B, H) or None.
 
     Returns spikes (B, L, H) in x's dtype; zeta (B, L, 2, H, K), the (re, im) planes of the membranes before each
     reset; a_prev (B, L, H), the trace each step's threshold read (an empty tensor without adaptation); the final
-    membrane (B, H, K) complex and the final trace (B, H) (empty without adaptation)."""
+    membrane (B, H, K) complex and the final trace (B, H) (empty without adaptation). Without store (no backward
+    to come) zeta and a_prev are empty, and the walk runs on two alternating step buffers."""
     real = lam.real.dtype
     B, L, H = x.shape
     K = lam.shape[1]
@@ -72,23 +73,25 @@ def rf_fwd(x, lam, weight, threshold, rho, kappa, h0, a0, reset: str):
     zr = h0.real.clone() if h0 is not None else x.new_zeros(B, H, K, dtype=real)
     zi = h0.imag.clone() if h0 is not None else x.new_zeros(B, H, K, dtype=real)
     # Steps write B rows a whole (L, H) plane apart: zeroed in order first, as lif's forward does (page faults).
-    zeta = torch.zeros(B, L, 2, H, K, dtype=real, device=x.device)
+    zeta = torch.zeros(B, L if store else 2, 2, H, K, dtype=real, device=x.device)
     steps = zeta.unbind(1)  # (B, 2, H, K) each: a step's planes
     re_steps, im_steps = zeta[:, :, 0].unbind(1), zeta[:, :, 1].unbind(1)
+    slot = (lambda t: t) if store else (lambda t: t % 2)  # step t - 1's planes stay intact while t is written
     spikes = torch.zeros(B, L, H, dtype=x.dtype, device=x.device)
     spike_steps = spikes.unbind(1)
     direct = x.dtype == real  # the spikes can be written where they belong and read back as 0/1 floats
     a = (a0.to(real) if a0 is not None else x.new_zeros(B, H, dtype=real)) if adaptive else None
-    a_prev = torch.zeros(B, L, H, dtype=real, device=x.device) if adaptive else x.new_empty(0, dtype=real)
+    a_prev = torch.zeros(B, L, H, dtype=real, device=x.device) if adaptive and store else x.new_empty(0, dtype=real)
     x_steps = x.to(real)[..., None].unbind(1)
     s = torch.empty(B, H, dtype=real, device=x.device)
     for t in range(L):
-        nr, ni = re_steps[t], im_steps[t]
+        nr, ni = re_steps[slot(t)], im_steps[slot(t)]
         torch.addcmul(x_steps[t], lr, zr, out=nr).addcmul_(li, zi, value=-1)
         torch.mul(lr, zi, out=ni).addcmul_(li, zr)
         m = soma(nr, weight)
         if adaptive:
-            a_prev[:, t] = a
+            if store:
+                a_prev[:, t] = a
             th = torch.addcmul(threshold, kappa, a)
         else:
             th = threshold
@@ -99,10 +102,11 @@ def rf_fwd(x, lam, weight, threshold, rho, kappa, h0, a0, reset: str):
         if adaptive:
             a = torch.addcmul(s, rho, a)
         if reset == "zero":  # both planes in one op (post_reset's rule)
-            zr, zi = steps[t].masked_fill((s != 0)[:, None, :, None], 0).unbind(1)
+            zr, zi = steps[slot(t)].masked_fill((s != 0)[:, None, :, None], 0).unbind(1)
         else:
             zr, zi = post_reset(nr, ni, s, th, reset)
-    return spikes, zeta, a_prev, torch.complex(zr, zi), (a if adaptive else x.new_empty(0, dtype=real))
+    return (spikes, zeta if store else x.new_empty(0, dtype=real), a_prev, torch.complex(zr, zi),
+            a if adaptive else x.new_empty(0, dtype=real))
 
 
 def _thresholds(threshold, kappa, a_prev):
