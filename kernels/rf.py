@@ -13,7 +13,7 @@ one step ahead; spikes are gathered into (BLOCK_H, T) tiles and written every T 
 wanted) every step also writes its pre-reset membrane zeta as (re, im) planes of a (B, L, 2, H, K) tensor, and
 with ADAPT the trace a_{t-1} its threshold read.
 
-Backward. The adjoint of the walk (spikessm/ops/rf/torch_recurrence.py derives it) is linear in the gradients
+Backward. The adjoint of the walk (spikessm/ops/rf/torch_sequential.py derives it) is linear in the gradients
 (Gz, Ga) of the membrane and the trace, with per-step coefficients from the saved zeta, the spikes and a_{t-1}:
 one reverse walk carries Gz (complex, per branch) and Ga in registers, sums the parameters' gradients, and writes
 dx in (BLOCK_H, T) tiles. The membrane after step t - 1's reset, which dlam needs, is rebuilt from step t - 1's
@@ -26,11 +26,8 @@ import torch
 import triton
 import triton.language as tl
 
-# The integer codes the kernels switch on: the one table of neuron concepts (spikessm/ops/common/neuron.py).
-from spikessm.ops.common.neuron import RESET_CODES, SURROGATE_CODES
-
 from .common.launch import cdiv, next_power_of_2
-from .common.neuron import surrogate_alpha, surrogate_derivative
+from .common.neuron import RESET_CODES, SURROGATE_CODES, surrogate_alpha, surrogate_derivative
 
 
 @triton.jit
@@ -333,7 +330,7 @@ def from_planes(p: torch.Tensor) -> torch.Tensor:
 
 
 def rf_fwd(x, lam, weight, threshold, rho, kappa, h0, a0, reset: str, store: bool):
-    """Same arguments and results as spikessm/ops/rf/torch_recurrence.py's rf_fwd (x (B, L, H) contiguous, lam
+    """Same arguments and results as spikessm/ops/rf/torch_sequential.py's rf_fwd (x (B, L, H) contiguous, lam
     (H, K) complex, the others in the real state dtype), but zeta and a_prev are empty tensors unless store."""
     B, L, H = x.shape
     K = lam.shape[1]
@@ -359,7 +356,7 @@ def rf_fwd(x, lam, weight, threshold, rho, kappa, h0, a0, reset: str, store: boo
 
 def rf_bwd(lam, weight, threshold, rho, kappa, h0, a0, zeta, a_prev, spikes, g_spikes, g_z, g_a, reset: str,
            surrogate: str, alpha: float, detach_reset: bool, x_dtype: torch.dtype):
-    """Same arguments and results as torch_recurrence.rf_bwd; spikes and g_spikes (B, L, H) contiguous."""
+    """Same arguments and results as torch_sequential.rf_bwd; spikes and g_spikes (B, L, H) contiguous."""
     B, L, _, H, K = zeta.shape
     real = lam.real.dtype
     block_h, block_k, warps = launch_config(H, K)

@@ -5,6 +5,7 @@
     spikessm eval RUN_DIR_OR_CHECKPOINT     test accuracy, firing rates and the energy estimate
     spikessm generate listops --out D       the official ListOps generator (LRA sizes by default)
     spikessm generate pathfinder --out D    Pathfinder images in the LRA layout (--resolution 128: Path-X)
+    spikessm export RUN_DIR OUT             the run's model as OUT/config.json + OUT/model.safetensors
     spikessm check                          the ops against float64 references on this machine, with timings
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 
 
@@ -37,8 +39,7 @@ class Parser(argparse.ArgumentParser):
 
 
 DEBUG_ENV = "SPIKESSM_DEBUG"
-# What a user's input can cause; anything else is a bug in spikessm and keeps its traceback.
-USER_ERRORS = (ValueError, OSError, ImportError, RuntimeError)
+INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): an internal software error
 
 
 def add_debug(parser, default=False) -> None:
@@ -56,7 +57,8 @@ RUN_HELP = {"grad-clip": "max gradient norm, 0: off (default 1)", "seed": "defau
 
 
 def add_train_parser(commands) -> None:
-    from .anytime import WEIGHTINGS
+    from .data.conventions import CONVENTIONS
+    from .losses import WEIGHTINGS
     from .models import PRESETS
     from .training import TASKS
 
@@ -69,6 +71,9 @@ def add_train_parser(commands) -> None:
     p.add_argument("--data-dir", help="folder of the task's files: generated ones, or the original release (LRA, "
                                       "IDX, CIFAR-10 batches, aclImdb, SHD, N-MNIST); stored absolute in the run")
     p.add_argument("--source", help="Hub dataset id or save_to_disk folder (Text, Image, sMNIST, psMNIST, sCIFAR)")
+    p.add_argument("--data-conventions", choices=CONVENTIONS,
+                   help="whose rules turn the files into inputs: s4 (state-spaces/s4's dataloaders, the papers' "
+                        "numbers; the default) or spikessm-0.1 (docs/data.md); recorded in the run")
     p.add_argument("--run-dir", help="where checkpoints and metrics go (default runs/<task>-<model>-<time>)")
     for name, kind in RUN_OPTIONS:
         p.add_argument(f"--{name}", type=kind, metavar="N" if kind is int else "X",
@@ -86,9 +91,9 @@ def add_train_parser(commands) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else cpu), cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads for the math. Default: a resumed run's own count; else the cores the 1-minute "
-                        "load average leaves idle (at least 1, at most PyTorch's default), since threads that wait "
-                        "for cores busy with other jobs make every step several times slower")
+                   help="CPU threads for the math, recorded in the run (float sums depend on the count). Default: a "
+                        "resumed run's own count, else PyTorch's default (the physical cores), whatever the load. "
+                        "On a busy machine pass --threads 1: threads waiting for busy cores make each step slower")
     p.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="also write last.pt every STEPS steps")
     p.add_argument("--checkpoint-minutes", type=float, default=10.0, metavar="M",
                    help="write last.pt at least every M minutes of training (default 10); every epoch end and "
@@ -98,42 +103,56 @@ def add_train_parser(commands) -> None:
                         "schedule still spans --epochs, so --resume continues the run")
     p.add_argument("--time-budget", type=float, metavar="MINUTES",
                    help="stop after MINUTES of this invocation with a checkpoint, then evaluate")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log losses, accuracy, learning rate, firing rates and energy to RUN_DIR/tensorboard/ "
+                        '(pip install "spikessm[tensorboard]")')
     add_debug(p, default=argparse.SUPPRESS)
 
 
-def run_train(args) -> int:
-    from .training import TrainConfig, train
-    from .training.trainer import resume_config
+def run_train(args, callbacks=()) -> int:
+    from .training import RunConfig, train
+    from .training.errors import SettingError
 
+    # Run options: only those given (on --resume the others come from the run); the rest is this invocation's.
     given = {name.replace("-", "_"): getattr(args, name.replace("-", "_")) for name, _ in RUN_OPTIONS}
-    given.update(task=args.task, model=args.model, data_dir=args.data_dir, source=args.source, amp=args.amp,
+    given.update(task=args.task, model=args.model, data_dir=args.data_dir, source=args.source,
+                 data_conventions=args.data_conventions, amp=args.amp,
                  skip_nonfinite=args.skip_nonfinite, per_step_loss=args.per_step_loss,
-                 per_step_weighting=args.per_step_weighting)
+                 per_step_weighting=args.per_step_weighting, threads=args.threads)
     given = {k: v for k, v in given.items() if v is not None}
     if args.settings:
         given["model_overrides"] = dict(args.settings)
-    invocation = dict(device=args.device, threads=args.threads, checkpoint_every=args.checkpoint_every,
+    invocation = dict(device=args.device, checkpoint_every=args.checkpoint_every,
                       checkpoint_minutes=args.checkpoint_minutes, max_steps=args.max_steps,
-                      time_budget=args.time_budget)
+                      time_budget=args.time_budget, tensorboard=args.tensorboard)
     if args.resume:
         if not args.run_dir:
-            raise ValueError("--resume needs --run-dir, the run to continue")
-        config = resume_config(args.run_dir, given, **invocation)
+            raise SettingError("--resume needs --run-dir, the run to continue")
+        config = RunConfig.resume(args.run_dir, run_options=given, invocation=invocation)
     else:
-        config = TrainConfig(run_dir=args.run_dir, **given, **invocation)
-    train(config, resume=args.resume)
+        config = RunConfig(run_dir=args.run_dir, **given, **invocation)
+    train(config, resume=args.resume, callbacks=callbacks)
     return 0
 
 
-def run_eval(args) -> int:
-    from .training.checkpoint import load_model
-    from .training.settings import pick_device
-    from .training.tasks import data_location, get_task, load_task
-    from .training.trainer import report_test_split
-
-    path = Path(args.checkpoint)
+def checkpoint_path(given: str) -> Path:
+    """A run directory's best.pt (else its last.pt), or the checkpoint file given."""
+    path = Path(given)
     if path.is_dir():
-        path = path / "best.pt" if (path / "best.pt").exists() or not (path / "last.pt").exists() else path / "last.pt"
+        return path / "best.pt" if (path / "best.pt").exists() or not (path / "last.pt").exists() else path / "last.pt"
+    return path
+
+
+def run_eval(args, callbacks=()) -> int:
+    from . import atomic
+    from .data.conventions import LEGACY_CONVENTIONS
+    from .plots import plot_anytime
+    from .training.checkpoint import load_model
+    from .training.config import pick_device
+    from .training.evaluation import majority_baseline, report_test_split
+    from .training.tasks import data_location, get_task, load_task
+
+    path = checkpoint_path(args.checkpoint)
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be an integer >= 1, got {args.batch_size}")
     fractions = None
@@ -146,7 +165,8 @@ def run_eval(args) -> int:
         except ValueError as error:
             raise ValueError(f"--per-step: {error}") from None
     device = pick_device(args.device)
-    model, settings = load_model(path, device)
+    model, checkpoint = load_model(path, device)
+    settings, step = checkpoint["config"], checkpoint.get("position", {}).get("step")
     if fractions is not None:
         from .anytime import check_streamable
 
@@ -156,21 +176,57 @@ def run_eval(args) -> int:
         data_dir, source = data_location(task, args.data_dir, args.source)
     else:
         data_dir, source = settings["data_dir"], settings["source"]
-    data = load_task(task, data_dir, source)
-    print(f"{settings['task']} / {settings['model']}: {path}")
-    batch_size = args.batch_size or settings["batch_size"]
-    report_test_split(model, data, batch_size=batch_size, device=device, amp=not args.no_amp)
-    if fractions is not None:
-        from .anytime import evaluate_anytime, write_anytime
-        from .training.trainer import batches, majority_baseline
-
-        order = [list(range(i, min(i + batch_size, len(data.test)))) for i in range(0, len(data.test), batch_size)]
-        result = evaluate_anytime(model, batches(data.test, order), fractions=fractions, device=device,
-                                  amp=not args.no_amp)
-        print(result.table())
-        written = write_anytime(path.parent, result, majority_accuracy=majority_baseline(data)[1],
-                                title=f"{settings['task']} / {settings['model']}, test split")
+    # A checkpoint of a run from before runs recorded their input conventions was trained on spikessm 0.1's.
+    conventions = settings.get("data_conventions", LEGACY_CONVENTIONS if task.conventions else None)
+    data = load_task(task, data_dir, source, conventions)
+    print(f"{settings['task']} / {settings['model']}: {path} (step {step})")
+    report = report_test_split(model, data, batch_size=args.batch_size or settings["batch_size"], device=device,
+                               amp=not args.no_amp, fractions=fractions)
+    print(report.table)
+    print(report.summary() + f" ({path.name}, step {step})")
+    if report.anytime is not None:
+        print(report.anytime.table())
+        # The plot first: if it cannot be written, the anytime.json of an earlier evaluation still matches its plot.
+        written = [path.parent / "anytime.png", path.parent / "anytime.json"]
+        plot_anytime(report.anytime, written[0], majority_accuracy=majority_baseline(data)[1],
+                     title=f"{settings['task']} / {settings['model']}, test split ({path.name}, step {step})")
+        atomic.write_json(written[1], {**report.anytime.to_dict(), "checkpoint": path.name, "checkpoint_step": step})
         print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def run_export(args) -> int:
+    """A run's best checkpoint (else last.pt) as a Hugging Face style model folder, written whole or not at all."""
+    import shutil
+
+    from .training.checkpoint import load_model
+
+    path = checkpoint_path(args.run)
+    out = Path(args.out).expanduser().resolve()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"export: {out} already exists; choose a new folder")
+    model, checkpoint = load_model(path, "cpu")
+    settings, step = checkpoint["config"], checkpoint.get("position", {}).get("step")
+    results = path.parent / "results.json"
+    scored = json.loads(results.read_text()) if results.is_file() else {}
+    if (scored.get("checkpoint"), scored.get("checkpoint_step")) != (path.name, step):
+        scored = {}  # results of other weights say nothing about these
+    tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
+    try:
+        model.save_pretrained(tmp)
+        accuracy = (f"test accuracy {scored['test_accuracy']:.4f} on {scored['test_examples']} examples (majority "
+                    f"class {scored['majority_accuracy']:.4f})" if scored else "not evaluated at this step")
+        card = (f"# spikessm {settings['model']} for {settings['task']}\n\n"
+                f"A `{settings['model']}` SequenceClassifier trained with spikessm on the task `{settings['task']}` "
+                f"({path.name}, step {step}); {accuracy}.\n\n```python\nfrom spikessm.models import "
+                f"SequenceClassifier\nmodel = SequenceClassifier.from_pretrained(\"{out.name}\")\n```\n")
+        (tmp / "README.md").write_text(card)
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"wrote {out / 'config.json'}, {out / 'model.safetensors'}, {out / 'README.md'} ({path}, step {step})")
     return 0
 
 
@@ -217,7 +273,9 @@ def wants_traceback(args) -> bool:
     return args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, callbacks=()) -> int:
+    """Runs one command; returns its exit code (errors raise SystemExit). callbacks: extra training callbacks
+    (spikessm.training.Callback) for `train`, for programs that embed the command line and for tests."""
     parser = Parser(prog="spikessm", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                     formatter_class=argparse.RawTextHelpFormatter)
     add_debug(parser)
@@ -236,16 +294,21 @@ def main(argv: list[str] | None = None) -> int:
                          "anytime.png beside the checkpoint")
     add_debug(ev, default=argparse.SUPPRESS)
     add_generate_parser(commands)
+    ex = commands.add_parser("export", help="save a run's best model as config.json + model.safetensors (the "
+                                            "Hugging Face layout, for SequenceClassifier.from_pretrained)")
+    ex.add_argument("run", help="a run directory (its best.pt, else last.pt) or a checkpoint file")
+    ex.add_argument("out", help="the folder to create (it must not exist, or be empty)")
     commands.add_parser("check", help="verify the ops on this machine against float64 references and time them")
     args = parser.parse_args(argv)
-    run = {"train": run_train, "eval": run_eval, "generate": run_generate, "check": run_check}.get(args.command)
+    run = {"train": run_train, "eval": run_eval, "generate": run_generate, "export": run_export,
+           "check": run_check}.get(args.command)
     if run is None:
         parser.print_help()
         return 0
-    from .training.trainer import Interrupted
+    from .training.errors import Interrupted, RunError
 
     try:
-        return run(args)
+        return run(args, callbacks) if args.command == "train" else run(args)
     except Interrupted as stop:
         print(f"spikessm {args.command}: {stop}", file=sys.stderr)
         raise SystemExit(128 + stop.signum) from None
@@ -254,10 +317,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"spikessm {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
         raise SystemExit(128 + 2) from None
-    except USER_ERRORS as error:
+    except (ValueError, OSError, ImportError, RunError) as error:  # what a user's input or machine can cause
         if wants_traceback(args):
             raise
         raise SystemExit(f"spikessm {args.command}: error: {one_line(error)}") from None
+    except Exception as error:  # anything else is a bug: its traceback is what a report needs
+        traceback.print_exc()
+        print(f"spikessm {args.command}: internal error ({type(error).__name__}: {one_line(error)}). This is a bug "
+              "in spikessm or in a library it calls, not a problem with your input or settings; please report it "
+              "with the command you ran and the traceback above.", file=sys.stderr)
+        raise SystemExit(INTERNAL_ERROR) from None
 
 
 def run_check(args) -> int:

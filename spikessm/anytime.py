@@ -2,7 +2,7 @@
 
     result = evaluate_anytime(model, batches)        # batch dicts as spikessm.data.base.collate makes them
     print(result.table())
-    write_anytime(run_dir, result)                   # run_dir/anytime.json and run_dir/anytime.png
+    json_ready = result.to_dict()                    # what `spikessm eval --per-step` writes to anytime.json
 
 A causal SequenceClassifier's answer after t steps depends on steps 0..t-1 only, and `model(x, per_step=True)`
 gives it for every t in one parallel pass, exactly as streaming with `step()` would. From that pass:
@@ -10,8 +10,9 @@ gives it for every t in one parallel pass, exactly as streaming with `step()` wo
 - Accuracy at fractions of each example's own length: the answer to an example of length n at fraction f is
   read at step ceil(f * n) (1-based), so it never comes from padding. Fractions are read as the decimals they
   print as (0.7 is 7/10), so ceil(0.7 * 10) is 7 and not the 8 that float rounding would give.
-- Accuracy at the step where each example ends (`end_accuracy`): the full-sequence accuracy of an ordinary
-  evaluation of the same batches.
+- Accuracy and mean loss at the step where each example ends (`end_accuracy`, `end_loss`): the full-sequence
+  figures of an ordinary evaluation of the same batches (to float rounding: the pass pools by running sums), so
+  one pass serves both.
 - Accuracy after k steps, for every k up to the longest example: an example shorter than k has ended, and its
   answer is its final one (what a stream shows once its input stops); `running[k-1]` counts the examples still
   arriving at step k.
@@ -26,26 +27,19 @@ Memory: the per-step pass holds (batch, length, n_classes) logits and the (batch
 besides the ordinary activations, which is fine at evaluation batch sizes; lower the batch size for very long
 sequences. No gradients are kept.
 
-`per_step_loss` and `streaming_loss` turn the same per-step answers into a training loss that also rewards early
-answers (off unless a trainer asks for it).
+spikessm.losses turns the same per-step answers into a training loss that also rewards early answers;
+spikessm.plots.plot_anytime draws a result.
 """
 from __future__ import annotations
 
-import io
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from . import atomic
-from .layers import LIF, RF, Heaviside
-
 DEFAULT_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-WEIGHTINGS = ("linear", "uniform")
 
 
 def check_streamable(model: nn.Module, what: str) -> None:
@@ -87,7 +81,8 @@ class AnytimeResult:
     """Accuracy and firing rates as a function of the steps seen (see the module docstring).
 
     fractions, fraction_accuracy: accuracy when each example has shown ceil(f * its length) steps.
-    end_accuracy: accuracy at each example's last step (= the ordinary full-sequence accuracy).
+    end_accuracy, end_loss: accuracy and mean cross-entropy at each example's last step (the ordinary
+    full-sequence figures).
     accuracy_by_step[k-1]: accuracy after k steps (ended examples keep their final answer), k = 1..max_length;
     running[k-1]: examples still arriving at step k.
     rates_by_step, rates_by_fraction: per spiking readout, as described in the module docstring (None where no
@@ -102,6 +97,7 @@ class AnytimeResult:
     running: list[int]
     rates_by_step: dict[str, list[float | None]] = field(default_factory=dict)
     rates_by_fraction: dict[str, list[float | None]] = field(default_factory=dict)
+    end_loss: float | None = None
 
     @property
     def max_length(self) -> int:
@@ -123,7 +119,8 @@ class AnytimeResult:
         results.json; steps default to default_steps()."""
         steps = self.default_steps() if steps is None else list(steps)
         return {
-            "examples": self.examples, "end_accuracy": self.end_accuracy, "max_length": self.max_length,
+            "examples": self.examples, "end_accuracy": self.end_accuracy, "end_loss": self.end_loss,
+            "max_length": self.max_length,
             "fractions": self.fractions, "fraction_accuracy": self.fraction_accuracy,
             "steps": steps, "step_accuracy": [self.accuracy_at_step(k) for k in steps],
             "step_running": [self.running[k - 1] if k <= self.max_length else 0 for k in steps],
@@ -158,21 +155,15 @@ def format_rate(rate: float | None) -> str:
 
 
 def spiking_readouts(model: nn.Module) -> dict[str, nn.Module]:
-    """{name of the spiking layer: the module whose input is its spikes} for every block of `model` whose SSM
-    layer ends in LIF or RF neurons (named `<block>.ssm.neurons`), is RF neurons (`<block>.ssm`), or whose
-    readout is a Heaviside or LIF spike (`<block>.readout`). The module is the block's mixing layer, which
-    receives the spikes also when the SSM layer runs its neurons fused into its own op and never calls them."""
+    """{name of the spiking readout: the module whose input is its spikes}, for every block of `model` that has
+    one, as the block itself names it (SSMBlock.spiking_readout): RF neurons as the SSM layer, the SSM layer's
+    LIF or RF neurons, or a Heaviside readout. The module is the block's mixing layer, which receives the
+    spikes also when the SSM layer runs its neurons fused into its own op and never calls them."""
     out = {}
     for name, module in model.named_modules():
-        ssm, readout, mixing = (getattr(module, key, None) for key in ("ssm", "readout", "mixing"))
-        if not isinstance(mixing, nn.Module):
-            continue
-        if isinstance(ssm, RF):  # RF neurons as the block's whole SSM layer
-            out[f"{name}.ssm"] = mixing
-        elif isinstance(getattr(ssm, "neurons", None), (LIF, RF)):
-            out[f"{name}.ssm.neurons"] = mixing
-        elif isinstance(readout, (Heaviside, LIF)):
-            out[f"{name}.readout"] = mixing
+        readout = getattr(module, "spiking_readout", None)
+        if callable(readout) and readout() is not None:
+            out[f"{name}.{readout()[0]}"] = module.mixing
     return out
 
 
@@ -259,6 +250,7 @@ def evaluate_anytime(model: nn.Module, batches: Iterable[dict], *, fractions: Se
     was_training = model.training
     model.eval()
     examples = end_correct = 0
+    end_loss = 0.0
     fraction_correct = [0] * len(fractions)
     # correct_by_step[k-1]: examples answered right after k steps, ended examples counted with their final answer.
     correct_by_step = torch.zeros(0, dtype=torch.int64)
@@ -281,6 +273,7 @@ def evaluate_anytime(model: nn.Module, batches: Iterable[dict], *, fractions: Se
                 right = logits.argmax(-1) == labels[:, None]  # (B, L)
                 rows = torch.arange(B, device=device)
                 ends = right[rows, lengths - 1]
+                end_loss += float(nn.functional.cross_entropy(logits[rows, lengths - 1], labels, reduction="sum"))
                 for i, f in enumerate(fractions):
                     fraction_correct[i] += int(right[rows, steps_at(f, lengths) - 1].sum())
                 # After k steps an example that has ended shows its final answer.
@@ -307,165 +300,4 @@ def evaluate_anytime(model: nn.Module, batches: Iterable[dict], *, fractions: Se
         fractions=fractions, fraction_accuracy=[c / examples for c in fraction_correct],
         end_accuracy=end_correct / examples, examples=examples,
         accuracy_by_step=(correct_by_step.to(torch.float64) / examples).tolist(), running=running.tolist(),
-        rates_by_step=rates_by_step, rates_by_fraction=rates_by_fraction)
-
-
-def step_weights(lengths: torch.Tensor, L: int, weighting: str, dtype: torch.dtype) -> torch.Tensor:
-    """(B, L) weights of the per-step losses: zero on padding, summing to one over each example's valid steps.
-
-    "linear": w_t proportional to t (t = 1..n), so the answer at the end counts most and the first steps, where
-    little of the sequence has arrived and no answer can be sure, count least. "uniform": every valid step
-    counts 1 / n.
-    """
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"per_step_loss: weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-    t = torch.arange(1, L + 1, device=lengths.device, dtype=dtype)[None, :]
-    valid = t <= lengths[:, None]
-    n = lengths[:, None].to(dtype)
-    weights = t / (n * (n + 1) / 2) if weighting == "linear" else 1 / n.expand(-1, L)
-    return torch.where(valid, weights, torch.zeros((), device=lengths.device, dtype=dtype))
-
-
-def check_step_logits(step_logits: torch.Tensor, lengths: torch.Tensor | None, labels: torch.Tensor,
-                      what: str) -> torch.Tensor:
-    """Checks (B, L, C) logits, (B,) lengths in [1, L] (None: all L) and (B,) labels; returns the lengths."""
-    if not isinstance(step_logits, torch.Tensor) or step_logits.dim() != 3 or not step_logits.is_floating_point():
-        raise ValueError(f"{what}: step_logits must be (batch, length, n_classes) floating point, got "
-                         f"{getattr(step_logits, 'shape', type(step_logits).__name__)}")
-    B, L, _ = step_logits.shape
-    if not isinstance(labels, torch.Tensor) or labels.shape != (B,):
-        raise ValueError(f"{what}: labels must be ({B},), got {getattr(labels, 'shape', type(labels).__name__)}")
-    if lengths is None:
-        return torch.full((B,), L, dtype=torch.int64, device=step_logits.device)
-    if not isinstance(lengths, torch.Tensor) or lengths.shape != (B,):
-        raise ValueError(f"{what}: lengths must be ({B},), got {getattr(lengths, 'shape', type(lengths).__name__)}")
-    if B and (lengths.min() < 1 or lengths.max() > L):
-        raise ValueError(f"{what}: lengths must be in [1, {L}]")
-    return lengths
-
-
-def loss_dtype(logits: torch.Tensor) -> torch.dtype:
-    """float32 for 16-bit logits (as the trainer computes its loss), else the logits' own dtype."""
-    return torch.promote_types(logits.dtype, torch.float32)
-
-
-def per_step_loss(step_logits: torch.Tensor, lengths: torch.Tensor | None, labels: torch.Tensor, *,
-                  weighting: str = "linear") -> torch.Tensor:
-    """Cross-entropy of the answer after every valid step, weighted per example (see step_weights), averaged
-    over the batch. Padding steps get weight zero, so they contribute neither to the loss nor to the gradient.
-
-    step_logits: (B, L, C), e.g. model(inputs, lengths, per_step=True); lengths: (B,) or None (all L);
-    labels: (B,) int64.
-    """
-    lengths = check_step_logits(step_logits, lengths, labels, "per_step_loss")
-    B, L, _ = step_logits.shape
-    dtype = loss_dtype(step_logits)
-    weights = step_weights(lengths, L, weighting, dtype)
-    # Only the valid steps enter the cross-entropy: a padding step then adds nothing to the loss or the gradient,
-    # even where its logits are not finite.
-    valid = weights > 0
-    losses = nn.functional.cross_entropy(step_logits[valid].to(dtype), labels[:, None].expand(B, L)[valid],
-                                         reduction="none")
-    return (losses * weights[valid]).sum() / B
-
-
-def check_loss_weight(weight: float, weighting: str, what: str) -> None:
-    """weight must be a number in [0, 1] and weighting one of WEIGHTINGS; ValueError naming `what`."""
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
-        raise ValueError(f"{what}: the per-step loss weight must be a number in [0, 1], got {weight!r}")
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"{what}: the per-step loss weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-
-
-def check_per_step_training(model: nn.Module, weight: float, weighting: str = "linear",
-                            what: str = "per_step_loss_weight") -> None:
-    """Before training with streaming_loss: the weight and weighting are valid and, for a weight above 0, the
-    model is a causal single-sequence classifier (check_streamable); errors name `what`."""
-    check_loss_weight(weight, weighting, what)
-    if weight > 0:
-        check_streamable(model, what)
-
-
-def streaming_loss(step_logits: torch.Tensor, lengths: torch.Tensor | None, labels: torch.Tensor, *,
-                   weight: float, weighting: str = "linear") -> torch.Tensor:
-    """(1 - weight) x the ordinary loss (cross-entropy of the answer at each example's end) + weight x
-    per_step_loss: a training loss that also asks for good early answers.
-
-    Motivation: streaming rollouts (Kugele et al. 2020, "Efficient processing of spatio-temporal data streams
-    with spiking neural networks", Front. Neurosci. 14:439) give "low-latency approximate network responses
-    that improve over time"; training on the answer at every step is what makes the early ones useful. The
-    weighting over steps ("linear" by default, see step_weights) and the mixing weight are our choices, not
-    taken from that paper. weight 0 is the ordinary loss; the answer at an example's end equals the ordinary
-    forward pass, so one per-step pass serves both terms.
-    """
-    check_loss_weight(weight, weighting, "streaming_loss")
-    lengths = check_step_logits(step_logits, lengths, labels, "streaming_loss")
-    rows = torch.arange(step_logits.shape[0], device=step_logits.device)
-    final = nn.functional.cross_entropy(step_logits[rows, lengths - 1].to(loss_dtype(step_logits)), labels)
-    if weight == 0:
-        return final
-    return (1 - weight) * final + weight * per_step_loss(step_logits, lengths, labels, weighting=weighting)
-
-
-def save_png(fig, path: Path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    atomic.write_bytes(path, buffer.getvalue())
-
-
-def plot_anytime(result: AnytimeResult, path: str | Path, *, majority_accuracy: float | None = None,
-                 title: str | None = None) -> Path:
-    """Writes a PNG (atomically): accuracy vs fraction of each sequence seen, accuracy vs steps seen, and (for
-    spiking models) each readout's firing rate vs step. matplotlib draws off-screen (Agg)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    panels = 3 if result.rates_by_step else 2
-    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.8), gridspec_kw=dict(wspace=0.3))
-    ax = axes[0]
-    ax.plot([0] + result.fractions, [math.nan] + result.fraction_accuracy, "o-", label="model")
-    ax.axhline(result.end_accuracy, color="tab:green", linestyle=":", label="full sequence")
-    if majority_accuracy is not None:
-        ax.axhline(majority_accuracy, color="gray", linestyle="--", label="majority class")
-    ax.set(xlabel="fraction of each sequence seen", ylabel="accuracy", xlim=(0, 1.02), ylim=(0, 1.02))
-    ax.legend(fontsize=8)
-    ax = axes[1]
-    steps = range(1, result.max_length + 1)
-    ax.plot(steps, result.accuracy_by_step, label="accuracy")
-    ax.plot(steps, [n / result.examples for n in result.running], color="gray", linestyle=":",
-            label="share still arriving")
-    if majority_accuracy is not None:
-        ax.axhline(majority_accuracy, color="gray", linestyle="--", label="majority class")
-    ax.set(xlabel="steps seen (ended sequences keep their answer)", ylabel="accuracy", ylim=(0, 1.02))
-    ax.legend(fontsize=8)
-    if result.max_length >= 64:
-        ax.set_xscale("log")
-    ax.grid(alpha=0.3)
-    axes[0].grid(alpha=0.3)
-    if result.rates_by_step:
-        ax = axes[2]
-        for name, rates in result.rates_by_step.items():
-            label = name.removesuffix(".readout").removesuffix(".ssm.neurons")
-            ax.plot(steps, [math.nan if r is None else r for r in rates], label=label)
-        ax.set(xlabel="step (running examples only)", ylabel="firing rate (spikes / neuron / step)")
-        if result.max_length >= 64:
-            ax.set_xscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(title or f"anytime answers, {result.examples} examples")
-    save_png(fig, path)
-    plt.close(fig)
-    return path
-
-
-def write_anytime(run_dir: str | Path, result: AnytimeResult, *, majority_accuracy: float | None = None,
-                  title: str | None = None) -> list[Path]:
-    """Writes run_dir/anytime.json (result.to_dict()) and run_dir/anytime.png atomically; returns both paths."""
-    run_dir = Path(run_dir)
-    json_path = run_dir / "anytime.json"
-    atomic.write_json(json_path, result.to_dict())
-    return [json_path, plot_anytime(result, run_dir / "anytime.png", majority_accuracy=majority_accuracy,
-                                    title=title)]
+        rates_by_step=rates_by_step, rates_by_fraction=rates_by_fraction, end_loss=end_loss / examples)

@@ -9,6 +9,7 @@ temporary file (".<name>.<pid>.tmp"); remove_temporaries clears those.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -20,6 +21,17 @@ import torch
 TEMPORARY_SUFFIX = ".tmp"
 
 
+class WriteError(OSError):
+    """A write that failed (a full disk, a file-size limit, a read-only folder): it names the file that was to be
+    written, not its temporary, and the cause; the file is as it was before the write."""
+
+    def __init__(self, path: str | os.PathLike, error: OSError):
+        super().__init__(error.errno, error.strerror or str(error), str(path))
+
+    def __str__(self) -> str:
+        return f"could not write {self.filename} ({self.strerror})"
+
+
 def temporary_path(path: str | os.PathLike) -> Path:
     """The temporary file a write of path goes through: hidden, beside path, named by this process."""
     path = Path(path)
@@ -27,7 +39,8 @@ def temporary_path(path: str | os.PathLike) -> Path:
 
 
 def write_atomically(path: str | os.PathLike, write: Callable, *, sync: bool = False) -> None:
-    """Calls write(binary file object) on a temporary file beside path, then renames it to path."""
+    """Calls write(binary file object) on a temporary file beside path, then renames it to path. A failed write
+    removes the temporary and raises WriteError (an OSError) naming path."""
     path = Path(path)
     tmp = temporary_path(path)
     try:
@@ -37,6 +50,11 @@ def write_atomically(path: str | os.PathLike, write: Callable, *, sync: bool = F
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        if isinstance(error, WriteError):
+            raise
+        raise WriteError(path, error) from error
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -74,4 +92,8 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 
 def save_torch(path: str | os.PathLike, obj) -> None:
-    write_atomically(path, lambda f: torch.save(obj, f), sync=True)
+    """torch.save(obj) to path, atomically. The archive is built in memory first: torch.save writing to a file
+    that fails part-way raises a RuntimeError from its zip writer instead of the OSError saying why."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes(path, buffer.getvalue(), sync=True)

@@ -8,21 +8,12 @@ import pytest
 import torch
 from helpers import assert_close
 
-from spikessm.anytime import (
-    AnytimeResult,
-    check_fractions,
-    check_per_step_training,
-    evaluate_anytime,
-    per_step_loss,
-    spiking_readouts,
-    step_weights,
-    steps_at,
-    streaming_loss,
-    write_anytime,
-)
+from spikessm.anytime import AnytimeResult, check_fractions, evaluate_anytime, spiking_readouts, steps_at
 from spikessm.data.base import collate
+from spikessm.losses import per_step_loss, step_weights, streaming_loss
 from spikessm.models import build_model
-from spikessm.training import evaluate
+from spikessm.plots import plot_anytime
+from spikessm.training import RunConfig, SettingError, evaluate
 
 SMALL = dict(d_model=8, n_layers=2, d_state=4)
 FRACTIONS = (0.1, 0.25, 0.5, 0.7, 0.9, 1.0)
@@ -183,9 +174,9 @@ def test_fractions_are_exact_decimals():
 def test_writers(tmp_path):
     model = causal_model(lif_threshold=0.2)
     result = evaluate_anytime(model, dataset_and_batches()[1], fractions=FRACTIONS)
-    json_path, png_path = write_anytime(tmp_path, result, majority_accuracy=0.4, title="lif-s4d test")
-    assert (json_path, png_path) == (tmp_path / "anytime.json", tmp_path / "anytime.png")
-    saved = json.loads(json_path.read_text())
+    png_path = plot_anytime(result, tmp_path / "anytime.png", majority_accuracy=0.4, title="lif-s4d test")
+    assert png_path == tmp_path / "anytime.png"
+    saved = json.loads(json.dumps(result.to_dict(), allow_nan=False))  # what `spikessm eval --per-step` writes
     assert saved["fraction_accuracy"] == result.fraction_accuracy
     assert saved["accuracy_by_step"] == result.accuracy_by_step
     assert saved["end_accuracy"] == result.end_accuracy
@@ -254,16 +245,23 @@ def test_per_step_loss_by_hand():
 
 
 def test_per_step_training_checks():
-    causal, bidirectional = causal_model(), causal_model(bidirectional=True)
-    check_per_step_training(causal, 0.5)
-    check_per_step_training(bidirectional, 0.0)  # off: nothing per-step is asked of the model
-    with pytest.raises(ValueError, match="per_step_loss_weight: per-step answers need a causal model"):
-        check_per_step_training(bidirectional, 0.5)
+    """A run's settings refuse a per-step loss for a bidirectional model and bad weights (before anything runs);
+    the loss itself refuses bad weights and weightings."""
+    RunConfig(model="lif-s4d", per_step_loss=0.5)
+    RunConfig(model="gsu-s4d", per_step_loss=0.0)  # off: nothing per-step is asked of the model
+    with pytest.raises(SettingError, match="--per-step-loss: per-step answers need a causal model"):
+        RunConfig(model="gsu-s4d", per_step_loss=0.5)
+    logits = torch.randn(2, 4, 3, dtype=torch.float64)
+    lengths, labels = torch.tensor([4, 2]), torch.tensor([0, 2])
     for weight in (-0.1, 1.1, True, "0.5", math.nan):
-        with pytest.raises(ValueError, match="per_step_loss_weight: the per-step loss weight must be"):
-            check_per_step_training(causal, weight)
+        with pytest.raises(SettingError, match=r"--per-step-loss must be a number in \[0, 1\]"):
+            RunConfig(model="lif-s4d", per_step_loss=weight)
+        with pytest.raises(ValueError, match="streaming_loss: the per-step loss weight must be"):
+            streaming_loss(logits, lengths, labels, weight=weight)
+    with pytest.raises(SettingError, match="--per-step-weighting must be one of linear, uniform"):
+        RunConfig(model="lif-s4d", per_step_loss=0.5, per_step_weighting="exponential")
     with pytest.raises(ValueError, match="weighting must be one of"):
-        check_per_step_training(causal, 0.5, "exponential")
+        streaming_loss(logits, lengths, labels, weight=0.5, weighting="exponential")
 
 
 def test_per_step_loss_gradients_flow_and_padding_adds_nothing():

@@ -11,7 +11,7 @@ real token) or a (L, d_input) float32 tensor (pixel tasks); label is an int. Ret
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -37,6 +37,7 @@ class TaskData:
     vocab_size: int | None = None
     d_input: int | None = None
     pair: bool = False
+    truncated: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self):
         if (self.vocab_size is None) == (self.d_input is None):

@@ -44,4 +44,5 @@ def write_cache(path: Path, content: dict, what: str) -> None:
         path.parent.mkdir(exist_ok=True)
         save_torch(path, content)
     except OSError as error:
-        warnings.warn(f"{what}: could not write the cache {path} ({error})", stacklevel=3)
+        warnings.warn(f"{what}: could not write the cache {path} ({error.strerror or error}); the data are read "
+                      "from their files each time", stacklevel=3)

@@ -9,10 +9,13 @@ these files hold (dicts, lists, ints, bytes and numpy arrays, by numpy's own rec
 any other global with a ValueError naming the file: a crafted file cannot run code. Still, read only files you
 trust to be the release.
 
-The tasks are those of spikessm.data.images: scifar gives (1024, 3) float32 sequences (features R, G, B in
-[0, 1]); the LRA Image task ("lra-image", task `image`) gives (1024, 1) grayscale sequences, the luma of PIL's
-convert("L"): L = (19595 R + 38470 G + 7471 B + 2^15) >> 16. The validation split is a seeded random
-val_fraction of train; test is test_batch. The decoded images are cached in <data_dir>/.spikessm_cache/.
+The tasks are those of spikessm.data.images: scifar gives (1024, 3) float32 sequences (features R, G, B); the LRA
+Image task ("lra-image", task `image`) gives (1024, 1) grayscale sequences, the luma of PIL's convert("L"):
+L = (19595 R + 38470 G + 7471 B + 2^15) >> 16 (torchvision's Grayscale, which s4 applies, is that convert). Values
+are normalised as spikessm.data.images says for the conventions chosen (s4: per-channel mean/std). The validation
+split is a seeded random val_fraction of train, in the release's order (data_batch_1 .. 5, as torchvision's
+CIFAR10 reads them); test is test_batch. The decoded uint8 images are cached in <data_dir>/.spikessm_cache/ (the
+cache holds no normalisation or split, so it serves both conventions).
 """
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ import torch
 
 from .base import TaskData
 from .cache import cache_path, read_cache, write_cache
-from .images import PixelSequences, split_indices
+from .conventions import DEFAULT_CONVENTIONS
+from .images import PixelSequences, s4_normalisation, split_train_val
 
 RELEASE_FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -146,15 +150,18 @@ def to_grayscale(rgb: np.ndarray) -> np.ndarray:
 
 
 def load_cifar10_batches(
-    data_dir: str | os.PathLike, *, grayscale: bool = False, val_fraction: float = 0.1, seed: int = 0,
+    data_dir: str | os.PathLike, *, grayscale: bool = False, val_fraction: float = 0.1, seed: int | None = None,
+    conventions: str = DEFAULT_CONVENTIONS,
 ) -> TaskData:
     """scifar (grayscale=False) or LRA Image (grayscale=True) from the python release -> TaskData.
 
     TaskData(name "scifar"/"lra-image", max_length 1024, d_input 3 or 1, n_classes 10, val None if val_fraction
-    is 0). See the module docstring.
+    is 0). seed None: the conventions' split seed (s4: 42). See the module docstring.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    name = "lra-image" if grayscale else "scifar"
+    normalisation = s4_normalisation(name, conventions)
     data_dir = Path(data_dir)
     files = find_cifar_batches(data_dir)
     cache = cache_path(data_dir, "cifar10-batches", files, version=_CACHE_VERSION, grayscale=grayscale)
@@ -170,10 +177,7 @@ def load_cifar10_batches(
                 pixels = to_grayscale(pixels)[..., None]
             content[split] = {"pixels": torch.from_numpy(pixels), "labels": torch.from_numpy(labels)}
         write_cache(cache, content, "CIFAR-10")
-    splits = {split: PixelSequences(c["pixels"], c["labels"]) for split, c in content.items()}
-    train, val = splits["train"], None
-    if val_fraction > 0:
-        train_ids, val_ids = split_indices(len(train), (1.0 - val_fraction, val_fraction), seed)
-        train, val = train.subset(train_ids), train.subset(val_ids)
-    return TaskData(name="lra-image" if grayscale else "scifar", train=train, val=val, test=splits["test"],
+    splits = {split: PixelSequences(c["pixels"], c["labels"], normalisation) for split, c in content.items()}
+    train, val = split_train_val(splits["train"], val_fraction, seed, conventions)
+    return TaskData(name=name, train=train, val=val, test=splits["test"],
                     n_classes=N_CLASSES, max_length=N_PIXELS, d_input=1 if grayscale else 3)

@@ -38,6 +38,7 @@ from torch.utils.data import Dataset
 
 from .base import TaskData
 from .cache import cache_path, read_cache, write_cache
+from .conventions import SPIKESSM_0_1
 from .images import split_indices
 from .listing import files_digest
 
@@ -117,7 +118,9 @@ def _frames_from_cache(content: dict, n_bins: int, n_channels: int) -> dict[str,
 def _split_val(splits: dict[str, EventFrames], val_fraction: float, seed: int):
     train, val = splits["train"], None
     if val_fraction > 0:
-        train_ids, val_ids = split_indices(len(train), (1.0 - val_fraction, val_fraction), seed)
+        # No reference prepares these binned streams; the split keeps spikessm's own rule.
+        train_ids, val_ids = split_indices(len(train), (1.0 - val_fraction, val_fraction), seed,
+                                           conventions=SPIKESSM_0_1)
         train, val = train.subset(train_ids), train.subset(val_ids)
     return train, val
 

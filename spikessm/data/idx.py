@@ -10,8 +10,10 @@ the number of dimensions), one 4-byte size per dimension. The images are (N, 28,
 the labels (N,) uint8 0-9 (magic 0x00000801).
 
 The tasks are those of spikessm.data.images: a (784, 1) float32 pixel sequence in [0, 1] per image, row-major
-(smnist), or reordered by `bit_reversal_permutation(784)` (psmnist). The validation split is a seeded random
-val_fraction of train; test is the t10k files. The decoded images are cached in <data_dir>/.spikessm_cache/.
+(smnist), or reordered by `bit_reversal_permutation(784)` (psmnist), under both conventions (s4 does not normalise
+MNIST). The validation split is a seeded random val_fraction of train, in the files' order (as torchvision's MNIST
+reads them), its seed and sizes by the conventions (s4: seed 42); test is the t10k files. The decoded images are
+cached in <data_dir>/.spikessm_cache/ (no split or conventions in them: one cache serves both).
 """
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ import torch
 
 from .base import TaskData
 from .cache import cache_path, read_cache, write_cache
-from .images import PixelSequences, bit_reversal_permutation, split_indices
+from .conventions import DEFAULT_CONVENTIONS, check_conventions
+from .images import PixelSequences, bit_reversal_permutation, split_train_val
 
 # split -> (images file, labels file), without the ".gz" a release may add.
 IDX_FILES = {
@@ -122,14 +125,17 @@ def read_idx_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np
 
 
 def load_mnist_idx(
-    data_dir: str | os.PathLike, *, permuted: bool = False, val_fraction: float = 0.1, seed: int = 0,
+    data_dir: str | os.PathLike, *, permuted: bool = False, val_fraction: float = 0.1, seed: int | None = None,
+    conventions: str = DEFAULT_CONVENTIONS,
 ) -> TaskData:
     """smnist (permuted=False) or psmnist (permuted=True) from IDX files -> TaskData (see the module docstring).
 
     TaskData(name "smnist"/"psmnist", max_length 784, d_input 1, n_classes 10, val None if val_fraction is 0).
+    seed None: the conventions' split seed (s4: 42).
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    check_conventions(conventions, "MNIST")
     data_dir = Path(data_dir)
     files = find_idx_files(data_dir)
     cache = cache_path(data_dir, "mnist-idx", files, version=_CACHE_VERSION)
@@ -144,9 +150,6 @@ def load_mnist_idx(
     order = bit_reversal_permutation(SIDE * SIDE) if permuted else slice(None)
     splits = {split: PixelSequences(c["pixels"][:, order].unsqueeze(-1).contiguous(), c["labels"])
               for split, c in content.items()}
-    train, val = splits["train"], None
-    if val_fraction > 0:
-        train_ids, val_ids = split_indices(len(train), (1.0 - val_fraction, val_fraction), seed)
-        train, val = train.subset(train_ids), train.subset(val_ids)
+    train, val = split_train_val(splits["train"], val_fraction, seed, conventions)
     return TaskData(name="psmnist" if permuted else "smnist", train=train, val=val, test=splits["test"],
                     n_classes=N_CLASSES, max_length=SIDE * SIDE, d_input=1)

@@ -8,9 +8,12 @@ pixel, the channels of a pixel as the features of its step:
     scifar     "uoft-cs/cifar10" (img, label)    32x32 "RGB" -> (1024, 3), features R, G, B
     lra-image  the same images, grayscale        32x32 "L"   -> (1024, 1)   (LRA Image)
 
-Grayscale is PIL's `convert("L")`, ITU-R 601-2 luma: L = R * 299/1000 + G * 587/1000 + B * 114/1000. Pixel values
-are scaled to [0, 1] (value / 255) and not normalised further. Pixels are stored as uint8 and become float32 only
-when an example is read (4x less memory than float storage).
+Grayscale is PIL's `convert("L")`, ITU-R 601-2 luma: L = R * 299/1000 + G * 587/1000 + B * 114/1000. A pixel
+value p becomes x = p / 255 in float32, then, with the s4 conventions (spikessm.data.conventions), is normalised as
+torchvision's Normalize does in s4's basic.py: (x - mean) / std per channel, in float32, with SCIFAR_MEAN and
+SCIFAR_STD for scifar, LRA_IMAGE_MEAN and LRA_IMAGE_STD for lra-image; smnist and psmnist stay in [0, 1] under both
+conventions. Pixels are stored as uint8 and become float32 only when an example is read (4x less memory than float
+storage).
 """
 from __future__ import annotations
 
@@ -23,46 +26,84 @@ import torch
 from torch.utils.data import Dataset
 
 from .base import TaskData
+from .conventions import DEFAULT_CONVENTIONS, follows_s4, split_seed, split_sizes
+
+# s4's Normalize constants (src/dataloaders/basic.py, CIFAR10: RGB, and grayscale for LRA Image).
+SCIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+SCIFAR_STD = (0.247, 0.243, 0.261)
+LRA_IMAGE_MEAN = (122.6 / 255.0,)
+LRA_IMAGE_STD = (61.0 / 255.0,)
+
+
+Normalisation = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std), one value per channel
 
 
 class PixelSequences(Dataset):
-    """Images as pixel sequences. pixels: (N, L, C) uint8; labels: (N,) int64.
+    """Images as pixel sequences. pixels: (N, L, C) uint8; labels: (N,) int64; normalisation: None or (mean, std),
+    C values each.
 
-    Item i is (x, label): x a (L, C) float32 tensor in [0, 1], label an int.
+    Item i is (x, label): x the (L, C) float32 tensor pixels / 255, then (x - mean) / std when normalisation is
+    given (float32 arithmetic in torchvision's order: ToTensor, then Normalize); label an int.
     """
 
-    def __init__(self, pixels: torch.Tensor, labels: torch.Tensor):
+    def __init__(self, pixels: torch.Tensor, labels: torch.Tensor, normalisation: Normalisation | None = None):
         if pixels.dtype != torch.uint8 or pixels.dim() != 3:
             raise ValueError(f"pixels must be a (N, L, C) uint8 tensor, got {tuple(pixels.shape)} {pixels.dtype}")
         if len(labels) != len(pixels):
             raise ValueError(f"{len(pixels)} images but {len(labels)} labels")
         self.pixels = pixels
         self.labels = labels
+        self.normalisation = normalisation
+        self._mean = self._std = None
+        if normalisation is not None:
+            mean, std = (torch.tensor(values, dtype=torch.float32) for values in normalisation)
+            if mean.shape != (pixels.shape[2],) or std.shape != mean.shape or not (std > 0).all():
+                raise ValueError(f"normalisation needs {pixels.shape[2]} means and as many positive stds, got "
+                                 f"{normalisation}")
+            self._mean, self._std = mean, std
 
     def __len__(self) -> int:
         return len(self.pixels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.pixels[i].float() / 255.0, int(self.labels[i])
+        x = self.pixels[i].float() / 255.0
+        if self._mean is not None:
+            x = (x - self._mean) / self._std
+        return x, int(self.labels[i])
 
     def subset(self, indices: torch.Tensor) -> PixelSequences:
         """The examples at `indices` (a copy, so the parent can be freed)."""
-        return PixelSequences(self.pixels[indices], self.labels[indices])
+        return PixelSequences(self.pixels[indices], self.labels[indices], self.normalisation)
 
 
-def split_indices(n: int, fractions: tuple[float, ...], seed: int) -> list[torch.Tensor]:
+def split_indices(n: int, fractions: tuple[float, ...], seed: int, *, conventions: str) -> list[torch.Tensor]:
     """A seeded random partition of range(n) into len(fractions) parts of about fraction * n items each.
 
-    Part sizes are round(fraction * n) except the last, which takes the rest, so every index is used once.
+    torch.randperm(n) with torch.Generator().manual_seed(seed), cut in order into the parts, is what
+    torch.utils.data.random_split (s4's splitter) does; the part sizes follow `conventions` (see
+    spikessm.data.conventions.split_sizes), so every index is used once.
     """
-    if any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
+    sizes = split_sizes(n, fractions, conventions)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    sizes = [round(f * n) for f in fractions[:-1]]
-    sizes.append(n - sum(sizes))
-    if sizes[-1] < 0:  # rounding up several parts can overshoot n
-        raise ValueError(f"split fractions {fractions} do not partition {n} examples")
     return list(torch.split(order, sizes))
+
+
+def split_train_val(train: PixelSequences, val_fraction: float, seed: int | None,
+                    conventions: str) -> tuple[PixelSequences, PixelSequences | None]:
+    """(train, val): a seeded random val_fraction of train as val (seed None: the conventions' seed), or (train,
+    None) when val_fraction is 0."""
+    if val_fraction == 0:
+        return train, None
+    train_ids, val_ids = split_indices(len(train), (1.0 - val_fraction, val_fraction),
+                                       split_seed(conventions, seed), conventions=conventions)
+    return train.subset(train_ids), train.subset(val_ids)
+
+
+def s4_normalisation(name: str, conventions: str) -> Normalisation | None:
+    """The (mean, std) that image task `name` is normalised with under `conventions` (None: pixels / 255 only)."""
+    if not follows_s4(conventions, name):
+        return None
+    return {"scifar": (SCIFAR_MEAN, SCIFAR_STD), "lra-image": (LRA_IMAGE_MEAN, LRA_IMAGE_STD)}.get(name)
 
 
 def bit_reversal_permutation(n: int) -> torch.Tensor:
@@ -100,32 +141,27 @@ LABEL_COLUMN = "label"
 
 def load_image_task(
     name: str, source: str | os.PathLike | None = None, *, cache_dir: str | None = None, val_fraction: float = 0.1,
-    seed: int = 0,
+    seed: int | None = None, conventions: str = DEFAULT_CONVENTIONS,
 ) -> TaskData:
     """Loads one of IMAGE_TASKS as (L, C) pixel sequences (see the module docstring).
 
     source: a Hub dataset id (default: the task's, e.g. "ylecun/mnist"), or a local directory written by
     `DatasetDict.save_to_disk` with "train" and "test" splits. A path-like source (a Path, absolute, or starting
     with "." or "~") must exist; other strings that are not existing directories are Hub ids. cache_dir: the
-    `datasets` download cache. The validation split is a seeded random val_fraction of train (None if 0); test is
-    the dataset's test split.
+    `datasets` download cache. The validation split is a seeded random val_fraction of train (None if 0; seed
+    None: the conventions' seed, s4's 42); test is the dataset's test split. conventions (spikessm.data.conventions)
+    choose the normalisation and the split's seed and sizes.
     """
     if name not in IMAGE_TASKS:
         raise ValueError(f"unknown image task {name!r}; known: {', '.join(IMAGE_TASKS)}")
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    normalisation = s4_normalisation(name, conventions)
     task = IMAGE_TASKS[name]
     splits = _open_dataset(task, source, cache_dir)
-    train = _to_pixel_sequences(splits["train"], task, "train")
-    test = _to_pixel_sequences(splits["test"], task, "test")
-    if task.permuted:
-        order = bit_reversal_permutation(task.side * task.side)
-        train = PixelSequences(train.pixels[:, order], train.labels)
-        test = PixelSequences(test.pixels[:, order], test.labels)
-    val = None
-    if val_fraction > 0:
-        train_ids, val_ids = split_indices(len(train), (1.0 - val_fraction, val_fraction), seed)
-        train, val = train.subset(train_ids), train.subset(val_ids)
+    order = bit_reversal_permutation(task.side * task.side) if task.permuted else slice(None)
+    train, test = (_to_pixel_sequences(splits[split], task, split, order, normalisation) for split in ("train", "test"))
+    train, val = split_train_val(train, val_fraction, seed, conventions)
     return TaskData(
         name=name, train=train, val=val, test=test, n_classes=task.n_classes, max_length=task.side * task.side,
         d_input=len(task.pil_mode),
@@ -158,8 +194,10 @@ def _open_dataset(task: ImageTask, source: str | os.PathLike | None, cache_dir: 
     return splits
 
 
-def _to_pixel_sequences(split, task: ImageTask, split_name: str) -> PixelSequences:
-    """A `datasets` split with PIL images -> PixelSequences of (side * side, channels) uint8 sequences."""
+def _to_pixel_sequences(split, task: ImageTask, split_name: str, order: torch.Tensor | slice,
+                        normalisation: Normalisation | None) -> PixelSequences:
+    """A `datasets` split with PIL images -> PixelSequences of (side * side, channels) uint8 sequences, their steps
+    in `order`."""
     for column in (task.image_column, LABEL_COLUMN):
         if column not in split.column_names:
             raise ValueError(
@@ -180,4 +218,4 @@ def _to_pixel_sequences(split, task: ImageTask, split_name: str) -> PixelSequenc
     if len(bad):
         i = int(bad[0])
         raise ValueError(f"{split_name} split, example {i}: label {int(labels[i])} not in 0..{task.n_classes - 1}")
-    return PixelSequences(torch.from_numpy(pixels), labels)
+    return PixelSequences(torch.from_numpy(pixels)[:, order].contiguous(), labels, normalisation)

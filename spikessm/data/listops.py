@@ -7,13 +7,21 @@ the value 0-9 of the expression.
 Files (official layout listops-1000/basic_{train,val,test}.tsv; the loader also reads them directly in data_dir):
 a header line "Source<TAB>Target", then one example per line, "<source string><TAB><label>".
 
-Token ids (LISTOPS_VOCAB; LISTOPS_VOCAB_SIZE 16): 0 padding, 1-10 the digits "0"-"9", 11 "[MIN", 12 "[MAX", 13 "[MED",
-14 "[SM", 15 "X" (the closing "]": the standard tokenizer renames it and drops "(" and ")").
+Tokens (tokenize_listops, the LRA tokenizer as s4 writes it): "]" becomes "X", "(" and ")" are deleted, the rest is
+split on whitespace. Token ids, by the conventions (spikessm.data.conventions):
+- s4 (the default), as s4's ListOps loader: <pad> 0, <unk> 1, <eos> 2, then the tokens of the train split by
+  descending count, ties in code-point order (torchtext's build_vocab_from_iterator), 18 ids on the official
+  files; each sequence is its first max_length - 1 tokens and <eos> (longer ones are cut, and counted in
+  TaskData.truncated and a warning); a val/test token absent from train is <unk>.
+- spikessm-0.1: the fixed LISTOPS_VOCAB (LISTOPS_VOCAB_SIZE 16): 0 padding, 1-10 the digits "0"-"9", 11 "[MIN",
+  12 "[MAX", 13 "[MED", 14 "[SM", 15 "X"; no end token; a sequence longer than max_length is an error.
+Either way a token outside these 15 is an error naming the file and line (s4 would give it an id).
 """
 from __future__ import annotations
 
 import os
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +30,8 @@ import torch
 from ..atomic import write_atomically
 from .base import TaskData, find_split_files
 from .cache import cache_path, read_cache, write_cache
-from .vocab import PackedSequences, TokenDataset
+from .conventions import DEFAULT_CONVENTIONS, follows_s4
+from .vocab import EOS_ID, UNKNOWN_ID, PackedSequences, TokenDataset, by_frequency
 
 MIN, MAX, MED, SUM_MOD = "[MIN", "[MAX", "[MED", "[SM"
 OPERATORS = (MIN, MAX, MED, SUM_MOD)
@@ -35,8 +44,9 @@ LISTOPS_VOCAB_SIZE = 1 + len(LISTOPS_VOCAB)
 SPLITS = {"train": "basic_train.tsv", "val": "basic_val.tsv", "test": "basic_test.tsv"}
 HEADER = "Source\tTarget"
 OFFICIAL_SUBDIR = "listops-1000"
-_CACHE_VERSION = 1  # bump when the cached layout or the tokenisation changes
+_CACHE_VERSION = 2  # bump when the cached layout or the tokenisation changes
 _LABELS = {str(v): v for v in VALUES}
+_S4_TOKENIZER = str.maketrans({"]": "X", "(": None, ")": None})
 
 Tree = int | tuple  # leaf value, or (operator, list of child trees)
 
@@ -219,12 +229,14 @@ def _apply(operator: str, args: list[int]) -> int:
 
 
 def tokenize_listops(source: str) -> list[str]:
-    """The standard LRA tokenizer: "]" -> "X", "(" and ")" dropped, split on whitespace."""
-    return ["X" if token == END else token for token in source.split() if token not in ("(", ")")]
+    """The LRA tokenizer, as s4 writes it: every "]" becomes "X", every "(" and ")" is deleted, then the string is
+    split on whitespace."""
+    return source.translate(_S4_TOKENIZER).split()
 
 
-def read_listops_tsv(path: Path, max_length: int) -> tuple[PackedSequences, torch.Tensor]:
-    """One split file -> (token-id sequences, labels (N,) int64); ValueError naming the file and line if malformed."""
+def read_listops_tsv(path: Path, max_length: int | None = None) -> tuple[PackedSequences, torch.Tensor]:
+    """One split file -> (token sequences as LISTOPS_VOCAB ids, labels (N,) int64); ValueError naming the file and
+    line if malformed, or if a sequence has more than max_length tokens (None: any length)."""
     arrays, labels = [], []
     with open(path, "rb") as f:  # bytes, decoded line by line, so that a bad byte is reported with its line
         lines = (_decode_line(path, line_no, raw) for line_no, raw in enumerate(f, start=1))
@@ -242,9 +254,10 @@ def read_listops_tsv(path: Path, max_length: int) -> tuple[PackedSequences, torc
                 ids = [LISTOPS_VOCAB[token] for token in tokenize_listops(source)]
             except KeyError as error:
                 raise ValueError(f"{path.name} line {line_no}: unknown token {error.args[0]!r}") from None
-            if not 0 < len(ids) <= max_length:
+            if not ids or (max_length is not None and len(ids) > max_length):
                 raise ValueError(
                     f"{path.name} line {line_no}: {len(ids)} tokens, expected 1 to max_length ({max_length})"
+                    if ids else f"{path.name} line {line_no}: 0 tokens, expected at least 1"
                 )
             arrays.append(np.array(ids, dtype=np.uint8))
             labels.append(_LABELS[target])
@@ -269,26 +282,73 @@ def find_listops_files(data_dir: Path) -> dict[str, Path]:
         "(https://storage.googleapis.com/long-range-arena/lra_release.gz) and pass the folder holding listops-1000/"))
 
 
-def load_listops(data_dir: str | os.PathLike, *, max_length: int = 2048) -> TaskData:
-    """ListOps from data_dir (or data_dir/listops-1000) -> TaskData (vocab_size 16, 10 classes).
+def s4_listops_ids(train: PackedSequences, max_length: int) -> np.ndarray:
+    """The s4 id of every LISTOPS_VOCAB id: (LISTOPS_VOCAB_SIZE,) uint8, a table. The vocabulary is s4's: <pad>,
+    <unk>, <eos>, then the tokens of the train sequences (each cut to max_length - 1 tokens, as s4 counts them)
+    by descending count, ties in code-point order; a token absent from train maps to <unk>."""
+    counts = np.zeros(LISTOPS_VOCAB_SIZE, dtype=np.int64)
+    for i in range(len(train)):
+        counts += np.bincount(train.tokens[train.offsets[i] : train.offsets[i + 1]][: max_length - 1].numpy(),
+                              minlength=LISTOPS_VOCAB_SIZE)
+    ordered = by_frequency({token: int(counts[i]) for token, i in LISTOPS_VOCAB.items() if counts[i]})
+    table = np.full(LISTOPS_VOCAB_SIZE, UNKNOWN_ID, dtype=np.uint8)
+    table[0] = 0
+    for s4_id, token in enumerate(ordered, start=EOS_ID + 1):
+        table[LISTOPS_VOCAB[token]] = s4_id
+    return table
 
-    Examples are ((L,) int64 token ids, label 0-9), L <= max_length (a longer sequence is an error). The first
-    load saves the tokenised splits to data_dir/.spikessm_cache/listops-<hash>.pt; later loads read that
-    (a changed file or max_length gives a new hash, hence a fresh parse).
+
+def _to_s4_ids(sequences: PackedSequences, table: np.ndarray, max_length: int) -> tuple[PackedSequences, int]:
+    """LISTOPS_VOCAB-id sequences -> (s4-id sequences, each its first max_length - 1 tokens and <eos>; how many were
+    cut)."""
+    arrays, truncated = [], 0
+    for i in range(len(sequences)):
+        ids = sequences.tokens[sequences.offsets[i] : sequences.offsets[i + 1]].numpy()
+        truncated += len(ids) > max_length - 1
+        arrays.append(np.append(table[ids[: max_length - 1]], np.uint8(EOS_ID)))
+    return PackedSequences.from_arrays(arrays), truncated
+
+
+def load_listops(data_dir: str | os.PathLike, *, max_length: int = 2048,
+                 conventions: str = DEFAULT_CONVENTIONS) -> TaskData:
+    """ListOps from data_dir (or data_dir/listops-1000) -> TaskData (10 classes; vocab_size 18 on the official files
+    with the s4 conventions, 16 with spikessm-0.1).
+
+    Examples are ((L,) int64 token ids, label 0-9), L <= max_length (see the module docstring for the ids, the end
+    token and what happens to longer sequences; truncated counts the examples cut per split). The first load saves
+    the tokenised splits to data_dir/.spikessm_cache/listops-<hash>.pt; later loads read that (a changed file,
+    max_length or conventions gives a new hash, hence a fresh parse).
     """
+    s4 = follows_s4(conventions, "ListOps")
+    if max_length < (2 if s4 else 1):
+        raise ValueError(f"ListOps: max_length must leave room for one token{' and <eos>' if s4 else ''}, got "
+                         f"{max_length}")
     data_dir = Path(data_dir)
     files = find_listops_files(data_dir)
-    cache = cache_path(data_dir, "listops", files, version=_CACHE_VERSION, max_length=max_length)
-    splits = read_cache(cache, "ListOps")
-    if splits is None:
-        splits = {}
-        for split, path in files.items():
-            sequences, labels = read_listops_tsv(path, max_length)
-            splits[split] = {"tokens": sequences.tokens, "offsets": sequences.offsets, "labels": labels}
-        write_cache(cache, splits, "ListOps")
-    datasets = {
-        split: TokenDataset(s["labels"], PackedSequences(s["tokens"], s["offsets"])) for split, s in splits.items()
-    }
+    cache = cache_path(data_dir, "listops", files, version=_CACHE_VERSION, max_length=max_length,
+                       conventions=conventions)
+    content = read_cache(cache, "ListOps")
+    if content is None:
+        parsed = {split: read_listops_tsv(path, None if s4 else max_length) for split, path in files.items()}
+        content = {"vocab_size": LISTOPS_VOCAB_SIZE}
+        if s4:
+            table = s4_listops_ids(parsed["train"][0], max_length)
+            content["vocab_size"] = int(table.max()) + 1
+        for split, (sequences, labels) in parsed.items():
+            truncated = 0
+            if s4:
+                sequences, truncated = _to_s4_ids(sequences, table, max_length)
+            content[split] = {"tokens": sequences.tokens, "offsets": sequences.offsets, "labels": labels,
+                              "truncated": truncated}
+        write_cache(cache, content, "ListOps")
+    datasets = {split: TokenDataset(content[split]["labels"],
+                                    PackedSequences(content[split]["tokens"], content[split]["offsets"]))
+                for split in files}
+    truncated = {split: int(content[split]["truncated"]) for split in files}
+    if any(truncated.values()):
+        counts = ", ".join(f"{n} of {len(datasets[split])} {split}" for split, n in truncated.items() if n)
+        warnings.warn(f"ListOps: {counts} examples have more than max_length - 1 ({max_length - 1}) tokens and "
+                      "were cut to them before the <eos>, as s4's loader cuts them", stacklevel=2)
     return TaskData(
         name="listops",
         train=datasets["train"],
@@ -296,5 +356,6 @@ def load_listops(data_dir: str | os.PathLike, *, max_length: int = 2048) -> Task
         test=datasets["test"],
         n_classes=10,
         max_length=max_length,
-        vocab_size=LISTOPS_VOCAB_SIZE,
+        vocab_size=int(content["vocab_size"]),
+        truncated=truncated,
     )

@@ -56,8 +56,9 @@ def lra_task_dir(top: str | os.PathLike, task: str) -> Path:
 def load_lra_release(top: str | os.PathLike, task: str, **settings) -> TaskData:
     """`task` (listops, retrieval, pathfinder, path-x) from the release's top folder -> its loader's TaskData.
 
-    settings go to the loader: load_listops(max_length), load_aan(max_length, min_freq), load_pathfinder
-    (difficulty, split, seed; the resolution follows from the task, and a resolution setting must agree).
+    settings go to the loader: load_listops(max_length, conventions), load_aan(max_length, min_freq, conventions),
+    load_pathfinder(difficulty, split, seed, conventions; the resolution follows from the task, and a resolution
+    setting must agree).
     """
     if task in PATHFINDER_RESOLUTIONS:
         resolution = settings.pop("resolution", PATHFINDER_RESOLUTIONS[task])

@@ -10,8 +10,13 @@ to the difficulty folder ("imgs/<batch>"), 1 the file name, 2 the image's index 
 markers lie on one path), 4-10 the generator settings (continuity, contour length, distractor length, paddle
 length, paddle thickness, paddle margin, number of contrast levels). Only columns 0, 1 and 3 are read.
 
-An example is (x, label): x the (res * res, 1) float32 pixel sequence, row-major, scaled to [0, 1]; label 0 or 1.
-Decoded images are cached in <data_dir>/.spikessm_cache/, keyed by the content of the metadata files.
+An example is (x, label): x the (res * res, 1) float32 pixel sequence, row-major, scaled to [0, 1] (under both
+conventions: s4's configs/dataset/pathfinder.yaml sets center: False, so its runs skip the Normalize(0.5, 0.5)
+that lra.py's PathFinder class would apply by default); label 0 or 1. Decoded images are cached in
+<data_dir>/.spikessm_cache/, keyed by the content of the metadata files.
+
+The s4 conventions split as lra.py's PathFinder does: the metadata rows in order, less S4_BLACKLIST (the release's
+one empty image), then torch.utils.data.random_split with lengths (rest, int(val * n), int(test * n)) and seed 42.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from PIL import Image
 from ..atomic import write_bytes
 from .base import TaskData
 from .cache import read_cache
+from .conventions import DEFAULT_CONVENTIONS, follows_s4, split_seed
 from .images import PixelSequences, split_indices
 
 # Difficulty folder -> contour length (paddles per target path) of its images.
@@ -38,26 +44,37 @@ METADATA_COLUMNS = (
 )
 CACHE_FOLDER = ".spikessm_cache"
 _CACHE_FORMAT = 2  # bump when the cache content changes meaning
+# Images s4's PathFinderDataset leaves out before splitting (its `blacklist`), relative to data_dir.
+S4_BLACKLIST = frozenset({"pathfinder32/curv_baseline/imgs/0/sample_172.png"})
 
 
 def load_pathfinder(
     data_dir: str | os.PathLike, *, resolution: int = 32, difficulty: str = "curv_contour_length_14",
-    split: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0,
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int | None = None,
+    conventions: str = DEFAULT_CONVENTIONS,
 ) -> TaskData:
     """Loads one difficulty folder of pathfinder<resolution> (128: Path-X) as TaskData (see the module docstring).
 
     data_dir: the folder that contains pathfinder<resolution>/. The images of all metadata files are split at
-    random (seeded) into train/val/test fractions `split`. Unreadable or empty images are skipped with a warning
-    after the split, so that one bad file moves no other image to another split.
+    random (seeded; seed None: the conventions' seed, s4's 42) into train/val/test fractions `split`, with the
+    sizes and exclusions of the conventions. Unreadable or empty images are skipped with a warning after the
+    split, so that one bad file moves no other image to another split.
     """
     if difficulty not in DIFFICULTIES:
         raise ValueError(f"unknown Pathfinder difficulty {difficulty!r}; choose one of {', '.join(DIFFICULTIES)}")
+    s4 = follows_s4(conventions, "Pathfinder")
     data_dir = Path(data_dir)
     folder = data_dir / f"pathfinder{resolution}" / difficulty
     metadata_files = _metadata_files(folder, resolution)
     pixels, labels, readable = _load_cached(data_dir, folder, metadata_files, resolution)
     everything = PixelSequences(pixels.unsqueeze(-1), labels)
-    train_ids, val_ids, test_ids = (ids[readable[ids]] for ids in split_indices(len(everything), tuple(split), seed))
+    listed = torch.arange(len(everything))
+    if s4 and any(path.startswith(f"pathfinder{resolution}/{difficulty}/") for path in S4_BLACKLIST):
+        rows = [f"pathfinder{resolution}/{difficulty}/{path}"
+                for f in metadata_files for path, _ in _parse_metadata(f, f.read_bytes())]
+        listed = torch.tensor([i for i, path in enumerate(rows) if path not in S4_BLACKLIST], dtype=torch.int64)
+    parts = split_indices(len(listed), tuple(split), split_seed(conventions, seed), conventions=conventions)
+    train_ids, val_ids, test_ids = (ids[readable[ids]] for ids in (listed[part] for part in parts))
     return TaskData(
         name=f"pathfinder{resolution}", train=everything.subset(train_ids), val=everything.subset(val_ids),
         test=everything.subset(test_ids), n_classes=2, max_length=resolution * resolution, d_input=1,

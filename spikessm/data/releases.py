@@ -67,7 +67,8 @@ def load_release(task: str, data_dir: str | os.PathLike, **settings) -> TaskData
     """`task` from its release files in data_dir (see the module docstring) -> the reader's TaskData.
 
     settings go to the reader (e.g. val_fraction and seed for the image and event tasks, bin_ms and n_bins for
-    the event tasks, max_length and min_freq for text).
+    the event tasks, max_length and min_freq for text, conventions for every task but the event streams: see
+    spikessm.data.conventions).
     """
     if task not in RELEASE_TASKS:
         raise ValueError(f"no release reader for task {task!r}; tasks with one: {', '.join(RELEASE_TASKS)}")

@@ -1,8 +1,11 @@
 """LRA Text: IMDB movie-review sentiment, character level (25k train / 25k test reviews, labels 0 negative, 1 positive).
 
 Source: the HF dataset "stanfordnlp/imdb" (splits train and test, columns text and label), from the Hub or from a
-folder written by DatasetDict.save_to_disk. Ids (see CharVocab): 0 padding, 1 unknown character, 2.. the
-characters seen >= min_freq times in the (truncated) train reviews, in code-point order (~135 at min_freq 15).
+folder written by DatasetDict.save_to_disk (the "unsupervised" split is not read, as in s4). Ids (see CharVocab):
+the characters seen >= min_freq times in the (truncated) train reviews (~135 at min_freq 15), numbered by the
+conventions: s4 (the default) <pad> 0, <unk> 1, <eos> 2, then by descending count, each review its first
+max_length - 1 characters and <eos>, as s4's IMDB loader; spikessm-0.1 0 padding, 1 unknown, then in code-point
+order, the first max_length characters.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from pathlib import Path
 import torch
 
 from spikessm.data.base import TaskData
+from spikessm.data.conventions import DEFAULT_CONVENTIONS
 from spikessm.data.vocab import CharVocab, PackedSequences, TokenDataset
 
 COLUMNS = ("text", "label")
@@ -63,16 +67,18 @@ def load_imdb(
     max_length: int = 4096,
     min_freq: int = 15,
     cache_dir: str | None = None,
+    conventions: str = DEFAULT_CONVENTIONS,
 ) -> TaskData:
-    """IMDB at character level -> TaskData (2 classes, val None: LRA evaluates on test).
+    """IMDB at character level -> TaskData (2 classes, val None: LRA evaluates on test, as s4 does).
 
-    Examples are ((L,) int64 character ids, label), each review truncated to its first max_length characters.
-    The vocabulary counts the train split only. cache_dir is passed to datasets.load_dataset (Hub ids only).
+    Examples are ((L,) int64 character ids, label), L <= max_length (see the module docstring); truncated counts
+    the reviews cut. The vocabulary counts the train split only. cache_dir is passed to datasets.load_dataset (Hub
+    ids only).
     """
     splits = _load_dataset_dict(source, cache_dir)
     train_texts, train_labels = _split_columns(splits, source, "train")
     test_texts, test_labels = _split_columns(splits, source, "test")
-    vocab = CharVocab.build(train_texts, min_freq=min_freq, max_length=max_length)
+    vocab = CharVocab.build(train_texts, min_freq=min_freq, max_length=max_length, conventions=conventions)
     return TaskData(
         name="imdb",
         train=_encode(vocab, train_texts, train_labels, max_length),
@@ -81,4 +87,6 @@ def load_imdb(
         n_classes=2,
         max_length=max_length,
         vocab_size=vocab.size,
+        truncated={"train": vocab.count_truncated(train_texts, max_length),
+                   "test": vocab.count_truncated(test_texts, max_length)},
     )

@@ -54,7 +54,8 @@ def make_ssm(config: ModelConfig, device=None, dtype=None) -> nn.Module:
 
 
 def make_readout(config: ModelConfig) -> nn.Module:
-    """The pointwise readout after the SSM layer (a LIF readout lives in the SSM layer: identity here)."""
+    """The pointwise readout after the SSM layer. A LIF readout carries state, so it lives in the SSM layer
+    (ssm.neurons) and this one is the identity; SSMBlock.spiking_readout names whichever spikes."""
     if config.readout == "binary":
         return Heaviside(0.0, surrogate=config.surrogate, alpha=config.surrogate_alpha)
     if config.readout == "gelu":
@@ -87,6 +88,21 @@ class SSMBlock(nn.Module):
     @property
     def causal(self) -> bool:
         return not self.ssm.bidirectional
+
+    def spiking_readout(self) -> tuple[str, nn.Module] | None:
+        """The block's spiking readout, as (its name in the block, the module): RF neurons as the whole SSM layer
+        ("ssm", ssm "rf"), the SSM layer's neurons ("ssm.neurons", a LIF or RF readout) or a Heaviside readout
+        ("readout"); None when the readout does not spike. Either way its spikes are the mixing layer's input,
+        which is where instrumentation reads them: a fused S4D layer runs its neurons inside its own op and never
+        calls the neuron module."""
+        if isinstance(self.ssm, RF):
+            return "ssm", self.ssm
+        neurons = getattr(self.ssm, "neurons", None)
+        if neurons is not None:
+            return "ssm.neurons", neurons
+        if isinstance(self.readout, Heaviside):
+            return "readout", self.readout
+        return None
 
     def forward(self, x: torch.Tensor, state=None, *, return_state: bool = False):
         """x: (B, L, H); state: from init_state() or a previous call, or None (zeros). Returns (B, L, H), and

@@ -124,7 +124,8 @@ class SequenceClassifier(nn.Module):
             lengths: (B,) true lengths (padding after them is ignored by the pooling), or None (all L).
             inputs2, lengths2: the second sequence of pair tasks (Retrieval); required iff config.pair.
             per_step: return the answer at every step, (B, L, n_classes): step t pools steps 0..t only (causal
-                models give exactly what streaming gives at t; lengths are ignored).
+                models give exactly what streaming gives at t; lengths change no answer, they only tell
+                OpCounter which positions hold data).
             state, return_state: continue from / return a StreamState (causal, single-sequence models).
 
         Returns:
@@ -146,6 +147,7 @@ class SequenceClassifier(nn.Module):
         if per_step:
             if self.config.pair:
                 raise ValueError("SequenceClassifier: per_step is for single-sequence models")
+            self.valid_positions(lengths, inputs.shape[1])  # for OpCounter only: the answers ignore lengths
             return self.decoder(self._pool_every_step(self.features(inputs)[0]))
         pooled2 = None
         if self.config.pair:
@@ -181,6 +183,28 @@ class SequenceClassifier(nn.Module):
         else:
             pooled = answer = feats[:, -1]
         return self.decoder(answer), StreamState(block_states, pooled, steps)
+
+    # --- sharing (spikessm.models.pretrained) --------------------------------------------------------------------
+
+    def save_pretrained(self, directory):
+        """Writes directory/config.json and directory/model.safetensors, the Hugging Face layout."""
+        from .pretrained import save_pretrained
+
+        return save_pretrained(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, source, *, device=None, dtype=None, revision: str | None = None) -> "SequenceClassifier":
+        """The model saved in a local folder or a Hugging Face Hub repository, in eval mode; nothing in the files
+        runs as code."""
+        from .pretrained import load_pretrained
+
+        return load_pretrained(cls, source, device=device, dtype=dtype, revision=revision)
+
+    def push_to_hub(self, repo_id: str, **options) -> str:
+        """Uploads the saved model to the Hub (options: private, token, commit_message); returns its URL."""
+        from .pretrained import push_to_hub
+
+        return push_to_hub(self, repo_id, **options)
 
     def init_state(self, batch_size: int) -> StreamState:
         """The state before the first step (causal models only)."""

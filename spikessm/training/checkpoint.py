@@ -2,7 +2,7 @@
 
 A checkpoint is a dict: FORMAT_KEY -> FORMAT, "version", "model" (state_dict), "model_config" (ModelConfig
 fields), "config" (the run's settings, JSON-able), and for resuming "optimizer", "scheduler", "rng" (every RNG
-state as tensors and numbers, see rng_state) and "position" (where training stands, see trainer.Position).
+state as tensors and numbers, see rng_state) and "position" (where training stands, see loop.Position).
 Reading never runs code: a file whose unpickling would need a Python object (a class, a function) is refused,
 as are empty, truncated, corrupt and foreign files, each with a CheckpointError naming the file.
 """
@@ -94,7 +94,8 @@ def read_checkpoint(path: str | Path, map_location=None) -> dict:
 
 
 def load_model(path: str | Path, device: torch.device):
-    """The SequenceClassifier stored in a checkpoint, in eval mode, and the checkpoint's run settings."""
+    """The SequenceClassifier stored in a checkpoint, in eval mode, and the checkpoint (its "config" is the run's
+    settings, its "position" where training stood)."""
     from ..models import ModelConfig, SequenceClassifier
 
     checkpoint = read_checkpoint(path, map_location=device)
@@ -104,4 +105,4 @@ def load_model(path: str | Path, device: torch.device):
     except (TypeError, ValueError, RuntimeError) as error:
         first = str(error).split("\n")[0]
         raise CheckpointError(f"{path}: its model does not load ({first})") from None
-    return model.eval(), checkpoint["config"]
+    return model.eval(), checkpoint

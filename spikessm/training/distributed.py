@@ -13,6 +13,10 @@ import torch
 import torch.distributed as dist
 
 
+# Reasons to stop early, least pressing first.
+STOP_PRIORITY = ("max-steps", "time-budget", "SIGINT", "SIGTERM")
+
+
 @dataclass(frozen=True)
 class Distributed:
     rank: int = 0
@@ -30,6 +34,19 @@ class Distributed:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
+
+    def agree_to_stop(self, reason: str | None, device: torch.device) -> str | None:
+        """Every process stops at the same step: the reason of the process that has the most pressing one (a
+        callback's own reason, then a signal, a time budget, a step budget), or None when none has one."""
+        if not self.enabled:
+            return reason
+        codes = {None: 0, **{name: i + 1 for i, name in enumerate(STOP_PRIORITY)}}
+        flag = torch.tensor([codes.get(reason, len(codes))], device=device if device.type == "cuda" else "cpu")
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        code = int(flag)
+        if code == 0:
+            return None
+        return STOP_PRIORITY[code - 1] if code <= len(STOP_PRIORITY) else (reason or "a callback's stop")
 
 
 def setup(device: torch.device) -> Distributed:

@@ -19,13 +19,32 @@ N = 64, pre-LN, dropout 0.1, batch 32, lr 0.004, weight decay 0.01; 30 and 20 ep
 hyperparameters for these readers' binning. "tiny-listops" is the embedded default: a small ListOps generated with
 the real generator (depth 4, at most 5 arguments), so it runs anywhere in minutes.
 
+Inputs are prepared as the papers' code prepares them: every task that state-spaces/s4 also loads (all but the
+event streams) follows its conventions by default (spikessm.data.conventions, docs/data.md), with spikessm 0.1's
+as the named alternative "spikessm-0.1":
+
+| task                  | s4 conventions (the default)                                 | s4 source (e757cef)   |
+|-----------------------|--------------------------------------------------------------|-----------------------|
+| listops, tiny-listops | <pad> <unk> <eos>, train tokens by count (18 ids);           | lra.py ListOps        |
+|                       | tokens[:2047] + <eos>, longer examples cut and counted       |                       |
+| text                  | characters, min_freq 15, by count; text[:4095] + <eos>       | lra.py IMDB           |
+| retrieval             | characters, min_freq 1, by count; text[:3999] + <eos> each   | lra.py AAN            |
+| image                 | grayscale, (x - 122.6/255) / (61/255)                        | basic.py CIFAR10      |
+| scifar                | (x - (0.4914, 0.4822, 0.4465)) / (0.247, 0.243, 0.261)       | basic.py CIFAR10      |
+| smnist, psmnist       | [0, 1]                                                       | basic.py MNIST        |
+| pathfinder, path-x    | [0, 1] (the dataset config's center: False); 80/10/10 split  | lra.py PathFinder     |
+Validation splits: random_split with seed 42 and s4's sizes (spikessm-0.1: seed 0, rounded sizes); test sets are
+the same under both. A TaskPreset's `conventions` lists what its loader accepts, the default first; load_task
+passes the choice on.
+
 Every task that has an original release (spikessm.data.releases) reads it from --data-dir: IDX files for
 smnist/psmnist, CIFAR-10's python batches for scifar/image, aclImdb/ for text, the LRA release's folders for
 listops/retrieval/pathfinder/path-x, the HDF5 and .bin files for shd/nmnist. The Hugging Face tasks also take
 --source (a Hub id, default the public one, or a save_to_disk folder).
 
 Adding a task is one entry in TASKS: a TaskPreset with its hyperparameters, a `load(data_dir, source)` function
-returning TaskData, and the kind of data location it takes (FILES, HUB or GENERATED). The CLI's --task choices,
+returning TaskData (taking conventions= too where the preset lists `conventions`), and the kind of data location
+it takes (FILES, HUB or GENERATED). The CLI's --task choices,
 the run's stored settings and `spikessm eval` all follow from that entry (or from register(preset), for a task
 defined elsewhere).
 """
@@ -38,6 +57,7 @@ from functools import partial
 from pathlib import Path
 
 from ..data.base import TaskData
+from ..data.conventions import CONVENTIONS
 
 # Where a task's data comes from, which decides what --data-dir and --source mean for it.
 FILES = "files"  # files on disk: --data-dir is required
@@ -58,6 +78,8 @@ class TaskPreset:
     load(data_dir, source) returns the task's TaskData; data_dir is an absolute Path or None, source a Hub id or
     an absolute save_to_disk folder (HUB tasks only, else None), at most one of them set. data says which of the
     two the task reads (FILES, HUB or GENERATED); where_to_get is the hint shown when data_dir is missing.
+    conventions: the input conventions (spikessm.data.conventions) load accepts as conventions=..., the default
+    first; empty where the loader takes no such choice (then load gets no conventions keyword).
     """
 
     name: str
@@ -71,10 +93,13 @@ class TaskPreset:
     warmup_steps: int = 0
     ssm_lr: float = 1e-3
     where_to_get: str = ""
+    conventions: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.data not in DATA_KINDS:
             raise ValueError(f"TaskPreset {self.name!r}: data must be one of {DATA_KINDS}, got {self.data!r}")
+        if len(set(self.conventions)) != len(self.conventions):
+            raise ValueError(f"TaskPreset {self.name!r}: conventions {self.conventions} name one twice")
 
     def default_data_dir(self) -> str | None:
         """The folder a GENERATED task writes to when no --data-dir is given (relative to the working directory,
@@ -87,7 +112,7 @@ def _lra(n_layers, d_model, norm, prenorm, dropout=0.0, **more):
                 **more)
 
 
-def _own_files_or_release(task: str, load: Callable[[], TaskData], data_dir: Path) -> TaskData:
+def _own_files_or_release(task: str, load: Callable[[], TaskData], data_dir: Path, conventions: str) -> TaskData:
     """load() (the task's own reader, for generated files or one task's folder), or, where data_dir holds none of
     them, the task's original release under data_dir; the own reader's error when neither is there."""
     from ..data.releases import find_release, load_release
@@ -97,59 +122,65 @@ def _own_files_or_release(task: str, load: Callable[[], TaskData], data_dir: Pat
     except FileNotFoundError:
         if find_release(task, data_dir) is None:
             raise
-    return load_release(task, data_dir)
+    return load_release(task, data_dir, conventions=conventions)
 
 
 def _hub_or_release(task: str, load_hub: Callable[[str | None], TaskData], data_dir: Path | None,
-                    source: str | None) -> TaskData:
+                    source: str | None, conventions: str) -> TaskData:
     """The release files in data_dir, else data_dir as a save_to_disk folder, else source through `datasets`."""
     from ..data.releases import find_release, load_release
 
     if data_dir is None:
         return load_hub(source)
     if find_release(task, data_dir) is not None:
-        return load_release(task, data_dir)
+        return load_release(task, data_dir, conventions=conventions)
     return load_hub(str(data_dir))
 
 
-def _load_listops(data_dir: Path | None, source: str | None) -> TaskData:
+def _load_listops(data_dir: Path | None, source: str | None, *, conventions: str) -> TaskData:
     from ..data.listops import load_listops
 
-    return _own_files_or_release("listops", lambda: load_listops(data_dir), data_dir)
+    return _own_files_or_release("listops", lambda: load_listops(data_dir, conventions=conventions), data_dir,
+                                 conventions)
 
 
-def _load_tiny_listops(data_dir: Path | None, source: str | None) -> TaskData:
+def _load_tiny_listops(data_dir: Path | None, source: str | None, *, conventions: str) -> TaskData:
     from ..data.listops import load_listops, write_listops
 
     if not (data_dir / "basic_test.tsv").exists():
         write_listops(data_dir, **TINY_LISTOPS)
-    return load_listops(data_dir)
+    return load_listops(data_dir, conventions=conventions)
 
 
-def _load_retrieval(data_dir: Path | None, source: str | None) -> TaskData:
+def _load_retrieval(data_dir: Path | None, source: str | None, *, conventions: str) -> TaskData:
     from ..data.retrieval import load_aan
 
-    return _own_files_or_release("retrieval", lambda: load_aan(data_dir), data_dir)
+    return _own_files_or_release("retrieval", lambda: load_aan(data_dir, conventions=conventions), data_dir,
+                                 conventions)
 
 
-def _load_pathfinder(data_dir: Path | None, source: str | None, *, resolution: int) -> TaskData:
+def _load_pathfinder(data_dir: Path | None, source: str | None, *, resolution: int, conventions: str) -> TaskData:
     from ..data.pathfinder import load_pathfinder
 
     task = "pathfinder" if resolution == 32 else "path-x"
-    return _own_files_or_release(task, lambda: load_pathfinder(data_dir, resolution=resolution), data_dir)
+    return _own_files_or_release(
+        task, lambda: load_pathfinder(data_dir, resolution=resolution, conventions=conventions), data_dir,
+        conventions)
 
 
-def _load_imdb(data_dir: Path | None, source: str | None) -> TaskData:
+def _load_imdb(data_dir: Path | None, source: str | None, *, conventions: str) -> TaskData:
     from ..data.text import load_imdb
 
-    return _hub_or_release("text", lambda hub: load_imdb(hub or "stanfordnlp/imdb"), data_dir, source)
+    return _hub_or_release("text", lambda hub: load_imdb(hub or "stanfordnlp/imdb", conventions=conventions),
+                           data_dir, source, conventions)
 
 
-def _load_images(data_dir: Path | None, source: str | None, *, name: str) -> TaskData:
+def _load_images(data_dir: Path | None, source: str | None, *, name: str, conventions: str) -> TaskData:
     from ..data.images import load_image_task
 
     hub_name = {"image": "lra-image"}.get(name, name)
-    return _hub_or_release(name, lambda hub: load_image_task(hub_name, hub), data_dir, source)
+    return _hub_or_release(name, lambda hub: load_image_task(hub_name, hub, conventions=conventions), data_dir,
+                           source, conventions)
 
 
 def _load_events(data_dir: Path | None, source: str | None, *, name: str) -> TaskData:
@@ -166,22 +197,27 @@ _EVENTS = _lra(4, 128, "layer", True, 0.1)
 
 TASKS: dict[str, TaskPreset] = {t.name: t for t in [
     TaskPreset("listops", _lra(8, 128, "batch", False), 50, 0.01, 0.05, 40, _load_listops,
-               where_to_get=_GENERATE_LISTOPS),
-    TaskPreset("text", _lra(6, 256, "batch", True), 16, 0.01, 0.05, 32, _load_imdb, data=HUB),
+               where_to_get=_GENERATE_LISTOPS, conventions=CONVENTIONS),
+    TaskPreset("text", _lra(6, 256, "batch", True), 16, 0.01, 0.05, 32, _load_imdb, data=HUB,
+               conventions=CONVENTIONS),
     TaskPreset("retrieval", _lra(6, 256, "batch", True), 64, 0.01, 0.05, 20, _load_retrieval, warmup_steps=2500,
-               where_to_get=_LRA_RELEASE),
+               where_to_get=_LRA_RELEASE, conventions=CONVENTIONS),
     TaskPreset("image", _lra(6, 512, "layer", False, 0.1), 50, 0.01, 0.05, 200,
-               partial(_load_images, name="image"), data=HUB),
+               partial(_load_images, name="image"), data=HUB, conventions=CONVENTIONS),
     TaskPreset("pathfinder", _lra(6, 256, "batch", True), 64, 0.004, 0.03, 200,
                partial(_load_pathfinder, resolution=32), warmup_steps=2500,
-               where_to_get="generate it with `spikessm generate pathfinder --out DIR`, or " + _LRA_RELEASE),
+               where_to_get="generate it with `spikessm generate pathfinder --out DIR`, or " + _LRA_RELEASE,
+               conventions=CONVENTIONS),
     TaskPreset("path-x", _lra(6, 256, "batch", True, dt_min=1e-4), 16, 5e-4, 0.05, 50,
                partial(_load_pathfinder, resolution=128), warmup_steps=10000, ssm_lr=5e-4,
                where_to_get="generate it with `spikessm generate pathfinder --resolution 128 --out DIR`, or "
-                            + _LRA_RELEASE),
-    TaskPreset("smnist", _SEQ_IMAGES, 50, 0.01, 0.05, 100, partial(_load_images, name="smnist"), data=HUB),
-    TaskPreset("psmnist", _SEQ_IMAGES, 50, 0.01, 0.05, 100, partial(_load_images, name="psmnist"), data=HUB),
-    TaskPreset("scifar", _SEQ_IMAGES, 50, 0.01, 0.05, 200, partial(_load_images, name="scifar"), data=HUB),
+                            + _LRA_RELEASE, conventions=CONVENTIONS),
+    TaskPreset("smnist", _SEQ_IMAGES, 50, 0.01, 0.05, 100, partial(_load_images, name="smnist"), data=HUB,
+               conventions=CONVENTIONS),
+    TaskPreset("psmnist", _SEQ_IMAGES, 50, 0.01, 0.05, 100, partial(_load_images, name="psmnist"), data=HUB,
+               conventions=CONVENTIONS),
+    TaskPreset("scifar", _SEQ_IMAGES, 50, 0.01, 0.05, 200, partial(_load_images, name="scifar"), data=HUB,
+               conventions=CONVENTIONS),
     TaskPreset("shd", _EVENTS, 32, 0.004, 0.01, 30, partial(_load_events, name="shd"),
                where_to_get="the Spiking Heidelberg Digits release (https://zenkelab.org/datasets/), "
                             "shd_train.h5 and shd_test.h5, gzipped or not"),
@@ -189,7 +225,7 @@ TASKS: dict[str, TaskPreset] = {t.name: t for t in [
                where_to_get="the N-MNIST release (https://www.garrickorchard.com/datasets/n-mnist), its Train/ and "
                             "Test/ folders"),
     TaskPreset("tiny-listops", dict(n_layers=2, d_model=64, d_state=16, norm="layer", prenorm=True, dropout=0.0),
-               32, 0.004, 0.01, 8, _load_tiny_listops, data=GENERATED, warmup_steps=100),
+               32, 0.004, 0.01, 8, _load_tiny_listops, data=GENERATED, warmup_steps=100, conventions=CONVENTIONS),
 ]}
 
 
@@ -230,6 +266,27 @@ def data_location(task: TaskPreset, data_dir: str | os.PathLike | None,
     return (str(Path(data_dir).expanduser().resolve()) if data_dir is not None else None), source
 
 
-def load_task(task: TaskPreset, data_dir: str | os.PathLike | None, source: str | None) -> TaskData:
-    """The task's data from a location as data_location returns it."""
-    return task.load(Path(data_dir) if data_dir is not None else None, source)
+def resolve_conventions(task: TaskPreset, conventions: str | None) -> str | None:
+    """The input conventions a run of `task` reads its data with: `conventions`, or the preset's default when None;
+    None for a task without conventions. ValueError naming the choices for one the task does not accept."""
+    if not task.conventions:
+        if conventions is not None:
+            raise ValueError(f"task {task.name!r} takes no input conventions, got {conventions!r}")
+        return None
+    if conventions is None:
+        return task.conventions[0]
+    if conventions not in task.conventions:
+        raise ValueError(f"task {task.name!r}: unknown input conventions {conventions!r}; choose one of "
+                         f"{', '.join(task.conventions)}")
+    return conventions
+
+
+def load_task(task: TaskPreset, data_dir: str | os.PathLike | None, source: str | None,
+              conventions: str | None = None) -> TaskData:
+    """The task's data from a location as data_location returns it, prepared by `conventions` (None: the preset's
+    default; see resolve_conventions)."""
+    conventions = resolve_conventions(task, conventions)
+    data_dir = Path(data_dir) if data_dir is not None else None
+    if conventions is None:
+        return task.load(data_dir, source)
+    return task.load(data_dir, source, conventions=conventions)

@@ -1,6 +1,7 @@
 """LRA Text from the aclImdb release folder layout, written here file by file."""
 import pytest
 import torch
+from s4_reference import char_ids
 
 import spikessm.data.aclimdb as aclimdb
 from spikessm.data.base import collate
@@ -33,14 +34,21 @@ def test_reviews_are_read_in_order_with_the_folder_labels(tmp_path):
     folder = write_aclimdb(tmp_path)
     assert find_release("text", tmp_path) == folder and find_release("text", folder) == folder
     task = load_release("text", tmp_path, min_freq=3, max_length=5)
-    assert (task.name, task.n_classes, task.vocab_size, task.val, task.max_length) == ("imdb", 2, 5, None, 5)
-    # neg then pos, each by (id, rating): train/neg 0_3, 1_1; train/pos 0_9, 10_7.
-    assert [task.train[i][1] for i in range(4)] == [0, 0, 1, 1]
-    assert [task.train[i][0].tolist() for i in range(4)] == [[2, 2, 3], [3, 3, 1], [2, 2, 4], [2, 2, 4, 4]]
-    assert task.test[0][0].tolist() == [2, 3, 1, 1, 3] and task.test[0][1] == 0  # "abc<b": max_length 5
-    assert task.test[1][0].tolist() == [1, 2, 3] and task.test[1][1] == 1
+    # neg then pos, each by (id, rating): train/neg 0_3, 1_1; train/pos 0_9, 10_7; test/neg 0_2, test/pos 0_10.
+    train = ["aab", "bbc", "aaé", "aaéé"]
+    vocab, expected = char_ids(train, train + ["abc<br />abcabc", "zab"], l_max=5, min_freq=3)
+    assert (task.name, task.n_classes, task.vocab_size, task.val, task.max_length) == ("imdb", 2, len(vocab), None, 5)
+    assert [task.train[i][1] for i in range(4)] == [0, 0, 1, 1] and [y for _, y in task.test] == [0, 1]
+    assert [x.tolist() for x, _ in task.train] + [x.tolist() for x, _ in task.test] == expected
+    assert task.test[0][0].tolist() == [3, 4, 1, 1, 2]  # "abc<" + <eos>: max_length 5
+    assert task.truncated == {"train": 0, "test": 1}
     batch = collate([task.train[i] for i in range(4)])
-    assert batch["inputs"].dtype == torch.int64 and batch["lengths"].tolist() == [3, 3, 3, 4]
+    assert batch["inputs"].dtype == torch.int64 and batch["lengths"].tolist() == [4, 4, 4, 5]
+    old = load_release("text", tmp_path, min_freq=3, max_length=5, conventions="spikessm-0.1")
+    assert old.vocab_size == 5
+    assert [old.train[i][0].tolist() for i in range(4)] == [[2, 2, 3], [3, 3, 1], [2, 2, 4], [2, 2, 4, 4]]
+    assert old.test[0][0].tolist() == [2, 3, 1, 1, 3] and old.test[0][1] == 0  # "abc<b": max_length 5
+    assert old.test[1][0].tolist() == [1, 2, 3] and old.test[1][1] == 1
 
 
 def test_same_encoding_as_the_hub_route(tmp_path):
@@ -52,12 +60,13 @@ def test_same_encoding_as_the_hub_route(tmp_path):
                                                  "label": [int(r[1] == "pos") for r in ordered if r[0] == split]})
               for split in ("train", "test")}
     datasets.DatasetDict(splits).save_to_disk(str(tmp_path / "hub"))
-    hub = load_imdb(tmp_path / "hub", min_freq=2, max_length=8)
-    release = load_release("text", tmp_path, min_freq=2, max_length=8)
-    assert hub.vocab_size == release.vocab_size
-    for name in ("train", "test"):
-        a, b = getattr(hub, name), getattr(release, name)
-        assert [(x.tolist(), y) for x, y in a] == [(x.tolist(), y) for x, y in b]
+    for conventions in ("s4", "spikessm-0.1"):
+        hub = load_imdb(tmp_path / "hub", min_freq=2, max_length=8, conventions=conventions)
+        release = load_release("text", tmp_path, min_freq=2, max_length=8, conventions=conventions)
+        assert hub.vocab_size == release.vocab_size and hub.truncated == release.truncated
+        for name in ("train", "test"):
+            a, b = getattr(hub, name), getattr(release, name)
+            assert [(x.tolist(), y) for x, y in a] == [(x.tolist(), y) for x, y in b]
 
 
 @pytest.mark.parametrize("split, label, name, content, message", [
@@ -101,6 +110,8 @@ def test_second_load_reads_the_cache(tmp_path, monkeypatch, inside):
     assert [x.tolist() for x, _ in second.train] == [x.tolist() for x, _ in first.train]
     with pytest.raises(AssertionError, match="read again"):  # other settings: another cache entry
         load_release("text", data_dir, min_freq=2)
+    with pytest.raises(AssertionError, match="read again"):  # other conventions too
+        load_release("text", data_dir, min_freq=1, conventions="spikessm-0.1")
     monkeypatch.undo()
     (folder / "test" / "pos" / "0_10.txt").write_text("zzzzzz")  # another size: the files are read again
-    assert load_release("text", data_dir, min_freq=1).test[1][0].tolist() == [1] * 6
+    assert load_release("text", data_dir, min_freq=1).test[1][0].tolist() == [1] * 6 + [2]

@@ -8,6 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
+from s4_reference import split_train_val, to_tensor_normalize
+
 import spikessm.data.cifar as cifar
 from spikessm.data.releases import find_release, load_release
 
@@ -72,27 +74,41 @@ def test_scifar_is_rgb_pixel_sequences(tmp_path, writer):
     assert (task.name, task.max_length, task.d_input, task.n_classes, task.val) == ("scifar", 1024, 3, 10, None)
     assert len(task.train) == 20 and len(task.test) == 5
     data, labels = arrays["test"]
+    mean, std = (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261)  # s4's basic.py
     for i in range(5):
         x, label = task.test[i]
         assert x.shape == (1024, 3) and x.dtype == torch.float32 and label == labels[i]
-        # Pixel p's features are the p-th value of the red, green and blue planes.
-        planes = torch.from_numpy(data[i].reshape(3, 1024)).float() / 255
-        assert torch.equal(x, planes.T)
+        # Pixel p's features are the p-th value of the red, green and blue planes, normalised as s4 does.
+        assert torch.equal(x, torch.from_numpy(to_tensor_normalize(data[i].reshape(3, 1024).T, mean, std)))
     x, _ = task.train[4]  # the first image of data_batch_2
-    assert torch.equal(x[:, 0], torch.from_numpy(arrays["train"][0][4, :1024]).float() / 255)
+    assert torch.equal(x[:, 0], torch.from_numpy(to_tensor_normalize(arrays["train"][0][4, :1024], mean[0], std[0])))
+    old = load_release("scifar", tmp_path, val_fraction=0.0, conventions="spikessm-0.1")
+    assert torch.equal(old.test[0][0], torch.from_numpy(data[0].reshape(3, 1024)).float().T / 255)
 
 
-def test_image_is_pil_grayscale_and_val_is_seeded(tmp_path):
-    arrays = write_cifar(tmp_path)
-    task = load_release("image", tmp_path / cifar.RELEASE_FOLDER, val_fraction=0.25)
-    assert (task.name, task.d_input, len(task.train), len(task.val)) == ("lra-image", 1, 15, 5)
-    data, _ = arrays["test"]
+def test_image_is_pil_grayscale_normalised_and_val_is_s4s(tmp_path):
+    arrays = write_cifar(tmp_path, n_per_batch=3)  # 15 train images: s4 keeps int(13.5) = 13, rounding would 14
+    task = load_release("image", tmp_path / cifar.RELEASE_FOLDER)
+    assert (task.name, task.d_input, len(task.train), len(task.val)) == ("lra-image", 1, 13, 2)
+
+    def s4_image(rgb_row):  # torchvision: HWC image, Grayscale (PIL convert("L")), ToTensor, Normalize
+        rgb = rgb_row.reshape(3, 32, 32).transpose(1, 2, 0)
+        gray = np.asarray(Image.fromarray(rgb, mode="RGB").convert("L")).reshape(1024, 1)
+        return torch.from_numpy(to_tensor_normalize(gray, 122.6 / 255.0, 61.0 / 255.0))
+
     for i in range(5):
-        rgb = data[i].reshape(3, 32, 32).transpose(1, 2, 0)
-        expected = np.asarray(Image.fromarray(rgb, mode="RGB").convert("L")).reshape(-1)
-        assert torch.equal(task.test[i][0][:, 0], torch.from_numpy(expected.copy()).float() / 255)
-    again = load_release("image", tmp_path, val_fraction=0.25)
-    assert all(torch.equal(task.val[i][0], again.val[i][0]) for i in range(5))
+        assert torch.equal(task.test[i][0], s4_image(arrays["test"][0][i]))
+    train_ids, val_ids = split_train_val(15)  # random_split, seed 42, over the batches in order
+    assert task.val.labels.tolist() == arrays["train"][1][val_ids].tolist()
+    assert all(torch.equal(task.val[i][0], s4_image(arrays["train"][0][j])) for i, j in enumerate(val_ids))
+    assert all(torch.equal(task.train[i][0], s4_image(arrays["train"][0][j])) for i, j in enumerate(train_ids))
+    old = load_release("image", tmp_path, conventions="spikessm-0.1")
+    assert (len(old.train), len(old.val)) == (14, 1)  # round(13.5) = 14
+    gray = np.asarray(Image.fromarray(arrays["test"][0][1].reshape(3, 32, 32).transpose(1, 2, 0)).convert("L"))
+    assert torch.equal(old.test[1][0][:, 0], torch.from_numpy(gray.reshape(-1).copy()).float() / 255)
+    again = load_release("image", tmp_path, val_fraction=0.25, seed=7)
+    assert torch.equal(again.val.pixels, load_release("image", tmp_path, val_fraction=0.25, seed=7).val.pixels)
+    assert len(again.val) == 15 - int(15 * 0.75)
 
 
 def test_grayscale_matches_pil_on_every_colour_corner():
@@ -150,11 +166,14 @@ def test_missing_batches_and_the_cache(tmp_path, monkeypatch):
 
     load_release("image", tmp_path)
     monkeypatch.setattr(cifar, "read_cifar_batch", refuse)
-    second = load_release("scifar", tmp_path)
+    second = load_release("scifar", tmp_path, conventions="spikessm-0.1")  # one cache serves both conventions
     rgb = arrays["test"][0][0].reshape(3, 1024).T
     assert torch.equal(second.test[0][0], torch.from_numpy(rgb.copy()).float() / 255)
-    gray = load_release("image", tmp_path)
+    gray = load_release("image", tmp_path, conventions="spikessm-0.1")
     assert torch.equal(gray.test[0][0][:, 0], torch.from_numpy(cifar.to_grayscale(rgb)).float() / 255)
+    s4 = load_release("scifar", tmp_path)
+    mean, std = (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261)
+    assert torch.equal(s4.test[0][0], torch.from_numpy(to_tensor_normalize(rgb, mean, std)))
     (tmp_path / cifar.RELEASE_FOLDER / "data_batch_5").unlink()
     assert find_release("scifar", tmp_path) is None
     with pytest.raises(FileNotFoundError, match="missing data_batch_5"):

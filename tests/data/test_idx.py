@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from s4_reference import bitreversal_permutation, split_train_val
+
 import spikessm.data.idx as idx
 from spikessm.data.base import collate
 from spikessm.data.images import bit_reversal_permutation
@@ -77,6 +79,22 @@ def test_psmnist_is_the_bit_reversal_order_and_val_is_carved_from_train(tmp_path
     seen += sorted(tuple(plain.val[i][0][:20, 0].tolist()) for i in range(6))
     expected = [tuple((img.reshape(-1)[:20] / 255).astype(np.float32).tolist()) for img in arrays["train"][0]]
     assert sorted(seen) == sorted(expected)
+
+
+def test_default_split_and_permutation_are_s4s(tmp_path):
+    arrays = write_mnist(tmp_path, n_train=14)  # s4 keeps int(14 * 0.9) = 12 for train; rounding would keep 13
+    images = arrays["train"][0].reshape(14, 784)
+    train_ids, val_ids = split_train_val(14)
+    order = bitreversal_permutation(784)
+    for task, steps in ((load_release("smnist", tmp_path), slice(None)), (load_release("psmnist", tmp_path), order)):
+        assert (len(task.train), len(task.val)) == (12, 2)
+        assert torch.equal(task.val.pixels[:, :, 0], torch.from_numpy(images[val_ids][:, steps]))
+        assert torch.equal(task.train.pixels[:, :, 0], torch.from_numpy(images[train_ids][:, steps]))
+        assert task.val.labels.tolist() == arrays["train"][1][val_ids].tolist()
+        x, _ = task.val[0]  # s4 does not normalise MNIST: ToTensor only
+        assert torch.equal(x[:, 0], torch.from_numpy(images[val_ids[0]][steps].astype(np.float32) / np.float32(255)))
+    old = load_release("smnist", tmp_path, conventions="spikessm-0.1")
+    assert (len(old.train), len(old.val)) == (13, 1)
 
 
 def test_files_in_raw_and_dotted_names_are_found(tmp_path):

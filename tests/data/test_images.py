@@ -5,8 +5,14 @@ import pytest
 import torch
 from PIL import Image
 
+from s4_reference import split_train_val, to_tensor_normalize
+
 from spikessm.data.base import collate
 from spikessm.data.images import bit_reversal_permutation, load_image_task
+
+# s4's Normalize constants, as basic.py's CIFAR10 writes them.
+S4_CIFAR_MEAN, S4_CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261)
+S4_GRAY_MEAN, S4_GRAY_STD = 122.6 / 255.0, 61.0 / 255.0
 
 
 def save_split_dict(path, image_column, images, labels_per_split):
@@ -55,6 +61,20 @@ def test_smnist_is_row_major_pixels_in_0_1(mnist):
     assert task.test[0][0].max() <= 1 and task.test[0][0].min() >= 0
 
 
+def test_validation_split_is_s4s_by_default(mnist):
+    path, arrays, _ = mnist
+    train_ids, val_ids = split_train_val(len(arrays["train"]))  # random_split, seed 42
+    for conventions in ("s4", None):
+        task = load_image_task("smnist", path, **({} if conventions is None else {"conventions": conventions}))
+        assert torch.equal(task.val.pixels[:, :, 0], torch.from_numpy(arrays["train"][val_ids].reshape(-1, 784)))
+        assert torch.equal(task.train.pixels[:, :, 0], torch.from_numpy(arrays["train"][train_ids].reshape(-1, 784)))
+    old = load_image_task("smnist", path, conventions="spikessm-0.1")
+    assert torch.equal(old.val.pixels, load_image_task("smnist", path, seed=0).val.pixels)
+    assert not torch.equal(old.val.pixels, task.val.pixels)
+    with pytest.raises(ValueError, match="unknown input conventions 's5'; choose one of s4, spikessm-0.1"):
+        load_image_task("smnist", path, conventions="s5")
+
+
 def test_validation_is_carved_from_train_deterministically(mnist):
     path, arrays, _ = mnist
     a, b = load_image_task("smnist", path, seed=5), load_image_task("smnist", path, seed=5)
@@ -85,20 +105,28 @@ def test_psmnist_is_smnist_permuted(mnist):
     assert torch.equal(permuted.train.pixels, plain.train.pixels[:, perm])
 
 
-def test_scifar_has_rgb_features(cifar):
+def test_scifar_is_normalised_per_channel_as_s4(cifar):
     path, arrays, labels = cifar
     task = load_image_task("scifar", path)
     assert (task.max_length, task.d_input) == (1024, 3)
-    x, label = task.test[2]
-    assert x.shape == (1024, 3) and label == labels["test"][2]
-    assert torch.allclose(x, torch.from_numpy(arrays["test"][2].reshape(1024, 3)).float() / 255)
+    for i in range(len(arrays["test"])):
+        x, label = task.test[i]
+        expected = to_tensor_normalize(arrays["test"][i].reshape(1024, 3), S4_CIFAR_MEAN, S4_CIFAR_STD)
+        assert x.shape == (1024, 3) and x.dtype == torch.float32 and label == labels["test"][i]
+        assert torch.equal(x, torch.from_numpy(expected))  # bit for bit
+    old = load_image_task("scifar", path, conventions="spikessm-0.1")
+    assert torch.equal(old.test[2][0], torch.from_numpy(arrays["test"][2].reshape(1024, 3)).float() / 255)
 
 
-def test_lra_image_is_grayscale_cifar(cifar):
+def test_lra_image_is_grayscale_cifar_normalised_as_s4(cifar):
     path, arrays, _ = cifar
     task = load_image_task("lra-image", path)
     assert (task.max_length, task.d_input) == (1024, 1)
-    x, _ = task.test[1]
+    for i in range(len(arrays["test"])):
+        gray = np.asarray(Image.fromarray(arrays["test"][i], mode="RGB").convert("L"))  # torchvision's Grayscale
+        expected = to_tensor_normalize(gray.reshape(1024, 1), (S4_GRAY_MEAN,), (S4_GRAY_STD,))
+        assert torch.equal(task.test[i][0], torch.from_numpy(expected))
+    x, _ = load_image_task("lra-image", path, conventions="spikessm-0.1").test[1]
     rgb = arrays["test"][1].reshape(1024, 3).astype(np.float64)
     luma = (rgb @ np.array([299, 587, 114]) / 1000) / 255  # ITU-R 601-2, as PIL's convert("L")
     assert x.shape == (1024, 1) and np.abs(x[:, 0].numpy() - luma).max() <= 1.01 / 255

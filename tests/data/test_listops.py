@@ -3,6 +3,7 @@ import random
 
 import pytest
 import torch
+from s4_reference import SPECIALS, listops_tokens, numericalize, torchtext_vocab
 
 from spikessm.data import listops
 from spikessm.data.base import collate
@@ -134,6 +135,8 @@ def test_evaluator_rejects_malformed_input(source):
 
 def test_tokenizer_keeps_the_closing_bracket_as_x():
     assert tokenize_listops("( ( ( [MAX 2 ) 9 ) ] )") == ["[MAX", "2", "9", "X"]
+    # s4's tokenizer deletes the parentheses as characters, wherever they stand.
+    assert tokenize_listops("( [MIN 1 )( 2 ] )") == listops_tokens("( [MIN 1 )( 2 ] )") == ["[MIN", "1", "2", "X"]
     ids = sorted(LISTOPS_VOCAB.values())
     assert ids == list(range(1, 16)) and LISTOPS_VOCAB_SIZE == 16  # id 0 is padding only
     assert LISTOPS_VOCAB["0"] == 1 and LISTOPS_VOCAB["9"] == 10 and LISTOPS_VOCAB["X"] == 15
@@ -142,8 +145,34 @@ def test_tokenizer_keeps_the_closing_bracket_as_x():
 # --- Loader ---
 
 
-def test_loader_reads_the_official_layout(data_dir):
+def _s4_expected(folder, l_max=2048):
+    """{split: [(ids, label)]} and the vocabulary, computed from the files by s4's rules (s4_reference)."""
+    rows = {}
+    for split in ("train", "val", "test"):
+        lines = (folder / f"basic_{split}.tsv").read_text().splitlines()[1:]
+        rows[split] = [(listops_tokens(line.split("\t")[0]), int(line.split("\t")[1])) for line in lines]
+    vocab = torchtext_vocab([tokens[: l_max - 1] for tokens, _ in rows["train"]], SPECIALS)
+    return {split: [(numericalize(vocab, tokens, l_max), label) for tokens, label in r]
+            for split, r in rows.items()}, vocab
+
+
+def test_loader_reads_the_official_layout_as_s4(data_dir):
     task = load_listops(data_dir)
+    expected, vocab = _s4_expected(data_dir / "listops-1000")
+    assert (task.n_classes, task.vocab_size, task.max_length, task.pair) == (10, len(vocab), 2048, False)
+    assert len(vocab) == 18  # <pad> <unk> <eos> + 15 tokens, as on the official files
+    for split in ("train", "val", "test"):
+        got = [(x.tolist(), label) for x, label in getattr(task, split)]
+        assert got == expected[split], split
+        assert task.truncated[split] == 0
+    x, _ = task.train[0]
+    assert x.dtype == torch.int64 and x[-1] == vocab["<eos>"] == 2
+    # The files may also sit directly in the folder given.
+    assert len(load_listops(data_dir / "listops-1000").train) == 50
+
+
+def test_loader_reads_the_official_layout_as_spikessm_0_1(data_dir):
+    task = load_listops(data_dir, conventions="spikessm-0.1")
     assert (task.n_classes, task.vocab_size, task.max_length, task.pair) == (10, 16, 2048, False)
     assert [len(task.train), len(task.val), len(task.test)] == [50, 10, 10]
     lines = (data_dir / "listops-1000" / "basic_train.tsv").read_text().splitlines()[1:]
@@ -153,8 +182,46 @@ def test_loader_reads_the_official_layout(data_dir):
         x, label = task.train[i]
         assert x.dtype == torch.int64 and label == int(target)
         assert [inverse[int(t)] for t in x] == tokenize_listops(source)
-    # The files may also sit directly in the folder given.
-    assert len(load_listops(data_dir / "listops-1000").train) == 50
+
+
+def _write(folder, train, val, test):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, lines in (("train", train), ("val", val), ("test", test)):
+        (folder / f"basic_{name}.tsv").write_text("Source\tTarget\n" + "".join(f"{line}\n" for line in lines))
+    return folder
+
+
+# "X" x 3; "1", "3", "7" x 2 each (a tie, broken by code point); "[MAX", "[MIN", "[SM" once each.
+HAND_TRAIN = ["( ( ( [MAX 3 ) 7 ) ] )\t7", "( ( ( [MIN 3 ) 7 ) ] )\t3", "( ( ( [SM 1 ) 1 ) ] )\t2"]
+HAND_TEST = ["( ( ( [MED 9 ) 1 ) ] )\t5"]  # "[MED" and "9" are not in train: <unk>
+
+
+def test_s4_ids_by_count_then_code_point_and_unknown_tokens(tmp_path):
+    folder = _write(tmp_path, HAND_TRAIN, HAND_TRAIN[:1], HAND_TEST)
+    task = load_listops(folder)
+    # By hand: <pad> 0 <unk> 1 <eos> 2, X 3, then "1" 4, "3" 5, "7" 6, then "[MAX" 7, "[MIN" 8, "[SM" 9.
+    assert task.vocab_size == 10
+    assert [x.tolist() for x, _ in task.train] == [[7, 5, 6, 3, 2], [8, 5, 6, 3, 2], [9, 4, 4, 3, 2]]
+    assert task.test[0][0].tolist() == [1, 1, 4, 3, 2] and task.test[0][1] == 5
+    expected, vocab = _s4_expected(folder)
+    assert len(vocab) == 10 and [x.tolist() for x, _ in task.test] == [ids for ids, _ in expected["test"]]
+
+
+def test_s4_cuts_long_sequences_counts_them_and_counts_the_vocabulary_after_the_cut(tmp_path):
+    folder = _write(tmp_path, HAND_TRAIN + ["( [MAX 1 ] )\t1"], ["( ( ( [SM 1 ) 1 ) ] )\t2"], HAND_TEST)
+    with pytest.warns(UserWarning, match=r"ListOps: 3 of 4 train, 1 of 1 val, 1 of 1 test examples have more than "
+                                         r"max_length - 1 \(3\) tokens"):
+        task = load_listops(folder, max_length=4)
+    assert task.truncated == {"train": 3, "val": 1, "test": 1}
+    expected, vocab = _s4_expected(folder, l_max=4)
+    for split in ("train", "val", "test"):
+        assert [(x.tolist(), label) for x, label in getattr(task, split)] == expected[split]
+    # Only the uncut train example keeps its "X": counted once, it ties with "[MIN" and "[SM" and comes first
+    # ("X" < "[" by code point), behind "1" (3), "3", "7", "[MAX" (2 each).
+    assert vocab["X"] == 7 and task.vocab_size == len(vocab) == 10
+    assert all(len(x) <= 4 for x, _ in task.train) and task.train[0][0].tolist() == [6, 4, 5, 2]
+    with pytest.warns(UserWarning, match="ListOps: 3 of 4 train"):  # the cached load says it again
+        assert load_listops(folder, max_length=4).truncated == task.truncated
 
 
 def test_loader_reads_crlf_line_ends(data_dir):
@@ -187,6 +254,12 @@ def test_second_load_reads_the_cache(data_dir, monkeypatch):
     assert all(torch.equal(first.test[i][0], second.test[i][0]) for i in range(len(first.test)))
     with pytest.raises(AssertionError, match="parsed again"):  # another max_length is another cache entry
         load_listops(data_dir, max_length=1000)
+    with pytest.raises(AssertionError, match="parsed again"):  # so are other conventions
+        load_listops(data_dir, conventions="spikessm-0.1")
+    monkeypatch.undo()
+    old = load_listops(data_dir, conventions="spikessm-0.1")
+    assert old.vocab_size == 16 and len(list((data_dir / ".spikessm_cache").glob("listops-*.pt"))) == 2
+    assert not torch.equal(old.test[0][0], first.test[0][0]) and load_listops(data_dir).vocab_size == 18
 
 
 def test_a_changed_file_invalidates_the_cache(data_dir, monkeypatch):
@@ -233,9 +306,13 @@ def test_binary_garbage_names_file_and_line(data_dir):
         load_listops(data_dir)
 
 
-def test_too_long_sequence_is_an_error(data_dir):
+def test_too_long_sequence_is_an_error_with_spikessm_0_1(data_dir):
     with pytest.raises(ValueError, match=r"basic_train.tsv line 2: \d+ tokens, expected 1 to max_length \(5\)"):
-        load_listops(data_dir, max_length=5)
+        load_listops(data_dir, max_length=5, conventions="spikessm-0.1")
+    with pytest.raises(ValueError, match=r"ListOps: unknown input conventions 'lra'"):
+        load_listops(data_dir, conventions="lra")
+    with pytest.raises(ValueError, match=r"max_length must leave room for one token and <eos>, got 1"):
+        load_listops(data_dir, max_length=1)
 
 
 def test_missing_directory_says_how_to_generate(tmp_path):

@@ -1,6 +1,7 @@
 """The LRA release layout as downloaded (lra_release/{listops-1000, tsv_data, lra_release/pathfinder32}), found from
 its top folder."""
 import pytest
+from s4_reference import SPECIALS, listops_tokens, torchtext_vocab
 
 from spikessm.data.listops import write_listops
 from spikessm.data.lra_release import lra_task_dir
@@ -37,11 +38,14 @@ def test_each_task_is_found_from_the_top_or_the_outer_release_folder(release, wh
 
 def test_each_task_loads_from_the_release(release):
     listops = load_release("listops", release, max_length=64)
+    train = (release / "lra_release" / "listops-1000" / "basic_train.tsv").read_text().splitlines()[1:]
+    vocab = torchtext_vocab([listops_tokens(line.split("\t")[0]) for line in train], SPECIALS)
     assert (listops.name, listops.vocab_size, len(listops.train), len(listops.val), len(listops.test)) == (
-        "listops", 16, 6, 2, 2)
-    aan = load_release("retrieval", release, min_freq=1)
+        "listops", len(vocab), 6, 2, 2)
+    assert load_release("listops", release, max_length=64, conventions="spikessm-0.1").vocab_size == 16
+    aan = load_release("retrieval", release)
     assert (aan.name, aan.pair, len(aan.train), aan.train[0][1], aan.train[1][1]) == ("aan", True, 2, 1, 0)
-    assert aan.train[0][0][0].tolist() == [2, 3, 4, 2, 3]  # a b c a b
+    assert aan.train[0][0][0].tolist() == [3, 4, 5, 3, 4, 2]  # a b c a b <eos>: a, b 6 each, c 3
     pathfinder = load_release("pathfinder", release, split=(0.5, 0.0, 0.5), resolution=32)  # the preset's data
     assert (pathfinder.name, pathfinder.max_length, pathfinder.d_input) == ("pathfinder32", 1024, 1)
     assert len(pathfinder.train) + len(pathfinder.test) == 6

@@ -7,6 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
+from s4_reference import pathfinder_split, to_tensor_normalize
+
 from spikessm.data import pathfinder
 from spikessm.data.base import collate
 from spikessm.data.pathfinder import METADATA_COLUMNS, load_pathfinder
@@ -150,6 +152,46 @@ def test_loader_reads_generated_files(generated):
             assert by_pixels[key] == label
             seen.add(key)
     assert len(seen) == 12
+
+
+def write_release_folder(root: Path, difficulty: str, names: list[tuple[int, int]]) -> list[tuple[str, bytes, int]]:
+    """pathfinder32/<difficulty>/ in the release format: one PNG per (batch, sample) and metadata/<batch>.npy text
+    rows; returns (relative path, pixels, label) per row, in the metadata's order (batches by number)."""
+    folder = root / "pathfinder32" / difficulty
+    rng = np.random.default_rng(7)
+    rows, lines = [], {}
+    for batch, sample in names:
+        (folder / "imgs" / str(batch)).mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 256, (32, 32), dtype=np.uint8)
+        label = int(rng.integers(0, 2))
+        Image.fromarray(pixels, mode="L").save(folder / "imgs" / str(batch) / f"sample_{sample}.png")
+        lines.setdefault(batch, []).append(f"imgs/{batch} sample_{sample}.png {sample} {label} 1.8 6 2 2 0.5 1 1\n")
+        rows.append((f"imgs/{batch}/sample_{sample}.png", pixels.tobytes(), label))
+    (folder / "metadata").mkdir(parents=True)
+    for batch, text in lines.items():
+        (folder / "metadata" / f"{batch}.npy").write_text("".join(text))
+    return sorted(rows, key=lambda row: int(row[0].split("/")[1]))  # stable: keeps each batch's line order
+
+
+def test_split_is_s4s_with_its_blacklist(tmp_path):
+    # 15 rows in two batches (metadata 10.npy after 2.npy, by number), one the release's known-empty image.
+    names = [(2, k) for k in range(7)] + [(0, 172), (0, 5)] + [(10, k) for k in range(6)]
+    rows = write_release_folder(tmp_path, EASY, names)
+    kept = [row for row in rows if row[0] != "imgs/0/sample_172.png"]  # s4's blacklist, before the split
+    task = load_pathfinder(tmp_path, difficulty=EASY)
+    for part, ids in zip((task.train, task.val, task.test), pathfinder_split(len(kept))):  # 12 / 1 / 1, seed 42
+        assert len(part) == len(ids)
+        for (x, label), i in zip(part, ids):
+            assert x.numpy().tobytes() == to_tensor_normalize(np.frombuffer(kept[i][1], np.uint8)).tobytes()
+            assert label == kept[i][2] and x.shape == (1024, 1)
+    old = load_pathfinder(tmp_path, difficulty=EASY, conventions="spikessm-0.1")  # all 15, seed 0, rounded sizes
+    assert [len(old.train), len(old.val), len(old.test)] == [12, 2, 1]
+    order = torch.randperm(15, generator=torch.Generator().manual_seed(0))
+    assert old.val.labels.tolist() == [rows[i][2] for i in order[12:14]]
+    # The blacklist names a curv_baseline file only: elsewhere every row is split.
+    write_release_folder(tmp_path / "hard", "curv_contour_length_14", names)
+    hard = load_pathfinder(tmp_path / "hard")
+    assert [len(hard.train), len(hard.val), len(hard.test)] == [13, 1, 1]  # 15 - 2 * int(1.5)
 
 
 def test_split_is_deterministic(generated):

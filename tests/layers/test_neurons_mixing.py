@@ -9,7 +9,7 @@ from spikessm.layers import GLU, GSU, LIF, RF, Heaviside
 from spikessm.layers.ssm_init import hippo_n
 from spikessm.ops import RFState, lif, rf, ternarize
 from spikessm.ops.rf.naive import rf_loop
-from spikessm.ops.common.neuron import derivative
+from spikessm.ops.common.surrogate import derivative
 
 
 def test_heaviside_forward_and_surrogate():
@@ -193,7 +193,7 @@ def test_rf_input_as_it_is_is_the_reference():
     (dict(dt_min=0.1, dt_max=0.01), ValueError, "RF: need 0 < dt_min <= dt_max"),
     (dict(adapt_decay=1.5), ValueError, r"RF: adapt_decay must be in \[0, 1\]"),
     (dict(adapt_scale=-1.0), ValueError, "RF: adapt_scale must be a finite number >= 0"),
-    (dict(surrogate="leaky"), ValueError, "RF: the 'leaky' surrogate"),
+    (dict(surrogate="leaky"), ValueError, "RF: the 'leaky' surrogate needs a membrane history"),
     (dict(threshold=0.0, learn_threshold=True), ValueError, "RF: learn_threshold needs threshold > 0"),
     (dict(algorithm="parallel", reset="zero"), ValueError, "RF: algorithm 'parallel' needs reset 'none'"),
     (dict(algorithm="fast"), ValueError, "RF: algorithm must be one of"),

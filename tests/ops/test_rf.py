@@ -8,7 +8,7 @@ from conftest import BACKENDS, TRITON_DEVICE, requires_triton
 from helpers import assert_close
 
 from spikessm.ops import RFState, lif, rf
-from spikessm.ops.common.neuron import DEFAULT_ALPHA, POINTWISE_SURROGATES
+from spikessm.ops.common.surrogate import DEFAULT_ALPHA, POINTWISE_SURROGATES
 from spikessm.ops.rf.naive import rf_loop
 
 MARGIN = 1e-4  # spikes may legitimately differ where the soma is within rounding of the threshold
@@ -308,25 +308,26 @@ def test_float_parameters_and_no_state(backend, device):
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
 def test_opcheck(backend, device):
-    triton = backend == "triton"
     B, L, H, K = 2, 5, 3, 2
+    fwd, bwd = (getattr(torch.ops.spikessm, f"rf_{backend}_sequential_{part}") for part in ("fwd", "bwd"))
     x = torch.randn(B, L, H, device=device, requires_grad=True)
     lam = (0.9 * torch.rand(H, K, device=device)).to(torch.complex64).requires_grad_()
     w, th, rho, kappa = (torch.rand(*shape, device=device, requires_grad=True) for shape in ((H, K), (H,), (H,), (H,)))
     h0 = torch.randn(B, H, K, dtype=torch.complex64, device=device, requires_grad=True)
     a0 = torch.rand(B, H, device=device, requires_grad=True)
-    args = (x, lam, w, th, rho, kappa, h0, a0, "zero", "atan", 2.0, False, triton, True)
-    torch.library.opcheck(torch.ops.spikessm.rf_fwd.default, args,
+    args = (x, lam, w, th, rho, kappa, h0, a0, "zero", "atan", 2.0, False, True)
+    torch.library.opcheck(fwd.default, args,
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
-    torch.library.opcheck(torch.ops.spikessm.rf_fwd.default,
-                          (x, lam, None, th, None, None, None, None, "subtract", "atan", 2.0, True, triton, True),
-                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
-    spikes, zeta, a_prev, zT, aT = (t.detach() for t in torch.ops.spikessm.rf_fwd(*args))
+    for store in (True, False):
+        torch.library.opcheck(fwd.default,
+                              (x, lam, None, th, None, None, None, None, "subtract", "atan", 2.0, True, store),
+                              test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+    spikes, zeta, a_prev, zT, aT = (t.detach() for t in fwd(*args))
     bwd_args = (x.detach(), lam.detach(), w.detach(), th.detach(), rho.detach(), kappa.detach(), h0.detach(),
                 a0.detach(), zeta, a_prev, spikes, torch.randn(B, L, H, device=device),
                 torch.randn(B, H, K, dtype=torch.complex64, device=device), torch.randn(B, H, device=device),
-                "zero", "atan", 2.0, False, triton)
-    torch.library.opcheck(torch.ops.spikessm.rf_bwd.default, bwd_args, test_utils=("test_schema", "test_faketensor"))
+                "zero", "atan", 2.0, False)
+    torch.library.opcheck(bwd.default, bwd_args, test_utils=("test_schema", "test_faketensor"))
 
 
 def test_compile_fullgraph():
@@ -360,7 +361,7 @@ def test_errors():
         (dict(threshold=torch.tensor([1.0, float("inf"), 1.0])), ValueError, "rf: threshold must be a finite number"),
         (dict(reset="hard"), ValueError, "rf: reset must be one of"),
         (dict(lam=lam2, reset="subtract"), ValueError, "rf: reset='subtract' needs one branch and no branch weights"),
-        (dict(surrogate="leaky"), ValueError, "rf: the 'leaky' surrogate is lif's"),
+        (dict(surrogate="leaky"), ValueError, "rf: the 'leaky' surrogate needs a membrane history"),
         (dict(surrogate="erf"), ValueError, "rf: surrogate must be one of"),
         (dict(alpha=0.0), ValueError, "rf: alpha must be a positive finite number"),
         (dict(adapt_decay=0.5), ValueError, "rf: an adaptive threshold needs both adapt_decay and adapt_scale"),

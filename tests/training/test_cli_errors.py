@@ -147,11 +147,11 @@ def test_resume_reads_the_run_and_refuses_contradictions(tiny_data, tmp_path, mo
     before = (run / "config.json").read_bytes()
     with pytest.raises(SystemExit) as error:
         main(run_args(tiny_data, "run", "--resume", "--lr", "0.5", "--set", "d_model=16", "--data-dir", str(tmp_path),
-                      "--epochs", "3"))
+                      "--epochs", "1"))
     assert error.value.code == E + (
         f"--resume: the command line contradicts the run in {run / 'config.json'}: --data-dir {tmp_path} (run: "
-        f"{tiny_data}); --epochs 3 (run: 2); --lr 0.5 (run: 0.004); --set d_model=16 (run: 8); leave these options "
-        "out to resume the run as it is")
+        f"{tiny_data}); --epochs 1 (run: 2); a run can be extended to more epochs, not shortened; --lr 0.5 (run: "
+        "0.004); --set d_model=16 (run: 8); leave these options out to resume the run as it is")
     with pytest.raises(SystemExit) as error:
         main(run_args(tiny_data, "run", "--resume", "--model", "gsu-s4d"))
     assert error.value.code.startswith(E + f"--resume: the command line contradicts the run in {run / 'config.json'}: "
@@ -251,3 +251,56 @@ def test_errors_show_a_traceback_only_when_asked(tiny_data, tmp_path):
     loud = subprocess.run(argv, capture_output=True, text=True, timeout=300, env={**os.environ, "SPIKESSM_DEBUG": "1"})
     assert loud.returncode == 1 and "Traceback" in loud.stderr and "SettingError" in loud.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("model_config.d_model", "eight", "model_config.d_model takes an integer, got 'eight'"),
+    ("model_config.d_modle", 3, "model_config.d_modle is not a model setting; did you mean 'd_model'?"),
+    ("lr", "x", "lr must be a finite number > 0, got 'x'"),
+    ("epochs", 0, "epochs must be an integer >= 1, got 0"),
+    ("task", "nope", "task is not a task ("),
+])
+def test_a_bad_value_in_config_json_names_the_file_and_field(field, value, message, tiny_data, tmp_path):
+    run = tmp_path / "run"
+    assert main(run_args(tiny_data, run, "--max-steps", "1")) == 0
+    path = run / "config.json"
+    stored = json.loads(path.read_text())
+    where = stored["model_config"] if field.startswith("model_config.") else stored
+    where[field.removeprefix("model_config.")] = value
+    path.write_text(json.dumps(stored))
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(SystemExit) as error:
+        main(["train", "--run-dir", str(run), "--resume"])
+    assert error.value.code.startswith(E + f"{path}: {message}"), error.value.code
+    assert "--set" not in error.value.code
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_a_bad_model_value_in_config_json_is_named_when_the_model_is_built(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    assert main(run_args(tiny_data, run, "--max-steps", "1")) == 0
+    path = run / "config.json"
+    stored = json.loads(path.read_text())
+    stored["model_config"]["d_model"] = 0
+    path.write_text(json.dumps(stored))
+    with pytest.raises(SystemExit) as error:
+        main(["train", "--run-dir", str(run), "--resume"])
+    assert error.value.code == E + f"{path}: model_config: ModelConfig: d_model must be a positive integer, got 0"
+
+
+def test_a_bug_shows_as_a_bug_with_its_traceback(tiny_data, tmp_path, monkeypatch, capsys):
+    from spikessm.training import loop
+
+    def broken(self):
+        raise RuntimeError("something inside went wrong")
+
+    monkeypatch.setattr(loop.Trainer, "fit", broken)
+    with pytest.raises(SystemExit) as error:
+        main(run_args(tiny_data, tmp_path / "run"))
+    assert error.value.code == 70
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and 'raise RuntimeError("something inside went wrong")' in err
+    assert err.rstrip().splitlines()[-1] == (
+        "spikessm train: internal error (RuntimeError: something inside went wrong). This is a bug in spikessm or "
+        "in a library it calls, not a problem with your input or settings; please report it with the command you "
+        "ran and the traceback above.")

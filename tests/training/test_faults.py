@@ -5,16 +5,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
 import torch
-from training_helpers import assert_same_run, metrics, run_args
+from training_helpers import KillAt, assert_same_run, cli_with_callbacks, metrics, run_args
 
 from spikessm import atomic
 from spikessm.__main__ import main
-from spikessm.training import trainer
-from spikessm.training.trainer import TEST_KILL_ENV
+from spikessm.training import run_dir as run_directory
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +32,8 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(point, tiny_data, refer
     """step:1: before the first checkpoint; checkpoint:3: while writing best.pt at the first epoch's end;
     step:9: mid-epoch in epoch 2, a step after a checkpoint."""
     run = tmp_path / "run"
-    env = {**os.environ, TEST_KILL_ENV: point}
-    result = subprocess.run([sys.executable, "-m", "spikessm", *run_args(tiny_data, run)], env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(cli_with_callbacks(run_args(tiny_data, run), point), capture_output=True, text=True,
+                            timeout=600)
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
     assert not (run / "results.json").exists()
     if point == "checkpoint:3":
@@ -47,12 +44,10 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(point, tiny_data, refer
 
 
 @pytest.mark.parametrize("point, code", [("term:5", 128 + signal.SIGTERM), ("int:8", 128 + signal.SIGINT)])
-def test_signal_mid_epoch_checkpoints_then_resume_equals(point, code, tiny_data, reference, tmp_path, monkeypatch,
-                                                         capsys):
+def test_signal_mid_epoch_checkpoints_then_resume_equals(point, code, tiny_data, reference, tmp_path, capsys):
     run = tmp_path / "run"
-    monkeypatch.setenv(TEST_KILL_ENV, point)
     with pytest.raises(SystemExit) as stop:
-        main(run_args(tiny_data, run))
+        main(run_args(tiny_data, run), callbacks=[KillAt.parse(point)])
     assert stop.value.code == code
     step = int(point.split(":")[1])
     name = "SIGTERM" if point.startswith("term") else "SIGINT"
@@ -60,12 +55,14 @@ def test_signal_mid_epoch_checkpoints_then_resume_equals(point, code, tiny_data,
         f"spikessm train: {name} at step {step}: stopped with checkpoint {run / 'last.pt'} (step {step}); continue "
         f"with: spikessm train --run-dir {run} --resume\n")
     assert torch.load(run / "last.pt", weights_only=True)["position"]["step"] == step
-    monkeypatch.delenv(TEST_KILL_ENV)
     assert resume(tiny_data, run) == 0
     assert_same_run(reference, run)
 
 
-def test_full_disk_keeps_the_last_good_checkpoint(tiny_data, reference, tmp_path, monkeypatch, capsys):
+def test_full_disk_keeps_the_last_good_checkpoint_and_fails_the_run(tiny_data, reference, tmp_path, monkeypatch,
+                                                                    capsys):
+    """Failed checkpoints within the run are warnings; the final one, retried once, ends the run with an error
+    naming the file and the newest checkpoint on disk, and no results are written for weights not on disk."""
     run = tmp_path / "run"
     real = atomic.write_atomically
     checkpoints = []
@@ -78,14 +75,20 @@ def test_full_disk_keeps_the_last_good_checkpoint(tiny_data, reference, tmp_path
         real(path, write, **kwargs)
 
     monkeypatch.setattr(atomic, "write_atomically", full_after_two_checkpoints)
-    assert main(run_args(tiny_data, run)) == 0
+    with pytest.raises(SystemExit) as stop:
+        main(run_args(tiny_data, run))
+    assert stop.value.code == (
+        f"spikessm train: error: could not write {run / 'last.pt'} (No space left on device), also on a second try, "
+        f"so the model at step 12 is not saved; the newest checkpoint on disk, {run / 'last.pt'}, holds step 4; make "
+        f"room (or lift the limit), then continue with: spikessm train --run-dir {run} --resume")
     err = capsys.readouterr().err
     assert (f"spikessm train: warning: could not write {run / 'best.pt'} (No space left on device); there is no "
             "earlier one") in err
     assert (f"spikessm train: warning: could not write {run / 'last.pt'} (No space left on device); the last good "
             "checkpoint (step 4) is kept") in err
     assert torch.load(run / "last.pt", weights_only=True)["position"]["step"] == 4
-    assert json.loads((run / "results.json").read_text())["checkpoint"] == "last.pt"
+    assert not (run / "results.json").exists() and not (run / "best.pt").exists()
+    assert not list(run.glob(".*.tmp"))
     monkeypatch.setattr(atomic, "write_atomically", real)
     assert resume(tiny_data, run) == 0
     assert_same_run(reference, run)
@@ -150,7 +153,8 @@ def test_read_only_run_directory_is_refused(tiny_data, reference, tmp_path, monk
     run.chmod(0o555)
     if os.geteuid() == 0:  # root writes anywhere: make the permission check see what a user would
         real_access = os.access
-        monkeypatch.setattr(trainer.os, "access", lambda p, mode: False if str(p) == str(run) else real_access(p, mode))
+        monkeypatch.setattr(run_directory.os, "access",
+                            lambda p, mode: False if str(p) == str(run) else real_access(p, mode))
     try:
         with pytest.raises(SystemExit) as stop:
             resume(tiny_data, run)
@@ -221,3 +225,28 @@ def test_a_run_in_use_is_not_resumed_twice(tiny_data, tmp_path):
                                 "end or stop it (SIGTERM writes a checkpoint), then resume")
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
     assert main(run_args(tiny_data, run, "--resume", "--max-steps", "2")) == 0  # released: resumes
+
+
+def test_more_epochs_on_resume_extend_a_finished_run(tiny_data, tmp_path):
+    from spikessm.training.optim import warmup_cosine
+
+    run = tmp_path / "run"
+    assert main(run_args(tiny_data, run, "--warmup-steps", "2")) == 0  # 2 epochs of 6 steps
+    before = metrics(run)
+    assert main(run_args(tiny_data, run, "--resume", "--epochs", "3")) == 0
+    after = metrics(run)
+    assert after[:len(before)] == before
+    assert after[len(before)] == {"kind": "extend", "step": 12, "epochs": 3, "from_epochs": 2}
+    rates = {r["step"]: r["lr"] for r in after if r["kind"] == "step"}
+    assert sorted(rates) == list(range(1, 19))
+    old, new = warmup_cosine(2, 12), warmup_cosine(2, 18)
+    for step, rate in rates.items():  # the rate in force after each step: the old schedule, then the new one
+        assert rate == pytest.approx(0.004 * (old(step) if step <= 12 else new(step)), rel=1e-12), step
+    assert json.loads((run / "config.json").read_text())["epochs"] == 3
+    assert json.loads((run / "results.json").read_text())["step"] == 18
+    with pytest.raises(SystemExit) as error:
+        main(run_args(tiny_data, run, "--resume", "--epochs", "2"))
+    assert error.value.code == (
+        f"spikessm train: error: --resume: the command line contradicts the run in {run / 'config.json'}: --epochs 2 "
+        "(run: 3); a run can be extended to more epochs, not shortened; leave these options out to resume the run "
+        "as it is")

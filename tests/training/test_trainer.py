@@ -12,7 +12,7 @@ import torch
 from spikessm import atomic
 from spikessm.__main__ import main, parse_setting
 from spikessm.models import build_model
-from spikessm.training import SettingError, TrainConfig, train
+from spikessm.training import RunConfig, SettingError, train
 from spikessm.training.distributed import epoch_batches
 from spikessm.training.optim import parameter_groups, warmup_cosine
 
@@ -31,7 +31,7 @@ def small_config(listops_dir, run_dir, **kwargs):
     settings = dict(task="listops", model="lif-s4d", run_dir=str(run_dir), data_dir=str(listops_dir), epochs=2,
                     batch_size=16, log_every=1)
     overrides = dict(d_model=16, n_layers=1, d_state=4, norm="layer", **kwargs.pop("overrides", {}))
-    return TrainConfig(**{**settings, **kwargs}, model_overrides=overrides)
+    return RunConfig(**{**settings, **kwargs}, model_overrides=overrides)
 
 
 def test_parameter_groups_and_schedule():
@@ -68,7 +68,7 @@ def test_cli_train_then_eval(listops_dir, tmp_path, capsys):
                  "firing_rates.png"):
         assert (run / name).is_file(), name
     config = json.loads((run / "config.json").read_text())
-    assert config["model_settings"]["d_model"] == 16 and config["lr"] == 0.01 and config["weight_decay"] == 0.05
+    assert config["model_config"]["d_model"] == 16 and config["lr"] == 0.01 and config["weight_decay"] == 0.05
     results = json.loads((run / "results.json").read_text())
     assert 0 <= results["test_accuracy"] <= 1 and results["test_examples"] == 24
     assert 0 < results["majority_accuracy"] < 1
@@ -98,8 +98,7 @@ def test_resume_equals_an_uninterrupted_run(listops_dir, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train(small_config(listops_dir, tmp_path / "cut", overrides=dict(dropout=0.2)), log=lambda *a: None)
     monkeypatch.setattr(atomic, "write_atomically", real_write)
-    resumed = train(small_config(listops_dir, tmp_path / "cut", overrides=dict(dropout=0.2)), resume=True,
-                    log=lambda *a: None)
+    resumed = train(RunConfig.resume(tmp_path / "cut"), resume=True, log=lambda *a: None)
     a = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)
     b = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
     for name, value in a["model"].items():
@@ -139,9 +138,9 @@ def test_errors(listops_dir, tmp_path):
     with pytest.raises(SystemExit):
         main(["train", "--task", "lra-everything"])
     with pytest.raises(ValueError, match="pass --data-dir"):
-        train(TrainConfig(task="listops", run_dir=str(tmp_path / "a")))
+        train(RunConfig(task="listops", run_dir=str(tmp_path / "a")))
     with pytest.raises(FileNotFoundError, match="generate listops"):
-        train(TrainConfig(task="listops", run_dir=str(tmp_path / "b"), data_dir=str(tmp_path / "nothing")))
+        train(RunConfig(task="listops", run_dir=str(tmp_path / "b"), data_dir=str(tmp_path / "nothing")))
     with pytest.raises(SettingError, match="there is no run directory"):
         train(small_config(listops_dir, tmp_path / "c"), resume=True)
     with pytest.raises(SettingError, match="larger than the training set"):

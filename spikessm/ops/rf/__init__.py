@@ -1,12 +1,12 @@
 """rf: resonate-and-fire neurons over a sequence (complex membrane, threshold on its real part), exact, with
 surrogate gradients; optionally several dendritic branches per neuron and an adaptive threshold.
 
-Files: naive.py (the step-by-step reference), torch_recurrence.py (the PyTorch "sequential" path: a forward loop
-and an explicit adjoint), triton.py (the Triton glue; the kernels are kernels/rf.py, installed as
+Files: naive.py (the step-by-step reference), torch_sequential.py (the PyTorch "sequential" path: a forward loop
+and an explicit adjoint), triton_sequential.py (the same on the Triton kernels of kernels/rf.py, installed as
 spikessm.kernels.rf), parallel.py (the "parallel" algorithm for neurons whose spikes do not act on their
-membrane: diag_scan, then a pointwise threshold). The sequential paths are registered as one torch.library custom
-op pair (forward and backward, a `triton` flag choosing the path), so torch.compile sees one opaque node instead
-of unrolling the loop over time. A reverse run flips the sequence around the op.
+membrane: diag_scan, then a pointwise threshold, on either backend). Each sequential implementation is a custom op
+pair (spikessm/ops/common/custom_op.py), so torch.compile sees one opaque node instead of unrolling the loop over
+time. A reverse run flips the sequence around the op.
 
 Where the equations come from (the three papers' full texts could not be read here; what each gives is from its
 abstract, its public code or README, and /work/shared/reference/deploy.md, and what they leave open is chosen
@@ -35,143 +35,26 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional
 
 import torch
 
-from ..common.backend import pick
-from ..common.checks import (COMPLEX_FOR_REAL, LOW_PRECISION, REAL_STATE, is_empty, needs_grad, per_channel,
-                             require_bool, require_rank, require_same_device, require_shape, require_tensor)
-from ..common.custom_op import Op
-from ..common.neuron import check_threshold, require_reset, resolve_alpha
+from ..common.backend import algorithms, pick
+from ..common.checks import (COMPLEX_FOR_REAL, LOW_PRECISION, REAL_STATE, check_choice, check_run_settings,
+                             check_surrogate, check_threshold, is_empty, per_channel, require_bool, require_rank,
+                             require_same_device, require_shape, require_tensor)
 from ..common.outputs import RFState, ScanOutput
-from . import torch_recurrence
-from . import triton as triton_glue
-from .parallel import rf_parallel
+from ..common.reset import RESETS
+from . import parallel, torch_sequential, triton_sequential
 
 OP = "rf"
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Registration: the sequential algorithm as one custom op pair (torch or Triton by the `triton` flag)
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _forward(
-    x: torch.Tensor, lam: torch.Tensor, weight: Optional[torch.Tensor], threshold: torch.Tensor,
-    rho: Optional[torch.Tensor], kappa: Optional[torch.Tensor], h0: Optional[torch.Tensor],
-    a0: Optional[torch.Tensor], reset: str, surrogate: str, alpha: float, detach_reset: bool, triton: bool,
-    store: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Spikes, the saved pre-reset membranes zeta ((B, L, 2, H, K) real planes) and traces a_prev (empty unless
-    store), the final membrane (B, H, K) and the final trace (B, H) (empty without adaptation)."""
-    path = triton_glue if triton else torch_recurrence
-    return path.rf_fwd(x, lam, weight, threshold, rho, kappa, h0, a0, reset, store)
-
-
-def _forward_fake(x, lam, weight, threshold, rho, kappa, h0, a0, reset, surrogate, alpha, detach_reset, triton,
-                  store):
-    B, L, H = x.shape
-    K = lam.shape[1]
-    real = lam.real.dtype
-    adaptive = rho is not None
-    zeta = x.new_empty((B, L, 2, H, K) if store else (0,), dtype=real)
-    a_prev = x.new_empty((B, L, H) if adaptive and store else (0,), dtype=real)
-    return (torch.empty_like(x), zeta, a_prev, x.new_empty((B, H, K), dtype=lam.dtype),
-            x.new_empty((B, H) if adaptive else (0,), dtype=real))
-
-
-def _backward_impl(
-    x: torch.Tensor, lam: torch.Tensor, weight: Optional[torch.Tensor], threshold: torch.Tensor,
-    rho: Optional[torch.Tensor], kappa: Optional[torch.Tensor], h0: Optional[torch.Tensor],
-    a0: Optional[torch.Tensor], zeta: torch.Tensor, a_prev: torch.Tensor, spikes: torch.Tensor,
-    g_spikes: torch.Tensor, g_z: torch.Tensor, g_a: Optional[torch.Tensor], reset: str, surrogate: str,
-    alpha: float, detach_reset: bool, triton: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
-           torch.Tensor]:
-    """(dx, dlam, dweight, dthreshold, drho, dkappa, dh0, da0); absent inputs get distinct empty placeholders (a
-    custom op returns neither None nor one tensor twice)."""
-    path = triton_glue if triton else torch_recurrence
-    grads = path.rf_bwd(lam, weight, threshold, rho, kappa, h0, a0, zeta, a_prev, spikes, g_spikes, g_z, g_a,
-                        reset, surrogate, alpha, detach_reset, x.dtype)
-    return tuple(g if g is not None else x.new_empty(0) for g in grads)
-
-
-def _backward_fake(x, lam, weight, threshold, rho, kappa, h0, a0, zeta, a_prev, spikes, g_spikes, g_z, g_a, reset,
-                   surrogate, alpha, detach_reset, triton):
-    def like(t):
-        return torch.empty_like(t) if t is not None else x.new_empty(0)
-
-    return (torch.empty_like(x), torch.empty_like(lam), like(weight), torch.empty_like(threshold), like(rho),
-            like(kappa), like(h0), like(a0))
-
-
-def _setup_context(ctx, inputs, output):
-    x, lam, weight, threshold, rho, kappa, h0, a0, reset, surrogate, alpha, detach_reset, triton, store = inputs
-    spikes, zeta, a_prev, _, _ = output
-    ctx.save_for_backward(x, lam, weight, threshold, rho, kappa, h0, a0, zeta, a_prev, spikes)
-    ctx.options = (reset, surrogate, alpha, detach_reset, triton)
-    ctx.stored = store
-
-
-def _backward(ctx, backward_impl, g_spikes, _g_zeta, _g_a_prev, g_z, g_a):
-    x, lam, weight, threshold, rho, kappa, h0, a0, zeta, a_prev, spikes = ctx.saved_tensors
-    if not ctx.stored:
-        raise RuntimeError("rf: the forward ran without saving the membranes (no input required grad when it ran)")
-    grads = backward_impl(x, lam, weight, threshold, rho, kappa, h0, a0, zeta, a_prev, spikes, g_spikes.contiguous(),
-                          g_z.contiguous(), g_a.contiguous() if rho is not None else None, *ctx.options)
-    present = (x, lam, weight, threshold, rho, kappa, h0, a0)
-    return (*(g if t is not None else None for g, t in zip(grads, present)), None, None, None, None, None, None)
-
-
-rf_op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Implementations on checked inputs
-# ----------------------------------------------------------------------------------------------------------
-
-
-def run_rf_sequential(x, lam, weight, threshold, rho, kappa, h0, a0, *, reset: str, surrogate: str, alpha: float,
-                      detach_reset: bool, reverse: bool, triton: bool):
-    """Spikes (B, L, H), the final membrane (B, H, K) and trace (B, H) or None; differentiable. Inputs checked,
-    lam (H, K), the rest as the op's internal shapes (spikessm/ops/rf/torch_recurrence.py)."""
-    if reverse:
-        x = x.flip(1)
-    store = needs_grad(x, lam, weight, threshold, rho, kappa, h0, a0)
-
-    def c(t):
-        return t.contiguous() if t is not None else None
-
-    spikes, _, _, zT, aT = rf_op(x=x.contiguous(), lam=lam.contiguous(), weight=c(weight),
-                                 threshold=threshold.contiguous(), rho=c(rho), kappa=c(kappa), h0=c(h0), a0=c(a0),
-                                 reset=reset, surrogate=surrogate, alpha=alpha, detach_reset=detach_reset,
-                                 triton=triton, store=store)
-    return (spikes.flip(1) if reverse else spikes), zT, (aT if rho is not None else None)
-
-
-def run_rf_parallel(x, lam, weight, threshold, rho, kappa, h0, a0, *, reset: str, surrogate: str, alpha: float,
-                    detach_reset: bool, reverse: bool, triton: bool):
-    """The "parallel" algorithm (parallel.py) with the sequential one's arguments and results."""
-    if reset != "none" or rho is not None:
-        raise ValueError(f"{OP}: algorithm='parallel' needs neurons whose spikes leave the membrane alone (reset="
-                         f"'none', no adaptive threshold), got reset={reset!r}"
-                         + (" with an adaptive threshold" if rho is not None else ""))
-    if reverse:
-        x = x.flip(1)
-    spikes, zT = rf_parallel(x, lam, weight, threshold, h0, surrogate=surrogate, alpha=alpha,
-                             backend="triton" if triton else "torch")
-    return (spikes.flip(1) if reverse else spikes), zT, None
-
-
 # Each backend's algorithms, its default ("auto") first.
 IMPLEMENTATIONS = {
-    "torch": {"sequential": functools.partial(run_rf_sequential, triton=False),
-              "parallel": functools.partial(run_rf_parallel, triton=False)},
-    "triton": {"sequential": functools.partial(run_rf_sequential, triton=True),
-               "parallel": functools.partial(run_rf_parallel, triton=True)},
+    "torch": {"sequential": torch_sequential.run, "parallel": functools.partial(parallel.run, backend="torch")},
+    "triton": {"sequential": triton_sequential.run, "parallel": functools.partial(parallel.run, backend="triton")},
 }
-ALGORITHMS = ("auto", "sequential", "parallel")
+ALGORITHMS = algorithms(IMPLEMENTATIONS)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -221,7 +104,7 @@ def check_rf_inputs(x, lam, threshold, weight, adapt_decay, adapt_scale, membran
     if x.is_complex() or x.dtype not in REAL_STATE + LOW_PRECISION:
         raise TypeError(f"{OP}: x must be float32, float64, float16 or bfloat16, got {x.dtype}")
     B, _, H = x.shape
-    real = torch_recurrence.state_dtype(x)
+    real = torch_sequential.state_dtype(x)
     cdtype = COMPLEX_FOR_REAL[real]
     require_tensor(OP, "lam", lam)
     require_rank(OP, "lam", lam, (1, 2), "(channels,) or (channels, branches)")
@@ -238,14 +121,11 @@ def check_rf_inputs(x, lam, threshold, weight, adapt_decay, adapt_scale, membran
         if not bool((magnitude <= 1 + 4 * torch.finfo(real).eps).all()):
             raise ValueError(f"{OP}: lam must satisfy |lam| <= 1 (a decaying membrane), got max |lam| = "
                              f"{magnitude.max().item()}")
-    require_reset(OP, reset)
+    check_choice(OP, "reset", reset, RESETS)
     if reset == "subtract" and (K > 1 or weight is not None):
         raise ValueError(f"{OP}: reset='subtract' needs one branch and no branch weights (a soma of several "
                          f"branches has no membrane of its own to subtract from); use 'zero' or 'none'")
-    if surrogate == "leaky":
-        raise ValueError(f"{OP}: the 'leaky' surrogate is lif's leak-aware derivative (it takes ln(beta)); rf takes "
-                         "a pointwise surrogate")
-    alpha = resolve_alpha(OP, surrogate, alpha)
+    alpha = check_surrogate(OP, surrogate, alpha, pointwise=True)
     require_bool(OP, "detach_reset", detach_reset)
     if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
         check_threshold(OP, "threshold", threshold)
@@ -364,8 +244,8 @@ def rf(
     membrane, trace = _initial_state(initial_state)
     alpha, lam_hk, weight_t, threshold_t, rho, kappa, h0, a0 = check_rf_inputs(
         x, lam, threshold, weight, adapt_decay, adapt_scale, membrane, trace, reset, surrogate, alpha, detach_reset)
-    require_bool(OP, "reverse", reverse)
-    require_bool(OP, "output_final_state", output_final_state)
+    check_run_settings(OP, reverse=reverse, output_final_state=output_final_state, backend=backend,
+                       algorithm=algorithm, algorithms=ALGORITHMS)
     _, _, run = pick(OP, backend, algorithm, x.device, IMPLEMENTATIONS)
     B, _, H = x.shape
     if is_empty(x):

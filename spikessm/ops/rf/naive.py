@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..common.neuron import SurrogateSpike
+from ..common.surrogate import SurrogateSpike
 
 
 def rf_loop(

@@ -1,4 +1,5 @@
-"""The PyTorch path of rf's "sequential" algorithm: a forward loop without autograd and an explicit adjoint.
+"""The PyTorch path of rf's "sequential" algorithm: a forward loop without autograd and an explicit adjoint,
+registered as a custom op pair (spikessm/ops/common/custom_op.py gives the convention this module follows).
 
 Shapes here are the op's internal ones: lam (H, K) complex (K = 1 for one branch per neuron), the membrane
 (B, H, K) complex, weight (H, K) real or None (all 1), threshold, adapt_decay (rho) and adapt_scale (kappa) (H,)
@@ -26,9 +27,12 @@ computed for all its steps at once; the recurrence itself costs a few small ops 
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
-from ..common.neuron import derivative_
+from ..common.custom_op import register
+from ..common.surrogate import derivative_
 
 SLICE = 32  # steps per backward slice: (B, SLICE, H, K) temporaries stay in cache
 
@@ -223,3 +227,109 @@ def rf_bwd(lam, weight, threshold, rho, kappa, h0, a0, zeta, a_prev_all, spikes,
     dh0 = torch.complex(Gzr, Gzi) if h0 is not None else None
     return (dx, dlam, dweight, sum_th.sum((0, 1)), drho, dkappa, dh0,
             Ga if adaptive and a0 is not None else None)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The custom op: rf_fwd and rf_bwd with the signatures custom_op.register reads (the Triton implementation,
+# triton_sequential.py, shares the fake implementations and the autograd glue)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def forward(
+    x: torch.Tensor, lam: torch.Tensor, weight: Optional[torch.Tensor], threshold: torch.Tensor,
+    rho: Optional[torch.Tensor], kappa: Optional[torch.Tensor], h0: Optional[torch.Tensor],
+    a0: Optional[torch.Tensor], reset: str, surrogate: str, alpha: float, detach_reset: bool, store: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Spikes, the saved pre-reset membranes zeta ((B, L, 2, H, K) real planes) and traces a_prev (empty unless
+    store), the final membrane (B, H, K) and the final trace (B, H) (empty without adaptation). The settings that
+    only the backward uses are inputs so that setup_context keeps them."""
+    return rf_fwd(x, lam, weight, threshold, rho, kappa, h0, a0, reset, store)
+
+
+def forward_fake(x, lam, weight, threshold, rho, kappa, h0, a0, reset, surrogate, alpha, detach_reset, store):
+    B, L, H = x.shape
+    K = lam.shape[1]
+    real = lam.real.dtype
+    adaptive = rho is not None
+    zeta = x.new_empty((B, L, 2, H, K) if store else (0,), dtype=real)
+    a_prev = x.new_empty((B, L, H) if adaptive and store else (0,), dtype=real)
+    return (torch.empty_like(x), zeta, a_prev, x.new_empty((B, H, K), dtype=lam.dtype),
+            x.new_empty((B, H) if adaptive else (0,), dtype=real))
+
+
+def setup_context(ctx, inputs, output):
+    x, lam, weight, threshold, rho, kappa, h0, a0, reset, surrogate, alpha, detach_reset, store = inputs
+    spikes, zeta, a_prev, _, _ = output
+    ctx.save_for_backward(x, lam, weight, threshold, rho, kappa, h0, a0, zeta, a_prev, spikes)
+    ctx.options = (reset, surrogate, alpha, detach_reset)
+    ctx.stored = store
+
+
+def backward_on(adjoint):
+    """The op's backward over `adjoint` (this module's rf_bwd or the Triton kernel's: both take the same
+    arguments)."""
+    def backward(
+        x: torch.Tensor, lam: torch.Tensor, weight: Optional[torch.Tensor], threshold: torch.Tensor,
+        rho: Optional[torch.Tensor], kappa: Optional[torch.Tensor], h0: Optional[torch.Tensor],
+        a0: Optional[torch.Tensor], zeta: torch.Tensor, a_prev: torch.Tensor, spikes: torch.Tensor,
+        g_spikes: torch.Tensor, g_z: torch.Tensor, g_a: Optional[torch.Tensor], reset: str, surrogate: str,
+        alpha: float, detach_reset: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+               torch.Tensor]:
+        """(dx, dlam, dweight, dthreshold, drho, dkappa, dh0, da0); absent inputs get distinct empty placeholders
+        (a custom op returns neither None nor one tensor twice)."""
+        grads = adjoint(lam, weight, threshold, rho, kappa, h0, a0, zeta, a_prev, spikes, g_spikes, g_z, g_a,
+                        reset, surrogate, alpha, detach_reset, x.dtype)
+        return tuple(g if g is not None else x.new_empty(0) for g in grads)
+    return backward
+
+
+backward = backward_on(rf_bwd)
+
+
+def backward_fake(x, lam, weight, threshold, rho, kappa, h0, a0, zeta, a_prev, spikes, g_spikes, g_z, g_a, reset,
+                  surrogate, alpha, detach_reset):
+    def like(t):
+        return torch.empty_like(t) if t is not None else x.new_empty(0)
+
+    return (torch.empty_like(x), torch.empty_like(lam), like(weight), torch.empty_like(threshold), like(rho),
+            like(kappa), like(h0), like(a0))
+
+
+def input_gradients(ctx, backward, g_spikes, _g_zeta, _g_a_prev, g_z, g_a):
+    x, lam, weight, threshold, rho, kappa, h0, a0, zeta, a_prev, spikes = ctx.saved_tensors
+    if not ctx.stored:
+        raise RuntimeError("rf: the forward ran without saving the membranes (no input required grad when it ran)")
+    grads = backward(x, lam, weight, threshold, rho, kappa, h0, a0, zeta, a_prev, spikes, g_spikes.contiguous(),
+                     g_z.contiguous(), g_a.contiguous() if rho is not None else None, *ctx.options)
+    present = (x, lam, weight, threshold, rho, kappa, h0, a0)
+    return (*(g if t is not None else None for g, t in zip(grads, present)), None, None, None, None, None)
+
+
+op = register(__name__)
+
+
+def run_on(op):
+    """The entry of a sequential implementation (this module's op or the Triton one): the shared argument
+    handling around it."""
+    def run(x, lam, weight, threshold, rho, kappa, h0, a0, *, reset: str, surrogate: str, alpha: float,
+            detach_reset: bool, reverse: bool):
+        """Spikes (B, L, H), the final membrane (B, H, K) and trace (B, H) or None; differentiable. Inputs checked,
+        in the internal shapes above."""
+        if reverse:
+            x = x.flip(1)
+        store = torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (x, lam, weight, threshold, rho, kappa, h0, a0))
+
+        def c(t):
+            return t.contiguous() if t is not None else None
+
+        spikes, _, _, zT, aT = op(x=x.contiguous(), lam=lam.contiguous(), weight=c(weight),
+                                  threshold=threshold.contiguous(), rho=c(rho), kappa=c(kappa), h0=c(h0), a0=c(a0),
+                                  reset=reset, surrogate=surrogate, alpha=alpha, detach_reset=detach_reset,
+                                  store=store)
+        return (spikes.flip(1) if reverse else spikes), zT, (aT if rho is not None else None)
+    return run
+
+
+run = run_on(op)
