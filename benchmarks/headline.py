@@ -8,6 +8,9 @@ Rows (fwd+bwd unless marked fwd; each timed as in common.benchmark: median of ru
   s4d_lif   fused sequential, fused chunked, the PyTorch path, s4d_scan + lif unfused (both algorithms), and the
             core paper's path: FFT convolution then the PyTorch LIF loop (autograd over time)
   lif       fwd and fwd+bwd at L = 1k / 4k / 16k, B=32, H=256, against copy bandwidth
+  rf        fwd+bwd at B=32, L=4096, H=256: the sequential kernel (one branch, subtract reset; D-RF's 4 branches with
+            the adaptive threshold), PRF's reset "none" on the parallel algorithm (diag_scan), the PyTorch path;
+            against copy bandwidth on lif's byte model and beside lif's fwd+bwd at the same shape (no target yet)
   diag_scan complex64 time-invariant a and float32 time-varying a, B=8, P=1536, L=4096, against copy bandwidth
 
 Targets: s4d_scan fwd+bwd >= 1.5x the FFT convolution; s4d_lif fused fwd+bwd >= 20x the paper's path and >= 1.3x
@@ -29,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` and `bench_
 
 import common  # noqa: E402
 from bench_scans import s4d_fft_conv, s4d_lin  # noqa: E402
-from spikessm.ops import diag_scan, lif, s4d_lif, s4d_scan  # noqa: E402
+from spikessm.ops import diag_scan, lif, rf, s4d_lif, s4d_scan  # noqa: E402
 from spikessm.ops.lif.naive import lif_loop  # noqa: E402
 
 BETA, THRESHOLD = 0.9, 1.0
@@ -37,8 +40,9 @@ BETA, THRESHOLD = 0.9, 1.0
 TRITON_ON_CPU = os.environ.get("TRITON_INTERPRET") == "1"
 BANDWIDTH_TARGET = 0.70
 
-FULL = {"s4d": (32, 4096, 256, 64), "lif": (32, 256, (1024, 4096, 16384)), "diag": (8, 1536, 4096)}
-QUICK = {"s4d": (2, 80, 16, 16), "lif": (2, 16, (40, 72)), "diag": (2, 32, 96)}
+FULL = {"s4d": (32, 4096, 256, 64), "lif": (32, 256, (1024, 4096, 16384)), "diag": (8, 1536, 4096),
+        "rf": (32, 4096, 256)}
+QUICK = {"s4d": (2, 80, 16, 16), "lif": (2, 16, (40, 72)), "diag": (2, 32, 96), "rf": (2, 72, 16)}
 
 
 def s4d_inputs(B, L, H, N, device, gen):
@@ -175,6 +179,39 @@ def bandwidth_rows(copy_bw, device, gen, target_s, sizes):
     return rows
 
 
+def rf_rows(copy_bw, device, gen, target_s, sizes):
+    """rf fwd+bwd at the headline shape on each path (see the module docstring)."""
+    on_triton = device.type == "cuda" or TRITON_ON_CPU
+    B, L, H = sizes["rf"]
+    x = torch.randn(B, L, H, generator=gen).to(device)
+    grad = torch.randn(B, L, H, generator=gen).to(device)
+    lam4 = torch.polar(0.9 + 0.099 * torch.rand(H, 4, generator=gen), 0.6 * torch.rand(H, 4, generator=gen)).to(device)
+    threshold = torch.full((H,), THRESHOLD, device=device)
+    weight = torch.full((H, 4), 0.25, device=device)
+    cases = [("sequential kernel, 1 branch, subtract", "triton", "sequential", 1, "subtract", False),
+             ("sequential kernel, D-RF: 4 branches, zero, adaptive", "triton", "sequential", 4, "zero", True),
+             ("parallel (diag_scan), PRF: reset none", "triton", "parallel", 1, "none", False),
+             ("PyTorch path, 1 branch, subtract", "torch", "sequential", 1, "subtract", False),
+             ("PyTorch parallel, PRF: reset none", "torch", "parallel", 1, "none", False)]
+    rows = []
+    for impl, backend, algorithm, K, reset, adaptive in cases:
+        if backend == "triton" and not on_triton:
+            continue
+        lam = lam4 if K > 1 else lam4[:, 0].contiguous()
+        adapt = dict(adapt_decay=0.9, adapt_scale=0.5) if adaptive else {}
+
+        def run(x, lam, threshold, K=K, reset=reset, backend=backend, algorithm=algorithm, adapt=adapt):
+            return rf(x, lam, threshold, weight=weight if K > 1 else None, reset=reset, backend=backend,
+                      algorithm=algorithm, output_final_state=False, **adapt).output
+
+        t = time_fwd_bwd(run, [x, lam, threshold], grad, device, target_s)[0]
+        row = _bandwidth_row("rf", impl, "fwd+bwd", f"B={B} L={L} H={H}", t, 20 * B * L * H, copy_bw)
+        row["target"], row["met"] = "-", None  # a new op: recorded, no target yet
+        rows.append(row)
+        common.free_memory(device)
+    return rows
+
+
 def _bandwidth_row(op, impl, mode, shape, t, nbytes, copy_bw):
     gbps = nbytes / (t.median_ms * 1e-3) / 1e9
     common.log(f"  {op:9s} {impl:22s} {mode:7s} {shape:22s} {t.median_ms:9.3f} ms {gbps:8.1f} GB/s")
@@ -189,12 +226,18 @@ def ratio(rows, op, impl):
 
 
 def apply_targets(rows):
-    """Fills speedup and target columns of the s4d rows from their reference rows."""
+    """Fills speedup and target columns of the s4d rows from their reference rows, and rf's ratio to lif."""
     fft = ratio(rows, "s4d_scan", "FFT convolution")
     paper = ratio(rows, "s4d_lif", "paper: FFT + LIF loop")
     for r in rows:
         if "median_ms" not in r:
             continue
+        if r["op"] == "rf":
+            lif_ms = next((q["median_ms"] for q in rows if q["op"] == "lif" and q["mode"] == "fwd+bwd"
+                           and q["shape"] == r["shape"] and q["impl"] == ("torch" if "PyTorch" in r["impl"]
+                                                                         else "triton")), None)
+            if lif_ms:
+                r["speedup"], r["vs"] = lif_ms / r["median_ms"], "lif fwd+bwd"
         if r["op"] == "s4d_scan" and fft and r["impl"] != "FFT convolution":
             r["speedup"] = fft / r["median_ms"]
             r["vs"] = "FFT convolution"
@@ -234,6 +277,7 @@ def main(argv=None) -> int:
     rows = ssm_rows("s4d_scan", s4d_scan_impls(device), sizes["s4d"], device, gen, args.target_seconds)
     rows += ssm_rows("s4d_lif", s4d_lif_impls(device), sizes["s4d"], device, gen, args.target_seconds)
     rows += bandwidth_rows(copy_bw, device, gen, args.target_seconds, sizes)
+    rows += rf_rows(copy_bw, device, gen, args.target_seconds, sizes)
     apply_targets(rows)
     result = {"benchmark": "headline", "quick": args.quick, "env": common.environment(device),
               "copy_bandwidth_GBps": copy_bw / 1e9, "config": {"beta": BETA, "threshold": THRESHOLD}, "rows": rows}

@@ -32,7 +32,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from spikessm.kernels import diag_scan, lif
+from spikessm.kernels import diag_scan, lif, rf
 from spikessm.kernels.s4d_scan import chunked as s4d_chunked
 from spikessm.kernels.s4d_scan import sequential as s4d_scan
 from spikessm.kernels.common.neuron import RESET_CODES, SURROGATE_CODES
@@ -190,6 +190,34 @@ def lif_variants():
                     DETACH_RESET=detach, COMPOSE=compose, BLOCK_H=block_h, T=T, STAGES=lif.BWD_STAGES), 1)
 
 
+RF_FWD_POINTERS = ["x_ptr", "lam_ptr", "w_ptr", "th_ptr", "rho_ptr", "kappa_ptr", "h0_ptr", "a0_ptr", "s_ptr",
+                   "zeta_ptr", "aprev_ptr", "zT_ptr", "aT_ptr"]
+RF_BWD_POINTERS = ["lam_ptr", "w_ptr", "th_ptr", "rho_ptr", "kappa_ptr", "h0_ptr", "zeta_ptr", "aprev_ptr", "s_ptr",
+                   "gs_ptr", "gz_ptr", "ga_ptr", "alpha_ptr", "dx_ptr", "dlam_ptr", "dw_ptr", "dth_ptr", "drho_ptr",
+                   "dkappa_ptr", "dh0_ptr", "da0_ptr"]
+
+
+def rf_variants():
+    """RF kernels at H = 256: one branch with every reset (training's forward and the backward; PRF's reset
+    "none" also without saving), and the D-RF form (4 and 8 branches with weights and an adaptive threshold)."""
+    cases = [(1, "subtract", False, False), (1, "zero", False, False), (1, "none", False, False),
+             (1, "subtract", True, False), (4, "none", True, True), (4, "zero", True, True), (8, "none", True, True)]
+    for K, reset, adapt, weighted in cases:
+        block_h, block_k, warps = rf.launch_config(256, K)
+        common = dict(HAS_W=weighted, HAS_H0=True, HAS_A0=adapt, ADAPT=adapt, RESET=RESET_CODES[reset],
+                      BLOCK_H=block_h, BLOCK_K=block_k, T=rf.T)
+        label = f"K={K} reset={reset} adapt={int(adapt)} w={int(weighted)} BH={block_h}"
+        stores = (True, False) if (K, reset, adapt) == (1, "none", False) else (True,)
+        for store in stores:
+            yield ("rf_fwd", f"{label} store={int(store)}", rf.rf_fwd_kernel, RF_FWD_POINTERS, ["L", "H", "K"],
+                   dict(common, STORE=store), warps)
+        surrogates = ("atan", "sigmoid") if (K, reset, adapt) == (1, "subtract", False) else ("atan",)
+        for surrogate in surrogates:
+            yield ("rf_bwd", f"{label} {surrogate}", rf.rf_bwd_kernel, RF_BWD_POINTERS, ["L", "H", "K"],
+                   dict(common, HAS_GZ=True, HAS_GA=adapt, SURROGATE=SURROGATE_CODES[surrogate],
+                        DETACH_RESET=False), warps)
+
+
 def compile_variant(fn, pointers, ints, constexprs, arch: int, num_warps: int):
     """Compiled as a launch with 16-byte aligned tensors and sizes divisible by 16 (the benchmarks' shapes): at
     run time Triton specializes such arguments, which lets parameter loads vectorise and sets tile layouts."""
@@ -272,7 +300,8 @@ def main() -> None:
                         help="variants compiled at once, in forked processes (default: one per CPU)")
     args = parser.parse_args()
     measure = functools.partial(_measure, arch=args.arch)
-    all_variants = itertools.chain(variants(), s4d_variants(), s4d_chunked_variants(), lif_variants())
+    all_variants = itertools.chain(variants(), s4d_variants(), s4d_chunked_variants(), lif_variants(),
+                                   rf_variants())
     _SELECTED[:] = [v for v in all_variants if not args.only or v[0].startswith(tuple(args.only))]
     spilled = []
     print(f"Triton {triton.__version__}, target sm_{args.arch}, fp32 state")

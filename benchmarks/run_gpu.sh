@@ -3,7 +3,7 @@
 # CUDA tests of the ops and kernels, then benchmarks/headline.py (one summary table of every op's headline rows
 # at B=32, L=4096, H=256, N=64 beside its targets). Longer runs are named steps, each for a call of its own:
 #   bash benchmarks/run_gpu.sh                       # tests headline  (~400 s)
-#   bash benchmarks/run_gpu.sh lif s4d_lif scans     # the full sweeps over lengths
+#   bash benchmarks/run_gpu.sh lif s4d_lif scans rf  # the full sweeps over lengths
 #   bash benchmarks/run_gpu.sh profile overhead tune # per-kernel profile, host overhead, launch-plan sweeps
 # Logs and JSON are written to a work folder, then packed into $OUT/gpu-results.tar.gz (the device tool
 # returns at most 8 files from $OUT, its output folder; ./gpu-out elsewhere). TUNE_ONLY picks tune's sweeps.
@@ -30,6 +30,8 @@ for step in $steps; do
                 --out "$WORK/headline.json" >"$WORK/headline.txt" 2>&1 ;;
     lif) timeout 70 python3 benchmarks/bench_lif.py --device cuda --target-seconds 0.3 \
            --out "$WORK/lif.json" >"$WORK/lif.txt" 2>&1 ;;
+    rf) timeout 120 python3 benchmarks/bench_rf.py --device cuda --target-seconds 0.3 \
+          --out "$WORK/rf.json" >"$WORK/rf.txt" 2>&1 ;;
     s4d_lif) timeout 160 python3 benchmarks/bench_s4d_lif.py --target-seconds 0.3 \
                --out "$WORK/s4d_lif.json" >"$WORK/s4d_lif.txt" 2>&1 ;;
     scans) timeout 170 python3 benchmarks/bench_scans.py --target-seconds 0.3 \
@@ -47,7 +49,7 @@ for step in $steps; do
   echo "== $step: exit $rc after $(( $(date +%s) - start )) s"
 done
 [ -f "$WORK/pytest.log" ] && { grep -E "^(FAILED|ERROR)" "$WORK/pytest.log" | cut -c1-200; tail -2 "$WORK/pytest.log"; }
-for f in "$WORK"/headline.txt "$WORK"/lif.txt "$WORK"/s4d_lif.txt "$WORK"/scans.txt "$WORK"/profile.txt \
+for f in "$WORK"/headline.txt "$WORK"/lif.txt "$WORK"/rf.txt "$WORK"/s4d_lif.txt "$WORK"/scans.txt "$WORK"/profile.txt \
          "$WORK"/overhead.txt "$WORK"/tune.txt; do
   [ -f "$f" ] && grep -v "^  " "$f" | tail -60
 done

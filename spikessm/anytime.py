@@ -16,7 +16,7 @@ gives it for every t in one parallel pass, exactly as streaming with `step()` wo
 - Accuracy after k steps, for every k up to the longest example: an example shorter than k has ended, and its
   answer is its final one (what a stream shows once its input stops); `running[k-1]` counts the examples still
   arriving at step k.
-- Firing rates over time, per spiking readout (each SSMBlock whose readout is a Heaviside or LIF neuron): the
+- Firing rates over time, per spiking readout (each SSMBlock whose readout is a Heaviside, LIF or RF neuron): the
   readout's spikes are the block's mixing-layer input, read with a forward pre-hook on that layer during the
   same per-step pass (this also covers blocks that fuse the S4D and its LIF neurons into one op, where the
   readout module itself is never called). Only steps before each example's end count. `rates_by_step[name][k-1]`
@@ -156,9 +156,9 @@ def format_rate(rate: float | None) -> str:
 
 def spiking_readouts(model: nn.Module) -> dict[str, nn.Module]:
     """{name of the spiking readout: the module whose input is its spikes}, for every block of `model` that has
-    one, as the block itself names it (SSMBlock.spiking_readout): the SSM layer's LIF neurons or a Heaviside
-    readout. The module is the block's mixing layer, which receives the spikes also when the SSM layer runs its
-    neurons fused into its own op and never calls them."""
+    one, as the block itself names it (SSMBlock.spiking_readout): RF neurons as the SSM layer, the SSM layer's
+    LIF or RF neurons, or a Heaviside readout. The module is the block's mixing layer, which receives the
+    spikes also when the SSM layer runs its neurons fused into its own op and never calls them."""
     out = {}
     for name, module in model.named_modules():
         readout = getattr(module, "spiking_readout", None)

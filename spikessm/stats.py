@@ -23,6 +23,8 @@ What is counted (the field's convention: Horowitz 45 nm energies, E = 4.6 pJ x M
   (A x: 4M, B u: 2M, Re(C x): 2M, D u: 1), the first three twice when bidirectional; S5 per token
   2MH (B u) + 4M (A x) + 2MH (Re(C x)) + H (D u), the A x and readout twice when bidirectional.
 - LIF neurons: one MAC per neuron and step (beta v + x); the Heaviside spike and the comparisons are free.
+- RF neurons, per neuron and step: 4 MACs per branch (the complex lam z), one per branch for the soma's sum of
+  several branches (or one for an input gain dt), two for an adaptive threshold.
 - GLU: its linear layer as above, plus H MACs per token for the gate product.
 - GSU: Ter(y) W is spike-driven (nonzero Ter(y) x H ACs), y Ter(W) is add/subtract-only (nonzero Ter(W) ACs
   per token), plus H MACs per token for a * g.

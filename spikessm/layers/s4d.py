@@ -6,9 +6,9 @@ Per channel h, with M = d_state // 2 complex modes whose conjugates are implied:
     y_t = 2 Re(C x_t) + D u_t                 the 2 Re sums each mode with its conjugate
 A = -exp(log_neg_A_real) + i A_imag (so Re A < 0: stable), dt = exp(log_dt), discretised by ZOH or bilinear.
 The state update and readout run in spikessm.ops.s4d_scan (Triton on CUDA, chunked matrix products on the CPU).
-With `neurons` (a LIF), the layer outputs their spikes; a causal layer then runs the SSM and the neurons as one
-op, spikessm.ops.s4d_lif (one fused Triton kernel on CUDA: y never goes to memory), which computes what running
-them one after the other computes.
+With `neurons` (a LIF or RF), the layer outputs their spikes; a causal layer with LIF neurons then runs the SSM
+and the neurons as one op, spikessm.ops.s4d_lif (one fused Triton kernel on CUDA: y never goes to memory), which
+computes what running them one after the other computes. RF neurons run after s4d_scan, as spikessm.ops.rf.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from ..ops.s4d_scan import ALGORITHMS, s4d_scan_prechecked
 from .checks import check_input, check_positive_int, param_dtype, refuse_bidirectional
 from .counts import OpCounts
 from .discretize import DISCRETIZATIONS, check_dt_range, discretize
-from .neurons import LIF, check_neurons
+from .neurons import LIF, RF, check_neurons
 from .ssm_init import s4d_spectrum
 from .streaming import split_state, step_by_forward, zero_state
 
@@ -40,8 +40,8 @@ class S4D(nn.Module):
         discretization: "zoh" or "bilinear".
         bidirectional: add a second, anti-causal readout: y = 2 Re(C x_fwd) + 2 Re(C_rev x_rev) + D u, where x_rev
             runs from the end of the sequence (both include step t). Such a layer cannot stream.
-        neurons: a LIF over the d_model channels that reads out y (the layer then outputs spikes), or None (the
-            layer outputs y). Its backend must be the layer's.
+        neurons: a LIF or RF over the d_model channels that reads out y (the layer then outputs spikes), or None
+            (the layer outputs y). Its backend must be the layer's.
         backend: "auto" | "triton" | "torch", passed to the ops.
         algorithm: "auto" | "sequential" | "chunked", the ops' algorithm on Triton (see spikessm.ops.s4d_scan;
             "sequential" is Triton-only).
@@ -51,13 +51,13 @@ class S4D(nn.Module):
     (complex numbers stored as [re, im] pairs), D (H,), and the neurons' when they learn. `ssm_parameters()` names
     the first four.
 
-    State (streaming, causal layers): the SSM state (B, H, M) complex; with neurons the pair (SSM state, membrane
-    (B, H)).
+    State (streaming, causal layers): the SSM state (B, H, M) complex; with neurons the pair (SSM state, the
+    neurons' state: a LIF's membrane (B, H), an RF's RFState).
     """
 
     def __init__(self, d_model: int, d_state: int = 64, *, init: str = "inv", dt_min: float = 1e-3,
                  dt_max: float = 1e-1, discretization: str = "zoh", bidirectional: bool = False,
-                 neurons: LIF | None = None, backend: str = "auto", algorithm: str = "auto", device=None,
+                 neurons: LIF | RF | None = None, backend: str = "auto", algorithm: str = "auto", device=None,
                  dtype=None):
         super().__init__()
         check_positive_int("S4D", "d_model", d_model)
@@ -89,12 +89,14 @@ class S4D(nn.Module):
 
     @property
     def fused(self) -> bool:
-        """Whether forward runs the SSM and its neurons as one s4d_lif op (a causal layer with neurons)."""
-        return self.neurons is not None and not self.bidirectional
+        """Whether forward runs the SSM and its neurons as one s4d_lif op (a causal layer with LIF neurons)."""
+        return isinstance(self.neurons, LIF) and not self.bidirectional
 
     def ssm_parameters(self) -> list[nn.Parameter]:
-        """The parameters the papers train with their own learning rate and no weight decay (A, B, dt)."""
-        return [self.log_dt, self.log_neg_A_real, self.A_imag, self.B]
+        """The parameters the papers train with their own learning rate and no weight decay (A, B, dt), and RF
+        neurons' dynamics."""
+        own = [self.log_dt, self.log_neg_A_real, self.A_imag, self.B]
+        return own + (self.neurons.ssm_parameters() if isinstance(self.neurons, RF) else [])
 
     def discretized(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A_bar, B_bar: (H, M) complex; C: (directions, H, M) complex, already doubled for the 2 Re readout."""
@@ -118,7 +120,8 @@ class S4D(nn.Module):
         return out, (ssm_state if self.neurons is None else (ssm_state, membrane))
 
     def _run(self, u: torch.Tensor, ssm_state, membrane, return_state: bool):
-        """The ops: s4d_lif for a causal layer with neurons, else s4d_scan (both directions), then the neurons."""
+        """The ops: s4d_lif for a causal layer with LIF neurons, else s4d_scan (both directions), then the
+        neurons (carrying their state when the layer is causal)."""
         A_bar, B_bar, C = self.discretized()
         ops = dict(backend=self.backend, algorithm=self.algorithm)
         if self.fused:
@@ -130,8 +133,8 @@ class S4D(nn.Module):
         if self.bidirectional:
             out = out + s4d_scan_prechecked(u, A_bar, B_bar, C[1], None, reverse=True, output_final_state=False,
                                             **ops)[0]
-        if self.neurons is not None:  # bidirectional, so no state to carry
-            out = self.neurons(out)
+        if self.neurons is not None:  # RF neurons, or any neurons of a bidirectional layer (no state to carry)
+            out, membrane = self.neurons(out, membrane, return_state=True)
         return out, ssm_state, membrane
 
     def op_counts(self, u: torch.Tensor, out: torch.Tensor) -> dict[str, OpCounts]:

@@ -6,7 +6,7 @@ With P = d_state and M complex modes (M = P // 2 with conjugate symmetry, else P
 Lambda starts as the eigenvalues of HiPPO-N (the normal part of HiPPO-LegS), one HiPPO-N of size P / blocks per
 block; B and C are expressed in its eigenbasis. Each mode has its own learnable step (log_step). The state
 update runs in spikessm.ops.diag_scan; the projections are real matmuls in float32 (also under autocast). With
-`neurons` (a LIF), the layer outputs their spikes of y.
+`neurons` (a LIF or RF), the layer outputs their spikes of y.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from ..ops.diag_scan import diag_scan_prechecked
 from .checks import check_input, check_positive_int, param_dtype, refuse_bidirectional
 from .counts import OpCounts
 from .discretize import DISCRETIZATIONS, check_dt_range, discretize
-from .neurons import LIF, check_neurons
+from .neurons import LIF, RF, check_neurons
 from .ssm_init import check_state_size, hippo_n
 from .streaming import split_state, step_by_forward, zero_state
 
@@ -53,21 +53,21 @@ class S5(nn.Module):
         dt_min, dt_max: log-uniform range of the initial per-mode steps.
         bidirectional: a second scan from the end of the sequence with its own C:
             y = k Re(C x_fwd) + k Re(C_rev x_rev) + D u. Such a layer cannot stream.
-        neurons: a LIF over the d_model channels that reads out y (the layer then outputs spikes), or None (the
-            layer outputs y). Its backend must be the layer's.
+        neurons: a LIF or RF over the d_model channels that reads out y (the layer then outputs spikes), or None
+            (the layer outputs y). Its backend must be the layer's.
         backend: "auto" | "triton" | "torch", passed to diag_scan.
         device, dtype: of the parameters; dtype float32 (default) or float64.
 
     Parameters: Lambda_re, Lambda_im, log_step (M,); B (M, H, 2) and C (directions, H, M, 2) as [re, im]
     pairs; D (H,), and the neurons' when they learn. `ssm_parameters()` names Lambda, B and log_step.
 
-    State (streaming, causal layers): the SSM state (B, M) complex; with neurons the pair (SSM state, membrane
-    (B, H)).
+    State (streaming, causal layers): the SSM state (B, M) complex; with neurons the pair (SSM state, the
+    neurons' state: a LIF's membrane (B, H), an RF's RFState).
     """
 
     def __init__(self, d_model: int, d_state: int = 64, *, blocks: int = 1, conj_sym: bool = True,
                  clip_eigs: bool = False, discretization: str = "zoh", dt_min: float = 1e-3, dt_max: float = 1e-1,
-                 bidirectional: bool = False, neurons: LIF | None = None, backend: str = "auto", device=None,
+                 bidirectional: bool = False, neurons: LIF | RF | None = None, backend: str = "auto", device=None,
                  dtype=None):
         super().__init__()
         check_positive_int("S5", "d_model", d_model)
@@ -117,8 +117,10 @@ class S5(nn.Module):
         return self.Lambda_re.shape[0]
 
     def ssm_parameters(self) -> list[nn.Parameter]:
-        """The parameters S5 trains with its own learning rate and no weight decay (Lambda, B, step)."""
-        return [self.Lambda_re, self.Lambda_im, self.B, self.log_step]
+        """The parameters S5 trains with its own learning rate and no weight decay (Lambda, B, step), and RF
+        neurons' dynamics."""
+        own = [self.Lambda_re, self.Lambda_im, self.B, self.log_step]
+        return own + (self.neurons.ssm_parameters() if isinstance(self.neurons, RF) else [])
 
     def discretized(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Lambda_bar (M,), B_bar (M, H) complex; C (directions, H, M) complex with the readout factor k in it."""

@@ -1,8 +1,9 @@
 """SSMBlock: one residual block of a spiking (or non-spiking) SSM network.
 
     z = norm(x) if prenorm else x
-    z = mixing(readout(ssm(z)))          ssm: S4D or S5, with LIF neurons for a LIF readout; readout: Heaviside
-                                         spike, GELU or none; mixing: GLU or GSU
+    z = mixing(readout(ssm(z)))          ssm: S4D or S5, with LIF or RF neurons for a LIF or RF readout, or RF
+                                         neurons alone (ssm "rf"); readout: Heaviside spike, GELU or none;
+                                         mixing: GLU or GSU
     x = x + z;  x = norm(x) if not prenorm
 LIF neurons belong to the SSM layer because they carry state from step to step, as the SSM does (the layer's
 state is the block's) and because a causal S4D runs them in the same op as its own update (spikessm.ops.s4d_lif).
@@ -12,14 +13,26 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers import GLU, GSU, LIF, S4D, S5, Heaviside, make_norm
+from ..layers import GLU, GSU, LIF, RF, S4D, S5, Heaviside, make_norm
 from ..ops.common.checks import require_bool
 from ..layers.checks import check_input
 from .config import ModelConfig
 
 
-def make_neurons(config: ModelConfig, device=None, dtype=None) -> LIF | None:
-    """The SSM layer's LIF neurons for readout "lif", else None."""
+def make_rf(config: ModelConfig, device=None, dtype=None) -> RF:
+    """RF neurons from the config's rf_* fields: an RF readout, or the block's whole SSM layer (ssm "rf")."""
+    return RF(config.d_model, branches=config.rf_branches, decay=config.rf_decay,
+              frequency_init=config.rf_frequency_init, dt_min=config.rf_dt_min, dt_max=config.rf_dt_max,
+              input_scale=config.rf_input_scale, threshold=config.rf_threshold, reset=config.rf_reset,
+              surrogate=config.surrogate, alpha=config.surrogate_alpha, adaptive=config.rf_adaptive,
+              learn_decay=config.rf_learn_decay, learn_threshold=config.learn_threshold,
+              detach_reset=config.detach_reset, backend=config.backend, device=device, dtype=dtype)
+
+
+def make_neurons(config: ModelConfig, device=None, dtype=None) -> LIF | RF | None:
+    """The SSM layer's neurons: LIF for readout "lif", RF for readout "rf", else None."""
+    if config.readout == "rf":
+        return make_rf(config, device, dtype)
     if config.readout != "lif":
         return None
     return LIF(config.d_model, beta=config.lif_beta, threshold=config.lif_threshold, reset=config.lif_reset,
@@ -29,6 +42,8 @@ def make_neurons(config: ModelConfig, device=None, dtype=None) -> LIF | None:
 
 
 def make_ssm(config: ModelConfig, device=None, dtype=None) -> nn.Module:
+    if config.ssm == "rf":
+        return make_rf(config, device, dtype)
     common = dict(discretization=config.discretization, dt_min=config.dt_min, dt_max=config.dt_max,
                   bidirectional=config.bidirectional, neurons=make_neurons(config, device, dtype),
                   backend=config.backend, device=device, dtype=dtype)
@@ -58,7 +73,8 @@ def make_mixing(config: ModelConfig, device=None, dtype=None) -> nn.Module:
 class SSMBlock(nn.Module):
     """One block: (batch, length, d_model) -> (batch, length, d_model); see the module docstring.
 
-    State for streaming: the SSM layer's (see S4D and S5: the SSM state, paired with the membrane of LIF neurons).
+    State for streaming: the SSM layer's (see S4D and S5: the SSM state, paired with the state of their neurons;
+    RF: its RFState).
     """
 
     def __init__(self, config: ModelConfig, *, device=None, dtype=None):
@@ -74,10 +90,13 @@ class SSMBlock(nn.Module):
         return not self.ssm.bidirectional
 
     def spiking_readout(self) -> tuple[str, nn.Module] | None:
-        """The block's spiking readout, as (its name in the block, the module): the SSM layer's neurons
-        ("ssm.neurons", a LIF readout) or a Heaviside readout ("readout"); None when the readout does not spike.
-        Either way its spikes are the mixing layer's input, which is where instrumentation reads them: a fused
-        S4D layer runs its neurons inside its own op and never calls the neuron module."""
+        """The block's spiking readout, as (its name in the block, the module): RF neurons as the whole SSM layer
+        ("ssm", ssm "rf"), the SSM layer's neurons ("ssm.neurons", a LIF or RF readout) or a Heaviside readout
+        ("readout"); None when the readout does not spike. Either way its spikes are the mixing layer's input,
+        which is where instrumentation reads them: a fused S4D layer runs its neurons inside its own op and never
+        calls the neuron module."""
+        if isinstance(self.ssm, RF):
+            return "ssm", self.ssm
         neurons = getattr(self.ssm, "neurons", None)
         if neurons is not None:
             return "ssm.neurons", neurons

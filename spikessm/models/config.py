@@ -9,15 +9,15 @@ from dataclasses import asdict, dataclass
 
 from ..layers.checks import check_fraction, check_positive_int
 from ..layers.discretize import DISCRETIZATIONS, check_dt_range
-from ..layers.neurons import check_learned
+from ..layers.neurons import check_learned, check_rf_settings
 from ..layers.norm import NORMS
 from ..layers.ssm_init import S4D_INITS
 from ..ops.common.backend import BACKENDS
 from ..ops.common.checks import check_choice, check_neuron_settings, require_bool
 from ..ops.s4d_scan import ALGORITHMS
 
-SSMS = ("s4d", "s5")
-READOUTS = ("binary", "lif", "gelu", "none")
+SSMS = ("s4d", "s5", "rf")
+READOUTS = ("binary", "lif", "rf", "gelu", "none")
 MIXINGS = ("glu", "gsu")
 POOLINGS = ("mean", "last")
 
@@ -33,8 +33,13 @@ class ModelConfig:
     Each block: [norm] -> SSM -> readout -> mixing -> + residual [-> norm] (prenorm puts the norm first).
     - ssm "s4d" (init, d_state) or "s5" (d_state, s5_blocks, conj_sym, clip_eigs); discretization, dt range,
       bidirectional for both.
-    - readout: "binary" (Heaviside spike, threshold 0), "lif" (lif_* fields), "gelu" (non-spiking) or "none"
-      (the GSU ternarises y itself). surrogate and surrogate_alpha serve every spike and ternarisation.
+    - ssm "rf": no separate SSM; resonate-and-fire neurons (rf_* fields) are the block's state-space layer, their
+      complex membranes its state and their spikes its output (PRF, D-RF, S5-RF); causal, with readout "none".
+    - readout: "binary" (Heaviside spike, threshold 0), "lif" (lif_* fields), "rf" (RF neurons, rf_* fields),
+      "gelu" (non-spiking) or "none" (the GSU ternarises y itself). surrogate and surrogate_alpha serve every spike
+      and ternarisation; learn_threshold and detach_reset serve LIF and RF neurons.
+    - rf_*: spikessm.layers.RF's branches, decay, frequency_init, dt_min/dt_max, input_scale, threshold, reset,
+      adaptive (with its default adapt_decay and adapt_scale) and learn_decay.
     - mixing: "glu" (Linear H -> 2H + GLU) or "gsu" (Gated Spiking Unit).
     - norm: "batch" or "layer"; dropout inside the mixing; pooling "mean" (ignores padding) or "last".
     - backend: the ops' backend; s4d_algorithm: S4D's algorithm on Triton, "auto" | "sequential" | "chunked"
@@ -66,6 +71,16 @@ class ModelConfig:
     learn_beta: bool = False
     learn_threshold: bool = False
     detach_reset: bool = False
+    rf_branches: int = 1
+    rf_decay: float = 0.5
+    rf_frequency_init: str = "uniform"
+    rf_dt_min: float = 1e-3
+    rf_dt_max: float = 1e-1
+    rf_input_scale: str = "none"
+    rf_threshold: float = 1.0
+    rf_reset: str = "none"
+    rf_adaptive: bool = False
+    rf_learn_decay: bool = False
     mixing: str = "glu"
     norm: str = "batch"
     prenorm: bool = False
@@ -102,6 +117,20 @@ class ModelConfig:
             raise ValueError("ModelConfig: the 'leaky' surrogate needs a LIF membrane history, so it takes "
                              "readout='lif' and mixing='glu'")
         check_fraction(owner, "dropout", self.dropout)
+        self._check_rf()
+
+    def _check_rf(self):
+        """The RF neurons' fields (ssm "rf" or readout "rf"), and where RF neurons may go."""
+        for name in ("rf_adaptive", "rf_learn_decay"):
+            require_bool("ModelConfig", name, getattr(self, name))
+        check_rf_settings("ModelConfig", branches=self.rf_branches, decay=self.rf_decay,
+                          frequency_init=self.rf_frequency_init, input_scale=self.rf_input_scale,
+                          threshold=self.rf_threshold, reset=self.rf_reset, dt_min=self.rf_dt_min,
+                          dt_max=self.rf_dt_max)
+        if self.ssm == "rf" and (self.readout != "none" or self.bidirectional):
+            raise ValueError("ModelConfig: ssm='rf' makes RF neurons the block's state-space layer: they spike "
+                             f"themselves and run forward in time, so it takes readout='none' and bidirectional=False, "
+                             f"got readout={self.readout!r}, bidirectional={self.bidirectional}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -33,7 +33,7 @@ def test_kernels_compile_for_sm90_without_spills(tmp_path):
     result = subprocess.run([sys.executable, str(SCRIPT), "--arch", "90", "--fail-on-spill"], env=env,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
-    prefixes = ("diag_scan", "s4d_scan", "s4d_chunked", "lif", "s4d_lif")
+    prefixes = ("diag_scan", "s4d_scan", "s4d_chunked", "lif", "s4d_lif", "rf")
     kernels = {line.split()[0] for line in result.stdout.splitlines() if line.startswith(prefixes)}
     expected = {f"{p}_{d}" for p in prefixes for d in ("fwd", "bwd")} | {"lif_fix_par", "lif_fix_seq",
                                                                          "s4d_lif_chunked_fwd"}

@@ -7,7 +7,7 @@ import torch
 from conftest import TRITON_DEVICE, requires_triton
 from helpers import assert_close
 
-from spikessm.layers import LIF, S4D, S5, Heaviside
+from spikessm.layers import LIF, RF, S4D, S5, Heaviside
 from spikessm.layers.discretize import discretize
 from spikessm.layers.ssm_init import hippo_n, s4d_spectrum
 
@@ -256,17 +256,29 @@ def test_bad_inputs_and_bidirectional_streaming(cls):
         layer(torch.randn(2, 9, 4), return_state=True)
 
 
-def with_neurons(cls, **kwargs):
-    """An SSM layer of class cls read out by LIF neurons that learn beta and threshold, in float64."""
-    neurons = LIF(3, beta=0.7, threshold=0.2, learn_beta=True, learn_threshold=True, dtype=torch.float64)
+def with_neurons(cls, kind="lif", **kwargs):
+    """An SSM layer of class cls read out by LIF neurons that learn beta and threshold, or by RF neurons (two
+    branches, an adaptive threshold) that learn their frequency, step and threshold, in float64."""
+    if kind == "lif":
+        neurons = LIF(3, beta=0.7, threshold=0.2, learn_beta=True, learn_threshold=True, dtype=torch.float64)
+    else:
+        neurons = RF(3, branches=2, reset="zero", adaptive=True, input_scale="none", threshold=0.2,
+                     learn_threshold=True, dtype=torch.float64)
     extra = dict(blocks=2) if cls is S5 else {}
     return cls(3, 4, neurons=neurons, dtype=torch.float64, **extra, **kwargs)
 
 
+def membrane_of(state):
+    """A neurons' state as one tensor: a LIF's membrane, an RF's membrane and trace."""
+    return torch.cat([torch.view_as_real(state.membrane).flatten(1), state.trace], 1) if isinstance(
+        state, tuple) else state
+
+
+@pytest.mark.parametrize("kind", ["lif", "rf"])
 @pytest.mark.parametrize("cls", [S4D, S5])
-def test_neurons_step_and_chunks_equal_forward(cls):
+def test_neurons_step_and_chunks_equal_forward(cls, kind):
     torch.manual_seed(6)
-    layer = with_neurons(cls)
+    layer = with_neurons(cls, kind)
     u = 3 * torch.randn(2, 23, 3, dtype=torch.float64)
     spikes, (ssm_final, v_final) = layer(u, return_state=True)
     assert set(spikes.unique().tolist()) == {0.0, 1.0}
@@ -276,19 +288,20 @@ def test_neurons_step_and_chunks_equal_forward(cls):
         steps.append(s_t)
     assert torch.equal(torch.stack(steps, 1), spikes)
     assert_close(state[0], ssm_final, 1e-12, "SSM state")
-    assert_close(state[1], v_final, 1e-12, "membrane")
+    assert_close(membrane_of(state[1]), membrane_of(v_final), 1e-12, "membrane")
     s1, s = layer(u[:, :10], return_state=True)
     s2 = layer(u[:, 10:], s)
     assert torch.equal(torch.cat([s1, s2], 1), spikes)
 
 
+@pytest.mark.parametrize("kind", ["lif", "rf"])
 @pytest.mark.parametrize("cls,bidirectional", [(S4D, False), (S4D, True), (S5, False), (S5, True)])
-def test_neurons_read_out_the_ssm(cls, bidirectional):
-    """A layer with neurons == the same layer without them, then the neurons (S4D causal: one fused op), with
-    the same gradients."""
+def test_neurons_read_out_the_ssm(cls, bidirectional, kind):
+    """A layer with neurons == the same layer without them, then the neurons (S4D causal with LIF: one fused op),
+    with the same gradients."""
     torch.manual_seed(7)
-    layer = with_neurons(cls, bidirectional=bidirectional)
-    assert getattr(layer, "fused", False) == (cls is S4D and not bidirectional)
+    layer = with_neurons(cls, kind, bidirectional=bidirectional)
+    assert getattr(layer, "fused", False) == (cls is S4D and not bidirectional and kind == "lif")
     plain = cls(3, 4, bidirectional=bidirectional, dtype=torch.float64, **(dict(blocks=2) if cls is S5 else {}))
     plain.load_state_dict({k: v for k, v in layer.state_dict().items() if not k.startswith("neurons.")})
     u = 3 * torch.randn(2, 19, 3, dtype=torch.float64, requires_grad=True)
@@ -306,18 +319,24 @@ def test_neurons_read_out_the_ssm(cls, bidirectional):
 
 @pytest.mark.parametrize("cls", [S4D, S5])
 def test_empty_batch(cls):
-    for layer in (cls(3, 4), with_neurons(cls)):
+    for layer in (cls(3, 4), with_neurons(cls), with_neurons(cls, "rf")):
         u = torch.randn(0, 6, 3, dtype=layer.D.dtype)
         out, state = layer(u, return_state=True)
         assert out.shape == (0, 6, 3)
         zeros = layer.init_state(0)
-        for a, b in zip(*((state, zeros) if isinstance(state, tuple) else ((state,), (zeros,)))):
+        for a, b in zip(leaves(state), leaves(zeros), strict=True):
             assert a.shape == b.shape and a.dtype == b.dtype
+
+
+def leaves(state) -> list:
+    """The tensors of a (nested) state tuple."""
+    return [t for part in state for t in leaves(part)] if isinstance(state, tuple) else [state]
 
 
 @pytest.mark.parametrize("cls", [S4D, S5])
 def test_bad_neurons_and_booleans(cls):
-    with pytest.raises(TypeError, match="neurons must be a spikessm.layers.LIF or None, got Heaviside"):
+    with pytest.raises(TypeError, match="neurons must be a spikessm.layers.LIF, a spikessm.layers.RF or None, got "
+                                        "Heaviside"):
         cls(4, 4, neurons=Heaviside())
     with pytest.raises(ValueError, match="neurons must have d_model=4 channels, got 3"):
         cls(4, 4, neurons=LIF(3, beta=0.5))

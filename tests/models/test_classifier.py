@@ -5,7 +5,7 @@ import torch
 from conftest import TRITON_DEVICE, requires_triton
 from helpers import assert_close
 
-from spikessm.layers import LIF, S4D, S5
+from spikessm.layers import LIF, RF, S4D, S5
 from spikessm.models import PRESETS, ModelConfig, SequenceClassifier, build_model
 from spikessm.models.block import SSMBlock
 
@@ -138,6 +138,21 @@ def test_ssm_parameters_are_the_blocks_a_b_dt():
     assert names == {f"blocks.{i}.ssm.{k}" for i in range(2) for k in ("Lambda_re", "Lambda_im", "B", "log_step")}
 
 
+def test_rf_presets_put_rf_neurons_in_the_papers_place():
+    """prf, drf, s5-rf: RF neurons are each block's SSM layer (their frequencies and steps are its SSM parameters);
+    rf-s4d: they read out a causal S4D, after it (no fused op)."""
+    for preset, branches, adaptive in (("prf", 1, False), ("drf", 4, True), ("s5-rf", 1, False)):
+        model = build_model(preset, n_classes=2, vocab_size=5, **SMALL)
+        assert all(isinstance(b.ssm, RF) and b.ssm.branches == branches and b.ssm.adaptive == adaptive
+                   and b.causal for b in model.blocks)
+        names = {n for n, p in model.named_parameters() if any(p is q for q in model.ssm_parameters())}
+        assert names == {f"blocks.{i}.ssm.{k}" for i in range(2) for k in ("omega", "log_dt")}
+    model = build_model("rf-s4d", n_classes=2, vocab_size=5, **SMALL)
+    assert all(isinstance(b.ssm, S4D) and isinstance(b.ssm.neurons, RF) and not b.ssm.fused for b in model.blocks)
+    assert {n.rsplit(".", 1)[-1] for n, p in model.named_parameters()
+            if any(p is q for q in model.ssm_parameters())} == {"log_dt", "log_neg_A_real", "A_imag", "B", "omega"}
+
+
 def test_lif_after_causal_s4d_is_fused():
     model = build_model("lif-s4d", n_classes=2, vocab_size=5, **SMALL)
     assert all(block.ssm.fused for block in model.blocks)
@@ -177,6 +192,7 @@ def test_fused_block_equals_ssm_then_lif():
 @pytest.mark.parametrize("preset,bidirectional,algorithm", [
     ("lif-s4d", True, "auto"), ("binary-s4d", True, "auto"), ("lif-s5", False, "auto"),
     ("lif-s4d", False, "chunked"),  # causal: the fused s4d_lif on the chunked kernel
+    ("drf", False, "auto"),  # RF neurons with branches and an adaptive threshold as the SSM layer
 ])
 def test_triton_and_torch_models_agree(preset, bidirectional, algorithm):
     torch.manual_seed(5)
@@ -206,6 +222,11 @@ def test_triton_and_torch_models_agree(preset, bidirectional, algorithm):
     (lambda: build_model("gsu-s4d", n_classes=2, vocab_size=5, surrogate="leaky"), ValueError, "leaky"),
     (lambda: build_model("s5", n_classes=0, vocab_size=5), ValueError, "n_classes must be a positive"),
     (lambda: build_model("s5", n_classes=2, vocab_size=5, d_state=6, s5_blocks=4), ValueError, "multiple"),
+    (lambda: build_model("prf", n_classes=2, vocab_size=5, readout="lif"), ValueError, "ssm='rf' makes RF neurons"),
+    (lambda: build_model("prf", n_classes=2, vocab_size=5, bidirectional=True), ValueError, "ssm='rf' makes"),
+    (lambda: build_model("drf", n_classes=2, vocab_size=5, rf_reset="subtract"), ValueError,
+     "ModelConfig: reset 'subtract' needs one branch"),
+    (lambda: build_model("prf", n_classes=2, vocab_size=5, surrogate="leaky"), ValueError, "leaky"),
 ])
 def test_bad_configurations(call, error, match):
     with pytest.raises(error, match=match):
@@ -280,6 +301,12 @@ def test_compiled_token_checks_still_refuse_bad_ids():
     ("surrogate_alpha", float("inf"), ValueError,
      "ModelConfig: surrogate_alpha must be a positive finite number, got inf"),
     ("dt_min", float("nan"), ValueError, "ModelConfig: need 0 < dt_min <= dt_max"),
+    ("rf_branches", 0, ValueError, "ModelConfig: branches must be a positive integer"),
+    ("rf_threshold", float("inf"), ValueError, "ModelConfig: threshold must be a finite number"),
+    ("rf_frequency_init", "random", ValueError, "ModelConfig: frequency_init must be one of"),
+    ("rf_input_scale", "zoh", ValueError, "ModelConfig: input_scale must be one of"),
+    ("rf_dt_max", 0.0, ValueError, "ModelConfig: need 0 < dt_min <= dt_max"),
+    ("rf_adaptive", "yes", TypeError, "ModelConfig: rf_adaptive must be True or False"),
 ])
 def test_config_checks_types_and_neuron_parameters(field, value, error, match):
     with pytest.raises(error, match=match):

@@ -7,7 +7,7 @@ import torch
 from conftest import BACKENDS, TRITON_DEVICE, requires_triton
 from helpers import assert_close
 
-from spikessm.ops import S4DLIFOutput, S4DLIFState, ScanOutput, diag_scan, lif, s4d_lif, s4d_scan
+from spikessm.ops import RFState, S4DLIFOutput, S4DLIFState, ScanOutput, diag_scan, lif, rf, s4d_lif, s4d_scan
 from spikessm.ops.lif.naive import lif_loop
 
 COMMON = {"reverse": False, "output_final_state": True, "backend": "auto", "algorithm": "auto"}
@@ -19,6 +19,8 @@ SIGNATURES = {
     s4d_lif: (["u", "A_bar", "B_bar", "C", "D", "initial_state"],
               dict(beta=inspect.Parameter.empty, threshold=inspect.Parameter.empty, **NEURON, **COMMON,
                    output_membrane=False)),
+    rf: (["x", "lam", "threshold", "initial_state"],
+         dict(weight=None, adapt_decay=None, adapt_scale=None, **NEURON, **COMMON)),
 }
 
 
@@ -49,6 +51,11 @@ def test_named_outputs():
     assert isinstance(out, ScanOutput) and out.output is out[0] and out.final_state is out[1]
     assert isinstance(diag_scan(A[:, 0].real.contiguous(), u), ScanOutput)
     assert isinstance(lif(u, 0.5, 1.0), ScanOutput)
+    out = rf(u, A[:, 0], 0.3, adapt_decay=0.5, adapt_scale=0.2)
+    assert isinstance(out, ScanOutput) and isinstance(out.final_state, RFState)
+    assert out.final_state.membrane.shape == (2, 3) and out.final_state.trace.shape == (2, 3)
+    assert rf(u, A, 0.3, reset="zero").final_state.membrane.shape == (2, 3, 2)  # (H, K) lam: K branches
+    assert rf(u, A[:, 0], 0.3).final_state.trace is None
     out = s4d_lif(u, A, Bm, C, D, beta=0.5, threshold=0.3)
     assert isinstance(out, S4DLIFOutput) and len(out) == 3 and out.membrane is None
     assert isinstance(out.final_state, S4DLIFState) and out.final_state.ssm.shape == (2, 3, 2)
@@ -78,6 +85,7 @@ def test_flags_must_be_bools(flag):
         "s4d_scan": lambda **kw: s4d_scan(u, A, Bm, C, D, **kw),
         "diag_scan": lambda **kw: diag_scan(A[:, 0].real.contiguous(), u, **kw),
         "lif": lambda **kw: lif(u, 0.5, 1.0, **kw),
+        "rf": lambda **kw: rf(u, A[:, 0], 1.0, **kw),
         "s4d_lif": lambda **kw: s4d_lif(u, A, Bm, C, D, beta=0.5, threshold=0.3, **kw),
     }
     for name, call in calls.items():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import BACKENDS
 
-from spikessm.ops import diag_scan, lif, s4d_lif, s4d_scan
+from spikessm.ops import diag_scan, lif, rf, s4d_lif, s4d_scan
 
 SHAPES = [(0, 5, 3), (2, 0, 3), (2, 5, 0)]
 N = 2
@@ -18,7 +18,8 @@ def _no_kernel(monkeypatch):
         raise AssertionError("an implementation ran on an empty input")
 
     # import_module: the package spikessm.ops.<op>, not the function that spikessm.ops exports under its name
-    for module in (importlib.import_module(f"spikessm.ops.{op}") for op in ("diag_scan", "lif", "s4d_scan", "s4d_lif")):
+    for module in (importlib.import_module(f"spikessm.ops.{op}") for op in ("diag_scan", "lif", "rf", "s4d_scan",
+                                                                                   "s4d_lif")):
         monkeypatch.setattr(module, "IMPLEMENTATIONS", {k: {a: refuse for a in v}
                                                         for k, v in module.IMPLEMENTATIONS.items()})
 
@@ -48,6 +49,18 @@ def test_empty_scans(backend, device, shape, with_state, monkeypatch):
     spikes, v = lif(b, 0.5, 1.0, h0, backend=backend, reverse=True)
     assert spikes.shape == shape
     assert torch.equal(v, h0 if with_state else torch.zeros(B, H, device=device))
+
+    z0 = torch.randn(B, H, N, dtype=torch.complex64, device=device) if with_state else None
+    for algorithm in ("sequential", "parallel"):
+        trace = h0 if algorithm == "sequential" else None
+        spikes, state = rf(b, A, 1.0, (z0, trace), adapt_decay=None if algorithm == "parallel" else 0.5,
+                           adapt_scale=None if algorithm == "parallel" else 0.1, reset="none", backend=backend,
+                           algorithm=algorithm)
+        assert spikes.shape == shape
+        assert torch.equal(state.membrane, z0 if with_state else torch.zeros(B, H, N, dtype=torch.complex64,
+                                                                              device=device))
+        if algorithm == "sequential":
+            assert torch.equal(state.trace, h0 if with_state else torch.zeros(B, H, device=device))
 
     out = s4d_lif(b, A, A, A, None, (s0, h0), beta=0.5, threshold=1.0, backend=backend, output_membrane=True)
     assert out.output.shape == shape and out.membrane.shape == shape

@@ -30,3 +30,12 @@ class S4DLIFOutput(NamedTuple):
     output: torch.Tensor
     final_state: Optional[S4DLIFState]
     membrane: Optional[torch.Tensor]
+
+
+class RFState(NamedTuple):
+    """rf's state: the complex membrane, (B, H) for one branch per neuron or (B, H, K) for K dendritic branches,
+    and the spike trace of the adaptive threshold, (B, H) real, or None when the threshold does not adapt. In an
+    initial state either may be None (zeros)."""
+
+    membrane: Optional[torch.Tensor]
+    trace: Optional[torch.Tensor]
