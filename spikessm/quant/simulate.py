@@ -76,13 +76,21 @@ class IntegerSimulator:
             raise TypeError(f"IntegerSimulator: integer codes must be int64, got {codes.dtype}")
         ctx = Context()
         logits, _, state = self.graph.run(codes, self.input_frac, self._params_of, ctx, state, lengths)
-        self.saturations = {**self.saturations, **ctx.sat.report()} if not self.graph.tokens else ctx.sat.report()
+        self.saturations = ctx.sat.report()
+        return logits, state
+
+    def _from_inputs(self, inputs, lengths, state):
+        """Real inputs -> (logits, state), the input quantisation's saturations counted with the graph's."""
+        codes = self.quantize_inputs(inputs)
+        at_input = self.saturations
+        logits, state = self.logits_from_codes(codes, lengths, state)
+        self.saturations = {**at_input, **self.saturations}
         return logits, state
 
     def logits(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Whole sequences -> int64 logits (B, n_classes)."""
         self.qmodel.model._check_inputs(inputs, lengths, "inputs")
-        return self.logits_from_codes(self.quantize_inputs(inputs), lengths)[0]
+        return self._from_inputs(inputs, lengths, None)[0]
 
     def predict(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """The classes: argmax of the integer logits (the first of equal maxima)."""
@@ -91,7 +99,7 @@ class IntegerSimulator:
     def stream(self, chunk: torch.Tensor, state: IntState | None = None):
         """The next chunk (B, l[, d_input]) of a stream -> (logits over every step so far, next state)."""
         self.qmodel.model._check_inputs(chunk, None, "chunk")
-        return self.logits_from_codes(self.quantize_inputs(chunk), None, state)
+        return self._from_inputs(chunk, None, state)
 
     def step(self, x_t: torch.Tensor, state: IntState | None = None):
         """One step, x_t (B,) token ids or (B, d_input) -> (logits so far, next state)."""
