@@ -58,9 +58,8 @@ def cases(device):
     return {
         "lif": (lambda *t: lif(*t, 0.9, 1.0, **kw)[0], (x,)),
         # What the eager path avoids: the same forward through its torch.library custom op (no argument checks).
-        "lif custom op": (lambda t: torch.ops.spikessm.lif_fwd(
-            t, beta, threshold, None, "subtract", "atan", 2.0, detach_reset=False, triton=True,
-            save_membrane=True)[0], (x,)),
+        "lif custom op": (lambda t: torch.ops.spikessm.lif_triton_sequential_fwd(
+            t, beta, threshold, None, "subtract", "atan", 2.0, detach_reset=False, save_membrane=True)[0], (x,)),
         "diag_scan": (lambda *t: diag_scan(*t, output_final_state=False, **kw)[0].real, (a, b)),
         "s4d_scan": (lambda *t: s4d_scan(*t, output_final_state=False, **kw)[0], ssm),
         "s4d_lif": (lambda *t: s4d_lif(*t, beta=0.9, threshold=1.0, **kw)[0], ssm),

@@ -35,7 +35,7 @@ from triton.compiler import ASTSource
 from spikessm.kernels import diag_scan, lif
 from spikessm.kernels.s4d_scan import chunked as s4d_chunked
 from spikessm.kernels.s4d_scan import sequential as s4d_scan
-from spikessm.ops.common.neuron import RESET_CODES, SURROGATE_CODES
+from spikessm.kernels.common.neuron import RESET_CODES, SURROGATE_CODES
 
 
 def _signature(fn, pointers: list[str], ints: list[str], dtype: str) -> dict[str, str]:

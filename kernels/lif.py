@@ -38,10 +38,10 @@ import triton
 import triton.language as tl
 
 from .diag_scan import diag_scan_fwd
-from spikessm.ops.common.neuron import RESET_CODES, SURROGATE_CODES
 
 from .common.launch import cdiv, check_stages, next_power_of_2
-from .common.neuron import lif_step, post_reset, reset_derivatives, spike_values, surrogate_alpha, surrogate_derivative
+from .common.neuron import (LEAKY, RESET_CODES, SURROGATE_CODES, lif_step, post_reset, reset_derivatives, spike_values,
+                             surrogate_alpha, surrogate_derivative)
 
 
 
@@ -237,7 +237,7 @@ def _adjoint_step(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SUR
     and the carries for step t - 1. COMPOSE (the composing pass): only Gv and A, the product of the steps'
     factors beta dv/dm, are carried; otherwise A is not. MASKED: steps where `live` is false leave every carry as
     it was."""
-    if SURROGATE == 5:
+    if SURROGATE == LEAKY:
         sigma = sg
     else:
         sigma = surrogate_derivative(m - th, alpha, SURROGATE)
@@ -298,7 +298,7 @@ def _load_chunk(m_ptr, gs_ptr, sigma_ptr, offs, mask, acc_dtype, SURROGATE: tl.c
     m = tl.load(m_ptr + offs, mask=mask, other=0.0).to(acc_dtype)
     gs = tl.load(gs_ptr + offs, mask=mask, other=0.0).to(acc_dtype)
     sg = m
-    if SURROGATE == 5:
+    if SURROGATE == LEAKY:
         sg = tl.load(sigma_ptr + offs, mask=mask, other=0.0).to(acc_dtype)
     return m, gs, sg
 
@@ -464,8 +464,8 @@ def plan(B: int, L: int, H: int, segments: int | None = None, chunk: int = FWD_C
 
 def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segments: int | None = None,
             chunk: int = FWD_CHUNK, block_h: int | None = None, stages: int = STAGES):
-    """Same arguments and results as spikessm/ops/lif/torch_recurrence.py's lif_fwd: x (B, L, H) contiguous; beta,
-    threshold (H,) in the state dtype; h0 (B, H) or None -> spikes (x's dtype), the pre-reset membrane (B, L, H)
+    """The forward of lif's PyTorch path, on the kernels: x (B, L, H) contiguous; beta, threshold (H,) in the
+    state dtype; h0 (B, H) or None -> spikes (x's dtype), the pre-reset membrane (B, L, H)
     (an empty tensor unless save_membrane) and the final state (B, H). segments, chunk, block_h: see plan;
     stages: the first pass's pipeline depth (1 .. launch.MAX_STAGES)."""
     B, L, H = x.shape
@@ -496,10 +496,10 @@ def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segm
 def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate: str, alpha: float,
             detach_reset: bool, x_dtype: torch.dtype, sigma=None, segments: int | None = None,
             chunk: int = BWD_CHUNK, block_h: int | None = None, stages: int = BWD_STAGES):
-    """Same arguments and results as spikessm/ops/lif/torch_recurrence.py's lif_bwd; for surrogate "leaky",
-    `sigma` (B, L, H) is its derivative at every step (it depends on the spike history, which the backward does
-    not see).
-    segments, chunk, block_h: see plan; stages: the pipeline depth (1 .. launch.MAX_STAGES)."""
+    """The backward of lif's PyTorch path (its adjoint), on the kernels: gradients (dx (B, L, H) in x_dtype,
+    dbeta (H,), dthreshold (H,), dh0 (B, H) or None). For surrogate "leaky", `sigma` (B, L, H) is its derivative
+    at every step (it depends on the spike history, which the backward does not see). segments, chunk, block_h:
+    see plan; stages: the pipeline depth (1 .. launch.MAX_STAGES)."""
     if (surrogate == "leaky") != (sigma is not None):
         raise ValueError("lif_bwd: sigma is needed for, and only for, the 'leaky' surrogate")
     B, L, H = m_all.shape

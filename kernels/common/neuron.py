@@ -1,8 +1,11 @@
 """Triton helpers of the LIF neurons, shared by the lif kernels (kernels/lif.py) and the LIF readouts of the
-s4d kernels (kernels/s4d_scan/): the surrogate derivatives, the reset, one neuron step.
+s4d kernels (kernels/s4d_scan/): the surrogate derivatives, the reset, one neuron step, and the integer codes the
+kernels switch on.
 
-The integer codes they switch on (SURROGATE, RESET) come from the one table in spikessm/ops/common/neuron.py
-(SURROGATE_CODES, RESET_CODES).
+The launchers take the surrogate and the reset by name, as the ops do, and turn them into the constexpr codes
+SURROGATE and RESET with SURROGATE_CODES and RESET_CODES; the kernels' branches name the same codes (ATAN ...
+LEAKY, SUBTRACT, ZERO). The names are those of the ops' surrogate table and reset modes (the PyTorch formulas
+beside the ones here); tests/kernels/test_launch.py checks that both sides list the same names.
 """
 import math
 
@@ -12,19 +15,30 @@ import triton.language as tl
 
 HALF_PI = tl.constexpr(math.pi / 2)
 
+SURROGATE_CODES = {"atan": 0, "fast_sigmoid": 1, "triangle": 2, "sigmoid": 3, "rectangle": 4, "leaky": 5}
+RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
+# The codes as constexpr names for the kernels' branches (Triton reads only constexpr globals in a kernel).
+ATAN = tl.constexpr(SURROGATE_CODES["atan"])
+FAST_SIGMOID = tl.constexpr(SURROGATE_CODES["fast_sigmoid"])
+TRIANGLE = tl.constexpr(SURROGATE_CODES["triangle"])
+SIGMOID = tl.constexpr(SURROGATE_CODES["sigmoid"])
+LEAKY = tl.constexpr(SURROGATE_CODES["leaky"])  # read from memory: it depends on the spike history
+SUBTRACT = tl.constexpr(RESET_CODES["subtract"])
+ZERO = tl.constexpr(RESET_CODES["zero"])
+
 @triton.jit
 def surrogate_derivative(x, alpha, SURROGATE: tl.constexpr):
-    """d spike / d x at x = m - threshold; formulas as in spikessm/ops/common/neuron.py."""
-    if SURROGATE == 0:
+    """d spike / d x at x = m - threshold for the pointwise surrogates (the rectangle in the last branch)."""
+    if SURROGATE == ATAN:
         # pi / 2 in x's dtype: a bare float literal would be a float32 constant, 1e-8 off in a float64 kernel
         z = tl.full([], HALF_PI, x.dtype) * alpha * x
         d = (0.5 * alpha) / (1.0 + z * z)
-    elif SURROGATE == 1:
+    elif SURROGATE == FAST_SIGMOID:
         z = 1.0 + alpha * tl.abs(x)
         d = 1.0 / (z * z)
-    elif SURROGATE == 2:
+    elif SURROGATE == TRIANGLE:
         d = tl.maximum(1.0 - tl.abs(x) / alpha, 0.0) / alpha
-    elif SURROGATE == 3:
+    elif SURROGATE == SIGMOID:
         sig = 1.0 / (1.0 + tl.exp(-alpha * x))
         d = alpha * sig * (1.0 - sig)
     else:
@@ -33,9 +47,9 @@ def surrogate_derivative(x, alpha, SURROGATE: tl.constexpr):
 
 @triton.jit
 def post_reset(m, spiked, threshold, RESET: tl.constexpr):
-    if RESET == 0:
+    if RESET == SUBTRACT:
         v = tl.where(spiked, m - threshold, m)
-    elif RESET == 1:
+    elif RESET == ZERO:
         v = tl.where(spiked, 0.0, m)
     else:
         v = m
@@ -46,14 +60,14 @@ def reset_derivatives(m, s, sigma, th, RESET: tl.constexpr, DETACH_RESET: tl.con
     """(dv/dm, dv/dthreshold) of the reset at pre-reset membrane m, spike s (0/1) and surrogate sigma."""
     one = tl.full(m.shape, 1.0, m.dtype)
     zero = tl.zeros(m.shape, m.dtype)
-    if RESET == 0:
+    if RESET == SUBTRACT:
         if DETACH_RESET:
             dv_dm = one
             dv_dth = -s
         else:
             dv_dm = 1.0 - th * sigma
             dv_dth = th * sigma - s
-    elif RESET == 1:
+    elif RESET == ZERO:
         if DETACH_RESET:
             dv_dm = 1.0 - s
             dv_dth = zero

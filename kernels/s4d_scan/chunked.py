@@ -1,7 +1,7 @@
 """S4D state update and readout in T-step chunks of matrix products (tl.dot, tensor cores on a GPU).
 
 Per channel h, with chunk c's inputs as a (T, batch) tile U_c and the state entering it as (N, batch) real and
-imaginary planes Z_(c-1) (spikessm/ops/s4d_scan/triton_chunked.py builds the operators from A, B, C):
+imaginary planes Z_(c-1) (the s4d_scan op builds the operators from A, B, C on the host):
 
   Y_c = W_conv U_c + W_out,re Z_(c-1),re + W_out,im Z_(c-1),im + D U_c        (T, batch)
   Z_c = A^T Z_(c-1) + W_in U_c                                                (N, batch) per plane
@@ -27,7 +27,7 @@ matrix whose columns are the (chunk, sequence) pairs, as those products read the
 
 With LIF, the forward is s4d_lif's: instead of writing Y_c, LIF neurons walk its steps in order (membranes in
 registers) and the kernel writes spikes, and the pre-reset membrane when the backward needs it. Its backward is
-kernels/lif.py's followed by this one's (spikessm/ops/s4d_lif/triton_chunked.py).
+kernels/lif.py's followed by this one's (the s4d_lif op chains them).
 
 Float32 products use 3xTF32 ("tf32x3": each operand split into two TF32 parts, ~float32 accuracy on tensor
 cores); float64 ones are exact ("ieee").
@@ -36,10 +36,8 @@ import torch
 import triton
 import triton.language as tl
 
-from spikessm.ops.common.neuron import RESET_CODES
-
 from ..common.launch import cdiv, next_power_of_2
-from ..common.neuron import lif_step, spike_values
+from ..common.neuron import RESET_CODES, lif_step, spike_values
 from ..common.time import time_index
 
 MIN_DOT = 16  # tl.dot needs every dimension >= 16

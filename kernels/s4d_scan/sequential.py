@@ -32,10 +32,9 @@ import torch
 import triton
 import triton.language as tl
 
-from spikessm.ops.common.neuron import RESET_CODES, SURROGATE_CODES
-
 from ..common.launch import cdiv, complex_planes, next_power_of_2
-from ..common.neuron import post_reset, reset_derivatives, surrogate_alpha, surrogate_derivative
+from ..common.neuron import (LEAKY, RESET_CODES, SURROGATE_CODES, post_reset, reset_derivatives, surrogate_alpha,
+                             surrogate_derivative)
 from ..common.time import time_index
 
 
@@ -257,7 +256,7 @@ def s4d_bwd_kernel(
     if LIF:
         m_next = _load_step(m_ptr, row, top, L, H, mask_h, acc_dtype, REVERSE)
         m_after = _load_step(m_ptr, row, top - 1, L, H, mask_h, acc_dtype, REVERSE)
-        if SURROGATE == 5:
+        if SURROGATE == LEAKY:
             sigma_next = _load_step(sigma_ptr, row, top, L, H, mask_h, acc_dtype, REVERSE)
             sigma_after = _load_step(sigma_ptr, row, top - 1, L, H, mask_h, acc_dtype, REVERSE)
     for k in range(0, n_chunks):
@@ -274,7 +273,7 @@ def s4d_bwd_kernel(
             if LIF:
                 m, m_next = m_next, m_after  # m_next: step i - 1's membrane, for v_prev
                 m_after = _load_step(m_ptr, row, i - 2, L, H, mask_h, acc_dtype, REVERSE)
-                if SURROGATE == 5:
+                if SURROGATE == LEAKY:
                     sigma, sigma_next = sigma_next, sigma_after
                     sigma_after = _load_step(sigma_ptr, row, i - 2, L, H, mask_h, acc_dtype, REVERSE)
                 else:

@@ -1,6 +1,7 @@
-"""Argument and input checks shared by the layers: each error names the layer and the argument."""
+"""The checks only layers make (their sizes, parameter dtypes and inputs): each error names the layer and the
+argument. The checks of what layers hand to the ops (neuron settings, backends, choices) are the ops' own, in
+spikessm/ops/common/checks.py, whose docstring says where each check runs."""
 from __future__ import annotations
-
 
 import torch
 
@@ -12,9 +13,10 @@ def check_positive_int(layer: str, name: str, value) -> None:
         raise ValueError(f"{layer}: {name} must be a positive integer, got {value!r}")
 
 
-def check_choice(layer: str, name: str, value, choices: tuple) -> None:
-    if value not in choices:
-        raise ValueError(f"{layer}: {name} must be one of {choices}, got {value!r}")
+def check_fraction(layer: str, name: str, value) -> None:
+    """A rate or fraction in [0, 1) (dropout, a threshold's share of a maximum)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{layer}: {name} must be in [0, 1), got {value!r}")
 
 
 def param_dtype(layer: str, dtype: torch.dtype | None) -> torch.dtype:

@@ -24,11 +24,6 @@ def discretize(A: torch.Tensor, B: torch.Tensor, dt: torch.Tensor, method: str) 
     raise ValueError(f"discretization must be one of {DISCRETIZATIONS}, got {method!r}")
 
 
-def check_method(layer: str, method: str) -> None:
-    if method not in DISCRETIZATIONS:
-        raise ValueError(f"{layer}: discretization must be one of {DISCRETIZATIONS}, got {method!r}")
-
-
 def check_dt_range(layer: str, dt_min, dt_max) -> None:
     if not (isinstance(dt_min, (int, float)) and isinstance(dt_max, (int, float)) and 0 < dt_min <= dt_max):
         raise ValueError(f"{layer}: need 0 < dt_min <= dt_max, got dt_min={dt_min!r}, dt_max={dt_max!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .checks import check_positive_int, param_dtype
+from .checks import check_fraction, check_positive_int, param_dtype
 from .counts import OpCounts
 
 
@@ -17,8 +17,7 @@ class GLU(nn.Module):
     def __init__(self, d_model: int, *, dropout: float = 0.0, device=None, dtype=None):
         super().__init__()
         check_positive_int("GLU", "d_model", d_model)
-        if not 0 <= dropout < 1:
-            raise ValueError(f"GLU: dropout must be in [0, 1), got {dropout!r}")
+        check_fraction("GLU", "dropout", dropout)
         self.d_model = d_model
         self.linear = nn.Linear(d_model, 2 * d_model, device=device, dtype=param_dtype("GLU", dtype))
         self.dropout = nn.Dropout(dropout)

@@ -17,9 +17,9 @@ import math
 import torch
 from torch import nn
 
-from ..ops import ternarize
-from ..ops.common.neuron import resolve_alpha
-from .checks import check_input, check_positive_int, param_dtype
+from ..ops.common.checks import check_surrogate
+from ..ops.spike import ternarize_prechecked
+from .checks import check_fraction, check_input, check_positive_int, param_dtype
 from .counts import OpCounts
 
 
@@ -44,13 +44,9 @@ class GSU(nn.Module):
                  alpha: float | None = None, device=None, dtype=None):
         super().__init__()
         check_positive_int("GSU", "d_model", d_model)
-        if not 0 <= fraction < 1:
-            raise ValueError(f"GSU: fraction must be in [0, 1), got {fraction!r}")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"GSU: dropout must be in [0, 1), got {dropout!r}")
-        self.alpha = resolve_alpha("GSU", surrogate, alpha)
-        if surrogate == "leaky":
-            raise ValueError("GSU: the 'leaky' surrogate needs a membrane history; pick a pointwise surrogate")
+        check_fraction("GSU", "fraction", fraction)
+        check_fraction("GSU", "dropout", dropout)
+        self.alpha = check_surrogate("GSU", surrogate, alpha, pointwise=True)
         dtype = param_dtype("GSU", dtype)
         self.d_model, self.fraction, self.surrogate = d_model, fraction, surrogate
         bound = 1 / math.sqrt(d_model)
@@ -61,12 +57,13 @@ class GSU(nn.Module):
 
     def ternary_input(self, y: torch.Tensor) -> torch.Tensor:
         """Ter(y), per token: (..., H) -> (..., H) in {-1, 0, 1}."""
-        return ternarize(y, ternary_threshold(y, self.fraction, -1), surrogate=self.surrogate, alpha=self.alpha)
+        return ternarize_prechecked(y, ternary_threshold(y, self.fraction, -1), surrogate=self.surrogate,
+                                    alpha=self.alpha)
 
     def ternary_weight(self) -> torch.Tensor:
         """Ter(W): (H, H) in {-1, 0, 1}."""
-        return ternarize(self.W, ternary_threshold(self.W, self.fraction, None), surrogate=self.surrogate,
-                         alpha=self.alpha)
+        return ternarize_prechecked(self.W, ternary_threshold(self.W, self.fraction, None), surrogate=self.surrogate,
+                                    alpha=self.alpha)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         check_input("GSU", y, self.d_model, rank=2 if y.dim() == 2 else 3)  # (B, H) for one step

@@ -9,11 +9,11 @@ import math
 import torch
 from torch import nn
 
-from ..ops import lif, spike
 from ..ops.common.backend import BACKENDS
-from ..ops.common.neuron import RESETS, check_beta, check_threshold, resolve_alpha
-from ..ops.common.checks import require_bool
-from .checks import check_choice, check_input, check_positive_int, param_dtype
+from ..ops.common.checks import check_choice, check_neuron_settings, check_surrogate, check_threshold, require_bool
+from ..ops.lif import lif_prechecked
+from ..ops.spike import spike_prechecked
+from .checks import check_input, check_positive_int, param_dtype
 from .counts import OpCounts
 
 
@@ -25,14 +25,13 @@ class Heaviside(nn.Module):
 
     def __init__(self, threshold: float = 0.0, *, surrogate: str = "atan", alpha: float | None = None):
         super().__init__()
-        if surrogate == "leaky":
-            raise ValueError("Heaviside: the 'leaky' surrogate needs a membrane history; use LIF")
         check_threshold("Heaviside", "threshold", threshold)
-        self.alpha = resolve_alpha("Heaviside", surrogate, alpha)
+        self.alpha = check_surrogate("Heaviside", surrogate, alpha, pointwise=True)
         self.threshold, self.surrogate = float(threshold), surrogate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return spike(x - self.threshold if self.threshold else x, surrogate=self.surrogate, alpha=self.alpha)
+        return spike_prechecked(x - self.threshold if self.threshold else x, surrogate=self.surrogate,
+                                alpha=self.alpha)
 
     def op_counts(self, x: torch.Tensor, out: torch.Tensor) -> dict[str, OpCounts]:
         """One neuron per channel and step; the comparison is free (spikessm.layers.counts)."""
@@ -73,20 +72,14 @@ class LIF(nn.Module):
             if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau > 0:
                 raise ValueError(f"LIF: tau must be positive, got {tau!r}")
             beta = math.exp(-1.0 / tau)
-        check_beta("LIF", "beta", beta)
-        check_threshold("LIF", "threshold", threshold)
-        for name, value in (("learn_beta", learn_beta), ("learn_threshold", learn_threshold),
-                            ("detach_reset", detach_reset)):
-            require_bool("LIF", name, value)
-        if learn_beta and not 0 < beta < 1:
-            raise ValueError(f"LIF: learn_beta needs 0 < beta < 1 (it learns logit(beta)), got {beta!r}")
-        if learn_threshold and not threshold > 0:
-            raise ValueError(f"LIF: learn_threshold needs threshold > 0 (it learns log(threshold)), got {threshold!r}")
-        if surrogate == "leaky" and not 0 < beta <= 1:
-            raise ValueError(f"LIF: the 'leaky' surrogate needs 0 < beta <= 1, got {beta!r}")
-        check_choice("LIF", "reset", reset, RESETS)
+        for name, value in (("beta", beta), ("threshold", threshold)):
+            if isinstance(value, torch.Tensor):  # a per-channel value is a learned parameter here
+                raise TypeError(f"LIF: {name} must be a number (learn_{name} makes it a per-channel parameter), "
+                                f"got a tensor")
+        self.alpha = check_neuron_settings("LIF", beta=beta, threshold=threshold, reset=reset,
+                                           surrogate=surrogate, alpha=alpha, detach_reset=detach_reset)
+        check_learned("LIF", beta=beta, threshold=threshold, learn_beta=learn_beta, learn_threshold=learn_threshold)
         check_choice("LIF", "backend", backend, BACKENDS)
-        self.alpha = resolve_alpha("LIF", surrogate, alpha)
         dtype = param_dtype("LIF", dtype)
         self.d_model, self.reset, self.surrogate = d_model, reset, surrogate
         self.detach_reset, self.backend = detach_reset, backend
@@ -109,7 +102,8 @@ class LIF(nn.Module):
         return torch.exp(self.log_threshold) if hasattr(self, "log_threshold") else self._threshold
 
     def neuron_args(self) -> dict:
-        """The keyword arguments of spikessm.ops.lif / s4d_lif that define these neurons."""
+        """The keyword arguments of spikessm.ops.lif / s4d_lif that define these neurons, checked when the layer
+        was built (alpha resolved to a number): what the ops' `*_prechecked` entries take."""
         return dict(beta=self.beta, threshold=self.threshold, reset=self.reset, surrogate=self.surrogate,
                     alpha=self.alpha, detach_reset=self.detach_reset)
 
@@ -118,7 +112,7 @@ class LIF(nn.Module):
         (B, L, H) in x's dtype, and with return_state the membrane after the last step."""
         check_input("LIF", x, self.d_model)
         require_bool("LIF", "return_state", return_state)
-        spikes, final_v = lif(x, initial_state=state, backend=self.backend, **self.neuron_args())
+        spikes, final_v = lif_prechecked(x, initial_state=state, backend=self.backend, **self.neuron_args())
         return (spikes, final_v) if return_state else spikes
 
     def op_counts(self, x: torch.Tensor, out: torch.Tensor) -> dict[str, OpCounts]:
@@ -145,6 +139,24 @@ class LIF(nn.Module):
         return (f"{self.d_model}, beta={self._beta:g}, threshold={self._threshold:g}, reset={self.reset!r}, "
                 f"surrogate={self.surrogate!r}, learn_beta={hasattr(self, 'beta_logit')}, "
                 f"learn_threshold={hasattr(self, 'log_threshold')}")
+
+
+def check_learned(owner: str, *, beta, threshold, learn_beta, learn_threshold,
+                  names: dict[str, str] | None = None) -> None:
+    """LIF's learning flags, and the values they need: a learned beta is kept in (0, 1) as sigmoid(logit) and a
+    learned threshold positive as exp(log), so they must start there. names maps an argument to the owner's name
+    for it (ModelConfig: "beta" -> "lif_beta", ...)."""
+    def name(argument: str) -> str:
+        return (names or {}).get(argument, argument)
+
+    require_bool(owner, name("learn_beta"), learn_beta)
+    require_bool(owner, name("learn_threshold"), learn_threshold)
+    if learn_beta and not 0 < beta < 1:
+        raise ValueError(f"{owner}: {name('learn_beta')} needs 0 < {name('beta')} < 1 (it learns "
+                         f"logit({name('beta')})), got {beta!r}")
+    if learn_threshold and not threshold > 0:
+        raise ValueError(f"{owner}: {name('learn_threshold')} needs {name('threshold')} > 0 (it learns "
+                         f"log({name('threshold')})), got {threshold!r}")
 
 
 def check_neurons(layer: str, neurons, d_model: int, backend: str) -> None:

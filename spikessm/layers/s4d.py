@@ -17,13 +17,13 @@ import math
 import torch
 from torch import nn
 
-from ..ops import s4d_lif, s4d_scan
 from ..ops.common.backend import BACKENDS
-from ..ops.s4d_scan import ALGORITHMS
-from ..ops.common.checks import require_bool
-from .checks import check_choice, check_input, check_positive_int, param_dtype, refuse_bidirectional
+from ..ops.common.checks import check_choice, require_bool
+from ..ops.s4d_lif import s4d_lif_prechecked
+from ..ops.s4d_scan import ALGORITHMS, s4d_scan_prechecked
+from .checks import check_input, check_positive_int, param_dtype, refuse_bidirectional
 from .counts import OpCounts
-from .discretize import check_dt_range, check_method, discretize
+from .discretize import DISCRETIZATIONS, check_dt_range, discretize
 from .neurons import LIF, check_neurons
 from .ssm_init import s4d_spectrum
 from .streaming import split_state, step_by_forward, zero_state
@@ -62,7 +62,7 @@ class S4D(nn.Module):
         super().__init__()
         check_positive_int("S4D", "d_model", d_model)
         check_dt_range("S4D", dt_min, dt_max)
-        check_method("S4D", discretization)
+        check_choice("S4D", "discretization", discretization, DISCRETIZATIONS)
         require_bool("S4D", "bidirectional", bidirectional)
         check_choice("S4D", "backend", backend, BACKENDS)
         check_choice("S4D", "algorithm", algorithm, ALGORITHMS)
@@ -122,12 +122,14 @@ class S4D(nn.Module):
         A_bar, B_bar, C = self.discretized()
         ops = dict(backend=self.backend, algorithm=self.algorithm)
         if self.fused:
-            out, final, _ = s4d_lif(u, A_bar, B_bar, C[0], self.D, (ssm_state, membrane),
-                                    output_final_state=return_state, **ops, **self.neurons.neuron_args())
+            out, final, _ = s4d_lif_prechecked(u, A_bar, B_bar, C[0], self.D, (ssm_state, membrane),
+                                               output_final_state=return_state, **ops, **self.neurons.neuron_args())
             return (out, *final) if return_state else (out, None, None)
-        out, ssm_state = s4d_scan(u, A_bar, B_bar, C[0], self.D, ssm_state, output_final_state=return_state, **ops)
+        out, ssm_state = s4d_scan_prechecked(u, A_bar, B_bar, C[0], self.D, ssm_state,
+                                             output_final_state=return_state, **ops)
         if self.bidirectional:
-            out = out + s4d_scan(u, A_bar, B_bar, C[1], None, reverse=True, output_final_state=False, **ops)[0]
+            out = out + s4d_scan_prechecked(u, A_bar, B_bar, C[1], None, reverse=True, output_final_state=False,
+                                            **ops)[0]
         if self.neurons is not None:  # bidirectional, so no state to carry
             out = self.neurons(out)
         return out, ssm_state, membrane

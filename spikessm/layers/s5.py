@@ -15,12 +15,12 @@ import math
 import torch
 from torch import nn
 
-from ..ops import diag_scan
 from ..ops.common.backend import BACKENDS
-from ..ops.common.checks import require_bool
-from .checks import check_choice, check_input, check_positive_int, param_dtype, refuse_bidirectional
+from ..ops.common.checks import check_choice, require_bool
+from ..ops.diag_scan import diag_scan_prechecked
+from .checks import check_input, check_positive_int, param_dtype, refuse_bidirectional
 from .counts import OpCounts
-from .discretize import check_dt_range, check_method, discretize
+from .discretize import DISCRETIZATIONS, check_dt_range, discretize
 from .neurons import LIF, check_neurons
 from .ssm_init import check_state_size, hippo_n
 from .streaming import split_state, step_by_forward, zero_state
@@ -80,7 +80,7 @@ class S5(nn.Module):
         if conj_sym:
             check_state_size("S5", "d_state / blocks (with conj_sym)", d_state // blocks)
         check_dt_range("S5", dt_min, dt_max)
-        check_method("S5", discretization)
+        check_choice("S5", "discretization", discretization, DISCRETIZATIONS)
         check_choice("S5", "backend", backend, BACKENDS)
         check_neurons("S5", neurons, d_model, backend)
         dtype = param_dtype("S5", dtype)
@@ -141,10 +141,12 @@ class S5(nn.Module):
             v = u.to(self.D.dtype)
             Lambda_bar, B_bar, C = self.discretized()
             b = project_in(v, B_bar)
-            x, ssm_state = diag_scan(Lambda_bar, b, ssm_state, output_final_state=return_state, backend=self.backend)
+            x, ssm_state = diag_scan_prechecked(Lambda_bar, b, ssm_state, output_final_state=return_state,
+                                                backend=self.backend)
             y = read_out(x, C[0]) + self.D * v
             if self.bidirectional:
-                x_rev, _ = diag_scan(Lambda_bar, b, reverse=True, output_final_state=False, backend=self.backend)
+                x_rev, _ = diag_scan_prechecked(Lambda_bar, b, reverse=True, output_final_state=False,
+                                                backend=self.backend)
                 y = y + read_out(x_rev, C[1])
         y = y.to(u.dtype)
         if self.neurons is None:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..ops.common.checks import require_bool
+from ..layers.checks import check_fraction, check_positive_int
 from ..layers.discretize import DISCRETIZATIONS, check_dt_range
+from ..layers.neurons import check_learned
 from ..layers.norm import NORMS
 from ..layers.ssm_init import S4D_INITS
 from ..ops.common.backend import BACKENDS
-from ..ops.common.neuron import RESETS, SURROGATES, check_alpha, check_beta, check_threshold
+from ..ops.common.checks import check_choice, check_neuron_settings, require_bool
 from ..ops.s4d_scan import ALGORITHMS
 
 SSMS = ("s4d", "s5")
@@ -74,39 +75,33 @@ class ModelConfig:
     s4d_algorithm: str = "auto"
 
     def __post_init__(self):
-        def positive_int(name):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"ModelConfig: {name} must be a positive integer, got {value!r}")
-
-        def choice(name, choices):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"ModelConfig: {name} must be one of {choices}, got {getattr(self, name)!r}")
-
+        """Checks every field, with the functions the layers check the same values with, so that a model built
+        from a ModelConfig fails on nothing (see spikessm/ops/common/checks.py for where checks run)."""
+        owner = "ModelConfig"
         for name in ("n_classes", "d_model", "n_layers", "d_state", "s5_blocks"):
-            positive_int(name)
+            check_positive_int(owner, name, getattr(self, name))
         if (self.vocab_size is None) == (self.d_input is None):
             raise ValueError("ModelConfig: give exactly one of vocab_size (token inputs) and d_input (real "
                              f"features), got vocab_size={self.vocab_size!r}, d_input={self.d_input!r}")
-        positive_int("vocab_size" if self.vocab_size is not None else "d_input")
+        size = "vocab_size" if self.vocab_size is not None else "d_input"
+        check_positive_int(owner, size, getattr(self, size))
         for name, choices in (("ssm", SSMS), ("init", S4D_INITS), ("discretization", DISCRETIZATIONS),
-                              ("readout", READOUTS), ("surrogate", SURROGATES), ("lif_reset", RESETS),
-                              ("mixing", MIXINGS), ("norm", NORMS), ("pooling", POOLINGS), ("backend", BACKENDS),
-                              ("s4d_algorithm", ALGORITHMS)):
-            choice(name, choices)
-        for name in ("pair", "conj_sym", "clip_eigs", "bidirectional", "learn_beta", "learn_threshold",
-                     "detach_reset", "prenorm"):
-            require_bool("ModelConfig", name, getattr(self, name))
-        check_dt_range("ModelConfig", self.dt_min, self.dt_max)
-        if self.surrogate_alpha is not None:
-            check_alpha("ModelConfig", "surrogate_alpha", self.surrogate_alpha)
-        check_beta("ModelConfig", "lif_beta", self.lif_beta)
-        check_threshold("ModelConfig", "lif_threshold", self.lif_threshold)
+                              ("readout", READOUTS), ("mixing", MIXINGS), ("norm", NORMS), ("pooling", POOLINGS),
+                              ("backend", BACKENDS), ("s4d_algorithm", ALGORITHMS)):
+            check_choice(owner, name, getattr(self, name), choices)
+        for name in ("pair", "conj_sym", "clip_eigs", "bidirectional", "prenorm"):
+            require_bool(owner, name, getattr(self, name))
+        check_dt_range(owner, self.dt_min, self.dt_max)
+        names = dict(beta="lif_beta", threshold="lif_threshold", reset="lif_reset", alpha="surrogate_alpha")
+        check_neuron_settings(owner, beta=self.lif_beta, threshold=self.lif_threshold, reset=self.lif_reset,
+                              surrogate=self.surrogate, alpha=self.surrogate_alpha, detach_reset=self.detach_reset,
+                              names=names)
+        check_learned(owner, beta=self.lif_beta, threshold=self.lif_threshold, learn_beta=self.learn_beta,
+                      learn_threshold=self.learn_threshold, names=names)
         if self.surrogate == "leaky" and (self.readout != "lif" or self.mixing == "gsu"):
             raise ValueError("ModelConfig: the 'leaky' surrogate needs a LIF membrane history, so it takes "
                              "readout='lif' and mixing='glu'")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"ModelConfig: dropout must be in [0, 1), got {self.dropout!r}")
+        check_fraction(owner, "dropout", self.dropout)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -6,9 +6,11 @@
 - :func:`s4d_lif`: s4d_scan followed by lif, fused (spikes out, no SSM output or states in memory).
 - :func:`spike`, :func:`ternarize`: pointwise Heaviside spikes and ternarisation with surrogate gradients.
 
-Each op has its folder, spikessm/ops/<op>/: the public function and its checks in __init__.py, the step-by-step
-reference in naive.py, and one file per (backend, algorithm): torch_*.py for the PyTorch paths, triton*.py for the
-glue to its kernels (kernels/, installed as spikessm.kernels). What the ops share is in spikessm/ops/common/.
+Each op has its folder, spikessm/ops/<op>/: the public function in __init__.py (with its `*_prechecked` twin for
+callers that checked the settings, see common/checks.py), the step-by-step reference in naive.py, and one
+implementation module per (backend, algorithm), <backend>_<algorithm>.py: torch_*.py for the PyTorch paths,
+triton_*.py for those on its Triton kernels (kernels/, installed as spikessm.kernels). How an implementation module
+is written and registered is in common/custom_op.py; what the ops share is in spikessm/ops/common/.
 Every op returns a named tuple whose first two fields are the output and the final state.
 """
 from .common.outputs import S4DLIFOutput, S4DLIFState, ScanOutput

@@ -3,7 +3,7 @@
     spike(x)           = H(x)                 (1 where x > 0, else 0)
     ternarize(x, d)    = H(x - d) - H(-x - d)  (in {-1, 0, +1}; d >= 0 broadcasts against x)
 
-Backward: H' is replaced by a surrogate derivative by name (spikessm/ops/common/neuron.py), so
+Backward: H' is replaced by a surrogate derivative by name (spikessm/ops/common/surrogate.py), so
 d spike / dx = sigma(x) and d ternarize / dx = sigma(x - d) + sigma(-x - d). The thresholds d get no gradient:
 the GSU sets them from the data (0.15 max |x|) and treats them as constants, as it does its spikes.
 """
@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import torch
 
-from .common.neuron import POINTWISE_SURROGATES, SurrogateSpike, resolve_alpha
+from .common.checks import check_surrogate
+from .common.surrogate import SurrogateSpike
 
 
-def _check(op: str, x: torch.Tensor, surrogate: str, alpha: float | None) -> float:
+def _check_input(op: str, x) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{op}: x must be a tensor, got {type(x).__name__}")
     if not x.is_floating_point():
         raise TypeError(f"{op}: x must be a floating-point tensor, got {x.dtype}")
-    if surrogate == "leaky":
-        raise ValueError(f"{op}: the 'leaky' surrogate needs a membrane history (use lif); "
-                         f"pointwise spikes take {', '.join(POINTWISE_SURROGATES)}")
-    return resolve_alpha(op, surrogate, alpha)
 
 
 def spike(x: torch.Tensor, *, surrogate: str = "atan", alpha: float | None = None) -> torch.Tensor:
@@ -30,7 +27,14 @@ def spike(x: torch.Tensor, *, surrogate: str = "atan", alpha: float | None = Non
 
     Binary S4D's readout is spike(y) (threshold 0); spike(v - threshold) for any other threshold.
     """
-    alpha = _check("spike", x, surrogate, alpha)
+    alpha = check_surrogate("spike", surrogate, alpha, pointwise=True)
+    return spike_prechecked(x, surrogate=surrogate, alpha=alpha)
+
+
+def spike_prechecked(x: torch.Tensor, *, surrogate: str, alpha: float) -> torch.Tensor:
+    """spike with its surrogate and alpha checked by the caller (spike itself, or the Heaviside layer when it
+    was built): checks only x. See spikessm/ops/common/checks.py."""
+    _check_input("spike", x)
     return SurrogateSpike.apply(x, surrogate, alpha)
 
 
@@ -38,7 +42,15 @@ def ternarize(x: torch.Tensor, delta: torch.Tensor | float, *, surrogate: str = 
               alpha: float | None = None) -> torch.Tensor:
     """H(x - delta) - H(-x - delta) in {-1, 0, +1}, x's shape and dtype; delta (>= 0) broadcasts against x and
     is treated as a constant in the backward."""
-    alpha = _check("ternarize", x, surrogate, alpha)
+    alpha = check_surrogate("ternarize", surrogate, alpha, pointwise=True)
+    return ternarize_prechecked(x, delta, surrogate=surrogate, alpha=alpha)
+
+
+def ternarize_prechecked(x: torch.Tensor, delta: torch.Tensor | float, *, surrogate: str,
+                         alpha: float) -> torch.Tensor:
+    """ternarize with its surrogate and alpha checked by the caller (ternarize itself, or the GSU when it was
+    built): checks only x."""
+    _check_input("ternarize", x)
     if isinstance(delta, torch.Tensor):
         delta = delta.detach()
     return SurrogateSpike.apply(x - delta, surrogate, alpha) - SurrogateSpike.apply(-x - delta, surrogate, alpha)

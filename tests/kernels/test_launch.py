@@ -1,4 +1,5 @@
-"""The launchers' host-side integer helpers agree with Triton's own."""
+"""The launchers' host-side helpers: integer arithmetic that agrees with Triton's own, the checks of launch
+settings, and the codes they give the ops' surrogate and reset names."""
 import pytest
 from conftest import requires_triton
 
@@ -33,3 +34,15 @@ def test_stages_check():
     for bad in (0, MAX_STAGES + 1, 2.0, None):
         with pytest.raises(ValueError, match="op: stages must be an int from 1"):
             check_stages("op", bad)
+
+
+@requires_triton
+def test_kernel_codes_cover_the_ops_names():
+    """The launchers turn every surrogate and reset name the ops take into a code, each its own."""
+    from spikessm.kernels.common.neuron import RESET_CODES, SURROGATE_CODES
+    from spikessm.ops.common.reset import RESETS
+    from spikessm.ops.common.surrogate import SURROGATES
+
+    assert set(SURROGATE_CODES) == set(SURROGATES) and set(RESET_CODES) == set(RESETS)
+    for codes in (SURROGATE_CODES, RESET_CODES):
+        assert len(set(codes.values())) == len(codes)

@@ -14,8 +14,8 @@ from conftest import HAS_CUDA, TRITON_DEVICE, requires_triton
 from helpers import assert_close
 
 from spikessm.ops import lif
-from spikessm.ops.lif import torch_recurrence
-from spikessm.ops.common.neuron import leaky_derivative
+from spikessm.ops.lif import torch_sequential
+from spikessm.ops.lif.leaky import leaky_derivative
 
 pytestmark = [requires_triton, pytest.mark.interpreter]
 
@@ -47,7 +47,7 @@ def test_segments_match_reference(B, L, H, reset, surrogate, beta_value, segment
     h0 = torch.randn(B, H, generator=g, **f64) if with_h0 else None
     gs = torch.randn(B, L, H, generator=g, **f64)
     gT = torch.randn(B, H, generator=g, **f64) if with_gT else None
-    spikes_r, m_r, v_r = torch_recurrence.lif_fwd(x, beta, th, h0, reset)
+    spikes_r, m_r, v_r = torch_sequential.walk(x, beta, th, h0, reset)
     dev = [t.to(TRITON_DEVICE) if t is not None else None for t in (x, beta, th, h0, gs, gT, m_r)]
     xd, bd, td, hd, gsd, gTd, md = dev
     for save in (True, False):
@@ -63,7 +63,7 @@ def test_segments_match_reference(B, L, H, reset, surrogate, beta_value, segment
     bwd_chunk = min(chunk, max(kernels.BWD_CHUNKS))  # the backward's chunks are at most 16 steps
     got = kernels.lif_bwd(bd, td, hd, md, gsd, gTd, reset, surrogate, 2.0, False, torch.float64, sigma, segments,
                           bwd_chunk, block_h, stages or kernels.BWD_STAGES)
-    want = torch_recurrence.lif_bwd(beta, th, h0, m_r, gs, gT, reset, surrogate, 2.0, False, torch.float64)
+    want = torch_sequential.adjoint(beta, th, h0, m_r, gs, gT, reset, surrogate, 2.0, False, torch.float64)
     for name, a, b in zip(("dx", "dbeta", "dthreshold", "dh0"), got, want):
         if b is None:
             assert a is None
@@ -128,7 +128,7 @@ def test_composed_map_that_overflows_meets_a_zero_gradient():
     m_all = torch.full((B, L, H), th_value, **f32)  # pre-reset membrane on the threshold: no spike, slope 1
     gs = torch.zeros(B, L, H, **f32)
     gs[:, :20] = torch.randn(B, 20, H, generator=torch.Generator().manual_seed(0))  # 2.7^20: still finite
-    want = torch_recurrence.lif_bwd(beta, th, None, m_all, gs, None, "subtract", "atan", 2.0, False, torch.float32)
+    want = torch_sequential.adjoint(beta, th, None, m_all, gs, None, "subtract", "atan", 2.0, False, torch.float32)
     got = kernels.lif_bwd(*(t.to(TRITON_DEVICE) for t in (beta, th)), None, m_all.to(TRITON_DEVICE),
                           gs.to(TRITON_DEVICE), None, "subtract", "atan", 2.0, False, torch.float32, None, 4)
     for name, a, b in zip(("dx", "dbeta", "dthreshold"), got, want):

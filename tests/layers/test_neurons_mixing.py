@@ -7,7 +7,7 @@ from helpers import assert_close
 
 from spikessm.layers import GLU, GSU, LIF, Heaviside
 from spikessm.ops import lif, ternarize
-from spikessm.ops.common.neuron import derivative
+from spikessm.ops.common.surrogate import derivative
 
 
 def test_heaviside_forward_and_surrogate():

@@ -111,8 +111,9 @@ def test_opcheck_diag_scan(triton, time_varying):
     b = torch.randn(2, 5, 3, dtype=torch.complex64, device=device, requires_grad=True)
     h = torch.randn(2, 3, dtype=torch.complex64, device=device, requires_grad=True)
     chunk = 16 if triton else 0
-    _opcheck(torch.ops.spikessm.diag_scan_fwd.default, (a, b, h, False, triton, chunk))
-    _opcheck(torch.ops.spikessm.diag_scan_fwd.default, (a, b, None, True, triton, chunk))
+    op = torch.ops.spikessm.diag_scan_triton_chunked_fwd if triton else torch.ops.spikessm.diag_scan_torch_chunked_fwd
+    _opcheck(op.default, (a, b, h, False, chunk))
+    _opcheck(op.default, (a, b, None, True, chunk))
 
 
 @requires_triton
@@ -124,8 +125,8 @@ def test_opcheck_s4d_scan_triton():
     B, C = (torch.randn(3, 4, dtype=torch.complex64, device=d, requires_grad=True) for _ in range(2))
     D = torch.randn(3, device=d, requires_grad=True)
     h = torch.randn(2, 3, 4, dtype=torch.complex64, device=d, requires_grad=True)
-    _opcheck(torch.ops.spikessm.s4d_scan_fwd.default, (u, A, B, C, D, h, False))
-    _opcheck(torch.ops.spikessm.s4d_scan_fwd.default, (u, A, B, C, None, None, True))
+    _opcheck(torch.ops.spikessm.s4d_scan_triton_sequential_fwd.default, (u, A, B, C, D, h, False))
+    _opcheck(torch.ops.spikessm.s4d_scan_triton_sequential_fwd.default, (u, A, B, C, None, None, True))
 
 
 def _chunked_kernel_inputs(T=16):
@@ -142,7 +143,7 @@ def _chunked_kernel_inputs(T=16):
 @pytest.mark.interpreter
 def test_opcheck_s4d_chunked():
     u, operators, D, z0 = _chunked_kernel_inputs()
-    op = torch.ops.spikessm.s4d_chunked_fwd.default
+    op = torch.ops.spikessm.s4d_scan_triton_chunked_fwd.default
     _opcheck(op, (u, *operators, D, z0, False, True))
     _opcheck(op, (u, *operators, None, None, True, True))
 
@@ -154,6 +155,6 @@ def test_opcheck_s4d_lif_chunked():
     v0 = torch.randn(2, 3, device=TRITON_DEVICE, requires_grad=True)
     beta = torch.rand(3, device=TRITON_DEVICE).requires_grad_()
     threshold = (0.5 + torch.rand(3, device=TRITON_DEVICE)).requires_grad_()
-    op = torch.ops.spikessm.s4d_lif_chunked_fwd.default
+    op = torch.ops.spikessm.s4d_lif_triton_chunked_fwd.default
     _opcheck(op, (u, *operators, D, z0, v0, beta, threshold, "subtract", "atan", 2.0, False, False, True, True))
     _opcheck(op, (u, *operators, None, None, None, beta, threshold, "zero", "leaky", 1.0, True, True, True, True))

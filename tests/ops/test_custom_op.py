@@ -4,7 +4,7 @@ import torch
 from helpers import assert_close
 
 from spikessm.ops import lif
-from spikessm.ops.lif import lif_op
+from spikessm.ops.lif.torch_sequential import op as lif_op
 
 
 def _inputs():
@@ -19,7 +19,7 @@ def _inputs():
 def test_eager_matches_custom_op():
     x, beta, threshold, h0 = _inputs()
     kwargs = dict(x=x, beta=beta, threshold=threshold, h0=h0, reset="subtract", surrogate="atan", alpha=2.0,
-                  detach_reset=False, triton=False, save_membrane=True)
+                  detach_reset=False, save_membrane=True)
     gs = torch.randn(2, 9, 3, dtype=torch.float64)
     results = []
     for call in (lif_op, lambda **kw: lif_op.forward_op(*(kw[name] for name in lif_op.input_names))):
@@ -33,7 +33,8 @@ def test_eager_matches_custom_op():
 def test_eager_graph_only_when_needed():
     x, beta, threshold, h0 = _inputs()
     spikes, _ = lif(x, beta, threshold, initial_state=h0)
-    assert type(spikes.grad_fn).__name__ == "lif_eagerBackward"  # the autograd.Function, not the custom op
+    # the autograd.Function, not the custom op
+    assert type(spikes.grad_fn).__name__ == "lif_torch_sequential_eagerBackward"
     with torch.no_grad():
         spikes, _ = lif(x, beta, threshold, initial_state=h0)
     assert spikes.grad_fn is None
@@ -45,9 +46,9 @@ def test_op_calls_take_keywords_only():
     """Internal calls name every argument: a missing, extra or positional argument is refused."""
     x, beta, threshold, h0 = _inputs()
     kwargs = dict(x=x, beta=beta, threshold=threshold, h0=h0, reset="subtract", surrogate="atan", alpha=2.0,
-                  detach_reset=False, triton=False, save_membrane=True)
+                  detach_reset=False, save_membrane=True)
     with pytest.raises(TypeError):
-        lif_op(x, beta, threshold, h0, "subtract", "atan", 2.0, False, False, True)
+        lif_op(x, beta, threshold, h0, "subtract", "atan", 2.0, False, True)
     with pytest.raises(TypeError, match=r"missing \['save_membrane'\]"):
         lif_op(**{k: v for k, v in kwargs.items() if k != "save_membrane"})
     with pytest.raises(TypeError, match=r"unexpected \['reverse'\]"):

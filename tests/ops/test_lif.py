@@ -9,7 +9,8 @@ from helpers import assert_close, pre_reset_membrane
 
 from spikessm.ops import lif
 from spikessm.ops.lif.naive import lif_loop
-from spikessm.ops.common.neuron import DEFAULT_ALPHA, SURROGATES, derivative, leaky_derivative
+from spikessm.ops.common.surrogate import DEFAULT_ALPHA, SURROGATES, derivative
+from spikessm.ops.lif.leaky import leaky_derivative
 
 RESETS = ("subtract", "zero", "none")
 MARGIN = 1e-4  # spikes may legitimately differ where the membrane is within rounding of the threshold
@@ -244,15 +245,18 @@ def test_opcheck(backend, device):
     beta = torch.rand(3, device=device, requires_grad=True)
     th = torch.rand(3, device=device, requires_grad=True)
     h0 = torch.randn(2, 3, device=device, requires_grad=True)
-    args = (x, beta, th, h0, "subtract", "atan", 2.0, False, backend == "triton", True)
-    torch.library.opcheck(torch.ops.spikessm.lif_fwd.default, args,
-                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+    ops = getattr(torch.ops.spikessm, f"lif_{backend}_sequential_fwd"), getattr(torch.ops.spikessm,
+                                                                           f"lif_{backend}_sequential_bwd")
+    for save_membrane in (True, False):
+        args = (x, beta, th, h0, "subtract", "atan", 2.0, False, save_membrane)
+        torch.library.opcheck(ops[0].default, args,
+                              test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
     # the backward op as torch.compile calls it: its results must not alias one another or an input
-    m_all = torch.ops.spikessm.lif_fwd(*args)[1].detach()
+    m_all = ops[0](*args[:-1], True)[1].detach()
     g_spikes, g_final = torch.randn(2, 5, 3, device=device), torch.randn(2, 3, device=device)
     bwd_args = (x.detach(), beta.detach(), th.detach(), h0.detach(), m_all, g_spikes, g_final, "subtract", "atan",
-                2.0, False, backend == "triton")
-    torch.library.opcheck(torch.ops.spikessm.lif_bwd.default, bwd_args, test_utils=("test_schema", "test_faketensor"))
+                2.0, False)
+    torch.library.opcheck(ops[1].default, bwd_args, test_utils=("test_schema", "test_faketensor"))
 
 
 def test_errors():

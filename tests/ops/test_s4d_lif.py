@@ -7,7 +7,7 @@ from helpers import assert_close, pre_reset_membrane
 from spikessm.ops import s4d_lif
 from spikessm.ops.s4d_lif.naive import s4d_lif_loop
 from spikessm.ops.s4d_scan.naive import s4d_scan_loop
-from spikessm.ops.common.neuron import DEFAULT_ALPHA
+from spikessm.ops.common.surrogate import DEFAULT_ALPHA
 
 # (backend, device, algorithm): every backend with its default algorithm, and the chunked Triton kernel.
 PATHS = [pytest.param(*p.values, "auto", id=p.id, marks=p.marks) for p in BACKENDS] + [
@@ -220,7 +220,7 @@ def test_opcheck_triton():
     d = TRITON_DEVICE
     ins = [t.to(torch.complex64 if t.is_complex() else torch.float32).to(d).requires_grad_()
            for t in make_inputs(2, 9, 2, 3, seed=13)]
-    torch.library.opcheck(torch.ops.spikessm.s4d_lif_fwd.default,
+    torch.library.opcheck(torch.ops.spikessm.s4d_lif_triton_sequential_fwd.default,
                           (*ins, "zero", "atan", 2.0, False, False, True),
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 

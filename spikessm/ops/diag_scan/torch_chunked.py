@@ -8,12 +8,18 @@ small Python steps instead of L, and no division by products of a (so a = 0 is f
 
 The backward is the same scan run in the other direction over the adjoint (see diag_scan_bwd), so autograd
 never records a per-step graph. Both directions work in place on memory order: nothing is flipped.
+
+Registered as custom ops (spikessm/ops/common/custom_op.py). diag_scan's Triton implementation (triton_chunked.py)
+shares their signatures and the fake implementations and autograd glue defined here.
 """
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
+
+from ..common.custom_op import register
 
 
 def sqrt_chunk_length(L: int) -> int:
@@ -120,3 +126,49 @@ def diag_scan_bwd(a, x, h0, gx, gT, reverse: bool):
         a0 = a[:, first] if time_varying else a
         dh0 = a0.conj() * g[:, first]
     return da, g.to(gx.dtype), dh0
+
+
+def forward(a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor], reverse: bool,
+            chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All states and the final state. chunk_size: the Triton kernels' chunk length (0 here: this path chooses its
+    own, sqrt_chunk_length)."""
+    x, hT = diag_scan_fwd(a, b, h0, reverse)
+    # Outputs must have the contiguous layout the fake implementation promises to the compiler.
+    return x.contiguous(), hT.contiguous()
+
+
+def forward_fake(a, b, h0, reverse, chunk_size):
+    return torch.empty_like(b), b.new_empty((b.shape[0], b.shape[2]), dtype=a.dtype)
+
+
+def setup_context(ctx, inputs, output):
+    a, b, h0, reverse, chunk_size = inputs
+    ctx.save_for_backward(a, output[0], h0)
+    ctx.reverse, ctx.chunk_size = reverse, chunk_size
+
+
+def backward(a: torch.Tensor, x: torch.Tensor, h0: Optional[torch.Tensor], gx: torch.Tensor, gT: torch.Tensor,
+             reverse: bool, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(da, db, dh0), contiguous; dh0 is empty without h0 (a custom op cannot return None)."""
+    da, db, dh0 = (t.contiguous() if t is not None else None for t in diag_scan_bwd(a, x, h0, gx, gT, reverse))
+    return da, db, (dh0 if dh0 is not None else a.new_empty(0))
+
+
+def backward_fake(a, x, h0, gx, gT, reverse, chunk_size):
+    dh0 = torch.empty_like(h0) if h0 is not None else a.new_empty(0)
+    return torch.empty_like(a), torch.empty_like(x), dh0
+
+
+def input_gradients(ctx, backward, gx, gT):
+    a, x, h0 = ctx.saved_tensors
+    da, db, dh0 = backward(a, x, h0, gx.contiguous(), gT.contiguous(), ctx.reverse, ctx.chunk_size)
+    return da, db, (dh0 if h0 is not None else None), None, None
+
+
+op = register(__name__)
+
+
+def run(a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor], *, reverse: bool,
+        chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All states and the final state, differentiable; inputs checked and contiguous, chunk_size 0."""
+    return op(a=a, b=b, h0=h0, reverse=reverse, chunk_size=chunk_size)

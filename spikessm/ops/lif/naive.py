@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from ..common.neuron import SurrogateSpike, post_reset
+from ..common.reset import post_reset
+from ..common.surrogate import SurrogateSpike
 
 
 def lif_loop(
@@ -41,7 +42,7 @@ def lif_loop(
     for t in (range(L - 1, -1, -1) if reverse else range(L)):
         v = beta * v + x_steps[t]
         if surrogate == "leaky":
-            # the definition step by step (neuron.leaky_derivative computes the same for a whole sequence)
+            # the definition step by step (leaky.leaky_derivative computes the same for a whole sequence)
             fired = (v.detach() > threshold).to(v.dtype)
             trace, count = beta * trace + fired, count + fired
             ratio = torch.where(count > 0, trace / count.clamp_min(1), 0.0)

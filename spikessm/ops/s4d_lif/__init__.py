@@ -1,7 +1,8 @@
 """s4d_lif: an S4D layer's state update and readout followed by LIF neurons, fused.
 
-Files: naive.py (the step-by-step reference: s4d_scan's, then lif's), torch_unfused.py (the PyTorch path: s4d_scan
-then lif), triton_sequential.py and triton_chunked.py (the Triton glue). The Triton kernels read u and write
+Files: naive.py (the step-by-step reference: s4d_scan's, then lif's), torch_chunked.py (the PyTorch path: s4d_scan's
+then lif's), triton_sequential.py and triton_chunked.py (the two Triton algorithms, each a pair of custom ops:
+spikessm/ops/common/custom_op.py). The Triton kernels read u and write
 spikes: neither the SSM states nor the SSM output y reach memory. When gradients are needed they also write the
 pre-reset membrane (B, L, H). Two algorithms, as for s4d_scan:
   * "sequential" (kernels/s4d_scan/sequential.py with its LIF readout) walks time step by step; one reverse
@@ -14,18 +15,17 @@ from __future__ import annotations
 
 import torch
 
-from ..common.backend import pick
-from ..common.checks import is_empty, require_bool, state_or_zeros
+from ..common.backend import algorithms, pick
+from ..common.checks import check_neuron_settings, check_run_settings, is_empty, require_bool, state_or_zeros
 from ..common.outputs import S4DLIFOutput, S4DLIFState
-from ..lif import check_lif_inputs
+from ..lif import check_lif_tensors
 from ..s4d_scan import check_ssm_inputs
-from .torch_unfused import s4d_lif_torch_unfused
-from .triton_chunked import s4d_lif_triton_chunked
-from .triton_sequential import s4d_lif_triton_sequential
+from . import torch_chunked, triton_chunked, triton_sequential
 
 OP = "s4d_lif"
-IMPLEMENTATIONS = {"torch": {"chunked": s4d_lif_torch_unfused},
-                   "triton": {"sequential": s4d_lif_triton_sequential, "chunked": s4d_lif_triton_chunked}}
+IMPLEMENTATIONS = {"torch": {"chunked": torch_chunked.run},
+                   "triton": {"sequential": triton_sequential.run, "chunked": triton_chunked.run}}
+ALGORITHMS = algorithms(IMPLEMENTATIONS)
 
 
 def _initial_state(initial_state) -> tuple:
@@ -86,13 +86,28 @@ def s4d_lif(
         (B, L, H) when output_membrane, else None. Empty inputs (batch, length or channels 0) give empty spikes
         and the initial state (zeros when None) without running anything.
     """
+    alpha = check_neuron_settings(OP, beta=beta, threshold=threshold, reset=reset, surrogate=surrogate,
+                                  alpha=alpha, detach_reset=detach_reset)
+    check_run_settings(OP, reverse=reverse, output_final_state=output_final_state, backend=backend,
+                       algorithm=algorithm, algorithms=ALGORITHMS)
+    require_bool(OP, "output_membrane", output_membrane)
+    return s4d_lif_prechecked(u, A_bar, B_bar, C, D, initial_state, beta=beta, threshold=threshold, reset=reset,
+                              surrogate=surrogate, alpha=alpha, detach_reset=detach_reset, reverse=reverse,
+                              output_final_state=output_final_state, output_membrane=output_membrane,
+                              backend=backend, algorithm=algorithm)
+
+
+def s4d_lif_prechecked(u: torch.Tensor, A_bar: torch.Tensor, B_bar: torch.Tensor, C: torch.Tensor,
+                       D: torch.Tensor | None = None, initial_state=None, *, beta, threshold, reset: str,
+                       surrogate: str, alpha: float, detach_reset: bool, reverse: bool = False,
+                       output_final_state: bool = True, output_membrane: bool = False, backend: str,
+                       algorithm: str = "auto") -> S4DLIFOutput:
+    """s4d_lif with settings its caller has checked (s4d_lif itself, or the S4D layer and its neurons when they
+    were built; alpha given as a number): checks only the tensors of the call, then runs. See
+    spikessm/ops/common/checks.py."""
     h0, v0 = _initial_state(initial_state)
     check_ssm_inputs(u, A_bar, B_bar, C, D, h0, op=OP, state_name="initial SSM state")
-    alpha, beta_t, threshold_t = check_lif_inputs(OP, u, reset, surrogate, alpha, beta, threshold, v0,
-                                                  "initial membrane", detach_reset)
-    for name, flag in (("reverse", reverse), ("output_final_state", output_final_state),
-                       ("output_membrane", output_membrane)):
-        require_bool(OP, name, flag)
+    beta_t, threshold_t = check_lif_tensors(OP, u, beta, threshold, v0, "initial membrane")
     _, _, run = pick(OP, backend, algorithm, u.device, IMPLEMENTATIONS)
     if is_empty(u):
         Bsz, L, H = u.shape

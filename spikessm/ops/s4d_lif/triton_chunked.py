@@ -8,7 +8,8 @@ needed it also writes the pre-reset membrane (B, L, H) and the states entering e
 Backward: given the membrane, the neurons' adjoint does not depend on the SSM, so it is lif's backward kernel
 (spike gradients -> dLoss/dy, beta, threshold, initial membrane) followed by the chunked S4D backward
 (spikessm/ops/s4d_scan/triton_chunked.py). dLoss/dy passes through memory between the two; the S4D backward's operator
-gradients read it from memory in any case (batched products on the host).
+gradients read it from memory in any case (batched products on the host). Registered as custom ops
+(spikessm/ops/common/custom_op.py).
 """
 from __future__ import annotations
 
@@ -18,21 +19,14 @@ import torch
 
 from spikessm.kernels.common.launch import complex_planes
 
+from ..common.backend import kernels
 from ..common.checks import needs_grad
-from ..common.custom_op import Op
-from ..lif import triton as lif_triton
-from ..s4d_scan.triton_chunked import chunk_operators, chunked_op
+from ..common.custom_op import register
+from ..lif import triton_sequential as lif_triton
+from ..s4d_scan import triton_chunked as s4d_scan_chunked
 
 
-def _kernels():
-    from spikessm.kernels.s4d_scan import chunked as kernels  # imported on first use: Triton is optional
-
-    return kernels
-
-OP = "s4d_lif_chunked"
-
-
-def _forward(
+def forward(
     u: torch.Tensor, conv: torch.Tensor, w_in: torch.Tensor, w_out: torch.Tensor, a_chunk: torch.Tensor,
     w_in_last: torch.Tensor, a_last: torch.Tensor, D: Optional[torch.Tensor], z0: Optional[torch.Tensor],
     v0: Optional[torch.Tensor], beta: torch.Tensor, threshold: torch.Tensor, reset: str, surrogate: str,
@@ -40,7 +34,7 @@ def _forward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """spikes, final SSM state planes, final membrane, pre-reset membrane and states entering each chunk (the last
     two empty unless stored: the backward needs both)."""
-    spikes, zT, states, vT, membrane = _kernels().s4d_lif_chunked_fwd(
+    spikes, zT, states, vT, membrane = kernels("s4d_scan.chunked").s4d_lif_chunked_fwd(
         u=u, conv=conv, w_in=w_in, w_out=w_out, a_chunk=a_chunk, w_in_last=w_in_last, a_last=a_last, D=D, z0=z0, v0=v0,
         beta=beta, threshold=threshold, reset=reset, reverse=reverse, store_states=store_states,
         store_membrane=store_membrane)
@@ -49,16 +43,27 @@ def _forward(
             states if states is not None else a_chunk.new_empty(0))
 
 
-def _forward_fake(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, v0, beta, threshold, reset, surrogate,
+def forward_fake(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, v0, beta, threshold, reset, surrogate,
                   alpha, detach_reset, reverse, store_states, store_membrane):
     Bsz, L, H = u.shape
     T, N = conv.shape[-1], a_chunk.shape[-1]
     return (torch.empty_like(u), a_chunk.new_empty((Bsz, 2, H, N)), beta.new_empty((Bsz, H)),
             beta.new_empty((Bsz, L, H) if store_membrane else (0,)),
-            a_chunk.new_empty(_kernels().states_shape(Bsz, L, H, N, T) if store_states else (0,)))
+            a_chunk.new_empty(kernels("s4d_scan.chunked").states_shape(Bsz, L, H, N, T) if store_states else (0,)))
 
 
-def _backward_impl(
+def setup_context(ctx, inputs, output):
+    (u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, v0, beta, threshold, reset, surrogate, alpha,
+     detach_reset, reverse, store_states, store_membrane) = inputs
+    if not (store_states and store_membrane):
+        raise RuntimeError("s4d_lif: backward through a forward that ran without gradients enabled")
+    ctx.save_for_backward(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, v0, beta, threshold, output[3],
+                          output[4])
+    ctx.has_z0 = z0 is not None
+    ctx.options = (reset, surrogate, alpha, detach_reset, reverse)
+
+
+def backward(
     u: torch.Tensor, conv: torch.Tensor, w_in: torch.Tensor, w_out: torch.Tensor, a_chunk: torch.Tensor,
     w_in_last: torch.Tensor, a_last: torch.Tensor, D: Optional[torch.Tensor], has_z0: bool,
     v0: Optional[torch.Tensor], beta: torch.Tensor, threshold: torch.Tensor, membrane: torch.Tensor,
@@ -73,17 +78,17 @@ def _backward_impl(
 
     # lif's backward kernel on the neurons, whose input is y: dLoss/dy comes back in the state dtype (y never was
     # rounded to u's dtype)
-    gy, dbeta, dthreshold, dv0 = lif_triton.lif_bwd(
+    gy, dbeta, dthreshold, dv0 = lif_triton.adjoint(
         beta, threshold, v0, in_order(membrane), in_order(g_spikes), gvT, reset, surrogate, alpha, detach_reset,
         x_dtype=membrane.dtype)
-    grads = chunked_op.backward(u=u, conv=conv, w_in=w_in, w_out=w_out, a_chunk=a_chunk, w_in_last=w_in_last,
-                                a_last=a_last, D=D, has_z0=has_z0, states=states, gy=in_order(gy), gT=gT,
-                                reverse=reverse)
+    grads = s4d_scan_chunked.backward(u=u, conv=conv, w_in=w_in, w_out=w_out, a_chunk=a_chunk, w_in_last=w_in_last,
+                                      a_last=a_last, D=D, has_z0=has_z0, states=states, gy=in_order(gy), gT=gT,
+                                      reverse=reverse)
     # a custom op cannot return None: without v0 its gradient is an unused empty tensor
     return (*grads, dv0 if dv0 is not None else beta.new_empty(0), dbeta, dthreshold)
 
 
-def _backward_fake(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, has_z0, v0, beta, threshold, membrane,
+def backward_fake(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, has_z0, v0, beta, threshold, membrane,
                    states, g_spikes, gT, gvT, reset, surrogate, alpha, detach_reset, reverse):
     def like(t):
         return torch.empty_like(t) if t is not None else u.new_empty(0)
@@ -93,32 +98,21 @@ def _backward_fake(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, has_z0, 
             dz0, like(v0), like(beta), like(threshold))
 
 
-def _setup_context(ctx, inputs, output):
-    (u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, v0, beta, threshold, reset, surrogate, alpha,
-     detach_reset, reverse, store_states, store_membrane) = inputs
-    if not (store_states and store_membrane):
-        raise RuntimeError(f"{OP}: backward through a forward that ran without gradients enabled")
-    ctx.save_for_backward(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, v0, beta, threshold, output[3],
-                          output[4])
-    ctx.has_z0 = z0 is not None
-    ctx.options = (reset, surrogate, alpha, detach_reset, reverse)
-
-
-def _backward(ctx, backward_impl, g_spikes, gT, gvT, _g_membrane, _g_states):
+def input_gradients(ctx, backward, g_spikes, gT, gvT, _g_membrane, _g_states):
     u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, v0, beta, threshold, membrane, states = ctx.saved_tensors
-    grads = backward_impl(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, ctx.has_z0, v0, beta, threshold,
+    grads = backward(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, ctx.has_z0, v0, beta, threshold,
                           membrane, states, g_spikes.contiguous(), gT.contiguous(), gvT.contiguous(), *ctx.options)
     *operators, dD, dz0, dv0, dbeta, dthreshold = grads
     return (*operators, dD if D is not None else None, dz0 if ctx.has_z0 else None,
             dv0 if v0 is not None else None, dbeta, dthreshold) + (None,) * 7
 
 
-_op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
+op = register(__name__)
 
 
-def s4d_lif_triton_chunked(u, A, B, C, D, h0, v0, beta, threshold, *, reset: str, surrogate: str, alpha: float,
-                           detach_reset: bool, reverse: bool, output_membrane: bool):
-    """As triton_sequential.s4d_lif_triton_sequential, on the chunked kernel."""
+def run(u, A, B, C, D, h0, v0, beta, threshold, *, reset: str, surrogate: str, alpha: float, detach_reset: bool,
+        reverse: bool, output_membrane: bool):
+    """As triton_sequential.run, on the chunked kernel."""
     def contiguous(t):
         return t.contiguous() if t is not None else None
 
@@ -126,8 +120,8 @@ def s4d_lif_triton_chunked(u, A, B, C, D, h0, v0, beta, threshold, *, reset: str
     with torch.autocast(u.device.type, enabled=False):  # the operators in their inputs' precision
         grad = needs_grad(u, A, B, C, D, h0, v0, beta, threshold)
         z0 = complex_planes(h0) if h0 is not None else None
-        conv, w_in, w_out, a_chunk, w_in_last, a_last = chunk_operators(A, B, C, u.shape[1])
-        spikes, zT, vT, membrane, _ = _op(
+        conv, w_in, w_out, a_chunk, w_in_last, a_last = s4d_scan_chunked.chunk_operators(A, B, C, u.shape[1])
+        spikes, zT, vT, membrane, _ = op(
             u=u, conv=conv, w_in=w_in, w_out=w_out, a_chunk=a_chunk, w_in_last=w_in_last, a_last=a_last, D=D, z0=z0,
             v0=v0, beta=beta, threshold=threshold, reset=reset, surrogate=surrogate, alpha=alpha,
             detach_reset=detach_reset, reverse=reverse, store_states=grad, store_membrane=grad or output_membrane)

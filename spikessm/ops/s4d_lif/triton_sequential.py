@@ -2,7 +2,7 @@
 readout (installed as spikessm.kernels.s4d_scan.sequential): one kernel reads u and writes spikes, walking time
 step by step; neither the SSM states nor the SSM output y reach memory. When gradients are needed it also writes
 the pre-reset membrane (B, L, H), from which one reverse walk gets every gradient (no state is saved or
-recomputed).
+recomputed). Registered as custom ops (spikessm/ops/common/custom_op.py).
 """
 from __future__ import annotations
 
@@ -10,40 +10,42 @@ from typing import Optional
 
 import torch
 
+from ..common.backend import kernels
 from ..common.checks import needs_grad
-from ..common.custom_op import Op
-from ..common.neuron import leaky_derivative
+from ..common.custom_op import register
+from ..lif.leaky import leaky_derivative
 
 
-def _kernels():
-    from spikessm.kernels.s4d_scan import sequential as kernels  # imported on first use: Triton is optional
-
-    return kernels
-
-OP = "s4d_lif"
-
-
-def _forward(
+def forward(
     u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, D: Optional[torch.Tensor],
     h0: Optional[torch.Tensor], v0: Optional[torch.Tensor], beta: torch.Tensor, threshold: torch.Tensor,
     reset: str, surrogate: str, alpha: float, detach_reset: bool, reverse: bool, store_membrane: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """spikes, final SSM state, final membrane, and the pre-reset membrane (empty unless store_membrane: the
     backward needs it, and output_membrane returns it)."""
-    spikes, hT, vT, membrane = _kernels().s4d_lif_fwd(
+    spikes, hT, vT, membrane = kernels("s4d_scan.sequential").s4d_lif_fwd(
         u=u, A=A, B=B, C=C, D=D, h0=h0, v0=v0, beta=beta, threshold=threshold, reset=reset, reverse=reverse,
         store_membrane=store_membrane)
     return spikes, hT, vT, membrane if membrane is not None else beta.new_empty(0)
 
 
-def _forward_fake(u, A, B, C, D, h0, v0, beta, threshold, reset, surrogate, alpha, detach_reset, reverse,
+def forward_fake(u, A, B, C, D, h0, v0, beta, threshold, reset, surrogate, alpha, detach_reset, reverse,
                   store_membrane):
     Bsz, L, H = u.shape
     return (torch.empty_like(u), A.new_empty((Bsz, H, A.shape[1])), beta.new_empty((Bsz, H)),
             beta.new_empty((Bsz, L, H)) if store_membrane else beta.new_empty(0))
 
 
-def _backward_impl(
+def setup_context(ctx, inputs, output):
+    (u, A, B, C, D, h0, v0, beta, threshold, reset, surrogate, alpha, detach_reset, reverse,
+     store_membrane) = inputs
+    if not store_membrane:
+        raise RuntimeError("s4d_lif: backward through a forward that ran without gradients enabled")
+    ctx.save_for_backward(u, A, B, C, D, h0, v0, beta, threshold, output[3], output[0])
+    ctx.options = (reset, surrogate, alpha, detach_reset, reverse)
+
+
+def backward(
     u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, D: Optional[torch.Tensor],
     h0: Optional[torch.Tensor], v0: Optional[torch.Tensor], beta: torch.Tensor, threshold: torch.Tensor,
     membrane: torch.Tensor, spikes: torch.Tensor, g_spikes: torch.Tensor, gT: torch.Tensor, gvT: torch.Tensor,
@@ -53,14 +55,14 @@ def _backward_impl(
     """(du, dA, dB, dC, dD, dh0, dv0, dbeta, dthreshold); absent inputs get distinct empty placeholders."""
     # "leaky" depends on the spike history, which the kernel's backward does not see: computed here, read there
     sigma = leaky_derivative(spikes.to(beta.dtype), beta, threshold, reverse=reverse) if surrogate == "leaky" else None
-    grads = _kernels().s4d_lif_bwd(
+    grads = kernels("s4d_scan.sequential").s4d_lif_bwd(
         u=u, A=A, B=B, C=C, D=D, h0=h0, v0=v0, beta=beta, threshold=threshold, membrane=membrane, g_spikes=g_spikes,
         gT=gT, gvT=gvT, reset=reset, surrogate=surrogate, alpha=alpha, detach_reset=detach_reset, reverse=reverse,
         sigma=sigma)
     return tuple(g if g is not None else u.new_empty(0) for g in grads)
 
 
-def _backward_fake(u, A, B, C, D, h0, v0, beta, threshold, membrane, spikes, g_spikes, gT, gvT, reset, surrogate,
+def backward_fake(u, A, B, C, D, h0, v0, beta, threshold, membrane, spikes, g_spikes, gT, gvT, reset, surrogate,
                    alpha, detach_reset, reverse):
     def like(t):
         return torch.empty_like(t) if t is not None else u.new_empty(0)
@@ -68,28 +70,19 @@ def _backward_fake(u, A, B, C, D, h0, v0, beta, threshold, membrane, spikes, g_s
     return (like(u), like(A), like(B), like(C), like(D), like(h0), like(v0), like(beta), like(threshold))
 
 
-def _setup_context(ctx, inputs, output):
-    (u, A, B, C, D, h0, v0, beta, threshold, reset, surrogate, alpha, detach_reset, reverse,
-     store_membrane) = inputs
-    if not store_membrane:
-        raise RuntimeError(f"{OP}: backward through a forward that ran without gradients enabled")
-    ctx.save_for_backward(u, A, B, C, D, h0, v0, beta, threshold, output[3], output[0])
-    ctx.options = (reset, surrogate, alpha, detach_reset, reverse)
-
-
-def _backward(ctx, backward_impl, g_spikes, gT, gvT, _g_membrane):
+def input_gradients(ctx, backward, g_spikes, gT, gvT, _g_membrane):
     u, A, B, C, D, h0, v0, beta, threshold, membrane, spikes = ctx.saved_tensors
-    grads = backward_impl(u, A, B, C, D, h0, v0, beta, threshold, membrane, spikes, g_spikes.contiguous(),
+    grads = backward(u, A, B, C, D, h0, v0, beta, threshold, membrane, spikes, g_spikes.contiguous(),
                           gT.contiguous(), gvT.contiguous(), *ctx.options)
     present = (u, A, B, C, D, h0, v0, beta, threshold)
     return tuple(g if t is not None else None for g, t in zip(grads, present)) + (None,) * 6
 
 
-sequential_op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
+op = register(__name__)
 
 
-def s4d_lif_triton_sequential(u, A, B, C, D, h0, v0, beta, threshold, *, reset: str, surrogate: str, alpha: float,
-                              detach_reset: bool, reverse: bool, output_membrane: bool):
+def run(u, A, B, C, D, h0, v0, beta, threshold, *, reset: str, surrogate: str, alpha: float, detach_reset: bool,
+        reverse: bool, output_membrane: bool):
     """Spikes, the final SSM state (B, H, N), the final membrane (B, H) and the pre-reset membrane (B, L, H) or
     None unless output_membrane; differentiable. Arguments as s4d_lif's, checked (beta, threshold (H,) in the
     membrane dtype)."""
@@ -98,7 +91,7 @@ def s4d_lif_triton_sequential(u, A, B, C, D, h0, v0, beta, threshold, *, reset: 
 
     inputs = dict(u=contiguous(u), A=contiguous(A), B=contiguous(B), C=contiguous(C), D=contiguous(D),
                   h0=contiguous(h0), v0=contiguous(v0), beta=contiguous(beta), threshold=contiguous(threshold))
-    spikes, ssm_state, v_state, membrane = sequential_op(
+    spikes, ssm_state, v_state, membrane = op(
         **inputs, reset=reset, surrogate=surrogate, alpha=alpha, detach_reset=detach_reset, reverse=reverse,
         store_membrane=needs_grad(*inputs.values()) or output_membrane)
     return spikes, ssm_state, v_state, (membrane.detach() if output_membrane else None)

@@ -2,10 +2,10 @@
 and a PyTorch path of chunked matrix products.
 
 Files: naive.py (the step-by-step reference), torch_chunked.py (the PyTorch path, "chunked"),
-triton_sequential.py and triton_chunked.py (the Triton glue of the two Triton algorithms; the kernels are
+triton_sequential.py and triton_chunked.py (the two Triton algorithms, on the kernels of
 kernels/s4d_scan/sequential.py and kernels/s4d_scan/chunked.py, installed as spikessm.kernels.s4d_scan.*).
 
-The Triton paths are registered as torch.library custom ops (forward and backward), so torch.compile sees
+The Triton implementations are pairs of custom ops (spikessm/ops/common/custom_op.py), so torch.compile sees
 single opaque nodes; the PyTorch path is a handful of large differentiable ops that torch.compile traces
 as they are.
 """
@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import torch
 
-from ..common.backend import pick
+from ..common.backend import algorithms, pick
 from ..common.checks import (
     COMPLEX_FOR_REAL,
     LOW_PRECISION,
     REAL_STATE,
+    check_run_settings,
     is_empty,
-    require_bool,
     require_rank,
     require_same_device,
     require_shape,
@@ -27,22 +27,20 @@ from ..common.checks import (
     state_or_zeros,
 )
 from ..common.outputs import ScanOutput
-from .torch_chunked import s4d_scan_torch_chunked
-from .triton_chunked import s4d_scan_triton_chunked
-from .triton_sequential import s4d_scan_triton_sequential
+from . import torch_chunked, triton_chunked, triton_sequential
 
 OP = "s4d_scan"
 # Each backend's algorithms, its default ("auto") first: the Triton kernel that walks time step by step, or
 # 64-step chunks of matrix products (the PyTorch path, or a Triton kernel of tl.dot products).
-IMPLEMENTATIONS = {"torch": {"chunked": s4d_scan_torch_chunked},
-                   "triton": {"sequential": s4d_scan_triton_sequential, "chunked": s4d_scan_triton_chunked}}
+IMPLEMENTATIONS = {"torch": {"chunked": torch_chunked.run},
+                   "triton": {"sequential": triton_sequential.run, "chunked": triton_chunked.run}}
 # The names s4d_scan and s4d_lif take (layers and ModelConfig check their settings against them).
-ALGORITHMS = ("auto",) + tuple(dict.fromkeys(name for backend in ("triton", "torch")
-                                              for name in IMPLEMENTATIONS[backend]))
+ALGORITHMS = algorithms(IMPLEMENTATIONS)
 
 
 def check_ssm_inputs(u, A_bar, B_bar, C, D, initial_state, op: str = OP, state_name: str = "initial_state") -> None:
-    """s4d_scan's tensor arguments (also s4d_lif's SSM part, under its own op name and name of the state)."""
+    """s4d_scan's tensor arguments, shapes, dtypes and devices (also s4d_lif's SSM part, under its own op name and
+    name of the state)."""
     for name, t in (("u", u), ("A_bar", A_bar), ("B_bar", B_bar), ("C", C)):
         require_tensor(op, name, t)
     require_rank(op, "u", u, (3,), "(batch, length, channels)")
@@ -123,9 +121,19 @@ def s4d_scan(
     (spikessm/ops/s4d_scan/torch_chunked.py); the chunked Triton kernel walks the chunks in order with the states
     in registers (kernels/s4d_scan/chunked.py).
     """
+    check_run_settings(OP, reverse=reverse, output_final_state=output_final_state, backend=backend,
+                       algorithm=algorithm, algorithms=ALGORITHMS)
+    return s4d_scan_prechecked(u, A_bar, B_bar, C, D, initial_state, reverse=reverse,
+                               output_final_state=output_final_state, backend=backend, algorithm=algorithm)
+
+
+def s4d_scan_prechecked(u: torch.Tensor, A_bar: torch.Tensor, B_bar: torch.Tensor, C: torch.Tensor,
+                        D: torch.Tensor | None = None, initial_state: torch.Tensor | None = None, *,
+                        reverse: bool = False, output_final_state: bool = True, backend: str,
+                        algorithm: str = "auto") -> ScanOutput:
+    """s4d_scan with settings its caller has checked (s4d_scan itself, or the S4D layer when it was built):
+    checks only the tensors of the call, then runs. See spikessm/ops/common/checks.py."""
     check_ssm_inputs(u, A_bar, B_bar, C, D, initial_state)
-    require_bool(OP, "reverse", reverse)
-    require_bool(OP, "output_final_state", output_final_state)
     _, _, run = pick(OP, backend, algorithm, u.device, IMPLEMENTATIONS)
     if is_empty(u):
         final = state_or_zeros(initial_state, (u.shape[0], u.shape[2], A_bar.shape[1]), A_bar.dtype, u.device)

@@ -10,7 +10,8 @@ Per channel h, with T-step chunks c and positions t, j in [0, T), the state ente
 The in-chunk convolution (a T x T Toeplitz matrix) and the chunk sums S are one real matrix product over all
 (batch, chunk) columns at once; the states cross chunks in a diagonal scan over L / T steps (diag_scan's
 PyTorch path); the carried-in states are read out by a second product. Only T + 1 powers of A are needed, and
-the (B, L, H, N) states never exist. Everything is a differentiable op, so autograd gives the backward.
+the (B, L, H, N) states never exist. Everything is a differentiable op, so autograd gives the backward (and
+torch.compile traces it: no custom op, see spikessm/ops/common/custom_op.py).
 
 On a CPU this costs ~(T + 4N) multiply-adds per (batch, step, channel) in matrix products, against the
 O(log L) FFT convolution's large transforms and (H, L, N) power tables: with T = 64 it measured 3-6x faster
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from ..diag_scan import run_diag_scan
+from ..diag_scan import torch_chunked as diag_scan_torch
 
 CHUNK = 64
 
@@ -47,7 +48,7 @@ def convolution_matrix(P: torch.Tensor, B: torch.Tensor, C: torch.Tensor, T: int
     return K[:, lag.clamp_min(0)] * (lag >= 0)
 
 
-def s4d_scan_torch_chunked(u, A, B, C, D, h0, *, reverse: bool, output_final_state: bool):
+def run(u, A, B, C, D, h0, *, reverse: bool, output_final_state: bool):
     """u (B, L, H) real; A, B, C (H, N) complex; D (H,) or None; h0 (B, H, N) or None, checked. Returns y
     (B, L, H) in u's dtype and the final state (B, H, N) in A's dtype, or None when not output_final_state."""
     # Under autocast torch.bmm would run in 16 bits (~1e-3 relative): the op keeps its inputs' precision, as
@@ -78,9 +79,9 @@ def _chunked(u, A, B, C, D, h0, reverse: bool, output_final_state: bool):
     S, y = torch.bmm(weights, columns).split([2 * N, T], dim=1)  # (H, 2N, B nc), (H, T, B nc)
 
     S = torch.view_as_complex(S.reshape(H, N, 2, Bsz, n_chunks).permute(3, 4, 0, 1, 2).contiguous())
-    X, _ = run_diag_scan(P[:, T].reshape(H * N), S.reshape(Bsz, n_chunks, H * N),
-                         h0.reshape(Bsz, H * N) if h0 is not None else None, reverse=False, triton=False,
-                         chunk_size=0)
+    X, _ = diag_scan_torch.run(P[:, T].reshape(H * N).contiguous(), S.reshape(Bsz, n_chunks, H * N).contiguous(),
+                               h0.reshape(Bsz, H * N).contiguous() if h0 is not None else None, reverse=False,
+                               chunk_size=0)
     X = X.reshape(Bsz, n_chunks, H, N)  # the state after each chunk
     if n_chunks > 1 or h0 is not None:
         # Re(sum_n C A^(t+1) X_(c-1)) = [Re V, -Im V] . [Re X, Im X] with V = C A^(t+1)

@@ -2,9 +2,9 @@
 kernels/s4d_scan/chunked.py (installed as spikessm.kernels.s4d_scan.chunked).
 
 The host builds each channel's chunk operators from A, B, C with differentiable PyTorch ops (a few (H, T, T) and
-(H, 2, N, T) tensors); the kernel applies them to the sequence, forward and backward, as a torch.library custom
-op on real tensors. Its backward returns the gradients of the operators, and autograd carries them back through
-the construction to A, B and C, so the kernel never sees a complex number.
+(H, 2, N, T) tensors); the kernel applies them to the sequence, forward and backward, as a pair of custom ops on
+real tensors (spikessm/ops/common/custom_op.py). Their backward returns the gradients of the operators, and
+autograd carries them back through the construction to A, B and C, so the kernel never sees a complex number.
 """
 from __future__ import annotations
 
@@ -14,35 +14,28 @@ import torch
 
 from spikessm.kernels.common.launch import complex_planes
 
+from ..common.backend import kernels
 from ..common.checks import needs_grad
-from ..common.custom_op import Op
+from ..common.custom_op import register
 from .torch_chunked import convolution_matrix, powers
 
 
-def _kernels():
-    from spikessm.kernels.s4d_scan import chunked as kernels  # imported on first use: Triton is optional
-
-    return kernels
-
-OP = "s4d_chunked"
-
-
-def _forward(
+def forward(
     u: torch.Tensor, conv: torch.Tensor, w_in: torch.Tensor, w_out: torch.Tensor, a_chunk: torch.Tensor,
     w_in_last: torch.Tensor, a_last: torch.Tensor, D: Optional[torch.Tensor], z0: Optional[torch.Tensor],
     reverse: bool, store_states: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """y, the final state planes, and the states entering each chunk (empty unless store_states)."""
-    y, zT, states = _kernels().s4d_chunked_fwd(
+    y, zT, states = kernels("s4d_scan.chunked").s4d_chunked_fwd(
         u=u, conv=conv, w_in=w_in, w_out=w_out, a_chunk=a_chunk, w_in_last=w_in_last, a_last=a_last, D=D, z0=z0,
         reverse=reverse, store_states=store_states)
     return y, zT, states if states is not None else zT.new_empty(0)
 
 
-def _forward_fake(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse, store_states):
+def forward_fake(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse, store_states):
     Bsz, L, H = u.shape
     T, N = conv.shape[-1], a_chunk.shape[-1]
-    states = a_chunk.new_empty(_kernels().states_shape(Bsz, L, H, N, T) if store_states else (0,))
+    states = a_chunk.new_empty(kernels("s4d_scan.chunked").states_shape(Bsz, L, H, N, T) if store_states else (0,))
     return torch.empty_like(u), a_chunk.new_empty((Bsz, 2, H, N)), states
 
 
@@ -63,14 +56,22 @@ def chunk_tiles(x: torch.Tensor, T: int, n_chunks: int, reverse: bool, dtype: to
     return tiles
 
 
-def _backward_impl(
+def setup_context(ctx, inputs, output):
+    u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse, store_states = inputs
+    if not store_states:
+        raise RuntimeError("s4d_scan: backward through a forward that ran without gradients enabled")
+    ctx.save_for_backward(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, output[2])
+    ctx.has_z0, ctx.reverse = z0 is not None, reverse
+
+
+def backward(
     u: torch.Tensor, conv: torch.Tensor, w_in: torch.Tensor, w_out: torch.Tensor, a_chunk: torch.Tensor,
     w_in_last: torch.Tensor, a_last: torch.Tensor, D: Optional[torch.Tensor], has_z0: bool,
     states: torch.Tensor, gy: torch.Tensor, gT: torch.Tensor, reverse: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
            torch.Tensor, torch.Tensor]:
     """(du, dconv, dw_in, dw_out, da_chunk, dw_in_last, da_last, dD, dz0); dD and dz0 are empty when absent."""
-    du, G, dz0 = _kernels().s4d_chunked_bwd(
+    du, G, dz0 = kernels("s4d_scan.chunked").s4d_chunked_bwd(
         gy=gy, conv=conv, w_in=w_in, w_out=w_out, a_chunk=a_chunk, w_in_last=w_in_last, a_last=a_last, D=D, gT=gT,
         has_z0=has_z0, reverse=reverse, du_dtype=u.dtype)
     # Each operator's gradient sums, over (chunk, sequence) pairs, the product of what it multiplied (U or a state
@@ -111,34 +112,26 @@ def _transition_grad(G: torch.Tensor, Z: torch.Tensor) -> torch.Tensor:
     return torch.stack((S[..., 0, 0] + S[..., 1, 1], S[..., 1, 0] - S[..., 0, 1]), 1)
 
 
-def _backward_fake(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, has_z0, states, gy, gT, reverse):
+def backward_fake(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, has_z0, states, gy, gT, reverse):
     return (torch.empty_like(u), torch.empty_like(conv), torch.empty_like(w_in), torch.empty_like(w_out),
             torch.empty_like(a_chunk), torch.empty_like(w_in_last), torch.empty_like(a_last),
             torch.empty_like(D) if D is not None else conv.new_empty(0),
             a_chunk.new_empty((u.shape[0], 2, u.shape[2], a_chunk.shape[-1])) if has_z0 else conv.new_empty(0))
 
 
-def _setup_context(ctx, inputs, output):
-    u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse, store_states = inputs
-    if not store_states:
-        raise RuntimeError(f"{OP}: backward through a forward that ran without gradients enabled")
-    ctx.save_for_backward(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, output[2])
-    ctx.has_z0, ctx.reverse = z0 is not None, reverse
-
-
-def _backward(ctx, backward_impl, gy, gT, _g_states):
+def input_gradients(ctx, backward, gy, gT, _g_states):
     u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, states = ctx.saved_tensors
-    grads = backward_impl(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, ctx.has_z0, states,
-                          gy.contiguous(), gT.contiguous(), ctx.reverse)
+    grads = backward(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, ctx.has_z0, states,
+                     gy.contiguous(), gT.contiguous(), ctx.reverse)
     *grads, dD, dz0 = grads
     return (*grads, dD if D is not None else None, dz0 if ctx.has_z0 else None, None, None)
 
 
-chunked_op = Op(OP, _forward, _forward_fake, _backward_impl, _backward_fake, _setup_context, _backward)
+op = register(__name__)
 
 
-def s4d_scan_triton_chunked(u, A, B, C, D, h0, *, reverse: bool, output_final_state: bool):
-    """Same arguments and results as torch_chunked.s4d_scan_torch_chunked, on the Triton kernel."""
+def run(u, A, B, C, D, h0, *, reverse: bool, output_final_state: bool):
+    """Same arguments and results as torch_chunked.run, on the Triton kernel."""
     u = u.contiguous()
     # The operators are built in their inputs' precision, whatever autocast would choose for the products.
     with torch.autocast(u.device.type, enabled=False):
@@ -149,7 +142,7 @@ def chunk_operators(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, L: int) -
     """The kernel's operators for sequences of L steps, built differentiably from A, B, C (H, N) complex:
     (conv, w_in, w_out, a_chunk, w_in_last, a_last), real and contiguous, shapes as in
     kernels/s4d_scan/chunked.py's s4d_chunked_fwd."""
-    T = _kernels().dot_chunk_length(L)
+    T = kernels("s4d_scan.chunked").dot_chunk_length(L)
     r = L - (-(-L // T) - 1) * T  # steps in the last chunk
     P = powers(A, T + 1)  # (H, T + 1, N)
     conv = convolution_matrix(P, B, C, T).contiguous()
@@ -164,7 +157,7 @@ def chunk_operators(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, L: int) -
 def _apply(u, A, B, C, D, h0, reverse: bool, output_final_state: bool):
     z0 = complex_planes(h0) if h0 is not None else None
     conv, w_in, w_out, a_chunk, w_in_last, a_last = chunk_operators(A, B, C, u.shape[1])
-    y, zT, _ = chunked_op(u=u, conv=conv, w_in=w_in, w_out=w_out, a_chunk=a_chunk, w_in_last=w_in_last,
-                          a_last=a_last, D=D.contiguous() if D is not None else None, z0=z0, reverse=reverse,
-                          store_states=needs_grad(u, A, B, C, D, h0))
+    y, zT, _ = op(u=u, conv=conv, w_in=w_in, w_out=w_out, a_chunk=a_chunk, w_in_last=w_in_last, a_last=a_last,
+                  D=D.contiguous() if D is not None else None, z0=z0, reverse=reverse,
+                  store_states=needs_grad(u, A, B, C, D, h0))
     return y, (torch.complex(zT[:, 0], zT[:, 1]) if output_final_state else None)

@@ -1,6 +1,7 @@
 """The PyTorch path of lif (its "sequential" algorithm on the torch backend): a forward loop without autograd
-and an explicit adjoint, both walking small
-(batch, channels) slices that stay in cache.
+and an explicit adjoint, both walking small (batch, channels) slices that stay in cache, registered as custom ops
+(spikessm/ops/common/custom_op.py). lif's Triton implementation (triton_sequential.py) shares its signatures
+and the autograd glue defined here.
 
 Forward, per step (exact LIF, sequential because of the reset):
     m_t = beta v_{t-1} + x_t          (membrane before the reset; saved for the backward)
@@ -16,9 +17,14 @@ through memory, which on a CPU is slower than an autograd loop; benchmarks/bench
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
-from ..common.neuron import derivative_, leaky_derivative, post_reset
+from ..common.custom_op import register
+from ..common.reset import post_reset
+from ..common.surrogate import derivative_
+from .leaky import leaky_derivative
 
 
 def state_dtype(x: torch.Tensor) -> torch.dtype:
@@ -26,8 +32,8 @@ def state_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def lif_fwd(x, beta, threshold, h0, reset: str):
-    """x: (B, L, H); beta, threshold: (H,) state dtype; h0: (B, H) or None.
+def walk(x, beta, threshold, h0, reset: str):
+    """The forward loop. x: (B, L, H); beta, threshold: (H,) state dtype; h0: (B, H) or None.
 
     Returns spikes (B, L, H) in x's dtype, the pre-reset membrane m (B, L, H) and the final state (B, H),
     both in the state dtype. Three small ops per step: each step's spikes are written where they belong and
@@ -66,9 +72,10 @@ def _reset_derivatives(m, s, sigma, threshold, reset, detach_reset, dv_dm, dv_dt
     return None, None
 
 
-def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate: str, alpha: float,
+def adjoint(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate: str, alpha: float,
             detach_reset: bool, x_dtype: torch.dtype):
-    """Gradients (dx (B, L, H) in x_dtype, dbeta (H,), dthreshold (H,), dh0 (B, H) or None).
+    """The explicit adjoint: gradients (dx (B, L, H) in x_dtype, dbeta (H,), dthreshold (H,), dh0 (B, H) or None)
+    from the pre-reset membrane m_all (B, L, H) and the gradients of the spikes and of the final membrane.
 
     The chunk-sized intermediates live in buffers allocated once per call and written with out= / in-place
     ops: on a CPU a fresh temporary of a megabyte or more costs page faults every time (the allocator hands
@@ -124,3 +131,69 @@ def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate
     dbeta, dthreshold, dthreshold_beta = (buf.sum((0, 1)) for buf in sums)
     dthreshold.addcmul_(beta, dthreshold_beta)
     return dx, dbeta, dthreshold, (g_v if h0 is not None else None)
+
+
+def forward(
+    x: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, h0: Optional[torch.Tensor], reset: str,
+    surrogate: str, alpha: float, detach_reset: bool, save_membrane: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Spikes, the pre-reset membrane (B, L, H) (what the backward reads; an empty tensor unless save_membrane)
+    and the final membrane. The neuron settings that only the backward uses are inputs so that setup_context
+    keeps them."""
+    spikes, m_all, final = walk(x, beta, threshold, h0, reset)
+    return spikes, (m_all if save_membrane else m_all.new_empty(0)), final
+
+
+def forward_fake(x, beta, threshold, h0, reset, surrogate, alpha, detach_reset, save_membrane):
+    dtype = state_dtype(x)
+    return (torch.empty_like(x), x.new_empty(x.shape if save_membrane else (0,), dtype=dtype),
+            x.new_empty((x.shape[0], x.shape[2]), dtype=dtype))
+
+
+def setup_context(ctx, inputs, output):
+    x, beta, threshold, h0, reset, surrogate, alpha, detach_reset, save_membrane = inputs
+    ctx.save_for_backward(x, beta, threshold, h0, output[1])
+    ctx.options = (reset, surrogate, alpha, detach_reset)
+    ctx.saved_membrane = save_membrane
+
+
+def backward_on(adjoint):
+    """The op's backward over `adjoint` (this module's or the Triton kernel's: both take the same arguments)."""
+    def backward(
+        x: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, h0: Optional[torch.Tensor],
+        m_all: torch.Tensor, g_spikes: torch.Tensor, g_final: torch.Tensor, reset: str, surrogate: str,
+        alpha: float, detach_reset: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(dx, dbeta, dthreshold, dh0); dh0 is empty without h0."""
+        dx, dbeta, dthreshold, dh0 = adjoint(beta, threshold, h0, m_all, g_spikes, g_final, reset, surrogate,
+                                             alpha, detach_reset, x.dtype)
+        return dx, dbeta, dthreshold, (dh0 if dh0 is not None else x.new_empty(0))
+    return backward
+
+
+backward = backward_on(adjoint)
+
+
+def backward_fake(x, beta, threshold, h0, m_all, g_spikes, g_final, reset, surrogate, alpha, detach_reset):
+    dh0 = torch.empty_like(h0) if h0 is not None else x.new_empty(0)
+    return torch.empty_like(x), torch.empty_like(beta), torch.empty_like(threshold), dh0
+
+
+def input_gradients(ctx, backward, g_spikes, _g_membrane, g_final):
+    x, beta, threshold, h0, m_all = ctx.saved_tensors
+    if not ctx.saved_membrane:
+        raise RuntimeError("lif: the forward ran without saving the membrane (no input required grad when it ran)")
+    dx, dbeta, dthreshold, dh0 = backward(x, beta, threshold, h0, m_all, g_spikes.contiguous(), g_final.contiguous(),
+                                          *ctx.options)
+    return dx, dbeta, dthreshold, (dh0 if h0 is not None else None), None, None, None, None, None
+
+
+op = register(__name__)
+
+
+def run(x, beta, threshold, h0, *, reset: str, surrogate: str, alpha: float, detach_reset: bool,
+        save_membrane: bool):
+    """Spikes, the pre-reset membrane (empty unless save_membrane) and the final membrane, differentiable; inputs
+    checked and contiguous, beta and threshold (H,) in the membrane dtype."""
+    return op(x=x, beta=beta, threshold=threshold, h0=h0, reset=reset, surrogate=surrogate, alpha=alpha,
+              detach_reset=detach_reset, save_membrane=save_membrane)

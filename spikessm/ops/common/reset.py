@@ -1,0 +1,29 @@
+"""The neurons' reset after a spike, once: the modes and the PyTorch statement of the rule.
+
+    "subtract"  v = m - threshold where the neuron spiked (s = 1)
+    "zero"      v = 0 where it spiked
+    "none"      v = m
+
+m is the membrane before the reset. The Triton kernels apply the same rule (kernels/common/neuron.py, installed as
+spikessm.kernels.common.neuron, where the launchers turn these names into the kernels' codes).
+"""
+from __future__ import annotations
+
+import torch
+
+RESETS = ("subtract", "zero", "none")
+
+
+def post_reset(m: torch.Tensor, s: torch.Tensor, threshold, reset: str, out: torch.Tensor | None = None):
+    """The membrane after the reset, from the pre-reset membrane m and the spikes s (0/1 in any float dtype);
+    into `out` when given."""
+    if not isinstance(threshold, torch.Tensor):
+        threshold = torch.as_tensor(threshold, dtype=m.dtype, device=m.device)
+    if reset == "subtract":  # m - threshold where s = 1 (s * threshold is exact, so m itself where s = 0)
+        return torch.addcmul(m, s, threshold, value=-1, out=out)
+    if reset == "zero":
+        if s.requires_grad:  # differentiated through the spike (the naive reference): dv/ds = -m
+            return m * (1 - s)
+        # masked_fill rather than m (1 - s), which would turn an infinite m into NaN
+        return m.masked_fill(s != 0, 0.0) if out is None else out.copy_(m).masked_fill_(s != 0, 0.0)
+    return m
