@@ -144,6 +144,10 @@ def checkpoint_path(given: str) -> Path:
 
 
 def run_eval(args, callbacks=()) -> int:
+    if args.integer is not None:
+        from .quant.cli import run_integer_eval
+
+        return run_integer_eval(args)
     from . import atomic
     from .data.conventions import LEGACY_CONVENTIONS
     from .plots import plot_anytime
@@ -292,7 +296,21 @@ def main(argv: list[str] | None = None, *, callbacks=()) -> int:
                     help="also the accuracy as more of each sequence is seen (causal models), at these fractions of "
                          "its length (comma-separated; default 0.1,0.2,...,1) and at every step: anytime.json and "
                          "anytime.png beside the checkpoint")
+    ev.add_argument("--integer", nargs="?", const="", metavar="DIR",
+                    help="score the test split through the integer simulator of `spikessm quantize`'s output "
+                         "(default RUN/quantized)")
     add_debug(ev, default=argparse.SUPPRESS)
+    qz = commands.add_parser("quantize", help="PTQ (and optionally QAT) of a run's best model: accuracies, the "
+                                              "integer export and report.json")
+    qz.add_argument("run", help="a run directory (its best.pt, else last.pt) or a checkpoint file")
+    qz.add_argument("--weight-bits", type=int, default=8)
+    qz.add_argument("--state-bits", type=int, default=24, help="the S4D state and the LIF membrane")
+    qz.add_argument("--coef-bits", type=int, default=16, help="A_bar, B_bar, C and the LIF decay")
+    qz.add_argument("--qat-epochs", type=int, default=0)
+    qz.add_argument("--qat-lr", type=float, default=1e-3)
+    qz.add_argument("--calib-batches", type=int, default=8)
+    qz.add_argument("--out", help="default RUN/quantized (it must not exist)")
+    add_debug(qz, default=argparse.SUPPRESS)
     add_generate_parser(commands)
     ex = commands.add_parser("export", help="save a run's best model as config.json + model.safetensors (the "
                                             "Hugging Face layout, for SequenceClassifier.from_pretrained)")
@@ -301,7 +319,7 @@ def main(argv: list[str] | None = None, *, callbacks=()) -> int:
     commands.add_parser("check", help="verify the ops on this machine against float64 references and time them")
     args = parser.parse_args(argv)
     run = {"train": run_train, "eval": run_eval, "generate": run_generate, "export": run_export,
-           "check": run_check}.get(args.command)
+           "check": run_check, "quantize": run_quantize}.get(args.command)
     if run is None:
         parser.print_help()
         return 0
@@ -327,6 +345,12 @@ def main(argv: list[str] | None = None, *, callbacks=()) -> int:
               "in spikessm or in a library it calls, not a problem with your input or settings; please report it "
               "with the command you ran and the traceback above.", file=sys.stderr)
         raise SystemExit(INTERNAL_ERROR) from None
+
+
+def run_quantize(args) -> int:
+    from .quant.cli import run_quantize
+
+    return run_quantize(args)
 
 
 def run_check(args) -> int:

@@ -1,0 +1,143 @@
+"""The command line of spikessm.quant: `spikessm quantize RUN` and `spikessm eval RUN --integer [DIR]`.
+
+quantize: the run's best model -> PTQ (calibrated on training batches) -> optional QAT epochs -> the export
+(spikessm.quant.export) plus, for `eval --integer`, the quantised model's state (quant.json: the QuantConfig and
+every calibrated format; float/: the float weights after QAT) and report.json (float, PTQ, QAT and simulator
+accuracy on the test split, saturations).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .. import atomic
+from .config import QuantConfig
+from .export import export
+from .model import calibrate, prepare_qat
+from .simulate import IntegerSimulator
+
+STATE_NAME, FLOAT_DIR, REPORT_NAME = "quant.json", "float", "report.json"
+
+
+def _load_run(run: str):
+    from ..__main__ import checkpoint_path
+    from ..data.conventions import LEGACY_CONVENTIONS
+    from ..training.checkpoint import load_model
+    from ..training.tasks import get_task, load_task
+
+    path = checkpoint_path(run)
+    model, checkpoint = load_model(path, "cpu")
+    settings = checkpoint["config"]
+    task = get_task(settings["task"])
+    conventions = settings.get("data_conventions", LEGACY_CONVENTIONS if task.conventions else None)
+    data = load_task(task, settings["data_dir"], settings["source"], conventions)
+    return path, model.eval(), settings, data
+
+
+def _accuracy(predict, dataset, batch_size: int) -> float:
+    from ..training.evaluation import batches
+
+    right = total = 0
+    with torch.no_grad():
+        for batch in batches(dataset, batch_size):
+            right += int((predict(batch["inputs"], batch.get("lengths")) == batch["labels"]).sum())
+            total += len(batch["labels"])
+    return right / max(total, 1)
+
+
+def run_quantize(args) -> int:
+    from ..training.evaluation import batches
+
+    config = QuantConfig(weight_bits=args.weight_bits, state_bits=args.state_bits, membrane_bits=args.state_bits,
+                         coef_bits=args.coef_bits)
+    if args.qat_epochs < 0:
+        raise ValueError(f"--qat-epochs must be an integer >= 0, got {args.qat_epochs}")
+    if args.calib_batches < 1:
+        raise ValueError(f"--calib-batches must be an integer >= 1, got {args.calib_batches}")
+    path, model, settings, data = _load_run(args.run)
+    out = Path(args.out) if args.out is not None else path.parent / "quantized"
+    if out.exists():
+        raise FileExistsError(f"quantize: {out} already exists; choose another --out or remove it")
+    batch_size = settings["batch_size"]
+    qmodel = prepare_qat(model, config)
+    calibrate(qmodel, batches(data.train, batch_size), max_batches=args.calib_batches)
+    fake = lambda x, lengths: qmodel(x, lengths).argmax(-1)  # noqa: E731
+    report = {"float_accuracy": _accuracy(lambda x, lengths: model(x, lengths).argmax(-1), data.test, batch_size),
+              "ptq_accuracy": _accuracy(fake, data.test, batch_size), "qat_accuracy": None}
+    if args.qat_epochs:
+        optimizer = torch.optim.Adam(qmodel.parameters(), lr=args.qat_lr)
+        for _ in range(args.qat_epochs):
+            for batch in batches(data.train, batch_size):
+                optimizer.zero_grad()
+                loss = torch.nn.functional.cross_entropy(qmodel(batch["inputs"], batch.get("lengths")),
+                                                         batch["labels"])
+                loss.backward()
+                optimizer.step()
+        report["qat_accuracy"] = _accuracy(fake, data.test, batch_size)
+    sim = IntegerSimulator(qmodel)
+    saturations: dict[str, int] = {}
+
+    def predict(x, lengths):
+        logits = sim.logits(x, lengths)
+        for name, count in sim.saturations.items():
+            saturations[name] = saturations.get(name, 0) + count
+        return logits.argmax(-1)
+
+    report["simulator_accuracy"] = _accuracy(predict, data.test, batch_size)
+    report["saturations"] = saturations
+    report.update(config=config.to_dict(), checkpoint=str(path), test_examples=len(data.test))
+    sample = next(iter(batches(data.test, 1)))
+    length = int(sample["lengths"][0]) if "lengths" in sample else sample["inputs"].shape[1]
+    export(sim, out, sample["inputs"][:, :length])
+    model.save_pretrained(out / FLOAT_DIR)
+    state = {"config": config.to_dict(), "fracs": {layer.name: layer.fracs for layer in qmodel.graph.layers()}}
+    atomic.write_json(out / STATE_NAME, state)
+    atomic.write_json(out / REPORT_NAME, report)
+    rows = [("float", report["float_accuracy"]), ("PTQ", report["ptq_accuracy"]),
+            ("QAT", report["qat_accuracy"]), ("simulator", report["simulator_accuracy"])]
+    print("| model | test accuracy |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {'-' if value is None else f'{value:.4f}'} |")
+    print(f"saturations: {sum(saturations.values())}; wrote {out}")
+    return 0
+
+
+def load_quantized(folder: Path):
+    """The QuantizedModel saved by `spikessm quantize` in folder (quant.json + float/)."""
+    from ..models import SequenceClassifier
+
+    state_path = folder / STATE_NAME
+    try:
+        state = json.loads(state_path.read_text())
+        config = QuantConfig(**state["config"])
+        fracs = state["fracs"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{state_path}: not a spikessm quantize state ({error})") from None
+    qmodel = prepare_qat(SequenceClassifier.from_pretrained(folder / FLOAT_DIR), config)
+    for layer in qmodel.graph.layers():
+        saved = fracs.get(layer.name)
+        if not isinstance(saved, dict) or set(saved) != set(layer.fracs):
+            raise ValueError(f"{state_path}: field fracs.{layer.name} is missing or incomplete")
+        layer.fracs = dict(saved)
+    return qmodel
+
+
+def run_integer_eval(args) -> int:
+    from ..__main__ import checkpoint_path
+    from ..training.evaluation import batches
+
+    run = checkpoint_path(args.checkpoint).parent
+    folder = Path(args.integer) if args.integer else run / "quantized"
+    sim = IntegerSimulator(load_quantized(folder))
+    _, _, settings, data = _load_run(args.checkpoint)
+    batch_size = args.batch_size or settings["batch_size"]
+    right = total = saturated = 0
+    for batch in batches(data.test, batch_size):
+        right += int((sim.predict(batch["inputs"], batch.get("lengths")) == batch["labels"]).sum())
+        total += len(batch["labels"])
+        saturated += sum(sim.saturations.values())
+    print(f"integer test accuracy {right / max(total, 1):.4f} on {total} examples ({folder}); "
+          f"saturations: {saturated}")
+    return 0

@@ -1,0 +1,442 @@
+"""The integer form of each layer, defined once and run two ways: on int64 tensors by the simulator and on
+float64 tensors holding the same integers (with straight-through gradients) by the fake-quant model.
+
+Every layer reads a (batch, length, channels) integer tensor in a format of `f` fractional bits (spikes: f = 0)
+and returns one. `params(config)` derives its integer parameters from the float layer it wraps (float64, with
+gradients to the float parameters); the simulator freezes them to int64. `forward(x, f, p, ctx, state)` is the
+arithmetic; it returns (y, f_y, next state). Activation formats (the calibrated points of `fracs`) are set by
+spikessm.quant.calibrate. The equations, with n >> k meaning shift_round (spikessm.quant.rounding):
+
+    Encoder (Linear):    acc = sat_acc(W x + b);  out = sat_act((acc * m) >> k)
+    Encoder (Embedding): out = sat_act((E[ids] * m) >> k)
+    S4D, per mode (re, im):
+        x_t = sat_state(((A x_{t-1}) >> fA) + ((B u_t) >> kB))      complex products in integers
+        y_t = sat_mem((sum_modes Re(C x_t)) >> kC + (D u_t * mD) >> kD)
+      LIF:   v_t = sat_mem((beta v_{t-1}) >> fbeta + y_t);  s_t = [v_t > theta];  reset on s_t:
+             "subtract" v_t -= theta, "zero" v_t = 0, "none"
+      Heaviside (binary readout): s_t = [y_t > theta]
+    GLU:      acc = sat_acc(W s + b);  [a, g] = sat_act((acc * m) >> k);  out = sat_act((a * LUT[g]) >> kO)
+    Residual: out = sat_act((x >> kx) + (z >> kz))
+    BatchNorm (running statistics, folded to a per-channel affine): out = sat_act(((x G + b') * m) >> k)
+    Pool:     mean: sat_acc(sum over steps) / steps (div_round) or last: the last step
+    Head:     logits = sat_act(((W p + b) * m) >> k)
+sat_* clamp to the width and count every clamped value under the layer's name and point.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..layers.discretize import discretize
+from ..ops import spike
+from .config import QuantConfig
+from .fixed import (Saturations, bounds, channel_maxabs, frac_for, lookup_sigmoid, pow2_frac, quantize, requant,
+                    require_exact, rescale, saturate, sigmoid_table, weight_scale)
+from .rounding import round_half_up, shift_round, div_round
+
+
+class StopPass(Exception):
+    """Raised by Context.observe: calibration has what it needs from this batch."""
+
+
+@dataclass
+class Context:
+    """What a forward pass carries besides the data: the saturation counter, and during calibration the
+    observer that collects the range of the first uncalibrated point."""
+
+    sat: Saturations = field(default_factory=Saturations)
+    observer: "Observer | None" = None
+
+    def frac(self, layer: "IntLayer", point: str, real):
+        """The calibrated format of `layer`'s `point`; during calibration, an unset one is observed on
+        real() ({point: (max |value|, bits, headroom)}) and the pass stops there."""
+        value = layer.fracs[point]
+        if value is not None:
+            return value
+        if self.observer is None:
+            raise RuntimeError(f"spikessm.quant: {layer.name}.{point} has no scale yet; call "
+                               "spikessm.quant.calibrate(model, loader) first")
+        self.observer.record(layer, real())
+        raise StopPass
+
+
+class Observer:
+    """Running maxima of the points being calibrated, over the calibration batches."""
+
+    def __init__(self):
+        self.layer = None
+        self.maxima: dict[str, tuple[float, int, float]] = {}
+
+    def record(self, layer, observed: dict) -> None:
+        self.layer = layer
+        for point, (maxabs, bits, headroom) in observed.items():
+            old = self.maxima.get(point, (0.0, bits, headroom))[0]
+            self.maxima[point] = (max(old, float(maxabs)), bits, headroom)
+
+    def commit(self) -> None:
+        for point, (maxabs, bits, headroom) in self.maxima.items():
+            self.layer.fracs[point] = frac_for(maxabs * headroom, bits)
+
+
+def _maxabs(x: torch.Tensor) -> float:
+    return float(x.detach().abs().max()) if x.numel() else 0.0
+
+
+def _flat(scale: torch.Tensor) -> torch.Tensor:
+    """A per-channel scale (C, 1, ...) as (C,), or a per-tensor one as a 0-d tensor."""
+    return scale.reshape(-1) if scale.dim() else scale
+
+
+class IntLayer:
+    """One layer of the integer graph: `name` (its place in the float model), `fracs` (calibrated formats)."""
+
+    points: tuple[str, ...] = ()
+    stateful = False
+
+    def __init__(self, name: str, config: QuantConfig):
+        self.name, self.config = name, config
+        self.fracs: dict[str, int | None] = {p: None for p in self.points}
+
+    def params(self) -> dict:
+        return {}
+
+    def init_state(self, batch_size: int, like: torch.Tensor):
+        return None
+
+    def describe(self) -> dict:
+        """The layer's kind and formats (the export's graph.json entry, without tensors)."""
+        return {"name": self.name, "kind": type(self).__name__, "fracs": dict(self.fracs)}
+
+
+class LinearMap:
+    """What encoder, GLU and head share: weights (out, in) quantised per tensor or per output channel, a bias in
+    the accumulator's scale, a rescale to the output format."""
+
+    @staticmethod
+    def quantize(linear: nn.Linear, f_in: int, f_out: int | None, config: QuantConfig) -> dict:
+        scale = weight_scale(linear.weight, config.weight_bits, config, dim=0)
+        acc_scale = _flat(scale) * 2.0 ** -f_in
+        p = {"W": quantize(linear.weight, scale, config.weight_bits), "acc_scale": acc_scale}
+        if linear.bias is not None:
+            p["b"] = quantize(linear.bias, acc_scale, config.acc_bits)
+        if f_out is not None:
+            p["m"], p["k"] = rescale(acc_scale, f_out, config)
+        return p
+
+    @staticmethod
+    def accumulate(x: torch.Tensor, p: dict, ctx: Context, name: str, config: QuantConfig) -> torch.Tensor:
+        acc = x @ p["W"].transpose(0, 1)
+        if "b" in p:
+            acc = acc + p["b"]
+        return saturate(acc, config.acc_bits, ctx.sat, f"{name}.acc")
+
+
+def _check_linear(name: str, linear: nn.Linear, in_bits: int, config: QuantConfig) -> None:
+    fan_in = linear.in_features
+    require_exact(name, config.weight_bits - 1 + in_bits - 1 + math.ceil(math.log2(fan_in + 1)) + 1,
+                  "the weighted sum")
+
+
+class InputQuant(IntLayer):
+    """Real input features -> act_bits integers of a calibrated format ("in"); token ids pass through."""
+
+    points = ("in",)
+
+    def __init__(self, name, config, tokens: bool):
+        super().__init__(name, config)
+        self.tokens = tokens
+        if tokens:
+            self.fracs = {}
+
+    def quantize_inputs(self, inputs: torch.Tensor, ctx: Context) -> tuple[torch.Tensor, int]:
+        if self.tokens:
+            return inputs, 0
+        x = inputs.detach().double()
+        f = ctx.frac(self, "in", lambda: {"in": (_maxabs(x), self.config.act_bits, 1.0)})
+        return saturate(round_half_up(x * 2.0 ** f), self.config.act_bits, ctx.sat, f"{self.name}.in"), f
+
+
+class Encoder(IntLayer):
+    points = ("out",)
+
+    def __init__(self, name, config, module: nn.Module, tokens: bool):
+        super().__init__(name, config)
+        self.module, self.tokens = module, tokens
+        if not tokens:
+            _check_linear(name, module, config.act_bits, config)
+
+    def params(self, f_in: int = 0) -> dict:
+        c = self.config
+        if self.tokens:
+            scale = weight_scale(self.module.weight, c.weight_bits, c, dim=1)
+            p = {"E": quantize(self.module.weight, scale, c.weight_bits), "acc_scale": _flat(scale)}
+        else:
+            p = LinearMap.quantize(self.module, f_in, None, c)
+        f_out = self.fracs["out"]
+        if f_out is not None:
+            p["m"], p["k"] = rescale(p["acc_scale"], f_out, c)
+        return p
+
+    def forward(self, x, f, p, ctx, state=None):
+        c = self.config
+        acc = p["E"][x] if self.tokens else LinearMap.accumulate(x, p, ctx, self.name, c)
+        f_out = ctx.frac(self, "out", lambda: {"out": (_maxabs(acc * p["acc_scale"]), c.act_bits, 1.0)})
+        return requant(acc, p["m"], p["k"], c.act_bits, ctx.sat, f"{self.name}.out"), f_out, None
+
+
+class S4DLayer(IntLayer):
+    """S4D with its readout: LIF neurons (the layer's own) or a Heaviside spike (the block's binary readout).
+
+    Calibrated points: "state" (the SSM state, state_bits, one bit of headroom over the largest re or im seen)
+    and "membrane" (y and the LIF membrane, membrane_bits, one bit of headroom over the largest of |y|, |v| and
+    the threshold)."""
+
+    points = ("state", "membrane")
+    stateful = True
+
+    def __init__(self, name, config, ssm: nn.Module, heaviside: nn.Module | None):
+        super().__init__(name, config)
+        self.ssm, self.neurons, self.heaviside = ssm, ssm.neurons, heaviside
+        M, c = ssm.d_state // 2, config
+        require_exact(name, c.coef_bits - 1 + c.state_bits - 1 + 2 + math.ceil(math.log2(M)), "the readout sum C x")
+        require_exact(name, c.coef_bits - 1 + c.act_bits, "the input term B u")
+        require_exact(name, c.weight_bits + c.act_bits + c.mult_bits, "the skip term D u")
+        require_exact(name, c.coef_bits + c.membrane_bits, "the leak beta v")
+
+    def _coefficients(self):
+        ssm = self.ssm
+        A = torch.complex(-torch.exp(ssm.log_neg_A_real.double()), ssm.A_imag.double())
+        A_bar, B_bar = discretize(A, torch.view_as_complex(ssm.B.double()), torch.exp(ssm.log_dt.double())[:, None],
+                                  ssm.discretization)
+        return A_bar, B_bar, 2 * torch.view_as_complex(ssm.C.double())[0]
+
+    def _pair(self, z: torch.Tensor, bits: int):
+        """A complex (H, M) tensor as power-of-two (re, im) integers and its frac, (H, 1) or 0-d int64."""
+        pair = torch.view_as_real(z)
+        scale = weight_scale(pair, bits, self.config, dim=0, pow2=True)
+        q = quantize(pair, scale, bits)
+        frac = pow2_frac(channel_maxabs(pair, self.config.per_channel, 0), bits)
+        frac = frac.reshape(-1, 1) if frac.dim() else frac
+        return q[..., 0], q[..., 1], frac
+
+    def _threshold(self):
+        if self.neurons is not None:
+            return self.neurons.threshold
+        return self.heaviside.threshold
+
+    def params(self, f_in: int = 0) -> dict:
+        c = self.config
+        A_bar, B_bar, C = self._coefficients()
+        p = {}
+        p["Ar"], p["Ai"], p["fA"] = self._pair(A_bar, c.coef_bits)
+        p["Br"], p["Bi"], p["fB"] = self._pair(B_bar, c.coef_bits)
+        p["Cr"], p["Ci"], p["fC"] = self._pair(C, c.coef_bits)
+        D = self.ssm.D
+        d_scale = weight_scale(D, c.weight_bits, c, dim=0)
+        p["D"], p["D_scale"] = quantize(D, d_scale, c.weight_bits), d_scale
+        if self.neurons is not None:
+            beta = torch.as_tensor(self.neurons.beta, dtype=torch.float64)
+            p["beta"] = round_half_up(beta.double() * 2.0 ** (c.coef_bits - 1)).clamp(0, 1 << (c.coef_bits - 1))
+        p["real"] = (A_bar, B_bar, C, D)
+        fs, fv = self.fracs["state"], self.fracs["membrane"]
+        if fs is not None:
+            p["kB"] = p["fB"] + f_in - fs
+            p["kC"] = (p["fC"] + fs - fv).reshape(-1) if p["fC"].dim() else p["fC"] + fs - fv
+            p["mD"], p["kD"] = rescale(d_scale * 2.0 ** -f_in, fv, c)
+            theta = torch.as_tensor(self._threshold(), dtype=torch.float64)
+            low, high = bounds(c.membrane_bits)
+            p["theta"] = round_half_up(theta * 2.0 ** fv).clamp(low, high)
+        return p
+
+    def init_state(self, batch_size: int, like: torch.Tensor):
+        H, M = self.ssm.d_model, self.ssm.d_state // 2
+        zeros = dict(dtype=like.dtype, device=like.device)
+        return (torch.zeros(batch_size, H, M, **zeros), torch.zeros(batch_size, H, M, **zeros),
+                torch.zeros(batch_size, H, **zeros))
+
+    def _observe(self, x: torch.Tensor, f: int, p: dict) -> dict:
+        """The float run of this layer on the dequantised input: the ranges of state, y and membrane."""
+        A_bar, B_bar, C, D = (t.detach() for t in p["real"])
+        theta = torch.as_tensor(self._threshold(), dtype=torch.float64).detach()
+        beta = torch.as_tensor(self.neurons.beta, dtype=torch.float64).detach() if self.neurons is not None else 0
+        u_all = x.detach().double() * 2.0 ** -f
+        h = torch.zeros(x.shape[0], *A_bar.shape, dtype=torch.complex128)
+        v = torch.zeros(x.shape[0], A_bar.shape[0], dtype=torch.float64)
+        state_max = mem_max = 0.0
+        for u in u_all.unbind(1):
+            h = A_bar * h + B_bar * u[..., None]
+            y = (C * h).sum(-1).real + D.double() * u
+            state_max = max(state_max, _maxabs(torch.view_as_real(h)))
+            if self.neurons is None:
+                mem_max = max(mem_max, _maxabs(y))
+                continue
+            v = beta * v + y
+            mem_max = max(mem_max, _maxabs(v))
+            s = (v > theta).double()
+            reset = self.neurons.reset
+            v = v - s * theta if reset == "subtract" else v * (1 - s) if reset == "zero" else v
+        mem_max = max(mem_max, _maxabs(theta))
+        c = self.config
+        return {"state": (state_max, c.state_bits, 2.0), "membrane": (mem_max, c.membrane_bits, 2.0)}
+
+    def _spike(self, v: torch.Tensor, theta: torch.Tensor, fv: int) -> torch.Tensor:
+        if not v.is_floating_point():
+            return (v > theta).to(v.dtype)
+        owner = self.neurons if self.neurons is not None else self.heaviside
+        return spike((v - theta) * 2.0 ** -fv, surrogate=owner.surrogate, alpha=owner.alpha)
+
+    def forward(self, x, f, p, ctx, state=None):
+        c, name = self.config, self.name
+        ctx.frac(self, "state", lambda: self._observe(x, f, p))
+        fv = self.fracs["membrane"]
+        if state is None:
+            state = self.init_state(x.shape[0], x)
+        xr, xi, v = state
+        Ar, Ai, Br, Bi, Cr, Ci = (p[k] for k in ("Ar", "Ai", "Br", "Bi", "Cr", "Ci"))
+        outs = []
+        for u in x.unbind(1):
+            bu_r, bu_i = shift_round(Br * u[..., None], p["kB"]), shift_round(Bi * u[..., None], p["kB"])
+            xr, xi = (saturate(shift_round(Ar * xr - Ai * xi, p["fA"]) + bu_r, c.state_bits, ctx.sat, f"{name}.state"),
+                      saturate(shift_round(Ar * xi + Ai * xr, p["fA"]) + bu_i, c.state_bits, ctx.sat, f"{name}.state"))
+            skip = p["D"] * u
+            skip = shift_round(skip * (p["mD"].to(skip.dtype) if skip.is_floating_point() else p["mD"]), p["kD"])
+            y = saturate(shift_round((Cr * xr - Ci * xi).sum(-1), p["kC"]) + skip, c.membrane_bits, ctx.sat,
+                         f"{name}.y")
+            if self.neurons is None:
+                outs.append(self._spike(y, p["theta"], fv))
+                continue
+            v = saturate(shift_round(p["beta"] * v, c.coef_bits - 1) + y, c.membrane_bits, ctx.sat,
+                         f"{name}.membrane")
+            s = self._spike(v, p["theta"], fv)
+            r = s.detach() if self.neurons.detach_reset else s
+            if self.neurons.reset == "subtract":
+                v = saturate(v - r * p["theta"], c.membrane_bits, ctx.sat, f"{name}.membrane")
+            elif self.neurons.reset == "zero":
+                v = v * (1 - r)
+            outs.append(s)
+        return torch.stack(outs, 1), 0, (xr, xi, v)
+
+
+class GLULayer(IntLayer):
+    """Linear H -> 2H on the spikes, then a * sigmoid(g) with the sigmoid from a look-up table (act_bits - 1
+    fractional bits). Points: "ab" (the linear outputs), "out"."""
+
+    points = ("ab", "out")
+
+    def __init__(self, name, config, glu: nn.Module):
+        super().__init__(name, config)
+        self.linear = glu.linear
+        _check_linear(name, self.linear, config.act_bits, config)
+        require_exact(name, 2 * config.act_bits, "the gate product a * sigmoid(g)")
+
+    def params(self, f_in: int = 0) -> dict:
+        p = LinearMap.quantize(self.linear, f_in, self.fracs["ab"], self.config)
+        p["table"] = sigmoid_table(self.config)
+        return p
+
+    def forward(self, x, f, p, ctx, state=None):
+        c = self.config
+        acc = LinearMap.accumulate(x, p, ctx, self.name, c)
+        f_ab = ctx.frac(self, "ab", lambda: {"ab": (_maxabs(acc * p["acc_scale"]), c.act_bits, 1.0)})
+        a, g = requant(acc, p["m"], p["k"], c.act_bits, ctx.sat, f"{self.name}.ab").chunk(2, dim=-1)
+        gated = a * lookup_sigmoid(g, f_ab, p["table"], c)
+        f_gated = f_ab + c.act_bits - 1
+        f_out = ctx.frac(self, "out", lambda: {"out": (_maxabs(gated * 2.0 ** -f_gated), c.act_bits, 1.0)})
+        return requant(gated, None, f_gated - f_out, c.act_bits, ctx.sat, f"{self.name}.out"), f_out, None
+
+
+class ResidualAdd(IntLayer):
+    """x + z, both shifted to the calibrated format "sum"."""
+
+    points = ("sum",)
+
+    def forward2(self, x, fx, z, fz, ctx):
+        c = self.config
+        f = ctx.frac(self, "sum", lambda: {"sum": (_maxabs(x * 2.0 ** -fx + z * 2.0 ** -fz), c.act_bits, 1.0)})
+        return saturate(shift_round(x, fx - f) + shift_round(z, fz - f), c.act_bits, ctx.sat, f"{self.name}.sum"), f
+
+
+class BatchNormLayer(IntLayer):
+    """BatchNorm with its running statistics, folded into a per-channel affine x G + b' (G = gamma /
+    sqrt(var + eps), b' = beta - mean G), G in weight_bits. Point: "out"."""
+
+    points = ("out",)
+
+    def __init__(self, name, config, norm: nn.Module):
+        super().__init__(name, config)
+        self.norm = norm
+        require_exact(name, config.act_bits + config.weight_bits, "the product x G")
+
+    def params(self, f_in: int = 0) -> dict:
+        c, n = self.config, self.norm
+        gain = torch.rsqrt(n.running_var.double() + n.eps)
+        shift = -n.running_mean.double() * gain
+        if n.affine:
+            gain, shift = gain * n.weight.double(), shift * n.weight.double() + n.bias.double()
+        scale = weight_scale(gain, c.weight_bits, c, dim=0)
+        acc_scale = scale * 2.0 ** -f_in
+        p = {"G": quantize(gain, scale, c.weight_bits), "b": quantize(shift, acc_scale, c.acc_bits),
+             "acc_scale": acc_scale}
+        if self.fracs["out"] is not None:
+            p["m"], p["k"] = rescale(acc_scale, self.fracs["out"], c)
+        return p
+
+    def forward(self, x, f, p, ctx, state=None):
+        c = self.config
+        acc = saturate(x * p["G"] + p["b"], c.acc_bits, ctx.sat, f"{self.name}.acc")
+        f_out = ctx.frac(self, "out", lambda: {"out": (_maxabs(acc * p["acc_scale"]), c.act_bits, 1.0)})
+        return requant(acc, p["m"], p["k"], c.act_bits, ctx.sat, f"{self.name}.out"), f_out, None
+
+
+class Pool(IntLayer):
+    """Mean over the steps seen (their sum in acc_bits, div_round by the count) or the last step. State for
+    streaming: (sum or last feature (B, H), steps (B,))."""
+
+    stateful = True
+
+    def __init__(self, name, config, pooling: str):
+        super().__init__(name, config)
+        self.pooling = pooling
+
+    def init_state(self, batch_size, like):
+        return (torch.zeros(batch_size, like.shape[-1], dtype=like.dtype, device=like.device),
+                torch.zeros(batch_size, dtype=torch.int64, device=like.device))
+
+    def forward(self, x, f, p, ctx, state=None, lengths=None):
+        if lengths is not None:  # one padded batch: the true steps only
+            steps = lengths.to(x.device)
+            if self.pooling == "last":
+                return x[torch.arange(x.shape[0], device=x.device), steps - 1], f, None
+            mask = (torch.arange(x.shape[1], device=x.device)[None] < steps[:, None]).to(x.dtype)
+            total = saturate((x * mask[..., None]).sum(1), self.config.acc_bits, ctx.sat, f"{self.name}.sum")
+            return div_round(total, steps[:, None]), f, None
+        pooled, steps = state if state is not None else self.init_state(x.shape[0], x)
+        steps = steps + x.shape[1]
+        if self.pooling == "last":
+            return x[:, -1], f, (x[:, -1], steps)
+        pooled = saturate(pooled + x.sum(1), self.config.acc_bits, ctx.sat, f"{self.name}.sum")
+        return div_round(pooled, steps[:, None]), f, (pooled, steps)
+
+
+class Head(IntLayer):
+    """The classifier: integer logits in the calibrated format "logits"; the class is their argmax (the first
+    of equal maxima)."""
+
+    points = ("logits",)
+
+    def __init__(self, name, config, linear: nn.Linear):
+        super().__init__(name, config)
+        self.linear = linear
+        _check_linear(name, linear, config.act_bits, config)
+
+    def params(self, f_in: int = 0) -> dict:
+        return LinearMap.quantize(self.linear, f_in, self.fracs["logits"], self.config)
+
+    def forward(self, x, f, p, ctx, state=None):
+        c = self.config
+        acc = LinearMap.accumulate(x, p, ctx, self.name, c)
+        f_out = ctx.frac(self, "logits", lambda: {"logits": (_maxabs(acc * p["acc_scale"]), c.act_bits, 1.0)})
+        return requant(acc, p["m"], p["k"], c.act_bits, ctx.sat, f"{self.name}.logits"), f_out, None

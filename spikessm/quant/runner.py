@@ -1,0 +1,226 @@
+"""Reference runner of a spikessm.quant export, numpy only (no torch, no spikessm): copied into every export as
+run.py.
+
+    python run.py INPUTS.npy OUTPUT.npy
+
+INPUTS.npy: int64 integer codes, (batch, length) token ids or (batch, length, d_input) quantised features.
+OUTPUT.npy: the integer logits (batch, classes), int64. It reads graph.json and model.safetensors beside it; a
+bad file exits with one line naming the file and field. docs/deploy.md gives every equation.
+"""
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SATURATED = [0]
+
+
+class ExportError(Exception):
+    pass
+
+
+def fail(message):
+    raise ExportError(message)
+
+
+def read_safetensors(path):
+    name = os.path.basename(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        fail(f"{name}: cannot read ({e.strerror})")
+    if len(data) < 8:
+        fail(f"{name}: truncated (no header length)")
+    (n,) = struct.unpack("<Q", data[:8])
+    if 8 + n > len(data):
+        fail(f"{name}: truncated (header of {n} bytes, file of {len(data)})")
+    try:
+        header = json.loads(data[8:8 + n])
+    except ValueError:
+        fail(f"{name}: header is not valid JSON")
+    body, tensors = data[8 + n:], {}
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        if not isinstance(info, dict) or info.get("dtype") != "I64":
+            got = info.get("dtype") if isinstance(info, dict) else info
+            fail(f"{name}: tensor {key}: dtype must be I64, got {got}")
+        try:
+            start, stop = (int(v) for v in info["data_offsets"])
+            shape = [int(v) for v in info["shape"]]
+        except (KeyError, TypeError, ValueError):
+            fail(f"{name}: tensor {key}: bad shape or data_offsets")
+        if stop > len(body) or stop - start != 8 * int(np.prod(shape, dtype=np.int64)):
+            fail(f"{name}: tensor {key}: data truncated or of the wrong size")
+        tensors[key] = np.frombuffer(body[start:stop], dtype="<i8").reshape(shape).astype(np.int64)
+    return tensors
+
+
+def field(obj, path, key):
+    if not isinstance(obj, dict) or key not in obj:
+        fail(f"graph.json: missing field {path}.{key}")
+    return obj[key]
+
+
+def shift_round(n, k):
+    """n / 2^k rounded half up (the one rounding rule); k an int or an int64 array."""
+    k = np.asarray(k, dtype=np.int64)
+    right = np.maximum(k, 0)
+    half = np.where(right > 0, np.left_shift(np.int64(1), np.maximum(right - 1, 0)), 0)
+    return np.left_shift(np.right_shift(n + half, right), np.maximum(-k, 0))
+
+
+def div_round(n, d):
+    return np.floor_divide(2 * n + d, 2 * d)
+
+
+def sat(x, bits):
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    SATURATED[0] += int(np.count_nonzero((x < low) | (x > high)))
+    return np.clip(x, low, high)
+
+
+class Model:
+    def __init__(self, folder):
+        try:
+            with open(os.path.join(folder, "graph.json")) as f:
+                self.graph = json.load(f)
+        except OSError as e:
+            fail(f"graph.json: cannot read ({e.strerror})")
+        except ValueError:
+            fail("graph.json: not valid JSON")
+        if field(self.graph, "graph", "format") != "spikessm-quant-graph":
+            fail("graph.json: field format must be 'spikessm-quant-graph'")
+        self.tensors = read_safetensors(os.path.join(folder, "model.safetensors"))
+        self.c = field(self.graph, "graph", "config")
+
+    def t(self, layer, key):
+        name = f"{field(layer, 'layer', 'name')}/{key}"
+        if name not in self.tensors:
+            fail(f"model.safetensors: missing tensor {name}")
+        return self.tensors[name]
+
+    def fracs(self, layer, point):
+        value = field(field(layer, layer.get("name", "layer"), "fracs"), layer["name"] + ".fracs", point)
+        if not isinstance(value, int):
+            fail(f"graph.json: field {layer['name']}.fracs.{point} must be an integer")
+        return value
+
+    def requant(self, acc, layer, bits):
+        return sat(shift_round(acc * self.t(layer, "m"), self.t(layer, "k")), bits)
+
+    def linear(self, x, layer):
+        acc = x @ self.t(layer, "W").T
+        name = f"{layer['name']}/b"
+        if name in self.tensors:
+            acc = acc + self.tensors[name]
+        return sat(acc, self.c["acc_bits"])
+
+    def norm(self, x, layer):
+        acc = sat(x * self.t(layer, "G") + self.t(layer, "b"), self.c["acc_bits"])
+        return self.requant(acc, layer, self.c["act_bits"]), self.fracs(layer, "out")
+
+    def ssm(self, u, layer):
+        c, t = self.c, lambda key: self.t(layer, key)
+        Ar, Ai, Br, Bi, Cr, Ci = (t(k) for k in ("Ar", "Ai", "Br", "Bi", "Cr", "Ci"))
+        B, L, H = u.shape
+        xr = np.zeros((B,) + Ar.shape, np.int64)
+        xi = np.zeros_like(xr)
+        v = np.zeros((B, H), np.int64)
+        theta, reset = t("theta"), field(layer, layer["name"], "readout")
+        outs = []
+        for step in range(L):
+            ut = u[:, step]
+            bu_r, bu_i = shift_round(Br * ut[..., None], t("kB")), shift_round(Bi * ut[..., None], t("kB"))
+            xr, xi = (sat(shift_round(Ar * xr - Ai * xi, t("fA")) + bu_r, c["state_bits"]),
+                      sat(shift_round(Ar * xi + Ai * xr, t("fA")) + bu_i, c["state_bits"]))
+            skip = shift_round(t("D") * ut * t("mD"), t("kD"))
+            y = sat(shift_round((Cr * xr - Ci * xi).sum(-1), t("kC")) + skip, c["membrane_bits"])
+            if reset == "heaviside":
+                outs.append((y > theta).astype(np.int64))
+                continue
+            v = sat(shift_round(t("beta") * v, c["coef_bits"] - 1) + y, c["membrane_bits"])
+            s = (v > theta).astype(np.int64)
+            if reset == "subtract":
+                v = sat(v - s * theta, c["membrane_bits"])
+            elif reset == "zero":
+                v = v * (1 - s)
+            elif reset != "none":
+                fail(f"graph.json: field {layer['name']}.readout must be subtract, zero, none or heaviside")
+            outs.append(s)
+        return np.stack(outs, 1), 0
+
+    def glu(self, x, f, layer):
+        c = self.c
+        ab = self.requant(self.linear(x, layer), layer, c["act_bits"])
+        a, g = np.split(ab, 2, axis=-1)
+        f_ab, table = self.fracs(layer, "ab"), self.t(layer, "table")
+        half = c["lut_range"] << c["lut_step_bits"]
+        index = np.clip(shift_round(g, f_ab - c["lut_step_bits"]), -half, half) + half
+        gated = a * table[index]
+        f_out = self.fracs(layer, "out")
+        return sat(shift_round(gated, f_ab + c["act_bits"] - 1 - f_out), c["act_bits"]), f_out
+
+    def add(self, x, fx, z, fz, layer):
+        f = self.fracs(layer, "sum")
+        return sat(shift_round(x, fx - f) + shift_round(z, fz - f), self.c["act_bits"]), f
+
+    def run(self, codes):
+        g, c = self.graph, self.c
+        enc = field(g, "graph", "encoder")
+        if field(g, "graph", "tokens"):
+            if codes.ndim != 2:
+                fail(f"INPUTS: token ids must be (batch, length), got shape {codes.shape}")
+            acc = self.t(enc, "E")[codes]
+        else:
+            if codes.ndim != 3:
+                fail(f"INPUTS: features must be (batch, length, d_input), got shape {codes.shape}")
+            acc = self.linear(codes, enc)
+        x, f = self.requant(acc, enc, c["act_bits"]), self.fracs(enc, "out")
+        for i, block in enumerate(field(g, "graph", "blocks")):
+            path = f"blocks[{i}]"
+            z, fz = x, f
+            if field(block, path, "prenorm"):
+                z, fz = self.norm(z, field(block, path, "norm"))
+            z, fz = self.ssm(z, field(block, path, "ssm"))
+            z, fz = self.glu(z, fz, field(block, path, "mixing"))
+            x, f = self.add(x, f, z, fz, field(block, path, "add"))
+            if not block["prenorm"]:
+                x, f = self.norm(x, block["norm"])
+        if g.get("final_norm") is not None:
+            x, f = self.norm(x, g["final_norm"])
+        if field(g, "graph", "pooling") == "last":
+            pooled = x[:, -1]
+        else:
+            pooled = div_round(sat(x.sum(1), c["acc_bits"]), x.shape[1])
+        head = field(g, "graph", "head")
+        return self.requant(self.linear(pooled, head), head, c["act_bits"])
+
+
+def main(argv):
+    if len(argv) != 3:
+        print("usage: python run.py INPUTS.npy OUTPUT.npy", file=sys.stderr)
+        return 2
+    try:
+        try:
+            codes = np.load(argv[1], allow_pickle=False)
+        except (OSError, ValueError) as e:
+            fail(f"{os.path.basename(argv[1])}: cannot read as .npy ({e})")
+        if codes.dtype != np.int64:
+            fail(f"{os.path.basename(argv[1])}: integer codes must be int64, got {codes.dtype}")
+        logits = Model(HERE).run(codes)
+    except ExportError as e:
+        print(f"run.py: {e}", file=sys.stderr)
+        return 1
+    np.save(argv[2], logits)
+    if SATURATED[0]:
+        print(f"run.py: {SATURATED[0]} values saturated", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

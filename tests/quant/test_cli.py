@@ -1,0 +1,55 @@
+"""`spikessm quantize RUN` and `spikessm eval RUN --integer`: on a tiny trained lif-s4d run."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from spikessm.__main__ import main
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "training"))
+from training_helpers import run_args  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def quantized_run(tiny_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("q") / "run"
+    assert main(run_args(tiny_data, run, "--set", "norm=batch", "--set", "dropout=0.0", "--epochs", "1")) == 0
+    assert main(["quantize", str(run), "--qat-epochs", "1", "--calib-batches", "2"]) == 0
+    return run
+
+
+def test_quantize_writes_report_and_export(quantized_run, capsys):
+    out = quantized_run / "quantized"
+    report = json.loads((out / "report.json").read_text())
+    for key in ("float_accuracy", "ptq_accuracy", "qat_accuracy", "simulator_accuracy"):
+        assert 0 <= report[key] <= 1
+    assert report["simulator_accuracy"] == report["qat_accuracy"]  # the simulator is the fake-quant model
+    assert report["config"]["weight_bits"] == 8 and report["test_examples"] == 24
+    result = subprocess.run([sys.executable, str(out / "run.py"), str(out / "sample_inputs.npy"),
+                             str(out.parent / "o.npy")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert np.array_equal(np.load(out.parent / "o.npy"), np.load(out / "sample_logits.npy"))
+
+
+def test_eval_integer_scores_the_test_split(quantized_run, capsys):
+    capsys.readouterr()
+    assert main(["eval", str(quantized_run), "--integer"]) == 0
+    line = capsys.readouterr().out.strip()
+    accuracy = json.loads((quantized_run / "quantized" / "report.json").read_text())["simulator_accuracy"]
+    assert line.startswith(f"integer test accuracy {accuracy:.4f} on 24 examples")
+
+
+def test_quantize_refusals(quantized_run, tiny_data, tmp_path, capsys):
+    with pytest.raises(SystemExit, match=r"spikessm quantize: error: quantize: .*quantized already exists"):
+        main(["quantize", str(quantized_run)])
+    with pytest.raises(SystemExit, match="spikessm quantize: error: QuantConfig: weight_bits must be an integer in "
+                                         r"\[2, 16\], got 1"):
+        main(["quantize", str(quantized_run), "--weight-bits", "1", "--out", str(tmp_path / "x")])
+    layer_norm_run = tmp_path / "ln"
+    assert main(run_args(tiny_data, layer_norm_run, "--epochs", "1")) == 0
+    with pytest.raises(SystemExit, match="spikessm quantize: error: spikessm.quant: blocks.0.norm: LayerNorm has no "
+                                         "integer form yet"):
+        main(["quantize", str(layer_norm_run)])
+    assert not (layer_norm_run / "quantized").exists()

@@ -1,0 +1,103 @@
+"""spikessm.quant.export: the numpy runner (in a subprocess, without torch or spikessm) reproduces the simulator
+bit for bit; tampered or truncated files are named; an existing folder is refused."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from spikessm.quant import IntegerSimulator, QuantConfig, export
+
+from test_quant import inputs, quantized, small
+
+
+def run_py(folder, codes, out):
+    np.save(folder.parent / "in.npy", codes)
+    return subprocess.run([sys.executable, str(folder / "run.py"), str(folder.parent / "in.npy"), str(out)],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module", params=[
+    ("lif-s4d", False, dict(), QuantConfig()),
+    ("lif-s4d", True, dict(lif_reset="zero", prenorm=True, pooling="last"), QuantConfig(per_channel=True)),
+    ("binary-s4d", False, dict(), QuantConfig(power_of_two=False)),
+], ids=["lif-s4d", "tokens-prenorm", "binary-real-scales"])
+def exported(request, tmp_path_factory):
+    preset, tokens, overrides, config = request.param
+    model = small(preset, tokens, **overrides)
+    sim = IntegerSimulator(quantized(model, config))
+    folder = export(sim, tmp_path_factory.mktemp("e") / "export", inputs(model, 2, 7))
+    return sim, model, folder
+
+
+def test_numpy_runner_equals_simulator(exported):
+    sim, model, folder = exported
+    assert sorted(p.name for p in folder.iterdir()) == ["graph.json", "model.safetensors", "run.py",
+                                                       "sample_inputs.npy", "sample_logits.npy"]
+    source = (folder / "run.py").read_text()
+    assert "import torch" not in source and "spikessm" not in source.split('"""')[2]
+    result = run_py(folder, np.load(folder / "sample_inputs.npy"), folder.parent / "out.npy")
+    assert result.returncode == 0, result.stderr
+    assert np.array_equal(np.load(folder.parent / "out.npy"), np.load(folder / "sample_logits.npy"))
+    codes = sim.quantize_inputs(inputs(model, 3, 11, seed=9))
+    result = run_py(folder, codes.numpy(), folder.parent / "out2.npy")
+    assert result.returncode == 0, result.stderr
+    assert np.array_equal(np.load(folder.parent / "out2.npy"), sim.logits_from_codes(codes)[0].numpy())
+
+
+def test_existing_folder_is_refused(exported, tmp_path):
+    sim, model, folder = exported
+    with pytest.raises(FileExistsError, match=r"^export: .* already exists; choose another folder or remove it$"):
+        export(sim, folder, inputs(model, 1, 3))
+    assert not list(folder.parent.glob(".*partial"))
+
+
+def copy(folder, tmp_path):
+    import shutil
+    target = tmp_path / "copy"
+    shutil.copytree(folder, target)
+    return target
+
+
+def test_truncated_weights_are_named(exported, tmp_path):
+    sim, model, folder = exported
+    target = copy(folder, tmp_path)
+    data = (target / "model.safetensors").read_bytes()
+    (target / "model.safetensors").write_bytes(data[:len(data) // 2])
+    result = run_py(target, np.load(target / "sample_inputs.npy"), tmp_path / "o.npy")
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("run.py: model.safetensors: ")
+    assert "truncated" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_tampered_graph_is_named(exported, tmp_path):
+    sim, model, folder = exported
+    target = copy(folder, tmp_path)
+    graph = json.loads((target / "graph.json").read_text())
+    del graph["blocks"][0]["mixing"]["fracs"]["ab"]
+    (target / "graph.json").write_text(json.dumps(graph))
+    result = run_py(target, np.load(target / "sample_inputs.npy"), tmp_path / "o.npy")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "run.py: graph.json: missing field blocks.0.mixing.fracs.ab"
+    (target / "graph.json").write_text("{not json")
+    result = run_py(target, np.load(target / "sample_inputs.npy"), tmp_path / "o.npy")
+    assert result.stderr.strip() == "run.py: graph.json: not valid JSON"
+
+
+def test_missing_tensor_is_named(exported, tmp_path):
+    from safetensors.numpy import load_file, save_file
+    sim, model, folder = exported
+    target = copy(folder, tmp_path)
+    tensors = load_file(target / "model.safetensors")
+    del tensors["blocks.0.ssm/Ar"]
+    save_file(tensors, target / "model.safetensors")
+    result = run_py(target, np.load(target / "sample_inputs.npy"), tmp_path / "o.npy")
+    assert result.stderr.strip() == "run.py: model.safetensors: missing tensor blocks.0.ssm/Ar"
+
+
+def test_logits_match_after_reload_of_sample(exported):
+    sim, model, folder = exported
+    assert torch.equal(torch.from_numpy(np.load(folder / "sample_logits.npy")),
+                       sim.logits_from_codes(torch.from_numpy(np.load(folder / "sample_inputs.npy")))[0])

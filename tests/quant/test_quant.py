@@ -1,0 +1,212 @@
+"""spikessm.quant: the rounding rule, the config's checks, fake-quant == simulator bit for bit, streaming,
+saturation counts, refusals, and QAT training."""
+import pytest
+import torch
+
+from spikessm.models import build_model
+from spikessm.quant import IntegerSimulator, QuantConfig, UnsupportedModel, calibrate, prepare_qat
+from spikessm.quant.rounding import div_round, round_half_up, shift_round
+
+
+def small(preset="lif-s4d", tokens=False, **overrides):
+    torch.manual_seed(0)
+    sizes = dict(vocab_size=11) if tokens else dict(d_input=3)
+    kw = dict(n_classes=4, d_model=6, n_layers=2, d_state=8, backend="torch")
+    if preset == "binary-s4d":
+        kw["bidirectional"] = False
+    model = build_model(preset, **sizes, **{**kw, **overrides})
+    return model.eval()
+
+
+def inputs(model, batch=3, length=9, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    if model.config.vocab_size is not None:
+        return torch.randint(0, model.config.vocab_size, (batch, length), generator=g)
+    return torch.randn(batch, length, model.config.d_input, generator=g)
+
+
+def quantized(model, config=None, length=9):
+    q = prepare_qat(model, config or QuantConfig())
+    return calibrate(q, [inputs(model, 4, length, seed=s) for s in (5, 6)])
+
+
+def assert_bit_exact(q, x, lengths=None):
+    fake, _, _ = q.integer_logits(x, lengths)
+    sim = IntegerSimulator(q)
+    ints = sim.logits(x, lengths)
+    assert ints.dtype == torch.int64
+    assert torch.equal(fake.detach(), fake.detach().round())
+    assert torch.equal(fake.detach().to(torch.int64), ints)
+    assert q.saturations == sim.saturations
+    return ints
+
+
+def test_rounding_rule_is_round_half_up_in_both_arithmetics():
+    n = torch.tensor([-5, -4, -3, -2, -1, 0, 1, 2, 3, 5, 6])
+    expected = torch.tensor([-1, -1, -1, 0, 0, 0, 0, 1, 1, 1, 2])  # n / 4 rounded half up: -1.5 -> -1, 1.5 -> 2
+    assert torch.equal(shift_round(n, 2), expected)
+    assert torch.equal(shift_round(n.double(), 2), expected.double())
+    assert torch.equal(shift_round(torch.tensor([-3, 3]), 1), torch.tensor([-1, 2]))
+    assert torch.equal(shift_round(n, -2), n * 4)
+    shifts = torch.tensor([2, 0, -1, 1, 2, 3, 1, 0, 2, 1, 3])
+    assert torch.equal(shift_round(n, shifts), shift_round(n.double(), shifts).long())
+    assert torch.equal(div_round(n, 3), torch.tensor([-2, -1, -1, -1, 0, 0, 0, 1, 1, 2, 2]))
+    assert torch.equal(div_round(n.double(), 3).long(), div_round(n, 3))
+    assert torch.equal(round_half_up(torch.tensor([-2.5, -0.5, 0.5, 2.5])), torch.tensor([-2.0, 0.0, 1.0, 3.0]))
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("weight_bits", 1, "QuantConfig: weight_bits must be an integer in [2, 16], got 1"),
+    ("coef_bits", 8.0, "QuantConfig: coef_bits must be an integer in [4, 24], got 8.0"),
+    ("state_bits", 40, "QuantConfig: state_bits must be an integer in [8, 32], got 40"),
+    ("act_bits", True, "QuantConfig: act_bits must be an integer in [4, 24], got True"),
+    ("per_channel", 1, "QuantConfig: per_channel must be True or False, got 1"),
+])
+def test_config_names_the_bad_field(field, value, message):
+    with pytest.raises(ValueError) as err:
+        QuantConfig(**{field: value})
+    assert str(err.value) == message
+
+
+def test_config_refuses_multiplier_that_overflows_float64():
+    with pytest.raises(ValueError, match="QuantConfig: mult_bits must be at most 6 with acc_bits=48"):
+        QuantConfig(power_of_two=False, acc_bits=48, mult_bits=16)
+
+
+@pytest.mark.parametrize("overrides,config", [
+    (dict(), QuantConfig()),
+    (dict(lif_reset="zero"), QuantConfig(per_channel=True)),
+    (dict(lif_reset="none", learn_beta=True), QuantConfig(power_of_two=False)),
+    (dict(prenorm=True, pooling="last"), QuantConfig(power_of_two=False, per_channel=True)),
+    (dict(detach_reset=True), QuantConfig(weight_bits=4, coef_bits=10, state_bits=16, act_bits=8)),
+])
+def test_simulator_equals_fake_quant_lif_s4d(overrides, config):
+    model = small(**overrides)
+    q = quantized(model, config)
+    for batch, length in ((3, 9), (1, 1), (2, 13)):
+        assert_bit_exact(q, inputs(model, batch, length))
+
+
+@pytest.mark.parametrize("preset,tokens", [("binary-s4d", False), ("lif-s4d", True), ("binary-s4d", True)])
+def test_simulator_equals_fake_quant_other_models(preset, tokens):
+    model = small(preset, tokens)
+    q = quantized(model)
+    assert_bit_exact(q, inputs(model, 2, 11))
+    assert_bit_exact(q, inputs(model, 3, 10), lengths=torch.tensor([10, 3, 7]))
+
+
+def test_fake_quant_is_close_to_float_at_defaults():
+    model = small()
+    q = quantized(model)
+    x = inputs(model, 8, 12)
+    with torch.no_grad():
+        err = (q(x) - model(x).double()).abs().max() / model(x).abs().max()
+    assert err < 0.2, err
+
+
+def test_simulator_equals_fake_quant_after_training():
+    model = small()
+    q = quantized(model)
+    optimizer = torch.optim.Adam(q.parameters(), lr=1e-2)
+    x, labels = inputs(model, 8, 9), torch.arange(8) % 4
+    for _ in range(3):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(q(x), labels).backward()
+        optimizer.step()
+    assert_bit_exact(q, inputs(model, 3, 9))
+
+
+@pytest.mark.parametrize("tokens", [False, True])
+def test_streaming_in_pieces_equals_one_pass(tokens):
+    model = small(tokens=tokens)
+    q = quantized(model)
+    sim = IntegerSimulator(q)
+    x = inputs(model, 2, 11)
+    whole = sim.logits(x)
+    state, pieces = None, (0, 1, 5, 6, 11)
+    for start, stop in zip(pieces, pieces[1:]):
+        logits, state = sim.stream(x[:, start:stop], state)
+    assert torch.equal(logits, whole)
+    state = None
+    for t in range(x.shape[1]):
+        logits, state = sim.step(x[:, t], state)
+    assert torch.equal(logits, whole)
+
+
+def test_saturation_is_counted_never_wrapped():
+    model = small()
+    q = quantized(model, QuantConfig(state_bits=8, membrane_bits=8, act_bits=8))
+    x = 20 * inputs(model, 3, 9)  # far beyond the calibration data's range
+    ints = assert_bit_exact(q, x)
+    assert q.saturations["inputs.in"] > 0
+    assert sum(q.saturations.values()) > q.saturations["inputs.in"]
+    assert ints.abs().max() <= 127
+    calm = inputs(model, 3, 9, seed=5)  # a calibration batch: nothing saturates
+    assert_bit_exact(q, calm[:, :4])
+    assert q.saturations["inputs.in"] == 0
+
+
+@pytest.mark.parametrize("preset,overrides,message", [
+    ("lif-s4d", dict(bidirectional=True), "spikessm.quant: blocks.0.ssm: S4D is bidirectional: its output at step "
+     "t depends on later inputs, so it cannot run one step at a time; build the model with bidirectional=False"),
+    ("binary-s4d", dict(), "spikessm.quant: blocks.0.ssm: S4D is bidirectional"),
+    ("lif-s5", dict(), "spikessm.quant: blocks.0.ssm: S5 has no integer form yet (S4D has)"),
+    ("gsu-s4d", dict(bidirectional=False), "spikessm.quant: blocks.0.mixing: GSU has no integer form yet (GLU has)"),
+    ("s4d", dict(bidirectional=False), "spikessm.quant: blocks.0.readout: GELU has no integer form yet"),
+    ("lif-s4d", dict(norm="layer"), "spikessm.quant: blocks.0.norm: LayerNorm has no integer form yet"),
+    ("lif-s4d", dict(pair=True), "spikessm.quant: model: pair models"),
+    ("lif-s4d", dict(surrogate="leaky"), "spikessm.quant: model: the 'leaky' surrogate"),
+])
+def test_unsupported_models_are_refused_naming_the_layer(preset, overrides, message):
+    torch.manual_seed(0)
+    model = build_model(preset, n_classes=2, d_input=1, d_model=4, n_layers=1, d_state=4, backend="torch",
+                        **overrides)
+    with pytest.raises(UnsupportedModel) as err:
+        prepare_qat(model)
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value)
+
+
+def test_uncalibrated_and_empty_calibration_are_refused():
+    model = small()
+    q = prepare_qat(model)
+    with pytest.raises(RuntimeError, match=r"^spikessm.quant: inputs.in has no scale yet; call "):
+        q(inputs(model))
+    with pytest.raises(RuntimeError, match="IntegerSimulator: the model is not calibrated"):
+        IntegerSimulator(q)
+    with pytest.raises(ValueError, match=r"^calibrate: the calibration data is empty \(no batches\)$"):
+        calibrate(q, [])
+
+
+def test_layer_too_wide_for_float64_is_refused():
+    model = small(d_state=64)
+    with pytest.raises(ValueError, match=r"^spikessm.quant: blocks.0.ssm: the readout sum C x can reach 2\^"):
+        prepare_qat(model, QuantConfig(coef_bits=24, state_bits=32))
+
+
+def test_qat_trains_and_closes_the_ptq_gap():
+    """A tiny task (the sign of the mean feature): QAT from PTQ at low widths lowers the loss of the quantised
+    model."""
+    torch.manual_seed(0)
+    model = small(d_model=8)
+    x = torch.randn(32, 10, 3)
+    labels = (x.mean((1, 2)) > 0).long() + 2 * (x[:, :, 0].mean(1) > 0).long()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(30):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), labels).backward()
+        optimizer.step()
+    model.eval()
+    q = calibrate(prepare_qat(model, QuantConfig(weight_bits=3, coef_bits=8, act_bits=6)), [x])
+    with torch.no_grad():
+        ptq_loss = torch.nn.functional.cross_entropy(q(x), labels).item()
+    optimizer = torch.optim.Adam(q.parameters(), lr=5e-3)
+    for _ in range(15):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(q(x), labels).backward()
+        optimizer.step()
+    with torch.no_grad():
+        qat_loss = torch.nn.functional.cross_entropy(q(x), labels).item()
+    assert qat_loss < ptq_loss, (ptq_loss, qat_loss)
+    assert_bit_exact(q, x[:4])
