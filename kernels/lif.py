@@ -1,6 +1,7 @@
 """Leaky integrate-and-fire neurons over a sequence: forward and backward.
 
     m_t = beta v_{t-1} + x_t;  s_t = H(m_t - threshold);  v_t = m_t - threshold s_t | m_t (1 - s_t) | m_t
+    (H(z) = 1 where z > 0, or z >= 0 with FIRE_ON_TIE: kernels/common/neuron.py's `fires`)
     Gm_t = gs_t sigma_t + Gv_t dv/dm_t;  Gv_{t-1} = beta Gm_t   (sigma = the surrogate derivative)
 
 Forward. The reset makes the recurrence non-linear, so each channel walks its steps in order with the membrane
@@ -40,8 +41,8 @@ import triton.language as tl
 from .diag_scan import diag_scan_fwd
 
 from .common.launch import cdiv, check_stages, next_power_of_2
-from .common.neuron import (LEAKY, RESET_CODES, SURROGATE_CODES, lif_step, post_reset, reset_derivatives, spike_values,
-                             surrogate_alpha, surrogate_derivative)
+from .common.neuron import (LEAKY, RESET_CODES, SURROGATE_CODES, fires, lif_step, post_reset, reset_derivatives,
+                             spike_values, surrogate_alpha, surrogate_derivative)
 
 
 
@@ -73,21 +74,22 @@ def _join_halves(first, second, BLOCK_H: tl.constexpr, T: tl.constexpr):
 
 
 @triton.jit
-def _run_chunk(x, live, v, v_old, beta, th, RESET: tl.constexpr, DUAL: tl.constexpr, BLOCK_H: tl.constexpr,
+def _run_chunk(x, live, v, v_old, beta, th, RESET: tl.constexpr, FIRE_ON_TIE: tl.constexpr, DUAL: tl.constexpr,
+               BLOCK_H: tl.constexpr,
                T: tl.constexpr):
     """T steps of a (BLOCK_H, T) input tile -> (membrane, spikes, differ) tiles and the membranes after them.
     The tile is halved in registers down to single steps (recursion on the constexpr T), walked in order."""
     if T == 2:
         x0, x1 = tl.split(x)
         l0, l1 = tl.split(live)
-        m0, s0, d0, v, v_old = lif_step(x0, l0, v, v_old, beta, th, RESET, DUAL)
-        m1, s1, d1, v, v_old = lif_step(x1, l1, v, v_old, beta, th, RESET, DUAL)
+        m0, s0, d0, v, v_old = lif_step(x0, l0, v, v_old, beta, th, RESET, FIRE_ON_TIE, DUAL)
+        m1, s1, d1, v, v_old = lif_step(x1, l1, v, v_old, beta, th, RESET, FIRE_ON_TIE, DUAL)
         m, s, d = tl.join(m0, m1), tl.join(s0, s1), tl.join(d0, d1)
     else:
         xa, xb = _halves(x, BLOCK_H, T)
         la, lb = _halves(live, BLOCK_H, T)
-        ma, sa, da, v, v_old = _run_chunk(xa, la, v, v_old, beta, th, RESET, DUAL, BLOCK_H, T // 2)
-        mb, sb, db, v, v_old = _run_chunk(xb, lb, v, v_old, beta, th, RESET, DUAL, BLOCK_H, T // 2)
+        ma, sa, da, v, v_old = _run_chunk(xa, la, v, v_old, beta, th, RESET, FIRE_ON_TIE, DUAL, BLOCK_H, T // 2)
+        mb, sb, db, v, v_old = _run_chunk(xb, lb, v, v_old, beta, th, RESET, FIRE_ON_TIE, DUAL, BLOCK_H, T // 2)
         m, s, d = (_join_halves(ma, mb, BLOCK_H, T), _join_halves(sa, sb, BLOCK_H, T),
                    _join_halves(da, db, BLOCK_H, T))
     return m, s, d, v, v_old
@@ -97,7 +99,8 @@ def _run_chunk(x, live, v, v_old, beta, th, RESET: tl.constexpr, DUAL: tl.conste
 def lif_fwd_kernel(
     x_ptr, beta_ptr, th_ptr, h0_ptr, s_ptr, m_ptr, vend_ptr,
     L, H, SEG,
-    HAS_H0: tl.constexpr, STORE_M: tl.constexpr, RESET: tl.constexpr, BLOCK_H: tl.constexpr, T: tl.constexpr,
+    HAS_H0: tl.constexpr, STORE_M: tl.constexpr, RESET: tl.constexpr, FIRE_ON_TIE: tl.constexpr,
+    BLOCK_H: tl.constexpr, T: tl.constexpr,
     STAGES: tl.constexpr,
 ):
     """Pass 1: program (channel block, batch element, segment) walks its segment; vend: (B, S, H)."""
@@ -124,7 +127,7 @@ def lif_fwd_kernel(
         live = mask_h[:, None] & (start + cols < hi)[None, :]
         base = (pid_b * L + start) * H
         x = tl.load(x_ptr + base + offs, mask=live, other=0.0).to(acc_dtype)
-        m, s, _, v, _ = _run_chunk(x, live, v, v, beta, th, RESET, False, BLOCK_H, T)
+        m, s, _, v, _ = _run_chunk(x, live, v, v, beta, th, RESET, FIRE_ON_TIE, False, BLOCK_H, T)
         tl.store(s_ptr + base + offs, spike_values(s, acc_dtype, s_ptr), mask=live)
         if STORE_M:
             tl.store(m_ptr + base + offs, m, mask=live)
@@ -133,7 +136,8 @@ def lif_fwd_kernel(
 
 @triton.jit
 def _rerun(x_ptr, s_ptr, m_ptr, offs, lo, hi, H, v, v_old, beta, th, mask_h,
-           STORE_M: tl.constexpr, RESET: tl.constexpr, BLOCK_H: tl.constexpr, T: tl.constexpr):
+           STORE_M: tl.constexpr, RESET: tl.constexpr, FIRE_ON_TIE: tl.constexpr, BLOCK_H: tl.constexpr,
+           T: tl.constexpr):
     """Re-runs steps lo .. hi - 1 from membrane v beside the stored trajectory, recomputed from v_old, and
     rewrites the steps where the two differ, until they agree in every channel of the block or the steps run
     out. offs: (BLOCK_H, T) offsets of steps lo .. lo + T - 1. Returns v and whether each channel merged."""
@@ -148,7 +152,7 @@ def _rerun(x_ptr, s_ptr, m_ptr, offs, lo, hi, H, v, v_old, beta, th, mask_h,
         live = live_next
         live_next = mask_h[:, None] & (start + T + cols < hi)[None, :]
         x_next = tl.load(x_ptr + offs + (start + T - lo) * H, mask=live_next, other=0.0)
-        m, s, changed, v, v_old = _run_chunk(x, live, v, v_old, beta, th, RESET, True, BLOCK_H, T)
+        m, s, changed, v, v_old = _run_chunk(x, live, v, v_old, beta, th, RESET, FIRE_ON_TIE, True, BLOCK_H, T)
         here = offs + (start - lo) * H
         # a spike can change only where the membrane did
         tl.store(s_ptr + here, spike_values(s, acc_dtype, s_ptr), mask=live & changed)
@@ -163,7 +167,7 @@ def _rerun(x_ptr, s_ptr, m_ptr, offs, lo, hi, H, v, v_old, beta, th, mask_h,
 def lif_fixup_parallel_kernel(
     x_ptr, beta_ptr, th_ptr, s_ptr, m_ptr, vend_ptr, vfix_ptr, merged_ptr,
     L, H, SEG, n_seg,
-    STORE_M: tl.constexpr, RESET: tl.constexpr, BLOCK_H: tl.constexpr, T: tl.constexpr,
+    STORE_M: tl.constexpr, RESET: tl.constexpr, FIRE_ON_TIE: tl.constexpr, BLOCK_H: tl.constexpr, T: tl.constexpr,
 ):
     """Pass 2: program (channel block, batch element, segment k >= 1) re-runs segment k from pass 1's end state
     of segment k - 1. vfix (B, S, H): segment k's end state on that start; merged (B, n_blocks, S) int32: 1 where
@@ -182,7 +186,7 @@ def lif_fixup_parallel_kernel(
     seg_row = pid_b * n_seg * H + offs_h
     v_start = tl.load(vend_ptr + seg_row + (k - 1) * H, mask=mask_h, other=0.0)
     v, merged = _rerun(x_ptr, s_ptr, m_ptr, offs, lo, hi, H, v_start, tl.zeros([BLOCK_H], dtype=acc_dtype), beta,
-                       th, mask_h, STORE_M, RESET, BLOCK_H, T)
+                       th, mask_h, STORE_M, RESET, FIRE_ON_TIE, BLOCK_H, T)
     v_end = tl.where(merged, tl.load(vend_ptr + seg_row + k * H, mask=mask_h, other=0.0), v)
     tl.store(vfix_ptr + seg_row + k * H, v_end, mask=mask_h)
     all_merged = tl.min((merged | ~mask_h).to(tl.int32), axis=0)
@@ -193,7 +197,8 @@ def lif_fixup_parallel_kernel(
 def lif_fixup_sequential_kernel(
     x_ptr, beta_ptr, th_ptr, s_ptr, m_ptr, vend_ptr, vfix_ptr, merged_ptr, vT_ptr,
     L, H, SEG, n_seg,
-    STORE_M: tl.constexpr, RESET: tl.constexpr, BLOCK_H: tl.constexpr, T: tl.constexpr, BLOCK_S: tl.constexpr,
+    STORE_M: tl.constexpr, RESET: tl.constexpr, FIRE_ON_TIE: tl.constexpr, BLOCK_H: tl.constexpr, T: tl.constexpr,
+    BLOCK_S: tl.constexpr,
 ):
     """Pass 3: program (channel block, batch element). If every segment 1 .. S - 2 merged in pass 2, each pass-2
     start was true and the final state is segment S - 1's pass-2 end. Otherwise the segments are walked in order
@@ -219,7 +224,7 @@ def lif_fixup_sequential_kernel(
             offs = pid_b * L * H + offs_h[:, None] + (lo + tl.arange(0, T))[None, :].to(tl.int64) * H
             used = tl.load(vend_ptr + seg_row + (k - 1) * H, mask=mask_h, other=0.0)
             v, merged = _rerun(x_ptr, s_ptr, m_ptr, offs, lo, hi, H, v, used, beta, th, mask_h,
-                               STORE_M, RESET, BLOCK_H, T)
+                               STORE_M, RESET, FIRE_ON_TIE, BLOCK_H, T)
             v = tl.where(merged, tl.load(vfix_ptr + seg_row + k * H, mask=mask_h, other=0.0), v)
     tl.store(vT_ptr + pid_b * H + offs_h, v, mask=mask_h)
 
@@ -231,7 +236,8 @@ def lif_fixup_sequential_kernel(
 
 @triton.jit
 def _adjoint_step(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SURROGATE: tl.constexpr,
-                  RESET: tl.constexpr, DETACH_RESET: tl.constexpr, COMPOSE: tl.constexpr, MASKED: tl.constexpr):
+                  RESET: tl.constexpr, FIRE_ON_TIE: tl.constexpr, DETACH_RESET: tl.constexpr, COMPOSE: tl.constexpr,
+                  MASKED: tl.constexpr):
     """Step t of the reverse walk for (BLOCK_H,) channels: m, gs (and sg, the saved surrogate derivative of
     "leaky") at step t; Gv = dLoss/dv_t; pend = Gm_{t+1}, whose dbeta term needs v_t. Returns Gm_t = dLoss/dx_t
     and the carries for step t - 1. COMPOSE (the composing pass): only Gv and A, the product of the steps'
@@ -241,7 +247,7 @@ def _adjoint_step(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SUR
         sigma = sg
     else:
         sigma = surrogate_derivative(m - th, alpha, SURROGATE)
-    spiked = m > th
+    spiked = fires(m, th, FIRE_ON_TIE)
     c = gs * sigma
     dv_dm, dv_dth = reset_derivatives(m, spiked.to(m.dtype), sigma, th, RESET, DETACH_RESET)
     v = post_reset(m, spiked, th, RESET)
@@ -262,7 +268,8 @@ def _adjoint_step(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SUR
 
 @triton.jit
 def _adjoint_chunk(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SURROGATE: tl.constexpr,
-                   RESET: tl.constexpr, DETACH_RESET: tl.constexpr, COMPOSE: tl.constexpr, MASKED: tl.constexpr,
+                   RESET: tl.constexpr, FIRE_ON_TIE: tl.constexpr, DETACH_RESET: tl.constexpr, COMPOSE: tl.constexpr,
+                   MASKED: tl.constexpr,
                    BLOCK_H: tl.constexpr, T: tl.constexpr):
     """The T steps of (BLOCK_H, T) tiles, last step first -> the (BLOCK_H, T) tile of Gm and the carries. Halved
     like the forward's chunk, walking the later half first."""
@@ -272,9 +279,9 @@ def _adjoint_chunk(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SU
         s0, s1 = tl.split(sg)
         l0, l1 = tl.split(live)
         gm1, Gv, pend, dth, dbeta, A = _adjoint_step(m1, g1, s1, l1, Gv, pend, dth, dbeta, A, beta, th, alpha,
-                                                     SURROGATE, RESET, DETACH_RESET, COMPOSE, MASKED)
+                                                     SURROGATE, RESET, FIRE_ON_TIE, DETACH_RESET, COMPOSE, MASKED)
         gm0, Gv, pend, dth, dbeta, A = _adjoint_step(m0, g0, s0, l0, Gv, pend, dth, dbeta, A, beta, th, alpha,
-                                                     SURROGATE, RESET, DETACH_RESET, COMPOSE, MASKED)
+                                                     SURROGATE, RESET, FIRE_ON_TIE, DETACH_RESET, COMPOSE, MASKED)
         gm = tl.join(gm0, gm1)
     else:
         ma, mb = _halves(m, BLOCK_H, T)
@@ -282,10 +289,12 @@ def _adjoint_chunk(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SU
         sa, sb = _halves(sg, BLOCK_H, T)
         la, lb = _halves(live, BLOCK_H, T)
         gmb, Gv, pend, dth, dbeta, A = _adjoint_chunk(mb, gb, sb, lb, Gv, pend, dth, dbeta, A, beta, th, alpha,
-                                                      SURROGATE, RESET, DETACH_RESET, COMPOSE, MASKED, BLOCK_H,
+                                                      SURROGATE, RESET, FIRE_ON_TIE, DETACH_RESET, COMPOSE, MASKED,
+                                                      BLOCK_H,
                                                       T // 2)
         gma, Gv, pend, dth, dbeta, A = _adjoint_chunk(ma, ga, sa, la, Gv, pend, dth, dbeta, A, beta, th, alpha,
-                                                      SURROGATE, RESET, DETACH_RESET, COMPOSE, MASKED, BLOCK_H,
+                                                      SURROGATE, RESET, FIRE_ON_TIE, DETACH_RESET, COMPOSE, MASKED,
+                                                      BLOCK_H,
                                                       T // 2)
         gm = _join_halves(gma, gmb, BLOCK_H, T)
     return gm, Gv, pend, dth, dbeta, A
@@ -307,7 +316,7 @@ def _load_chunk(m_ptr, gs_ptr, sigma_ptr, offs, mask, acc_dtype, SURROGATE: tl.c
 def lif_bwd_kernel(
     beta_ptr, th_ptr, h0_ptr, m_ptr, gs_ptr, sigma_ptr, gT_ptr, chained_ptr, dx_ptr, out_ptr, alpha_ptr,
     L, H, SEG,
-    HAS_H0: tl.constexpr, HAS_GT: tl.constexpr, RESET: tl.constexpr, SURROGATE: tl.constexpr,
+    HAS_H0: tl.constexpr, HAS_GT: tl.constexpr, RESET: tl.constexpr, FIRE_ON_TIE: tl.constexpr, SURROGATE: tl.constexpr,
     DETACH_RESET: tl.constexpr, COMPOSE: tl.constexpr, BLOCK_H: tl.constexpr, T: tl.constexpr,
     STAGES: tl.constexpr,
 ):
@@ -357,7 +366,7 @@ def lif_bwd_kernel(
     live = mask_h[:, None] & (top + cols < hi)[None, :]
     m, gs, sg = _load_chunk(m_ptr + base, gs_ptr + base, sigma_ptr + base, offs, live, acc_dtype, SURROGATE)
     gm, Gv, pend, dth, dbeta, A = _adjoint_chunk(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha,
-                                                 SURROGATE, RESET, DETACH_RESET, COMPOSE, True, BLOCK_H, T)
+                                                 SURROGATE, RESET, FIRE_ON_TIE, DETACH_RESET, COMPOSE, True, BLOCK_H, T)
     if not COMPOSE:
         tl.store(dx_ptr + base + offs, gm.to(dx_ptr.dtype.element_ty), mask=live)
     # The pipeliner copies the next STAGES - 1 chunks below into shared memory while this one is walked.
@@ -365,7 +374,8 @@ def lif_bwd_kernel(
         base = (pid_b * L + top - j * T) * H
         m, gs, sg = _load_chunk(m_ptr + base, gs_ptr + base, sigma_ptr + base, offs, mask_2d, acc_dtype, SURROGATE)
         gm, Gv, pend, dth, dbeta, A = _adjoint_chunk(m, gs, sg, mask_2d, Gv, pend, dth, dbeta, A, beta, th, alpha,
-                                                     SURROGATE, RESET, DETACH_RESET, COMPOSE, False, BLOCK_H, T)
+                                                     SURROGATE, RESET, FIRE_ON_TIE, DETACH_RESET, COMPOSE, False,
+                                                     BLOCK_H, T)
         if not COMPOSE:
             tl.store(dx_ptr + base + offs, gm.to(dx_ptr.dtype.element_ty), mask=mask_2d)
     plane = tl.num_programs(1) * n_seg * H
@@ -385,7 +395,7 @@ def lif_bwd_kernel(
         if lo > 0:
             m_p = tl.load(m_ptr + pid_b * L * H + (lo - 1).to(tl.int64) * H + offs_h, mask=mask_h,
                           other=0.0).to(acc_dtype)
-            v_prev = post_reset(m_p, m_p > th, th, RESET)
+            v_prev = post_reset(m_p, fires(m_p, th, FIRE_ON_TIE), th, RESET)
         else:
             v_prev = zero
             if HAS_H0:
@@ -463,11 +473,12 @@ def plan(B: int, L: int, H: int, segments: int | None = None, chunk: int = FWD_C
 
 
 def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segments: int | None = None,
-            chunk: int = FWD_CHUNK, block_h: int | None = None, stages: int = STAGES):
+            chunk: int = FWD_CHUNK, block_h: int | None = None, stages: int = STAGES, fire_on_tie: bool = False):
     """The forward of lif's PyTorch path, on the kernels: x (B, L, H) contiguous; beta, threshold (H,) in the
     state dtype; h0 (B, H) or None -> spikes (x's dtype), the pre-reset membrane (B, L, H)
     (an empty tensor unless save_membrane) and the final state (B, H). segments, chunk, block_h: see plan;
-    stages: the first pass's pipeline depth (1 .. launch.MAX_STAGES)."""
+    stages: the first pass's pipeline depth (1 .. launch.MAX_STAGES); fire_on_tie: spike where the membrane equals
+    the threshold too."""
     B, L, H = x.shape
     dtype = beta.dtype
     block_h, seg, n_seg = plan(B, L, H, segments, chunk, block_h=block_h)
@@ -475,7 +486,8 @@ def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segm
     m_all = torch.empty((B, L, H) if save_membrane else (0,), dtype=dtype, device=x.device)
     vend = torch.empty((B, n_seg, H), dtype=dtype, device=x.device)
     n_blocks = cdiv(H, block_h)
-    flags = dict(STORE_M=save_membrane, RESET=RESET_CODES[reset], BLOCK_H=block_h, T=chunk, num_warps=1)
+    flags = dict(STORE_M=save_membrane, RESET=RESET_CODES[reset], FIRE_ON_TIE=fire_on_tie, BLOCK_H=block_h, T=chunk,
+                 num_warps=1)
     lif_fwd_kernel[(n_blocks, B, n_seg)](
         x, beta, threshold, h0 if h0 is not None else vend, spikes, m_all, vend, L, H, seg,
         HAS_H0=h0 is not None, STAGES=check_stages("lif forward kernel", stages), **flags,
@@ -495,11 +507,11 @@ def lif_fwd(x, beta, threshold, h0, reset: str, save_membrane: bool = True, segm
 
 def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate: str, alpha: float,
             detach_reset: bool, x_dtype: torch.dtype, sigma=None, segments: int | None = None,
-            chunk: int = BWD_CHUNK, block_h: int | None = None, stages: int = BWD_STAGES):
+            chunk: int = BWD_CHUNK, block_h: int | None = None, stages: int = BWD_STAGES, fire_on_tie: bool = False):
     """The backward of lif's PyTorch path (its adjoint), on the kernels: gradients (dx (B, L, H) in x_dtype,
     dbeta (H,), dthreshold (H,), dh0 (B, H) or None). For surrogate "leaky", `sigma` (B, L, H) is its derivative
     at every step (it depends on the spike history, which the backward does not see). segments, chunk, block_h:
-    see plan; stages: the pipeline depth (1 .. launch.MAX_STAGES)."""
+    see plan; stages: the pipeline depth (1 .. launch.MAX_STAGES); fire_on_tie: as the forward ran."""
     if (surrogate == "leaky") != (sigma is not None):
         raise ValueError("lif_bwd: sigma is needed for, and only for, the 'leaky' surrogate")
     B, L, H = m_all.shape
@@ -509,7 +521,7 @@ def lif_bwd(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate
     dx = torch.empty((B, L, H), dtype=x_dtype, device=m_all.device)
     # per segment: dbeta and dthreshold partial sums, and its map's two coefficients, in one allocation
     partials = torch.empty((4, B, n_seg, H), dtype=dtype, device=m_all.device)
-    args = dict(HAS_H0=h0 is not None, HAS_GT=g_final is not None, RESET=RESET_CODES[reset],
+    args = dict(HAS_H0=h0 is not None, HAS_GT=g_final is not None, RESET=RESET_CODES[reset], FIRE_ON_TIE=fire_on_tie,
                 SURROGATE=SURROGATE_CODES[surrogate], DETACH_RESET=detach_reset, BLOCK_H=block_h, T=chunk,
                 STAGES=check_stages("lif backward kernel", stages), num_warps=1)
     spare = partials  # stands in for absent pointers; never read

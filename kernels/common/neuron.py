@@ -46,6 +46,15 @@ def surrogate_derivative(x, alpha, SURROGATE: tl.constexpr):
     return d
 
 @triton.jit
+def fires(m, th, FIRE_ON_TIE: tl.constexpr):
+    """The spikes of pre-reset membrane m: m > th, or m >= th with FIRE_ON_TIE (spikingjelly's rule)."""
+    if FIRE_ON_TIE:
+        spiked = m >= th
+    else:
+        spiked = m > th
+    return spiked
+
+@triton.jit
 def post_reset(m, spiked, threshold, RESET: tl.constexpr):
     if RESET == SUBTRACT:
         v = tl.where(spiked, m - threshold, m)
@@ -80,16 +89,17 @@ def reset_derivatives(m, s, sigma, th, RESET: tl.constexpr, DETACH_RESET: tl.con
     return dv_dm, dv_dth
 
 @triton.jit
-def lif_step(x, live, v, v_old, beta, th, RESET: tl.constexpr, DUAL: tl.constexpr):
-    """One step for (BLOCK_H,) channels: x input, live = the step exists. With DUAL, also the step of a second
+def lif_step(x, live, v, v_old, beta, th, RESET: tl.constexpr, FIRE_ON_TIE: tl.constexpr, DUAL: tl.constexpr):
+    """One step for (BLOCK_H,) channels: x input, live = the step exists; spikes by `fires`. With DUAL, also the step
+    of a second
     trajectory from v_old; `differ` says where the two pre-reset membranes differ."""
     m = tl.fma(beta, v, x)
-    spiked = m > th
+    spiked = fires(m, th, FIRE_ON_TIE)
     v = tl.where(live, post_reset(m, spiked, th, RESET), v)
     differ = spiked
     if DUAL:
         m_old = tl.fma(beta, v_old, x)
-        v_old = tl.where(live, post_reset(m_old, m_old > th, th, RESET), v_old)
+        v_old = tl.where(live, post_reset(m_old, fires(m_old, th, FIRE_ON_TIE), th, RESET), v_old)
         differ = m != m_old
     return m, spiked, differ, v, v_old
 

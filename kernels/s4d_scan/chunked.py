@@ -142,7 +142,8 @@ def _fwd_chunk(u_ptr, Z_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, start, z_re, 
 
 @triton.jit
 def _neurons(y, v, beta, th, s_ptr, m_ptr, slot_ptr, offs_b, mask_b, start, L, H, h, rows,
-             STORE_M: tl.constexpr, RESET: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr,
+             STORE_M: tl.constexpr, RESET: tl.constexpr, FIRE_ON_TIE: tl.constexpr, REVERSE: tl.constexpr,
+             BLOCK_B: tl.constexpr,
              T: tl.constexpr):
     """The LIF neurons of channel h over a chunk's (T, BLOCK_B) output tile y, in processing order: writes the
     spikes (and the pre-reset membrane when STORE_M), returns the membranes (BLOCK_B,) after the chunk.
@@ -163,7 +164,7 @@ def _neurons(y, v, beta, th, s_ptr, m_ptr, slot_ptr, offs_b, mask_b, start, L, H
             i = start + j
             live = mask_b & (i + 0 * seq < L)  # a vector comparison: Triton's interpreter mis-types vector & scalar
             x = tl.load(slot_ptr + j * BLOCK_B + seq)
-            m, spiked, _, v, _ = lif_step(x, live, v, v, beta, th, RESET, False)
+            m, spiked, _, v, _ = lif_step(x, live, v, v, beta, th, RESET, FIRE_ON_TIE, False)
             offs = offs_b * L * H + time_index(i, L, REVERSE) * H + h
             tl.store(s_ptr + offs, spike_values(spiked, y.dtype, s_ptr), mask=live)
             if STORE_M:
@@ -175,6 +176,7 @@ def _neurons(y, v, beta, th, s_ptr, m_ptr, slot_ptr, offs_b, mask_b, start, L, H
 def _output_chunk(u_ptr, y_ptr, Z_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, start, z_re, z_im, d, v, beta, th,
                   m_ptr, scratch_ptr, offs_b, mask_b, offs_n, mask_n, rows, n_chunks, Bsz, L, H, N, h, T: tl.constexpr,
                   STORE_Z: tl.constexpr, LIF: tl.constexpr, STORE_M: tl.constexpr, RESET: tl.constexpr,
+                  FIRE_ON_TIE: tl.constexpr,
                   REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, PRECISION: tl.constexpr):
     """One chunk forward and what it writes to y_ptr: y, or with LIF the neurons' spikes. Returns Z_c and the
     membranes."""
@@ -184,7 +186,7 @@ def _output_chunk(u_ptr, y_ptr, Z_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, sta
     if LIF:
         slot_ptr = scratch_ptr + (c % 2) * BLOCK_B * T
         v = _neurons(y, v, beta, th, y_ptr, m_ptr, slot_ptr, offs_b, mask_b, start, L, H, h, rows,
-                     STORE_M, RESET, REVERSE, BLOCK_B, T)
+                     STORE_M, RESET, FIRE_ON_TIE, REVERSE, BLOCK_B, T)
     else:
         y_ptrs, _ = _steps(y_ptr, offs_b, start, L, H, h, rows, mask_b, REVERSE)
         tl.store(y_ptrs, y.to(y_ptr.dtype.element_ty), mask=mask_u)
@@ -197,7 +199,7 @@ def chunked_fwd_kernel(
     y_ptr, zT_ptr, Z_ptr, m_ptr, vT_ptr, scratch_ptr,
     Bsz, L, H, N,
     HAS_D: tl.constexpr, HAS_Z0: tl.constexpr, STORE_Z: tl.constexpr, LIF: tl.constexpr, HAS_V0: tl.constexpr,
-    STORE_M: tl.constexpr, RESET: tl.constexpr, REVERSE: tl.constexpr,
+    STORE_M: tl.constexpr, RESET: tl.constexpr, FIRE_ON_TIE: tl.constexpr, REVERSE: tl.constexpr,
     T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_B: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """With LIF, y_ptr receives the spikes, m_ptr the pre-reset membrane (STORE_M) and vT_ptr the final one;
@@ -222,12 +224,14 @@ def chunked_fwd_kernel(
     for c in range(0, n_chunks - 1):
         z_re, z_im, v = _output_chunk(u_ptr, y_ptr, Z_ptr, conv_ptr, out_ptr, in_ptr, at_ptr, c, c * T, z_re, z_im,
                                       d, v, beta, th, m_ptr, scratch_ptr, offs_b, mask_b, offs_n, mask_n, rows,
-                                      n_chunks, Bsz, L, H, N, h, T, STORE_Z, LIF, STORE_M, RESET, REVERSE, BLOCK_B,
+                                      n_chunks, Bsz, L, H, N, h, T, STORE_Z, LIF, STORE_M, RESET, FIRE_ON_TIE,
+                                      REVERSE, BLOCK_B,
                                       PRECISION)
     last = n_chunks - 1
     z_re, z_im, v = _output_chunk(u_ptr, y_ptr, Z_ptr, conv_ptr, out_ptr, in_last_ptr, at_last_ptr, last, last * T,
                                   z_re, z_im, d, v, beta, th, m_ptr, scratch_ptr, offs_b, mask_b, offs_n, mask_n,
-                                  rows, n_chunks, Bsz, L, H, N, h, T, STORE_Z, LIF, STORE_M, RESET, REVERSE, BLOCK_B,
+                                  rows, n_chunks, Bsz, L, H, N, h, T, STORE_Z, LIF, STORE_M, RESET, FIRE_ON_TIE,
+                                  REVERSE, BLOCK_B,
                                   PRECISION)
     tl.store(zT_ptr + state_ptrs, z_re, mask=mask_state)
     tl.store(zT_ptr + state_ptrs + H * N, z_im, mask=mask_state)
@@ -336,7 +340,8 @@ def _forward(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse: b
     out = torch.empty_like(u)
     zT = torch.empty((Bsz, 2, H, N), dtype=real, device=u.device)
     states = torch.empty(states_shape(Bsz, L, H, N, T), dtype=real, device=u.device) if store_states else None
-    v0, beta, threshold, reset, store_m = lif if lif is not None else (None, None, None, "subtract", False)
+    v0, beta, threshold, reset, store_m, fire_on_tie = (lif if lif is not None else
+                                                        (None, None, None, "subtract", False, False))
     membrane = torch.empty((Bsz, L, H), dtype=real, device=u.device) if store_m else None
     vT = torch.empty((Bsz, H), dtype=real, device=u.device) if lif is not None else None
     grid = (H, cdiv(Bsz, block_b))
@@ -351,7 +356,8 @@ def _forward(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse: b
         out, zT, arg(states), arg(membrane), arg(vT), arg(scratch),
         Bsz, L, H, N,
         HAS_D=D is not None, HAS_Z0=z0 is not None, STORE_Z=store_states, LIF=lif is not None,
-        HAS_V0=v0 is not None, STORE_M=store_m, RESET=RESET_CODES[reset], REVERSE=reverse,
+        HAS_V0=v0 is not None, STORE_M=store_m, RESET=RESET_CODES[reset], FIRE_ON_TIE=fire_on_tie,
+        REVERSE=reverse,
         T=T, BLOCK_N=block_n, BLOCK_B=block_b, PRECISION=_precision(real), num_warps=NUM_WARPS,
     )
     return out, zT, states, vT, membrane
@@ -377,19 +383,20 @@ def s4d_chunked_fwd(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, rev
 
 
 def s4d_lif_chunked_fwd(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, v0, beta, threshold, reset: str,
-                        reverse: bool, store_states: bool, store_membrane: bool):
+                        reverse: bool, store_states: bool, store_membrane: bool, fire_on_tie: bool = False):
     """Forward launcher of the chunked S4D followed by LIF neurons on its output (y stays in registers).
 
     Args:
         u, the operators, D, z0, reverse, store_states: as in s4d_chunked_fwd.
         v0: (B, H) initial membrane or None; beta, threshold: (H,); all in the state dtype, contiguous.
         reset: "subtract", "zero" or "none". store_membrane: also return the pre-reset membrane.
+        fire_on_tie: spike where the membrane equals the threshold too.
     Returns:
         spikes (B, L, H) in u's dtype; final SSM state (B, 2, H, N); states (H, N, 2, n_chunks, B) or None;
         final membrane (B, H); pre-reset membrane (B, L, H) or None.
     """
     return _forward(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, reverse, store_states,
-                    (v0, beta, threshold, reset, store_membrane))
+                    (v0, beta, threshold, reset, store_membrane, fire_on_tie))
 
 
 def s4d_chunked_bwd(gy, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, gT, has_z0: bool, reverse: bool,

@@ -33,7 +33,7 @@ import triton
 import triton.language as tl
 
 from ..common.launch import cdiv, complex_planes, next_power_of_2
-from ..common.neuron import (LEAKY, RESET_CODES, SURROGATE_CODES, post_reset, reset_derivatives, surrogate_alpha,
+from ..common.neuron import (LEAKY, RESET_CODES, SURROGATE_CODES, fires, post_reset, reset_derivatives, surrogate_alpha,
                              surrogate_derivative)
 from ..common.time import time_index
 
@@ -111,6 +111,7 @@ def s4d_fwd_kernel(
     out_ptr, m_ptr, hT_ptr, vT_ptr,
     L, H, N,
     HAS_D: tl.constexpr, HAS_H0: tl.constexpr, LIF: tl.constexpr, HAS_V0: tl.constexpr, RESET: tl.constexpr,
+    FIRE_ON_TIE: tl.constexpr,
     STORE_M: tl.constexpr, REVERSE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, T: tl.constexpr,
 ):
     """out = y (B, L, H), or with LIF the spikes (and the pre-reset membrane m when STORE_M); final states."""
@@ -175,7 +176,7 @@ def s4d_fwd_kernel(
             y = tl.sum(C_re * x_re - C_im * x_im, axis=1) + D * u
             if LIF:
                 m = beta * v + y
-                spiked = m > th
+                spiked = fires(m, th, FIRE_ON_TIE)
                 v = tl.where(live, post_reset(m, spiked, th, RESET), v)
                 out_tile = _set_column(out_tile, cols, j, spiked.to(acc_dtype))
                 m_tile = _set_column(m_tile, cols, j, m)
@@ -202,7 +203,8 @@ def s4d_bwd_kernel(
     du_ptr, dP_ptr, dD_ptr, dh0_ptr, dv0_ptr, dbeta_ptr, dth_ptr, alpha_ptr,
     L, H, N,
     HAS_D: tl.constexpr, HAS_H0: tl.constexpr, HAS_GT: tl.constexpr, LIF: tl.constexpr, HAS_V0: tl.constexpr,
-    HAS_GVT: tl.constexpr, RESET: tl.constexpr, SURROGATE: tl.constexpr, DETACH_RESET: tl.constexpr,
+    HAS_GVT: tl.constexpr, RESET: tl.constexpr, FIRE_ON_TIE: tl.constexpr, SURROGATE: tl.constexpr,
+    DETACH_RESET: tl.constexpr,
     REVERSE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, T: tl.constexpr,
 ):
     """Reverse walk of the adjoint (module docstring). g is dLoss/dy, or with LIF dLoss/dspikes (then m holds the
@@ -278,8 +280,8 @@ def s4d_bwd_kernel(
                     sigma_after = _load_step(sigma_ptr, row, i - 2, L, H, mask_h, acc_dtype, REVERSE)
                 else:
                     sigma = surrogate_derivative(m - th, alpha, SURROGATE)
-                v_prev = tl.where(i > 0, post_reset(m_next, m_next > th, th, RESET), v0)
-                spike = (m > th).to(acc_dtype)
+                v_prev = tl.where(i > 0, post_reset(m_next, fires(m_next, th, FIRE_ON_TIE), th, RESET), v0)
+                spike = fires(m, th, FIRE_ON_TIE).to(acc_dtype)
                 cr = g_in * sigma
                 dv_dm, dv_dth = reset_derivatives(m, spike, sigma, th, RESET, DETACH_RESET)
                 gy = tl.where(live, cr + g_v * dv_dm, 0.0)
@@ -422,7 +424,8 @@ def _forward(u, A, B, C, D, h0, reverse: bool, lif=None):
     real = A.real.dtype
     hT = torch.empty((Bsz, 2, H, N), dtype=real, device=u.device)
     out = torch.empty_like(u)
-    v0, beta, threshold, reset, store_m = lif if lif is not None else (None, None, None, "subtract", False)
+    v0, beta, threshold, reset, store_m, fire_on_tie = (lif if lif is not None else
+                                                        (None, None, None, "subtract", False, False))
     membrane = torch.empty((Bsz, L, H), dtype=real, device=u.device) if store_m else None
     vT = torch.empty((Bsz, H), dtype=real, device=u.device) if lif is not None else None
     spare = hT  # stands in for absent pointers; never read or written
@@ -433,7 +436,7 @@ def _forward(u, A, B, C, D, h0, reverse: bool, lif=None):
         out, membrane if membrane is not None else spare, hT, vT if vT is not None else spare,
         L, H, N,
         HAS_D=D is not None, HAS_H0=h0 is not None, LIF=lif is not None, HAS_V0=v0 is not None,
-        RESET=RESET_CODES[reset], STORE_M=store_m, REVERSE=reverse,
+        RESET=RESET_CODES[reset], FIRE_ON_TIE=fire_on_tie, STORE_M=store_m, REVERSE=reverse,
         BLOCK_H=block_h, BLOCK_N=block_n, T=T, num_warps=warps,
     )
     return out, complex_state(hT), vT, membrane
@@ -449,13 +452,13 @@ def _backward(u, A, B, C, D, h0, g, gT, reverse: bool, lif=None):
     dD = torch.empty((Bsz, H), dtype=real, device=u.device)
     dh0 = torch.empty((Bsz, 2, H, N), dtype=real, device=u.device) if h0 is not None else None
     if lif is not None:
-        membrane, sigma, v0, beta, threshold, gvT, reset, surrogate, alpha, detach_reset = lif
+        membrane, sigma, v0, beta, threshold, gvT, reset, surrogate, alpha, detach_reset, fire_on_tie = lif
         alpha = surrogate_alpha(alpha, real, u.device)
         dv0 = torch.empty((Bsz, H), dtype=real, device=u.device) if v0 is not None else None
         dbeta, dth = (torch.empty((Bsz, H), dtype=real, device=u.device) for _ in range(2))
     else:
         membrane = sigma = v0 = beta = threshold = gvT = dv0 = dbeta = dth = None
-        reset, surrogate, alpha, detach_reset = "subtract", "atan", None, False
+        reset, surrogate, alpha, detach_reset, fire_on_tie = "subtract", "atan", None, False, False
     spare = dD  # stands in for absent pointers; never read or written
 
     def arg(t):
@@ -467,7 +470,7 @@ def _backward(u, A, B, C, D, h0, g, gT, reverse: bool, lif=None):
         arg(dth), arg(alpha),
         L, H, N,
         HAS_D=D is not None, HAS_H0=h0 is not None, HAS_GT=gT is not None, LIF=lif is not None,
-        HAS_V0=v0 is not None, HAS_GVT=gvT is not None, RESET=RESET_CODES[reset],
+        HAS_V0=v0 is not None, HAS_GVT=gvT is not None, RESET=RESET_CODES[reset], FIRE_ON_TIE=fire_on_tie,
         SURROGATE=SURROGATE_CODES[surrogate], DETACH_RESET=detach_reset, REVERSE=reverse,
         BLOCK_H=block_h, BLOCK_N=block_n, T=T, num_warps=warps,
     )
@@ -500,17 +503,18 @@ def s4d_scan_bwd(u, A, B, C, D, h0, gy, gT, reverse: bool):
     return _backward(u, A, B, C, D, h0, gy, gT, reverse)
 
 
-def s4d_lif_fwd(u, A, B, C, D, h0, v0, beta, threshold, reset: str, reverse: bool, store_membrane: bool):
+def s4d_lif_fwd(u, A, B, C, D, h0, v0, beta, threshold, reset: str, reverse: bool, store_membrane: bool,
+                fire_on_tie: bool = False):
     """Forward launcher of S4D followed by LIF. u, A, B, C, D, h0 as in s4d_scan_fwd; v0 (B, H) or None; beta,
-    threshold (H,) in the state's real dtype.
+    threshold (H,) in the state's real dtype; fire_on_tie: spike where the membrane equals the threshold too.
 
     Returns spikes (u's dtype), final SSM state (B, H, N), final membrane (B, H), and the pre-reset membrane
     (B, L, H) when store_membrane (what the backward needs), else None."""
-    return _forward(u, A, B, C, D, h0, reverse, (v0, beta, threshold, reset, store_membrane))
+    return _forward(u, A, B, C, D, h0, reverse, (v0, beta, threshold, reset, store_membrane, fire_on_tie))
 
 
 def s4d_lif_bwd(u, A, B, C, D, h0, v0, beta, threshold, membrane, g_spikes, gT, gvT, reset: str, surrogate: str,
-                alpha: float, detach_reset: bool, reverse: bool, sigma=None):
+                alpha: float, detach_reset: bool, reverse: bool, sigma=None, fire_on_tie: bool = False):
     """Backward launcher of S4D followed by LIF; membrane is the pre-reset membrane s4d_lif_fwd stored. For the
     "leaky" surrogate, sigma (B, L, H) is its derivative at every step (it depends on the spike history).
 
@@ -518,4 +522,4 @@ def s4d_lif_bwd(u, A, B, C, D, h0, v0, beta, threshold, membrane, g_spikes, gT, 
     if (surrogate == "leaky") != (sigma is not None):
         raise ValueError("s4d_lif_bwd: sigma is needed for, and only for, the 'leaky' surrogate")
     return _backward(u, A, B, C, D, h0, g_spikes, gT, reverse,
-                     (membrane, sigma, v0, beta, threshold, gvT, reset, surrogate, alpha, detach_reset))
+                     (membrane, sigma, v0, beta, threshold, gvT, reset, surrogate, alpha, detach_reset, fire_on_tie))

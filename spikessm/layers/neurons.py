@@ -59,6 +59,8 @@ class LIF(nn.Module):
             beta = exp(-1 / tau).
         threshold: firing threshold (> 0 when learned).
         reset, surrogate, alpha, detach_reset: as in spikessm.ops.lif.
+        fire_on_tie: spike where v_t >= threshold (spikingjelly's rule) rather than v_t > threshold (snntorch's,
+            the default); as in spikessm.ops.lif. docs/neurons.md maps both libraries' settings to these.
         learn_beta: learn a per-channel beta, kept in (0, 1) as sigmoid(beta_logit) (needs 0 < beta < 1).
         learn_threshold: learn a per-channel threshold, kept positive as exp(log_threshold).
         backend: "auto" | "triton" | "torch".
@@ -70,7 +72,8 @@ class LIF(nn.Module):
     def __init__(self, d_model: int, *, beta: float | None = None, tau: float | None = None,
                  threshold: float = 1.0, reset: str = "subtract", surrogate: str = "atan",
                  alpha: float | None = None, learn_beta: bool = False, learn_threshold: bool = False,
-                 detach_reset: bool = False, backend: str = "auto", device=None, dtype=None):
+                 detach_reset: bool = False, fire_on_tie: bool = False, backend: str = "auto", device=None,
+                 dtype=None):
         super().__init__()
         check_positive_int("LIF", "d_model", d_model)
         if (beta is None) == (tau is None):
@@ -84,12 +87,13 @@ class LIF(nn.Module):
                 raise TypeError(f"LIF: {name} must be a number (learn_{name} makes it a per-channel parameter), "
                                 f"got a tensor")
         self.alpha = check_neuron_settings("LIF", beta=beta, threshold=threshold, reset=reset,
-                                           surrogate=surrogate, alpha=alpha, detach_reset=detach_reset)
+                                           surrogate=surrogate, alpha=alpha, detach_reset=detach_reset,
+                                           fire_on_tie=fire_on_tie)
         check_learned("LIF", beta=beta, threshold=threshold, learn_beta=learn_beta, learn_threshold=learn_threshold)
         check_choice("LIF", "backend", backend, BACKENDS)
         dtype = param_dtype("LIF", dtype)
         self.d_model, self.reset, self.surrogate = d_model, reset, surrogate
-        self.detach_reset, self.backend = detach_reset, backend
+        self.detach_reset, self.fire_on_tie, self.backend = detach_reset, fire_on_tie, backend
         self._beta, self._threshold = float(beta), float(threshold)
         if learn_beta:
             self.beta_logit = nn.Parameter(torch.full((d_model,), math.log(beta / (1 - beta)), device=device,
@@ -112,7 +116,7 @@ class LIF(nn.Module):
         """The keyword arguments of spikessm.ops.lif / s4d_lif that define these neurons, checked when the layer
         was built (alpha resolved to a number): what the ops' `*_prechecked` entries take."""
         return dict(beta=self.beta, threshold=self.threshold, reset=self.reset, surrogate=self.surrogate,
-                    alpha=self.alpha, detach_reset=self.detach_reset)
+                    alpha=self.alpha, detach_reset=self.detach_reset, fire_on_tie=self.fire_on_tie)
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None, *, return_state: bool = False):
         """x: (B, L, H); state: membrane (B, H) before the first step, or None for zeros. Returns spikes
@@ -145,7 +149,8 @@ class LIF(nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.d_model}, beta={self._beta:g}, threshold={self._threshold:g}, reset={self.reset!r}, "
                 f"surrogate={self.surrogate!r}, learn_beta={hasattr(self, 'beta_logit')}, "
-                f"learn_threshold={hasattr(self, 'log_threshold')}")
+                f"learn_threshold={hasattr(self, 'log_threshold')}"
+                + (", fire_on_tie=True" if self.fire_on_tie else ""))
 
 
 def check_learned(owner: str, *, beta, threshold, learn_beta, learn_threshold,

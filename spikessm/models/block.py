@@ -37,8 +37,8 @@ def make_neurons(config: ModelConfig, device=None, dtype=None) -> LIF | RF | Non
         return None
     return LIF(config.d_model, beta=config.lif_beta, threshold=config.lif_threshold, reset=config.lif_reset,
                surrogate=config.surrogate, alpha=config.surrogate_alpha, learn_beta=config.learn_beta,
-               learn_threshold=config.learn_threshold, detach_reset=config.detach_reset, backend=config.backend,
-               device=device, dtype=dtype)
+               learn_threshold=config.learn_threshold, detach_reset=config.detach_reset,
+               fire_on_tie=config.lif_fire_on_tie, backend=config.backend, device=device, dtype=dtype)
 
 
 def make_ssm(config: ModelConfig, device=None, dtype=None) -> nn.Module:

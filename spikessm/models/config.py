@@ -71,6 +71,7 @@ class ModelConfig:
     learn_beta: bool = False
     learn_threshold: bool = False
     detach_reset: bool = False
+    lif_fire_on_tie: bool = False
     rf_branches: int = 1
     rf_decay: float = 0.5
     rf_frequency_init: str = "uniform"
@@ -107,10 +108,11 @@ class ModelConfig:
         for name in ("pair", "conj_sym", "clip_eigs", "bidirectional", "prenorm"):
             require_bool(owner, name, getattr(self, name))
         check_dt_range(owner, self.dt_min, self.dt_max)
-        names = dict(beta="lif_beta", threshold="lif_threshold", reset="lif_reset", alpha="surrogate_alpha")
+        names = dict(beta="lif_beta", threshold="lif_threshold", reset="lif_reset", alpha="surrogate_alpha",
+                     fire_on_tie="lif_fire_on_tie")
         check_neuron_settings(owner, beta=self.lif_beta, threshold=self.lif_threshold, reset=self.lif_reset,
                               surrogate=self.surrogate, alpha=self.surrogate_alpha, detach_reset=self.detach_reset,
-                              names=names)
+                              fire_on_tie=self.lif_fire_on_tie, names=names)
         check_learned(owner, beta=self.lif_beta, threshold=self.lif_threshold, learn_beta=self.learn_beta,
                       learn_threshold=self.learn_threshold, names=names)
         if self.surrogate == "leaky" and (self.readout != "lif" or self.mixing == "gsu"):

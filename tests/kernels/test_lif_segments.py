@@ -71,6 +71,36 @@ def test_segments_match_reference(B, L, H, reset, surrogate, beta_value, segment
             assert_close(a.cpu(), b, 1e-12, name)
 
 
+@pytest.mark.parametrize("reset,surrogate,segments,chunk", [("subtract", "atan", 3, 4), ("zero", "leaky", 4, 2),
+                                                             ("none", "triangle", 2, 8)])
+def test_segments_fire_on_tie(reset, surrogate, segments, chunk):
+    """Integer inputs with beta = 0.5 and integer thresholds (membranes exact, many of them on the threshold):
+    forward fix-ups and segmented backward fire on ties as the PyTorch path does, and differ from the default."""
+    from spikessm.kernels import lif as kernels
+
+    g = torch.Generator().manual_seed(segments)
+    B, L, H = 2, 29, 3
+    x = torch.randint(0, 3, (B, L, H), generator=g).double()
+    beta = torch.full((H,), 0.5, dtype=torch.float64)
+    th = torch.randint(1, 3, (H,), generator=g).double()
+    h0 = torch.randint(0, 2, (B, H), generator=g).double()
+    gs, gT = torch.randn(B, L, H, generator=g, dtype=torch.float64), torch.randn(B, H, generator=g, dtype=torch.float64)
+    spikes_r, m_r, v_r = torch_sequential.walk(x, beta, th, h0, reset, fire_on_tie=True)
+    assert not torch.equal(spikes_r, torch_sequential.walk(x, beta, th, h0, reset)[0]), "no tie in the inputs"
+    dev = [t.to(TRITON_DEVICE) for t in (x, beta, th, h0, gs, gT, m_r)]
+    xd, bd, td, hd, gsd, gTd, md = dev
+    spikes, m, v = kernels.lif_fwd(xd, bd, td, hd, reset, True, segments, chunk, fire_on_tie=True)
+    assert torch.equal(spikes.cpu(), spikes_r)
+    assert torch.equal(m.cpu(), m_r) and torch.equal(v.cpu(), v_r)
+    sigma = leaky_derivative(spikes_r, beta, th).to(TRITON_DEVICE) if surrogate == "leaky" else None
+    got = kernels.lif_bwd(bd, td, hd, md, gsd, gTd, reset, surrogate, 1.0, False, torch.float64, sigma, segments,
+                          min(chunk, max(kernels.BWD_CHUNKS)), fire_on_tie=True)
+    want = torch_sequential.adjoint(beta, th, h0, m_r, gs, gT, reset, surrogate, 1.0, False, torch.float64,
+                                    fire_on_tie=True)
+    for name, a, b in zip(("dx", "dbeta", "dthreshold", "dh0"), got, want):
+        assert_close(a.cpu(), b, 1e-12, name)
+
+
 def test_unsupported_plans_are_refused():
     from spikessm.kernels import lif as kernels
     from spikessm.kernels.common.launch import MAX_STAGES

@@ -48,6 +48,24 @@ def test_lif_module_is_the_op():
     assert torch.equal(torch.stack(steps, 1), spikes) and torch.equal(state, v)
 
 
+def test_lif_fire_on_tie_is_the_op_option():
+    """Integer inputs (event counts), beta = 0.5, threshold 1: membranes hit the threshold exactly. The layer's
+    fire_on_tie reaches the op, in forward and step by step, and changes the spikes."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 3, (2, 15, 3), generator=g).double()
+    neuron = LIF(3, beta=0.5, threshold=1.0, fire_on_tie=True)
+    assert "fire_on_tie=True" in repr(neuron)
+    spikes, v = neuron(x, return_state=True)
+    ref_spikes, ref_v = lif(x, 0.5, 1.0, fire_on_tie=True)
+    assert torch.equal(spikes, ref_spikes) and torch.equal(v, ref_v)
+    assert not torch.equal(spikes, LIF(3, beta=0.5, threshold=1.0)(x))
+    state, steps = neuron.init_state(2, dtype=torch.float64), []
+    for t in range(15):
+        s, state = neuron.step(x[:, t], state)
+        steps.append(s)
+    assert torch.equal(torch.stack(steps, 1), spikes) and torch.equal(state, v)
+
+
 def test_lif_learnable_parameters_get_gradients():
     neuron = LIF(4, beta=0.8, threshold=0.5, learn_beta=True, learn_threshold=True, dtype=torch.float64)
     assert torch.allclose(neuron.beta, torch.full((4,), 0.8, dtype=torch.float64))
@@ -82,7 +100,7 @@ def test_lif_bad_arguments(kwargs, match):
         LIF(4, **kwargs)
 
 
-@pytest.mark.parametrize("name", ["learn_beta", "learn_threshold", "detach_reset"])
+@pytest.mark.parametrize("name", ["learn_beta", "learn_threshold", "detach_reset", "fire_on_tie"])
 def test_lif_boolean_options_take_booleans(name):
     with pytest.raises(TypeError, match=f"LIF: {name} must be True or False, got 'maybe'"):
         LIF(4, beta=0.5, **{name: "maybe"})

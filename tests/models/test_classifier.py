@@ -163,6 +163,14 @@ def test_lif_after_causal_s4d_is_fused():
                                                      **SMALL).blocks)
 
 
+def test_lif_fire_on_tie_reaches_the_neurons():
+    config = ModelConfig(n_classes=2, d_input=1, readout="lif", lif_fire_on_tie=True, **SMALL)
+    block = SSMBlock(config, dtype=torch.float64)
+    assert block.ssm.neurons.fire_on_tie and block.ssm.neurons.neuron_args()["fire_on_tie"]
+    assert ModelConfig(**config.to_dict()).lif_fire_on_tie
+    assert not SSMBlock(ModelConfig(n_classes=2, d_input=1, readout="lif", **SMALL)).ssm.neurons.fire_on_tie
+
+
 def test_fused_block_equals_ssm_then_lif():
     torch.manual_seed(4)
     config = ModelConfig(n_classes=2, d_input=1, readout="lif", lif_beta=0.6, lif_threshold=0.3, learn_beta=True,
@@ -296,6 +304,7 @@ def test_compiled_token_checks_still_refuse_bad_ids():
     ("prenorm", 1, TypeError, "ModelConfig: prenorm must be True or False, got 1"),
     ("pair", "yes", TypeError, "ModelConfig: pair must be True or False, got 'yes'"),
     ("learn_threshold", None, TypeError, "ModelConfig: learn_threshold must be True or False, got None"),
+    ("lif_fire_on_tie", 1, TypeError, "ModelConfig: lif_fire_on_tie must be True or False, got 1"),
     ("lif_threshold", float("nan"), ValueError, "ModelConfig: lif_threshold must be a finite number, got nan"),
     ("lif_beta", 1.5, ValueError, r"ModelConfig: lif_beta must be in \[0, 1\], got 1.5"),
     ("surrogate_alpha", float("inf"), ValueError,

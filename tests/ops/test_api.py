@@ -11,7 +11,7 @@ from spikessm.ops import RFState, S4DLIFOutput, S4DLIFState, ScanOutput, diag_sc
 from spikessm.ops.lif.naive import lif_loop
 
 COMMON = {"reverse": False, "output_final_state": True, "backend": "auto", "algorithm": "auto"}
-NEURON = {"reset": "subtract", "surrogate": "atan", "alpha": None, "detach_reset": False}
+NEURON = {"reset": "subtract", "surrogate": "atan", "alpha": None, "detach_reset": False, "fire_on_tie": False}
 SIGNATURES = {
     diag_scan: (["a", "b", "initial_state"], dict(COMMON, chunk_size=None)),
     s4d_scan: (["u", "A_bar", "B_bar", "C", "D", "initial_state"], COMMON),

@@ -156,5 +156,7 @@ def test_opcheck_s4d_lif_chunked():
     beta = torch.rand(3, device=TRITON_DEVICE).requires_grad_()
     threshold = (0.5 + torch.rand(3, device=TRITON_DEVICE)).requires_grad_()
     op = torch.ops.spikessm.s4d_lif_triton_chunked_fwd.default
-    _opcheck(op, (u, *operators, D, z0, v0, beta, threshold, "subtract", "atan", 2.0, False, False, True, True))
-    _opcheck(op, (u, *operators, None, None, None, beta, threshold, "zero", "leaky", 1.0, True, True, True, True))
+    _opcheck(op, (u, *operators, D, z0, v0, beta, threshold, "subtract", "atan", 2.0, False, False, False, True,
+                  True))
+    _opcheck(op, (u, *operators, None, None, None, beta, threshold, "zero", "leaky", 1.0, True, True, True, True,
+                  True))

@@ -19,7 +19,7 @@ def _inputs():
 def test_eager_matches_custom_op():
     x, beta, threshold, h0 = _inputs()
     kwargs = dict(x=x, beta=beta, threshold=threshold, h0=h0, reset="subtract", surrogate="atan", alpha=2.0,
-                  detach_reset=False, save_membrane=True)
+                  detach_reset=False, fire_on_tie=False, save_membrane=True)
     gs = torch.randn(2, 9, 3, dtype=torch.float64)
     results = []
     for call in (lif_op, lambda **kw: lif_op.forward_op(*(kw[name] for name in lif_op.input_names))):
@@ -46,7 +46,7 @@ def test_op_calls_take_keywords_only():
     """Internal calls name every argument: a missing, extra or positional argument is refused."""
     x, beta, threshold, h0 = _inputs()
     kwargs = dict(x=x, beta=beta, threshold=threshold, h0=h0, reset="subtract", surrogate="atan", alpha=2.0,
-                  detach_reset=False, save_membrane=True)
+                  detach_reset=False, fire_on_tie=False, save_membrane=True)
     with pytest.raises(TypeError):
         lif_op(x, beta, threshold, h0, "subtract", "atan", 2.0, False, True)
     with pytest.raises(TypeError, match=r"missing \['save_membrane'\]"):

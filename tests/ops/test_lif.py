@@ -247,15 +247,15 @@ def test_opcheck(backend, device):
     h0 = torch.randn(2, 3, device=device, requires_grad=True)
     ops = getattr(torch.ops.spikessm, f"lif_{backend}_sequential_fwd"), getattr(torch.ops.spikessm,
                                                                            f"lif_{backend}_sequential_bwd")
-    for save_membrane in (True, False):
-        args = (x, beta, th, h0, "subtract", "atan", 2.0, False, save_membrane)
+    for fire_on_tie, save_membrane in ((False, True), (False, False), (True, True)):
+        args = (x, beta, th, h0, "subtract", "atan", 2.0, False, fire_on_tie, save_membrane)
         torch.library.opcheck(ops[0].default, args,
                               test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
     # the backward op as torch.compile calls it: its results must not alias one another or an input
     m_all = ops[0](*args[:-1], True)[1].detach()
     g_spikes, g_final = torch.randn(2, 5, 3, device=device), torch.randn(2, 3, device=device)
     bwd_args = (x.detach(), beta.detach(), th.detach(), h0.detach(), m_all, g_spikes, g_final, "subtract", "atan",
-                2.0, False)
+                2.0, False, True)
     torch.library.opcheck(ops[1].default, bwd_args, test_utils=("test_schema", "test_faketensor"))
 
 
@@ -281,3 +281,71 @@ def test_errors():
         lif(x, 0.0, 1.0, surrogate="leaky")
     with pytest.raises(ValueError, match="lif: backend must be one of"):
         lif(x, 0.5, 1.0, backend="cuda")
+    with pytest.raises(TypeError, match=r"lif: fire_on_tie must be True or False, got 1 \(int\)"):
+        lif(x, 0.5, 1.0, fire_on_tie=1)
+
+
+def tie_inputs(B, L, H, seed=0):
+    """Event counts (integers) into neurons with beta = 0.5 and integer thresholds: every membrane is a short binary
+    fraction, exact in float32 and float64, so it equals the threshold exactly at many steps."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 3, (B, L, H), generator=g).double()
+    beta = torch.full((H,), 0.5, dtype=torch.float64)
+    threshold = torch.randint(1, 3, (H,), generator=g).double()
+    h0 = torch.randint(0, 2, (B, H), generator=g).double()
+    return x, beta, threshold, h0
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("B,L,H", [(1, 9, 1), (2, 37, 3)])
+@pytest.mark.parametrize("reset,surrogate,detach_reset", [
+    ("subtract", "atan", False), ("zero", "leaky", False), ("none", "fast_sigmoid", True),
+    ("subtract", "sigmoid", True)])
+@pytest.mark.parametrize("fire_on_tie", [False, True])
+def test_fire_on_tie_matches_reference(backend, device, B, L, H, reset, surrogate, detach_reset, fire_on_tie):
+    """Both firing rules on inputs full of ties: spikes exactly, final membrane and every gradient as the float64
+    reference."""
+    x64, beta64, th64, h064 = tie_inputs(B, L, H, seed=B * L + H)
+    ins = [t.clone().to(device).requires_grad_() for t in (x64, beta64, th64, h064)]
+    refs = [t.clone().requires_grad_() for t in (x64, beta64, th64, h064)]
+    kw = dict(reset=reset, surrogate=surrogate, detach_reset=detach_reset, fire_on_tie=fire_on_tie)
+    spikes, v = lif(ins[0], ins[1], ins[2], initial_state=ins[3], backend=backend, **kw)
+    alpha = DEFAULT_ALPHA[surrogate]
+    spikes_r, v_r = lif_loop(refs[0], refs[1], refs[2], initial_state=refs[3], alpha=alpha, **kw)
+    other, _ = lif_loop(x64, beta64, th64, initial_state=h064, alpha=alpha, **{**kw, "fire_on_tie": not fire_on_tie})
+    assert not torch.equal(spikes_r, other), "the inputs have no tie: the test would not see the rule"
+    assert torch.equal(spikes.cpu(), spikes_r.detach())
+    assert_close(v, v_r, 1e-12, "final membrane")
+    g = torch.Generator().manual_seed(1)
+    gs, gv = torch.randn(x64.shape, generator=g, dtype=torch.float64), torch.randn(v_r.shape, generator=g,
+                                                                                     dtype=torch.float64)
+    grads = torch.autograd.grad((spikes, v), ins, (gs.to(device), gv.to(device)))
+    grads_r = torch.autograd.grad((spikes_r, v_r), refs, (gs, gv))
+    for name, got, want in zip(("x", "beta", "threshold", "h0"), grads, grads_r):
+        assert_close(got, want, 1e-12, f"grad {name}")
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_fire_on_tie_float32_and_reverse(backend, device):
+    """float32 input (exact here too) and a reversed run: the same spikes as the float64 reference."""
+    x, beta, th, h0 = tie_inputs(2, 21, 3, seed=5)
+    for reverse in (False, True):
+        spikes, v = lif(x.float().to(device), beta.float().to(device), th.float().to(device), fire_on_tie=True,
+                        initial_state=h0.float().to(device), reverse=reverse, backend=backend)
+        spikes_r, v_r = lif_loop(x, beta, th, initial_state=h0, fire_on_tie=True, reverse=reverse)
+        assert torch.equal(spikes.cpu().double(), spikes_r)
+        assert torch.equal(v.cpu().double(), v_r)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_fire_on_tie_streaming_in_pieces(backend, device):
+    x, beta, th, _ = tie_inputs(2, 23, 3, seed=7)
+    x, beta, th = (t.to(device) for t in (x, beta, th))
+    full, v_full = lif(x, beta, th, fire_on_tie=True, backend=backend)
+    state, pieces = None, []
+    for lo, hi in ((0, 1), (1, 10), (10, 23)):
+        spikes, state = lif(x[:, lo:hi], beta, th, initial_state=state, fire_on_tie=True, backend=backend)
+        pieces.append(spikes)
+    assert torch.equal(torch.cat(pieces, 1), full)
+    assert torch.equal(state, v_full)
+

@@ -32,19 +32,19 @@ def make_inputs(Bsz, L, H, N, *, D=True, states=True, seed=0):
     return [u, A, Bm, C, Dv, h0, v0, beta, threshold]
 
 
-def reference(ins, *, reset, surrogate, detach_reset, reverse, alpha=None):
+def reference(ins, *, reset, surrogate, detach_reset, reverse, alpha=None, fire_on_tie=False):
     """s4d_lif's naive reference (s4d_scan_loop then lif_loop), in float64 with autograd; returns spikes, ssm
     state, membrane state."""
     u, A, Bm, C, D, h0, v0, beta, th = ins
     alpha = DEFAULT_ALPHA[surrogate] if alpha is None else alpha
     spikes, (ssm_state, v) = s4d_lif_loop(u, A, Bm, C, D, (h0, v0), beta=beta, threshold=th, reset=reset,
                                           surrogate=surrogate, alpha=alpha, detach_reset=detach_reset,
-                                          reverse=reverse)
+                                          reverse=reverse, fire_on_tie=fire_on_tie)
     return spikes, ssm_state, v
 
 
 def check(ins64, *, backend, device, reset="subtract", surrogate="atan", detach_reset=False, reverse=False,
-          double=True, tol=1e-11, u_dtype=None, tol_for=None, alpha=None, **kw):
+          double=True, tol=1e-11, u_dtype=None, tol_for=None, alpha=None, fire_on_tie=False, **kw):
     """u_dtype: u in another dtype than the state (16 bits); tol_for: {output name: tolerance} for the outputs
     that need another tolerance than tol (names as in the failure messages: "ssm state", "grad u", ...)."""
     tol_for = tol_for or {}
@@ -57,11 +57,11 @@ def check(ins64, *, backend, device, reset="subtract", surrogate="atan", detach_
     initial = (h0, v0) if (h0 is not None or v0 is not None) else None
     spikes, (ssm_state, v), _ = s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, reset=reset, surrogate=surrogate,
                                         initial_state=initial, detach_reset=detach_reset, reverse=reverse,
-                                        alpha=alpha, backend=backend, **kw)
+                                        alpha=alpha, fire_on_tie=fire_on_tie, backend=backend, **kw)
     refs = [t.detach().cpu().to(torch.complex128 if t.is_complex() else torch.float64).requires_grad_()
             if t is not None else None for t in ins]
     spikes_r, ssm_r, v_r = reference(refs, reset=reset, surrogate=surrogate, detach_reset=detach_reset,
-                                     reverse=reverse, alpha=alpha)
+                                     reverse=reverse, alpha=alpha, fire_on_tie=fire_on_tie)
     assert torch.equal(spikes.cpu().double(), spikes_r.detach())
     assert_close(ssm_state, ssm_r, tol_for.get("ssm state", tol), "ssm state")
     assert_close(v, v_r, tol_for.get("membrane state", tol), "membrane state")
@@ -221,13 +221,15 @@ def test_opcheck_triton():
     ins = [t.to(torch.complex64 if t.is_complex() else torch.float32).to(d).requires_grad_()
            for t in make_inputs(2, 9, 2, 3, seed=13)]
     torch.library.opcheck(torch.ops.spikessm.s4d_lif_triton_sequential_fwd.default,
-                          (*ins, "zero", "atan", 2.0, False, False, True),
+                          (*ins, "zero", "atan", 2.0, False, True, False, True),
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
 
 def test_errors():
     u, A, Bm, C, D, h0, v0, beta, th = [t.to(torch.complex64 if t.is_complex() else torch.float32)
                                         for t in make_inputs(2, 5, 3, 4)]
+    with pytest.raises(TypeError, match="s4d_lif: fire_on_tie must be True or False"):
+        s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, fire_on_tie="yes")
     with pytest.raises(ValueError, match="s4d_lif: reset must be one of"):
         s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, reset="soft")
     with pytest.raises(ValueError, match="s4d_lif: initial membrane must have shape"):
@@ -240,3 +242,49 @@ def test_errors():
         s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, algorithm="fft")
     with pytest.raises(ValueError, match="s4d_lif: algorithm='sequential' is a Triton kernel"):
         s4d_lif(u, A, Bm, C, D, beta=beta, threshold=th, backend="torch", algorithm="sequential")
+
+
+def tie_inputs(Bsz, L, H, *, seed=0):
+    """An S4D layer whose output is the integer input itself (A_bar = 0, B_bar = C = 1, one state, D = 0; u counts
+    events) into neurons with beta = 0.5 and integer thresholds: every membrane is a short binary fraction, exact,
+    and it lands on the threshold at many steps."""
+    g = torch.Generator().manual_seed(seed)
+    c = dict(dtype=torch.complex128)
+    A, Bm, C = torch.zeros(H, 1, **c), torch.ones(H, 1, **c), torch.ones(H, 1, **c)
+    D = torch.zeros(H, dtype=torch.float64)
+    u = torch.randint(0, 3, (Bsz, L, H), generator=g).double()
+    h0 = torch.randint(0, 2, (Bsz, H, 1), generator=g).to(torch.complex128)
+    v0 = torch.randint(0, 2, (Bsz, H), generator=g).double()
+    beta = torch.full((H,), 0.5, dtype=torch.float64)
+    threshold = torch.randint(1, 3, (H,), generator=g).double()
+    return [u, A, Bm, C, D, h0, v0, beta, threshold]
+
+
+@pytest.mark.parametrize("backend,device,algorithm", PATHS)
+@pytest.mark.parametrize("Bsz,L,H", [(1, 9, 1), (2, 21, 3)])
+@pytest.mark.parametrize("reset,surrogate,reverse", [("subtract", "atan", False), ("zero", "leaky", True),
+                                                     ("none", "sigmoid", False)])
+def test_fire_on_tie_matches_reference(backend, device, algorithm, Bsz, L, H, reset, surrogate, reverse):
+    """fire_on_tie on every path, on inputs full of ties: the spikes exactly, states and gradients as the float64
+    reference (which `check` compares); the tie rule changes the spikes here, so the option is seen."""
+    ins = tie_inputs(Bsz, L, H, seed=L + H)
+    spikes_tie = reference(ins, reset=reset, surrogate=surrogate, detach_reset=False, reverse=reverse,
+                           fire_on_tie=True)[0]
+    spikes_gt = reference(ins, reset=reset, surrogate=surrogate, detach_reset=False, reverse=reverse)[0]
+    assert not torch.equal(spikes_tie, spikes_gt), "the inputs have no tie: the test would not see the rule"
+    check(ins, backend=backend, device=device, reset=reset, surrogate=surrogate, reverse=reverse, tol=1e-12,
+          algorithm=algorithm, fire_on_tie=True)
+
+
+@pytest.mark.parametrize("backend,device,algorithm", PATHS)
+def test_fire_on_tie_streaming_in_pieces(backend, device, algorithm):
+    u, A, Bm, C, D, _, _, beta, th = [t.to(device) for t in tie_inputs(2, 19, 2, seed=4)]
+    kw = dict(beta=beta, threshold=th, backend=backend, algorithm=algorithm, fire_on_tie=True)
+    spikes_full, (s_full, v_full), _ = s4d_lif(u, A, Bm, C, D, **kw)
+    state, pieces = None, []
+    for lo, hi in ((0, 1), (1, 8), (8, 19)):
+        spikes, state, _ = s4d_lif(u[:, lo:hi], A, Bm, C, D, initial_state=state, **kw)
+        pieces.append(spikes)
+    assert torch.equal(torch.cat(pieces, 1), spikes_full)
+    assert_close(state[0], s_full, 1e-14, "ssm state")
+    assert_close(state[1], v_full, 1e-14, "membrane")

@@ -157,7 +157,7 @@ def check_surrogate(owner: str, surrogate: str, alpha, *, alpha_name: str = "alp
 
 
 def check_neuron_settings(owner: str, *, beta, threshold, reset, surrogate, alpha, detach_reset,
-                          names: dict[str, str] | None = None) -> float:
+                          fire_on_tie=False, names: dict[str, str] | None = None) -> float:
     """The settings of LIF neurons (as lif takes them); returns alpha (the surrogate's default when None). names
     maps an argument to the owner's name for it (ModelConfig: "beta" -> "lif_beta", ...)."""
     def name(argument: str) -> str:
@@ -166,6 +166,7 @@ def check_neuron_settings(owner: str, *, beta, threshold, reset, surrogate, alph
     check_choice(owner, name("reset"), reset, RESETS)
     alpha = check_surrogate(owner, surrogate, alpha, alpha_name=name("alpha"))
     require_bool(owner, name("detach_reset"), detach_reset)
+    require_bool(owner, name("fire_on_tie"), fire_on_tie)
     check_beta(owner, name("beta"), beta, surrogate)
     check_threshold(owner, name("threshold"), threshold)
     return alpha

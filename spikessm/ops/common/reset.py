@@ -4,7 +4,10 @@
     "zero"      v = 0 where it spiked
     "none"      v = m
 
-m is the membrane before the reset. The Triton kernels apply the same rule (kernels/common/neuron.py, installed as
+m is the membrane before the reset. A neuron spikes where m > threshold, or, with fire_on_tie, where m >= threshold
+(spikingjelly's rule,
+ which matters for integer inputs such as event counts): `fires` below. The Triton kernels apply the same rule
+ (kernels/common/neuron.py, installed as
 spikessm.kernels.common.neuron, where the launchers turn these names into the kernels' codes).
 """
 from __future__ import annotations
@@ -12,6 +15,12 @@ from __future__ import annotations
 import torch
 
 RESETS = ("subtract", "zero", "none")
+
+
+def fires(m: torch.Tensor, threshold, fire_on_tie: bool, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The spikes of pre-reset membrane m: m > threshold, or m >= threshold with fire_on_tie (booleans, or m's
+    values into `out` when given)."""
+    return torch.ge(m, threshold, out=out) if fire_on_tie else torch.gt(m, threshold, out=out)
 
 
 def post_reset(m: torch.Tensor, s: torch.Tensor, threshold, reset: str, out: torch.Tensor | None = None):

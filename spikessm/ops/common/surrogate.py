@@ -93,18 +93,20 @@ def derivative(surrogate: str, x: torch.Tensor, alpha: float) -> torch.Tensor:
 
 
 class SurrogateSpike(torch.autograd.Function):
-    """H(x) (1 where x > 0) in x's dtype; the backward multiplies by a surrogate derivative: the named pointwise
+    """H(x) (1 where x > 0, or x >= 0 with fire_on_tie) in x's dtype; the backward multiplies by a surrogate
+    derivative: the named pointwise
     surrogate at x (computed in the backward), or a given derivative tensor (for "leaky", which depends on the
     spike history)."""
 
     @staticmethod
-    def forward(ctx, x, surrogate: str, alpha: float, given_derivative: torch.Tensor | None = None):
+    def forward(ctx, x, surrogate: str, alpha: float, given_derivative: torch.Tensor | None = None,
+                fire_on_tie: bool = False):
         ctx.save_for_backward(x if given_derivative is None else given_derivative)
         ctx.surrogate, ctx.alpha, ctx.given = surrogate, alpha, given_derivative is not None
-        return (x > 0).to(x.dtype)
+        return ((x >= 0) if fire_on_tie else (x > 0)).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
         (saved,) = ctx.saved_tensors
         d = saved if ctx.given else derivative(ctx.surrogate, saved, ctx.alpha)
-        return grad * d, None, None, None
+        return grad * d, None, None, None, None

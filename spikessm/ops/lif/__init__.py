@@ -45,7 +45,7 @@ def check_lif_tensors(op: str, x: torch.Tensor, beta, threshold, membrane: torch
 
 def run_lif(run: Callable, x: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, h0: Optional[torch.Tensor],
             *, reset: str, surrogate: str, alpha: float, detach_reset: bool, reverse: bool,
-            save_membrane: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            save_membrane: bool, fire_on_tie: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One of lif's implementations (`run`, a value of IMPLEMENTATIONS) on checked inputs (beta, threshold (H,)
     in the membrane dtype), in either direction of time: spikes, the pre-reset membrane (empty unless
     save_membrane) and the final membrane; differentiable. s4d_lif's PyTorch path runs its neurons through it."""
@@ -53,7 +53,8 @@ def run_lif(run: Callable, x: torch.Tensor, beta: torch.Tensor, threshold: torch
         x = x.flip(1)
     spikes, membrane, final = run(x.contiguous(), beta.contiguous(), threshold.contiguous(),
                                   h0.contiguous() if h0 is not None else None, reset=reset, surrogate=surrogate,
-                                  alpha=alpha, detach_reset=detach_reset, save_membrane=save_membrane)
+                                  alpha=alpha, detach_reset=detach_reset, fire_on_tie=fire_on_tie,
+                                  save_membrane=save_membrane)
     if reverse:
         spikes, membrane = spikes.flip(1), (membrane.flip(1) if membrane.dim() == 3 else membrane)
     return spikes, membrane, final
@@ -69,6 +70,7 @@ def lif(
     surrogate: str = "atan",
     alpha: float | None = None,
     detach_reset: bool = False,
+    fire_on_tie: bool = False,
     reverse: bool = False,
     output_final_state: bool = True,
     backend: str = "auto",
@@ -76,7 +78,8 @@ def lif(
 ) -> ScanOutput:
     """Leaky integrate-and-fire neurons, one per channel, run over the whole sequence.
 
-        v_t = beta * v_{t-1} + x_t;   s_t = H(v_t - threshold)   (1 where v_t > threshold)
+        v_t = beta * v_{t-1} + x_t;   s_t = H(v_t - threshold)   (1 where v_t > threshold; v_t >= threshold
+                                                                  with fire_on_tie)
         reset: "subtract" v_t -= s_t * threshold;  "zero" v_t = 0 where s_t = 1;  "none" no reset
 
     Binary spiking as in Binary S4D is beta=0, threshold=0, reset="none".
@@ -93,6 +96,9 @@ def lif(
         alpha: the surrogate's shape parameter, finite and > 0; None takes the surrogate's default (the kernels
             read it in the membrane dtype, so float64 runs keep every digit of it).
         detach_reset: stop gradients through the reset term.
+        fire_on_tie: spike where v_t >= threshold (spikingjelly's rule) instead of v_t > threshold (snntorch's,
+            the default); the two differ only where v_t equals the threshold exactly, as with integer inputs
+            such as event counts. The surrogate gradient is the same. See docs/neurons.md.
         reverse: run from t = L - 1 down to t = 0 (the sequence is flipped around the same computation).
         output_final_state: return the final membrane (else None).
         backend: "auto" (Triton on CUDA, PyTorch otherwise), "triton" or "torch".
@@ -108,17 +114,18 @@ def lif(
         False.
     """
     alpha = check_neuron_settings(OP, beta=beta, threshold=threshold, reset=reset, surrogate=surrogate,
-                                  alpha=alpha, detach_reset=detach_reset)
+                                  alpha=alpha, detach_reset=detach_reset, fire_on_tie=fire_on_tie)
     check_run_settings(OP, reverse=reverse, output_final_state=output_final_state, backend=backend,
                        algorithm=algorithm, algorithms=ALGORITHMS)
     return lif_prechecked(x, beta, threshold, initial_state, reset=reset, surrogate=surrogate, alpha=alpha,
-                          detach_reset=detach_reset, reverse=reverse, output_final_state=output_final_state,
-                          backend=backend, algorithm=algorithm)
+                          detach_reset=detach_reset, fire_on_tie=fire_on_tie, reverse=reverse,
+                          output_final_state=output_final_state, backend=backend, algorithm=algorithm)
 
 
 def lif_prechecked(x: torch.Tensor, beta, threshold, initial_state: torch.Tensor | None = None, *, reset: str,
-                   surrogate: str, alpha: float, detach_reset: bool, reverse: bool = False,
-                   output_final_state: bool = True, backend: str, algorithm: str = "auto") -> ScanOutput:
+                   surrogate: str, alpha: float, detach_reset: bool, fire_on_tie: bool = False,
+                   reverse: bool = False, output_final_state: bool = True, backend: str,
+                   algorithm: str = "auto") -> ScanOutput:
     """lif with settings its caller has checked (lif itself, or the LIF layer when it was built; alpha given as a
     number): checks only the tensors of the call, then runs. See spikessm/ops/common/checks.py."""
     require_tensor(OP, "x", x)
@@ -131,6 +138,6 @@ def lif_prechecked(x: torch.Tensor, beta, threshold, initial_state: torch.Tensor
         final = state_or_zeros(initial_state, (x.shape[0], x.shape[2]), beta_t.dtype, x.device)
         return ScanOutput(x.clone(), final if output_final_state else None)
     spikes, _, final = run_lif(run, x, beta_t, threshold_t, initial_state, reset=reset, surrogate=surrogate,
-                               alpha=alpha, detach_reset=detach_reset, reverse=reverse,
+                               alpha=alpha, detach_reset=detach_reset, reverse=reverse, fire_on_tie=fire_on_tie,
                                save_membrane=needs_grad(x, beta_t, threshold_t, initial_state))
     return ScanOutput(spikes, final if output_final_state else None)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ..common.reset import post_reset
+from ..common.reset import fires, post_reset
 from ..common.surrogate import SurrogateSpike
 
 
@@ -22,10 +22,12 @@ def lif_loop(
     initial_state: torch.Tensor | None = None,
     detach_reset: bool = False,
     reverse: bool = False,
+    fire_on_tie: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Leaky integrate-and-fire neurons, one step at a time, differentiable by autograd.
 
-    v_t = beta v_{t-1} + x_t; s_t = H(v_t - threshold); then the reset ("subtract": v_t -= s_t threshold,
+    v_t = beta v_{t-1} + x_t; s_t = H(v_t - threshold) (1 where v_t > threshold, v_t >= threshold with
+    fire_on_tie); then the reset ("subtract": v_t -= s_t threshold,
     "zero": v_t = 0 where s_t = 1, "none"); detach_reset stops gradients through the reset term. With reverse,
     time runs from t = L - 1 down to t = 0 (v_{t+1} takes v_{t-1}'s place).
 
@@ -43,13 +45,13 @@ def lif_loop(
         v = beta * v + x_steps[t]
         if surrogate == "leaky":
             # the definition step by step (leaky.leaky_derivative computes the same for a whole sequence)
-            fired = (v.detach() > threshold).to(v.dtype)
+            fired = fires(v.detach(), threshold, fire_on_tie).to(v.dtype)
             trace, count = beta * trace + fired, count + fired
             ratio = torch.where(count > 0, trace / count.clamp_min(1), 0.0)
             d = ((1 + torch.log(torch.as_tensor(beta, dtype=v.dtype)) * ratio) / threshold).detach()
-            s = SurrogateSpike.apply(v - threshold, surrogate, alpha, d)
+            s = SurrogateSpike.apply(v - threshold, surrogate, alpha, d, fire_on_tie)
         else:
-            s = SurrogateSpike.apply(v - threshold, surrogate, alpha)
+            s = SurrogateSpike.apply(v - threshold, surrogate, alpha, None, fire_on_tie)
         v = post_reset(v, s.detach() if detach_reset else s, threshold, reset)
         spikes[t] = s
     return torch.stack(spikes, dim=1), v

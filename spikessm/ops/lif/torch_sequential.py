@@ -5,7 +5,7 @@ and the autograd glue defined here.
 
 Forward, per step (exact LIF, sequential because of the reset):
     m_t = beta v_{t-1} + x_t          (membrane before the reset; saved for the backward)
-    s_t = H(m_t - threshold)
+    s_t = H(m_t - threshold)          1 where m_t > threshold (m_t >= threshold with fire_on_tie)
     v_t = R(m_t, s_t)                 subtract: m - threshold s;  zero: m (1 - s);  none: m
 
 Backward. With sigma_t the surrogate derivative at m_t - threshold, gs the gradient of the spikes and Gv_t that
@@ -22,7 +22,7 @@ from typing import Optional
 import torch
 
 from ..common.custom_op import register
-from ..common.reset import post_reset
+from ..common.reset import fires, post_reset
 from ..common.surrogate import derivative_
 from .leaky import leaky_derivative
 
@@ -32,7 +32,7 @@ def state_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def walk(x, beta, threshold, h0, reset: str):
+def walk(x, beta, threshold, h0, reset: str, fire_on_tie: bool = False):
     """The forward loop. x: (B, L, H); beta, threshold: (H,) state dtype; h0: (B, H) or None.
 
     Returns spikes (B, L, H) in x's dtype, the pre-reset membrane m (B, L, H) and the final state (B, H),
@@ -48,7 +48,7 @@ def walk(x, beta, threshold, h0, reset: str):
     x_steps = x.to(dtype).unbind(1)
     for t in range(L):
         m = torch.addcmul(x_steps[t], beta, v, out=m_all[:, t])
-        v = post_reset(m, torch.gt(m, threshold, out=spikes[:, t]), threshold, reset)
+        v = post_reset(m, fires(m, threshold, fire_on_tie, out=spikes[:, t]), threshold, reset)
     return spikes, m_all, v.clone()  # without a reset v is a view of m_all
 
 
@@ -73,7 +73,7 @@ def _reset_derivatives(m, s, sigma, threshold, reset, detach_reset, dv_dm, dv_dt
 
 
 def adjoint(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate: str, alpha: float,
-            detach_reset: bool, x_dtype: torch.dtype):
+            detach_reset: bool, x_dtype: torch.dtype, fire_on_tie: bool = False):
     """The explicit adjoint: gradients (dx (B, L, H) in x_dtype, dbeta (H,), dthreshold (H,), dh0 (B, H) or None)
     from the pre-reset membrane m_all (B, L, H) and the gradients of the spikes and of the final membrane.
 
@@ -85,7 +85,7 @@ def adjoint(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate
     dx = torch.empty(B, L, H, dtype=x_dtype, device=m_all.device)
     g_v = g_final.to(dtype) if g_final is not None else m_all.new_zeros(B, H)  # gradient of v_(end-1)
     if surrogate == "leaky":  # depends on the spike history: computed for all steps at once
-        leaky = leaky_derivative((m_all > threshold).to(dtype), beta, threshold)
+        leaky = leaky_derivative(fires(m_all, threshold, fire_on_tie).to(dtype), beta, threshold)
     buffers = m_all.new_empty(7, B, min(SLICE, L), H).unbind(0)
     # dbeta's and dthreshold's terms are summed per (batch, position in the chunk) and reduced over batch and
     # time once at the end: a reduction per chunk costs more than the chunk's arithmetic. The third sum holds
@@ -96,7 +96,7 @@ def adjoint(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate
         s, sigma, c, dv_dm, dv_dth, v, g_m = (buf[:, :end - start] for buf in buffers)
         sum_beta, sum_threshold, sum_threshold_beta = (buf[:, :end - start] for buf in sums)
         m = m_all[:, start:end]
-        torch.gt(m, threshold, out=s)
+        fires(m, threshold, fire_on_tie, out=s)
         if surrogate == "leaky":
             sigma = leaky[:, start:end]
         else:
@@ -121,7 +121,8 @@ def adjoint(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate
         sum_beta[:, 1:].addcmul_(g_m[:, 1:], v[:, :-1])
         if start > 0:
             before = m_all[:, start - 1]
-            sum_beta[:, 0].addcmul_(g_m[:, 0], post_reset(before, (before > threshold).to(dtype), threshold, reset))
+            sum_beta[:, 0].addcmul_(g_m[:, 0], post_reset(before, fires(before, threshold, fire_on_tie).to(dtype),
+                                                                threshold, reset))
         elif h0 is not None:
             sum_beta[:, 0].addcmul_(g_m[:, 0], h0.to(dtype))
         sum_threshold.sub_(c)
@@ -135,25 +136,25 @@ def adjoint(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate
 
 def forward(
     x: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, h0: Optional[torch.Tensor], reset: str,
-    surrogate: str, alpha: float, detach_reset: bool, save_membrane: bool,
+    surrogate: str, alpha: float, detach_reset: bool, fire_on_tie: bool, save_membrane: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Spikes, the pre-reset membrane (B, L, H) (what the backward reads; an empty tensor unless save_membrane)
     and the final membrane. The neuron settings that only the backward uses are inputs so that setup_context
     keeps them."""
-    spikes, m_all, final = walk(x, beta, threshold, h0, reset)
+    spikes, m_all, final = walk(x, beta, threshold, h0, reset, fire_on_tie)
     return spikes, (m_all if save_membrane else m_all.new_empty(0)), final
 
 
-def forward_fake(x, beta, threshold, h0, reset, surrogate, alpha, detach_reset, save_membrane):
+def forward_fake(x, beta, threshold, h0, reset, surrogate, alpha, detach_reset, fire_on_tie, save_membrane):
     dtype = state_dtype(x)
     return (torch.empty_like(x), x.new_empty(x.shape if save_membrane else (0,), dtype=dtype),
             x.new_empty((x.shape[0], x.shape[2]), dtype=dtype))
 
 
 def setup_context(ctx, inputs, output):
-    x, beta, threshold, h0, reset, surrogate, alpha, detach_reset, save_membrane = inputs
+    x, beta, threshold, h0, reset, surrogate, alpha, detach_reset, fire_on_tie, save_membrane = inputs
     ctx.save_for_backward(x, beta, threshold, h0, output[1])
-    ctx.options = (reset, surrogate, alpha, detach_reset)
+    ctx.options = (reset, surrogate, alpha, detach_reset, fire_on_tie)
     ctx.saved_membrane = save_membrane
 
 
@@ -162,11 +163,11 @@ def backward_on(adjoint):
     def backward(
         x: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, h0: Optional[torch.Tensor],
         m_all: torch.Tensor, g_spikes: torch.Tensor, g_final: torch.Tensor, reset: str, surrogate: str,
-        alpha: float, detach_reset: bool,
+        alpha: float, detach_reset: bool, fire_on_tie: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(dx, dbeta, dthreshold, dh0); dh0 is empty without h0."""
         dx, dbeta, dthreshold, dh0 = adjoint(beta, threshold, h0, m_all, g_spikes, g_final, reset, surrogate,
-                                             alpha, detach_reset, x.dtype)
+                                             alpha, detach_reset, x.dtype, fire_on_tie)
         return dx, dbeta, dthreshold, (dh0 if dh0 is not None else x.new_empty(0))
     return backward
 
@@ -174,7 +175,8 @@ def backward_on(adjoint):
 backward = backward_on(adjoint)
 
 
-def backward_fake(x, beta, threshold, h0, m_all, g_spikes, g_final, reset, surrogate, alpha, detach_reset):
+def backward_fake(x, beta, threshold, h0, m_all, g_spikes, g_final, reset, surrogate, alpha, detach_reset,
+                  fire_on_tie):
     dh0 = torch.empty_like(h0) if h0 is not None else x.new_empty(0)
     return torch.empty_like(x), torch.empty_like(beta), torch.empty_like(threshold), dh0
 
@@ -185,15 +187,15 @@ def input_gradients(ctx, backward, g_spikes, _g_membrane, g_final):
         raise RuntimeError("lif: the forward ran without saving the membrane (no input required grad when it ran)")
     dx, dbeta, dthreshold, dh0 = backward(x, beta, threshold, h0, m_all, g_spikes.contiguous(), g_final.contiguous(),
                                           *ctx.options)
-    return dx, dbeta, dthreshold, (dh0 if h0 is not None else None), None, None, None, None, None
+    return dx, dbeta, dthreshold, (dh0 if h0 is not None else None), None, None, None, None, None, None
 
 
 op = register(__name__)
 
 
 def run(x, beta, threshold, h0, *, reset: str, surrogate: str, alpha: float, detach_reset: bool,
-        save_membrane: bool):
+        save_membrane: bool, fire_on_tie: bool = False):
     """Spikes, the pre-reset membrane (empty unless save_membrane) and the final membrane, differentiable; inputs
     checked and contiguous, beta and threshold (H,) in the membrane dtype."""
     return op(x=x, beta=beta, threshold=threshold, h0=h0, reset=reset, surrogate=surrogate, alpha=alpha,
-              detach_reset=detach_reset, save_membrane=save_membrane)
+              detach_reset=detach_reset, fire_on_tie=fire_on_tie, save_membrane=save_membrane)

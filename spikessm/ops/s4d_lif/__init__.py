@@ -52,6 +52,7 @@ def s4d_lif(
     surrogate: str = "atan",
     alpha: float | None = None,
     detach_reset: bool = False,
+    fire_on_tie: bool = False,
     reverse: bool = False,
     output_final_state: bool = True,
     output_membrane: bool = False,
@@ -68,7 +69,8 @@ def s4d_lif(
         u, A_bar, B_bar, C, D: as in s4d_scan: (B, L, H) real; (H, N) complex; (H,) real or None.
         initial_state: None, an S4DLIFState(ssm, membrane) or a plain pair (SSM state (B, H, N) complex or None,
             membrane (B, H) or None); None parts mean zeros.
-        beta, threshold, reset, surrogate, alpha, detach_reset: as in lif (values checked for floats and CPU
+        beta, threshold, reset, surrogate, alpha, detach_reset,
+        fire_on_tie: as in lif (values checked for floats and CPU
             tensors only).
         reverse: run both the SSM and the neurons from t = L - 1 down to t = 0.
         output_final_state: return the final state (else None).
@@ -87,19 +89,21 @@ def s4d_lif(
         and the initial state (zeros when None) without running anything.
     """
     alpha = check_neuron_settings(OP, beta=beta, threshold=threshold, reset=reset, surrogate=surrogate,
-                                  alpha=alpha, detach_reset=detach_reset)
+                                  alpha=alpha, detach_reset=detach_reset, fire_on_tie=fire_on_tie)
     check_run_settings(OP, reverse=reverse, output_final_state=output_final_state, backend=backend,
                        algorithm=algorithm, algorithms=ALGORITHMS)
     require_bool(OP, "output_membrane", output_membrane)
     return s4d_lif_prechecked(u, A_bar, B_bar, C, D, initial_state, beta=beta, threshold=threshold, reset=reset,
-                              surrogate=surrogate, alpha=alpha, detach_reset=detach_reset, reverse=reverse,
-                              output_final_state=output_final_state, output_membrane=output_membrane,
+                              surrogate=surrogate, alpha=alpha, detach_reset=detach_reset,
+                              fire_on_tie=fire_on_tie, reverse=reverse, output_final_state=output_final_state,
+                              output_membrane=output_membrane,
                               backend=backend, algorithm=algorithm)
 
 
 def s4d_lif_prechecked(u: torch.Tensor, A_bar: torch.Tensor, B_bar: torch.Tensor, C: torch.Tensor,
                        D: torch.Tensor | None = None, initial_state=None, *, beta, threshold, reset: str,
-                       surrogate: str, alpha: float, detach_reset: bool, reverse: bool = False,
+                       surrogate: str, alpha: float, detach_reset: bool, fire_on_tie: bool = False,
+                       reverse: bool = False,
                        output_final_state: bool = True, output_membrane: bool = False, backend: str,
                        algorithm: str = "auto") -> S4DLIFOutput:
     """s4d_lif with settings its caller has checked (s4d_lif itself, or the S4D layer and its neurons when they
@@ -117,5 +121,6 @@ def s4d_lif_prechecked(u: torch.Tensor, A_bar: torch.Tensor, B_bar: torch.Tensor
                             u.new_empty((Bsz, L, H), dtype=beta_t.dtype) if output_membrane else None)
     spikes, ssm_state, v_state, membrane = run(u, A_bar, B_bar, C, D, h0, v0, beta_t, threshold_t, reset=reset,
                                                surrogate=surrogate, alpha=alpha, detach_reset=detach_reset,
-                                               reverse=reverse, output_membrane=output_membrane)
+                                               reverse=reverse, output_membrane=output_membrane,
+                                               fire_on_tie=fire_on_tie)
     return S4DLIFOutput(spikes, S4DLIFState(ssm_state, v_state) if output_final_state else None, membrane)

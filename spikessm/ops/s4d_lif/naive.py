@@ -27,6 +27,7 @@ def s4d_lif_loop(
     alpha: float = 2.0,
     detach_reset: bool = False,
     reverse: bool = False,
+    fire_on_tie: bool = False,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """s4d_scan_loop, then lif_loop on its output y (both reversed when reverse).
 
@@ -36,5 +37,5 @@ def s4d_lif_loop(
     h0, v0 = initial_state if initial_state is not None else (None, None)
     y, ssm_state = s4d_scan_loop(u, A_bar, B_bar, C, D, h0, reverse=reverse)
     spikes, membrane = lif_loop(y, beta, threshold, reset=reset, surrogate=surrogate, alpha=alpha, initial_state=v0,
-                                detach_reset=detach_reset, reverse=reverse)
+                                detach_reset=detach_reset, reverse=reverse, fire_on_tie=fire_on_tie)
     return spikes, (ssm_state, membrane)

@@ -30,21 +30,22 @@ def forward(
     u: torch.Tensor, conv: torch.Tensor, w_in: torch.Tensor, w_out: torch.Tensor, a_chunk: torch.Tensor,
     w_in_last: torch.Tensor, a_last: torch.Tensor, D: Optional[torch.Tensor], z0: Optional[torch.Tensor],
     v0: Optional[torch.Tensor], beta: torch.Tensor, threshold: torch.Tensor, reset: str, surrogate: str,
-    alpha: float, detach_reset: bool, reverse: bool, store_states: bool, store_membrane: bool,
+    alpha: float, detach_reset: bool, fire_on_tie: bool, reverse: bool, store_states: bool,
+    store_membrane: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """spikes, final SSM state planes, final membrane, pre-reset membrane and states entering each chunk (the last
     two empty unless stored: the backward needs both)."""
     spikes, zT, states, vT, membrane = kernels("s4d_scan.chunked").s4d_lif_chunked_fwd(
         u=u, conv=conv, w_in=w_in, w_out=w_out, a_chunk=a_chunk, w_in_last=w_in_last, a_last=a_last, D=D, z0=z0, v0=v0,
         beta=beta, threshold=threshold, reset=reset, reverse=reverse, store_states=store_states,
-        store_membrane=store_membrane)
+        store_membrane=store_membrane, fire_on_tie=fire_on_tie)
     empty = beta.new_empty(0)
     return (spikes, zT, vT, membrane if membrane is not None else empty,
             states if states is not None else a_chunk.new_empty(0))
 
 
 def forward_fake(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, v0, beta, threshold, reset, surrogate,
-                  alpha, detach_reset, reverse, store_states, store_membrane):
+                  alpha, detach_reset, fire_on_tie, reverse, store_states, store_membrane):
     Bsz, L, H = u.shape
     T, N = conv.shape[-1], a_chunk.shape[-1]
     return (torch.empty_like(u), a_chunk.new_empty((Bsz, 2, H, N)), beta.new_empty((Bsz, H)),
@@ -54,13 +55,13 @@ def forward_fake(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, v0, be
 
 def setup_context(ctx, inputs, output):
     (u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, z0, v0, beta, threshold, reset, surrogate, alpha,
-     detach_reset, reverse, store_states, store_membrane) = inputs
+     detach_reset, fire_on_tie, reverse, store_states, store_membrane) = inputs
     if not (store_states and store_membrane):
         raise RuntimeError("s4d_lif: backward through a forward that ran without gradients enabled")
     ctx.save_for_backward(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, v0, beta, threshold, output[3],
                           output[4])
     ctx.has_z0 = z0 is not None
-    ctx.options = (reset, surrogate, alpha, detach_reset, reverse)
+    ctx.options = (reset, surrogate, alpha, detach_reset, fire_on_tie, reverse)
 
 
 def backward(
@@ -68,7 +69,7 @@ def backward(
     w_in_last: torch.Tensor, a_last: torch.Tensor, D: Optional[torch.Tensor], has_z0: bool,
     v0: Optional[torch.Tensor], beta: torch.Tensor, threshold: torch.Tensor, membrane: torch.Tensor,
     states: torch.Tensor, g_spikes: torch.Tensor, gT: torch.Tensor, gvT: torch.Tensor, reset: str, surrogate: str,
-    alpha: float, detach_reset: bool, reverse: bool,
+    alpha: float, detach_reset: bool, fire_on_tie: bool, reverse: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
            torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(du, dconv, dw_in, dw_out, da_chunk, dw_in_last, da_last, dD, dz0, dv0, dbeta, dthreshold); dD, dz0 and dv0
@@ -80,7 +81,7 @@ def backward(
     # rounded to u's dtype)
     gy, dbeta, dthreshold, dv0 = lif_triton.adjoint(
         beta, threshold, v0, in_order(membrane), in_order(g_spikes), gvT, reset, surrogate, alpha, detach_reset,
-        x_dtype=membrane.dtype)
+        x_dtype=membrane.dtype, fire_on_tie=fire_on_tie)
     grads = s4d_scan_chunked.backward(u=u, conv=conv, w_in=w_in, w_out=w_out, a_chunk=a_chunk, w_in_last=w_in_last,
                                       a_last=a_last, D=D, has_z0=has_z0, states=states, gy=in_order(gy), gT=gT,
                                       reverse=reverse)
@@ -89,7 +90,7 @@ def backward(
 
 
 def backward_fake(u, conv, w_in, w_out, a_chunk, w_in_last, a_last, D, has_z0, v0, beta, threshold, membrane,
-                   states, g_spikes, gT, gvT, reset, surrogate, alpha, detach_reset, reverse):
+                   states, g_spikes, gT, gvT, reset, surrogate, alpha, detach_reset, fire_on_tie, reverse):
     def like(t):
         return torch.empty_like(t) if t is not None else u.new_empty(0)
 
@@ -104,14 +105,14 @@ def input_gradients(ctx, backward, g_spikes, gT, gvT, _g_membrane, _g_states):
                           membrane, states, g_spikes.contiguous(), gT.contiguous(), gvT.contiguous(), *ctx.options)
     *operators, dD, dz0, dv0, dbeta, dthreshold = grads
     return (*operators, dD if D is not None else None, dz0 if ctx.has_z0 else None,
-            dv0 if v0 is not None else None, dbeta, dthreshold) + (None,) * 7
+            dv0 if v0 is not None else None, dbeta, dthreshold) + (None,) * 8
 
 
 op = register(__name__)
 
 
 def run(u, A, B, C, D, h0, v0, beta, threshold, *, reset: str, surrogate: str, alpha: float, detach_reset: bool,
-        reverse: bool, output_membrane: bool):
+        reverse: bool, output_membrane: bool, fire_on_tie: bool = False):
     """As triton_sequential.run, on the chunked kernel."""
     def contiguous(t):
         return t.contiguous() if t is not None else None
@@ -124,5 +125,6 @@ def run(u, A, B, C, D, h0, v0, beta, threshold, *, reset: str, surrogate: str, a
         spikes, zT, vT, membrane, _ = op(
             u=u, conv=conv, w_in=w_in, w_out=w_out, a_chunk=a_chunk, w_in_last=w_in_last, a_last=a_last, D=D, z0=z0,
             v0=v0, beta=beta, threshold=threshold, reset=reset, surrogate=surrogate, alpha=alpha,
-            detach_reset=detach_reset, reverse=reverse, store_states=grad, store_membrane=grad or output_membrane)
+            detach_reset=detach_reset, fire_on_tie=fire_on_tie, reverse=reverse, store_states=grad,
+            store_membrane=grad or output_membrane)
     return spikes, torch.complex(zT[:, 0], zT[:, 1]), vT, (membrane.detach() if output_membrane else None)
