@@ -1,6 +1,6 @@
 """Pointwise spikes with surrogate gradients: the binary Heaviside spike and the GSU's ternarisation.
 
-    spike(x)           = H(x)                 (1 where x > 0, else 0)
+    spike(x)           = H(x)                 (1 where x > 0, else 0; x >= 0 with fire_on_tie=True)
     ternarize(x, d)    = H(x - d) - H(-x - d)  (in {-1, 0, +1}; d >= 0 broadcasts against x)
 
 Backward: H' is replaced by a surrogate derivative by name (spikessm/ops/common/surrogate.py), so
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .common.checks import check_surrogate
+from .common.checks import check_surrogate, require_bool
 from .common.surrogate import SurrogateSpike
 
 
@@ -22,20 +22,23 @@ def _check_input(op: str, x) -> None:
         raise TypeError(f"{op}: x must be a floating-point tensor, got {x.dtype}")
 
 
-def spike(x: torch.Tensor, *, surrogate: str = "atan", alpha: float | None = None) -> torch.Tensor:
+def spike(x: torch.Tensor, *, surrogate: str = "atan", alpha: float | None = None,
+          fire_on_tie: bool = False) -> torch.Tensor:
     """Heaviside spike H(x) of any-shaped x, in x's dtype; gradients through the named surrogate.
 
-    Binary S4D's readout is spike(y) (threshold 0); spike(v - threshold) for any other threshold.
+    Binary S4D's readout is spike(y) (threshold 0); spike(v - threshold) for any other threshold. fire_on_tie
+    spikes at x == 0 too (the rule of lif's fire_on_tie); the surrogate is the same either way.
     """
     alpha = check_surrogate("spike", surrogate, alpha, pointwise=True)
-    return spike_prechecked(x, surrogate=surrogate, alpha=alpha)
+    require_bool("spike", "fire_on_tie", fire_on_tie)
+    return spike_prechecked(x, surrogate=surrogate, alpha=alpha, fire_on_tie=fire_on_tie)
 
 
-def spike_prechecked(x: torch.Tensor, *, surrogate: str, alpha: float) -> torch.Tensor:
-    """spike with its surrogate and alpha checked by the caller (spike itself, or the Heaviside layer when it
-    was built): checks only x. See spikessm/ops/common/checks.py."""
+def spike_prechecked(x: torch.Tensor, *, surrogate: str, alpha: float, fire_on_tie: bool = False) -> torch.Tensor:
+    """spike with its surrogate, alpha and fire_on_tie checked by the caller (spike itself, or the Heaviside
+    layer when it was built): checks only x. See spikessm/ops/common/checks.py."""
     _check_input("spike", x)
-    return SurrogateSpike.apply(x, surrogate, alpha)
+    return SurrogateSpike.apply(x, surrogate, alpha, None, fire_on_tie)
 
 
 def ternarize(x: torch.Tensor, delta: torch.Tensor | float, *, surrogate: str = "atan",

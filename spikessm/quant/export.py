@@ -34,7 +34,7 @@ def graph_document(sim: IntegerSimulator) -> dict:
     blocks = []
     for b in g.blocks:
         readout = b.ssm.neurons.reset if b.ssm.neurons is not None else "heaviside"
-        blocks.append({"prenorm": b.prenorm, "norm": _layer(b.norm), "ssm": _layer(b.ssm, readout=readout),
+        blocks.append({"prenorm": b.prenorm, "norm": _layer(b.norm), "ssm": _layer(b.ssm, readout=readout, fire_on_tie=b.ssm.fire_on_tie),
                        "mixing": _layer(b.mixing), "add": _layer(b.add)})
     return {
         "format": GRAPH_FORMAT, "version": 1, "config": sim.config.to_dict(),

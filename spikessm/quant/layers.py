@@ -275,18 +275,24 @@ class S4DLayer(IntLayer):
                 continue
             v = beta * v + y
             mem_max = max(mem_max, _maxabs(v))
-            s = (v > theta).double()
+            s = ((v >= theta) if self.neurons.fire_on_tie else (v > theta)).double()
             reset = self.neurons.reset
             v = v - s * theta if reset == "subtract" else v * (1 - s) if reset == "zero" else v
         mem_max = max(mem_max, _maxabs(theta))
         c = self.config
         return {"state": (state_max, c.state_bits, 2.0), "membrane": (mem_max, c.membrane_bits, 2.0)}
 
+    @property
+    def fire_on_tie(self) -> bool:
+        """Whether the readout spikes where v == theta too (LIF's fire_on_tie; a Heaviside spikes where v > theta)."""
+        return self.neurons is not None and self.neurons.fire_on_tie
+
     def _spike(self, v: torch.Tensor, theta: torch.Tensor, fv: int) -> torch.Tensor:
         if not v.is_floating_point():
-            return (v > theta).to(v.dtype)
+            return ((v >= theta) if self.fire_on_tie else (v > theta)).to(v.dtype)
         owner = self.neurons if self.neurons is not None else self.heaviside
-        return spike((v - theta) * 2.0 ** -fv, surrogate=owner.surrogate, alpha=owner.alpha)
+        return spike((v - theta) * 2.0 ** -fv, surrogate=owner.surrogate, alpha=owner.alpha,
+                     fire_on_tie=self.fire_on_tie)
 
     def forward(self, x, f, p, ctx, state=None):
         c, name = self.config, self.name

@@ -132,6 +132,9 @@ class Model:
         xi = np.zeros_like(xr)
         v = np.zeros((B, H), np.int64)
         theta, reset = t("theta"), field(layer, layer["name"], "readout")
+        fire_on_tie = field(layer, layer["name"], "fire_on_tie")
+        if not isinstance(fire_on_tie, bool):
+            fail(f"graph.json: field {layer['name']}.fire_on_tie must be true or false")
         outs = []
         for step in range(L):
             ut = u[:, step]
@@ -144,7 +147,7 @@ class Model:
                 outs.append((y > theta).astype(np.int64))
                 continue
             v = sat(shift_round(t("beta") * v, c["coef_bits"] - 1) + y, c["membrane_bits"])
-            s = (v > theta).astype(np.int64)
+            s = ((v >= theta) if fire_on_tie else (v > theta)).astype(np.int64)
             if reset == "subtract":
                 v = sat(v - s * theta, c["membrane_bits"])
             elif reset == "zero":

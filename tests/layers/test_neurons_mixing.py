@@ -7,7 +7,7 @@ from helpers import assert_close
 
 from spikessm.layers import GLU, GSU, LIF, RF, Heaviside
 from spikessm.layers.ssm_init import hippo_n
-from spikessm.ops import RFState, lif, rf, ternarize
+from spikessm.ops import RFState, lif, rf, spike, ternarize
 from spikessm.ops.rf.naive import rf_loop
 from spikessm.ops.common.surrogate import derivative
 
@@ -20,6 +20,17 @@ def test_heaviside_forward_and_surrogate():
     assert_close(x.grad, derivative("sigmoid", x.detach() - 0.1, 4.0), 1e-14, "surrogate")
     with pytest.raises(ValueError, match="leaky"):
         Heaviside(surrogate="leaky")
+
+
+def test_spike_fire_on_tie_spikes_at_zero_with_the_same_surrogate():
+    x = torch.tensor([-1.0, 0.0, 0.5], dtype=torch.float64, requires_grad=True)
+    assert spike(x).tolist() == [0, 0, 1]
+    tie = spike(x, surrogate="sigmoid", fire_on_tie=True)
+    assert tie.tolist() == [0, 1, 1]
+    tie.sum().backward()
+    assert_close(x.grad, derivative("sigmoid", x.detach(), 4.0), 1e-14, "surrogate")
+    with pytest.raises(TypeError, match="spike: fire_on_tie must be"):
+        spike(x, fire_on_tie=1)
 
 
 def test_ternarize_values_and_gradient():

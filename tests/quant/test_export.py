@@ -23,7 +23,8 @@ def run_py(folder, codes, out):
     ("lif-s4d", False, dict(), QuantConfig()),
     ("lif-s4d", True, dict(lif_reset="zero", prenorm=True, pooling="last"), QuantConfig(per_channel=True)),
     ("binary-s4d", False, dict(), QuantConfig(power_of_two=False)),
-], ids=["lif-s4d", "tokens-prenorm", "binary-real-scales"])
+    ("lif-s4d", True, dict(lif_fire_on_tie=True), QuantConfig(weight_bits=4, coef_bits=8, state_bits=12, act_bits=6)),
+], ids=["lif-s4d", "tokens-prenorm", "binary-real-scales", "fire-on-tie"])
 def exported(request, tmp_path_factory):
     preset, tokens, overrides, config = request.param
     model = small(preset, tokens, **overrides)

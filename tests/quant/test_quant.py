@@ -79,6 +79,7 @@ def test_config_refuses_multiplier_that_overflows_float64():
     (dict(lif_reset="none", learn_beta=True), QuantConfig(power_of_two=False)),
     (dict(prenorm=True, pooling="last"), QuantConfig(power_of_two=False, per_channel=True)),
     (dict(detach_reset=True), QuantConfig(weight_bits=4, coef_bits=10, state_bits=16, act_bits=8)),
+    (dict(lif_fire_on_tie=True), QuantConfig(weight_bits=4, coef_bits=8, state_bits=12, act_bits=6)),
 ])
 def test_simulator_equals_fake_quant_lif_s4d(overrides, config):
     model = small(**overrides)

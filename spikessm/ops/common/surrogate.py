@@ -94,9 +94,8 @@ def derivative(surrogate: str, x: torch.Tensor, alpha: float) -> torch.Tensor:
 
 class SurrogateSpike(torch.autograd.Function):
     """H(x) (1 where x > 0, or x >= 0 with fire_on_tie) in x's dtype; the backward multiplies by a surrogate
-    derivative: the named pointwise
-    surrogate at x (computed in the backward), or a given derivative tensor (for "leaky", which depends on the
-    spike history)."""
+    derivative: the named pointwise surrogate at x (computed in the backward), or a given derivative tensor (for
+    "leaky", which depends on the spike history)."""
 
     @staticmethod
     def forward(ctx, x, surrogate: str, alpha: float, given_derivative: torch.Tensor | None = None,
