@@ -51,3 +51,17 @@ def test_kernels_live_in_the_spikessm_namespace(tmp_path):
         print("ok")
     """, tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def test_every_package_folder_is_installed():
+    """pyproject.toml lists the packages by hand (kernels/ installs as spikessm.kernels): a folder missing from
+    the list installs from a checkout but not from a wheel or a non-editable install."""
+    import tomllib
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    folders = {".".join(p.parent.relative_to(root).parts) for p in (root / "spikessm").rglob("__init__.py")}
+    folders |= {".".join(("spikessm",) + p.parent.relative_to(root).parts)
+                for p in (root / "kernels").rglob("__init__.py")}
+    assert folders == listed
