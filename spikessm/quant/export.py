@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import save as save_safetensors
 
 from .. import atomic
+from .layers import GSULayer, LayerNormMap
 from .simulate import IntegerSimulator
 
 GRAPH_FORMAT = "spikessm-quant-graph"
@@ -29,13 +30,21 @@ def _layer(layer, **extra) -> dict:
     return {"name": layer.name, "fracs": dict(layer.fracs), **extra}
 
 
+def _mixing(layer) -> dict:
+    """A GLU, or a GSU with its LayerNorm's fixed formats (extra_bits E of the statistics, norm_frac fn)."""
+    if not isinstance(layer, GSULayer):
+        return _layer(layer, kind="glu")
+    H = layer.gsu.d_model
+    return _layer(layer, kind="gsu", norm_extra_bits=LayerNormMap.extra_bits(H, layer.config),
+                  norm_frac=LayerNormMap.norm_frac(H, layer.config))
+
+
 def graph_document(sim: IntegerSimulator) -> dict:
     g, model_config = sim.graph, sim.qmodel.model.config
     blocks = []
     for b in g.blocks:
-        readout = b.ssm.neurons.reset if b.ssm.neurons is not None else "heaviside"
-        blocks.append({"prenorm": b.prenorm, "norm": _layer(b.norm), "ssm": _layer(b.ssm, readout=readout, fire_on_tie=b.ssm.fire_on_tie),
-                       "mixing": _layer(b.mixing), "add": _layer(b.add)})
+        blocks.append({"prenorm": b.prenorm, "norm": _layer(b.norm), "ssm": _layer(b.ssm, readout=b.ssm.readout, fire_on_tie=b.ssm.fire_on_tie),
+                       "mixing": _mixing(b.mixing), "add": _layer(b.add)})
     return {
         "format": GRAPH_FORMAT, "version": 1, "config": sim.config.to_dict(),
         "tokens": g.tokens, "vocab_size": model_config.vocab_size, "d_input": model_config.d_input,

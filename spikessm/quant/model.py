@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..layers import GLU, LIF, S4D, ChannelBatchNorm, Heaviside
+from ..layers import GLU, GSU, LIF, S4D, ChannelBatchNorm, Heaviside
 from ..models import SequenceClassifier
 from .config import QuantConfig
-from .layers import (BatchNormLayer, Context, Encoder, GLULayer, Head, InputQuant, Observer, Pool, ResidualAdd,
-                     S4DLayer, StopPass)
+from .layers import (BatchNormLayer, Context, Encoder, GLULayer, GSULayer, Head, InputQuant, Observer, Pool,
+                     ResidualAdd, S4DLayer, StopPass)
 
 
 class UnsupportedModel(ValueError):
@@ -48,13 +48,14 @@ def check_supported(model: nn.Module) -> None:
         if ssm.bidirectional:
             _refuse(f"blocks.{i}.ssm", "S4D is bidirectional: its output at step t depends on later inputs, so it "
                     "cannot run one step at a time; build the model with bidirectional=False")
-        if not isinstance(mixing, GLU):
-            _refuse(f"blocks.{i}.mixing", f"{type(mixing).__name__} has no integer form yet (GLU has)")
+        if not isinstance(mixing, (GLU, GSU)):
+            _refuse(f"blocks.{i}.mixing", f"{type(mixing).__name__} has no integer form yet (GLU and GSU have)")
         if ssm.neurons is not None and not isinstance(ssm.neurons, LIF):
             _refuse(f"blocks.{i}.ssm.neurons", f"{type(ssm.neurons).__name__} has no integer form")
-        if ssm.neurons is None and not isinstance(readout, Heaviside):
+        no_readout = isinstance(readout, nn.Identity) and isinstance(mixing, GSU)  # the GSU ternarises y itself
+        if ssm.neurons is None and not (isinstance(readout, Heaviside) or no_readout):
             _refuse(f"blocks.{i}.readout", f"{type(readout).__name__} has no integer form yet (the readouts with "
-                    "one are 'lif' and 'binary')")
+                    "one are 'lif', 'binary', and 'none' before a GSU)")
         if ssm.neurons is not None and not isinstance(readout, nn.Identity):
             _refuse(f"blocks.{i}.readout", "a second readout after LIF neurons has no integer form")
         if not isinstance(norm, ChannelBatchNorm):
@@ -68,7 +69,7 @@ def check_supported(model: nn.Module) -> None:
 class IntBlock:
     norm: BatchNormLayer
     ssm: S4DLayer
-    mixing: GLULayer
+    mixing: GLULayer | GSULayer
     add: ResidualAdd
     prenorm: bool
 
@@ -96,9 +97,13 @@ class IntGraph:
         for i, block in enumerate(model.blocks):
             name = f"blocks.{i}"
             heaviside = block.readout if isinstance(block.readout, Heaviside) else None
-            self.blocks.append(IntBlock(BatchNormLayer(f"{name}.norm", config, block.norm),
-                                        S4DLayer(f"{name}.ssm", config, block.ssm, heaviside),
-                                        GLULayer(f"{name}.mixing", config, block.mixing),
+            ssm = S4DLayer(f"{name}.ssm", config, block.ssm, heaviside)
+            if isinstance(block.mixing, GSU):
+                in_bits = config.membrane_bits if ssm.readout == "identity" else 1
+                mixing = GSULayer(f"{name}.mixing", config, block.mixing, in_bits)
+            else:
+                mixing = GLULayer(f"{name}.mixing", config, block.mixing)
+            self.blocks.append(IntBlock(BatchNormLayer(f"{name}.norm", config, block.norm), ssm, mixing,
                                         ResidualAdd(f"{name}.add", config), c.prenorm))
         self.final_norm = BatchNormLayer("final_norm", config, model.final_norm) if c.prenorm else None
         self.pool = Pool("pool", config, c.pooling)
