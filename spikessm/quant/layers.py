@@ -545,6 +545,27 @@ class BatchNormLayer(IntLayer):
         return requant(acc, p["m"], p["k"], c.act_bits, ctx.sat, f"{self.name}.out"), f_out, None
 
 
+class LayerNormLayer(IntLayer):
+    """A block's LayerNorm (norm="layer") over the channels of each token: LayerNormMap, then a rescale to the
+    calibrated format "out"."""
+
+    points = ("out",)
+
+    def __init__(self, name, config, norm: nn.LayerNorm):
+        super().__init__(name, config)
+        self.norm = norm
+        LayerNormMap.check(name, norm.normalized_shape[-1], config)
+
+    def params(self, f_in: int = 0) -> dict:
+        return LayerNormMap.quantize(self.norm, f_in, self.fracs["out"], self.config, self.name)
+
+    def forward(self, x, f, p, ctx, state=None):
+        c = self.config
+        acc = LayerNormMap.normalize(x, p, ctx, self.name, c)
+        f_out = ctx.frac(self, "out", lambda: {"out": (_maxabs(acc * p["acc_scale"]), c.act_bits, 1.0)})
+        return requant(acc, p["m"], p["k"], c.act_bits, ctx.sat, f"{self.name}.out"), f_out, None
+
+
 class Pool(IntLayer):
     """Mean over the steps seen (their sum in acc_bits, div_round by the count) or the last step. State for
     streaming: (sum or last feature (B, H), steps (B,))."""

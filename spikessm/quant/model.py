@@ -19,8 +19,8 @@ from torch import nn
 from ..layers import GLU, GSU, LIF, S4D, ChannelBatchNorm, Heaviside
 from ..models import SequenceClassifier
 from .config import QuantConfig
-from .layers import (BatchNormLayer, Context, Encoder, GLULayer, GSULayer, Head, InputQuant, Observer, Pool,
-                     ResidualAdd, S4DLayer, StopPass)
+from .layers import (BatchNormLayer, Context, Encoder, GLULayer, GSULayer, Head, InputQuant, LayerNormLayer,
+                     Observer, Pool, ResidualAdd, S4DLayer, StopPass)
 
 
 class UnsupportedModel(ValueError):
@@ -58,16 +58,23 @@ def check_supported(model: nn.Module) -> None:
                     "one are 'lif', 'binary', and 'none' before a GSU)")
         if ssm.neurons is not None and not isinstance(readout, nn.Identity):
             _refuse(f"blocks.{i}.readout", "a second readout after LIF neurons has no integer form")
-        if not isinstance(norm, ChannelBatchNorm):
-            _refuse(f"blocks.{i}.norm", f"{type(norm).__name__} has no integer form yet (use norm='batch': "
-                    "BatchNorm folds into a per-channel integer affine)")
-    if c.prenorm and not isinstance(model.final_norm, ChannelBatchNorm):
+        if not isinstance(norm, (ChannelBatchNorm, nn.LayerNorm)):
+            _refuse(f"blocks.{i}.norm", f"{type(norm).__name__} has no integer form yet (BatchNorm and LayerNorm "
+                    "have)")
+    if c.prenorm and not isinstance(model.final_norm, (ChannelBatchNorm, nn.LayerNorm)):
         _refuse("final_norm", f"{type(model.final_norm).__name__} has no integer form yet")
+
+
+def norm_layer(name: str, config: QuantConfig, norm: nn.Module) -> BatchNormLayer | LayerNormLayer:
+    """The integer form of a block norm: BatchNorm folded into an affine, or LayerNorm per token."""
+    if isinstance(norm, nn.LayerNorm):
+        return LayerNormLayer(name, config, norm)
+    return BatchNormLayer(name, config, norm)
 
 
 @dataclass
 class IntBlock:
-    norm: BatchNormLayer
+    norm: BatchNormLayer | LayerNormLayer
     ssm: S4DLayer
     mixing: GLULayer | GSULayer
     add: ResidualAdd
@@ -103,9 +110,9 @@ class IntGraph:
                 mixing = GSULayer(f"{name}.mixing", config, block.mixing, in_bits)
             else:
                 mixing = GLULayer(f"{name}.mixing", config, block.mixing)
-            self.blocks.append(IntBlock(BatchNormLayer(f"{name}.norm", config, block.norm), ssm, mixing,
+            self.blocks.append(IntBlock(norm_layer(f"{name}.norm", config, block.norm), ssm, mixing,
                                         ResidualAdd(f"{name}.add", config), c.prenorm))
-        self.final_norm = BatchNormLayer("final_norm", config, model.final_norm) if c.prenorm else None
+        self.final_norm = norm_layer("final_norm", config, model.final_norm) if c.prenorm else None
         self.pool = Pool("pool", config, c.pooling)
         self.head = Head("decoder", config, model.decoder)
 

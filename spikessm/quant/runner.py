@@ -130,7 +130,14 @@ class Model:
         return sat(acc, self.c["acc_bits"])
 
     def norm(self, x, layer):
-        acc = sat(x * self.t(layer, "G") + self.t(layer, "b"), self.c["acc_bits"])
+        kind = field(layer, layer["name"], "kind")
+        if kind == "layer":
+            acc = self.layer_norm(x, layer, "", self.integer(layer, "norm_extra_bits"),
+                                  self.integer(layer, "norm_frac"))
+        elif kind == "batch":
+            acc = sat(x * self.t(layer, "G") + self.t(layer, "b"), self.c["acc_bits"])
+        else:
+            fail(f"graph.json: field {layer['name']}.kind must be batch or layer, got {kind!r}")
         return self.requant(acc, layer, self.c["act_bits"]), self.fracs(layer, "out")
 
     def ssm(self, u, layer):

@@ -27,8 +27,9 @@ def run_py(folder, codes, out):
     ("gsu-s4d", False, dict(), QuantConfig()),
     ("gsu-s4d", True, dict(d_model=5, prenorm=True, pooling="last"), QuantConfig(power_of_two=False, per_channel=True)),
     ("gsu-s4d", False, dict(), QuantConfig(weight_bits=4, coef_bits=8, state_bits=12, membrane_bits=12, act_bits=6)),
+    ("lif-s4d", False, dict(norm="layer", prenorm=True), QuantConfig(power_of_two=False)),
 ], ids=["lif-s4d", "tokens-prenorm", "binary-real-scales", "fire-on-tie", "gsu-s4d", "gsu-tokens-real-scales",
-        "gsu-low-bits"])
+        "gsu-low-bits", "layer-norm"])
 def exported(request, tmp_path_factory):
     preset, tokens, overrides, config = request.param
     model = small(preset, tokens, **overrides)

@@ -96,6 +96,8 @@ def test_config_refuses_multiplier_that_overflows_float64():
     (dict(prenorm=True, pooling="last"), QuantConfig(power_of_two=False, per_channel=True)),
     (dict(detach_reset=True), QuantConfig(weight_bits=4, coef_bits=10, state_bits=16, act_bits=8)),
     (dict(lif_fire_on_tie=True), QuantConfig(weight_bits=4, coef_bits=8, state_bits=12, act_bits=6)),
+    (dict(norm="layer"), QuantConfig()),
+    (dict(norm="layer", prenorm=True), QuantConfig(power_of_two=False, per_channel=True)),
 ])
 def test_simulator_equals_fake_quant_lif_s4d(overrides, config):
     model = small(**overrides)
@@ -127,9 +129,9 @@ def test_simulator_equals_fake_quant_other_models(preset, tokens):
     assert_bit_exact(q, inputs(model, 3, 10), lengths=torch.tensor([10, 3, 7]))
 
 
-@pytest.mark.parametrize("preset", ["lif-s4d", "gsu-s4d"])
-def test_fake_quant_is_close_to_float_at_defaults(preset):
-    model = small(preset)
+@pytest.mark.parametrize("preset,overrides", [("lif-s4d", {}), ("gsu-s4d", {}), ("lif-s4d", dict(norm="layer"))])
+def test_fake_quant_is_close_to_float_at_defaults(preset, overrides):
+    model = small(preset, **overrides)
     q = quantized(model)
     x = inputs(model, 8, 12)
     with torch.no_grad():
@@ -189,7 +191,6 @@ def test_saturation_is_counted_never_wrapped():
     ("binary-s4d", dict(readout="none", bidirectional=False), "spikessm.quant: blocks.0.readout: Identity has no "
      "integer form yet (the readouts with one are 'lif', 'binary', and 'none' before a GSU)"),
     ("s4d", dict(bidirectional=False), "spikessm.quant: blocks.0.readout: GELU has no integer form yet"),
-    ("lif-s4d", dict(norm="layer"), "spikessm.quant: blocks.0.norm: LayerNorm has no integer form yet"),
     ("lif-s4d", dict(pair=True), "spikessm.quant: model: pair models"),
     ("lif-s4d", dict(surrogate="leaky"), "spikessm.quant: model: the 'leaky' surrogate"),
 ])
