@@ -52,8 +52,9 @@ def graph_document(sim: IntegerSimulator) -> dict:
     g, model_config = sim.graph, sim.qmodel.model.config
     blocks = []
     for b in g.blocks:
-        blocks.append({"prenorm": b.prenorm, "norm": _norm(b.norm), "ssm": _layer(b.ssm, readout=b.ssm.readout, fire_on_tie=b.ssm.fire_on_tie),
-                       "mixing": _mixing(b.mixing), "add": _layer(b.add)})
+        ssm = _layer(b.ssm, readout=b.ssm.readout, fire_on_tie=b.ssm.fire_on_tie)
+        blocks.append({"prenorm": b.prenorm, "norm": _norm(b.norm), "ssm": ssm, "mixing": _mixing(b.mixing),
+                       "add": _layer(b.add)})
     return {
         "format": GRAPH_FORMAT, "version": 1, "config": sim.config.to_dict(),
         "tokens": g.tokens, "vocab_size": model_config.vocab_size, "d_input": model_config.d_input,

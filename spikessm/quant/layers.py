@@ -18,7 +18,8 @@ spikessm.quant.calibrate. The equations, with n >> k meaning shift_round (spikes
       no readout (a GSU next): y_t itself, in the membrane format
     GLU:      acc = sat_acc(W s + b);  [a, g] = sat_act((acc * m) >> k);  out = sat_act((a * LUT[g]) >> kO)
     GSU (per token, H channels):
-              delta = (max_h |x_h| * q) >> (coef_bits - 1),  q = round(0.15 2^(coef_bits-1));  t = [x > delta] - [x < -delta]
+              delta = (max_h |x_h| * q) >> (coef_bits - 1),  q = round(0.15 2^(coef_bits-1))
+              t = [x > delta] - [x < -delta]
               a = sat_act((sat_acc(t W + b) * m) >> k);  g = sat_act(sat_acc(x Ter(W)) >> kg)
               p = sat_act((a g) >> kp);  z = LayerNorm(p);  out = sat_act((z * LUT_Phi[z]) >> kO)   (GELU = x Phi(x))
     LayerNorm (per token, H channels, E extra bits):
