@@ -65,3 +65,12 @@ def test_every_package_folder_is_installed():
     folders |= {".".join(("spikessm",) + p.parent.relative_to(root).parts)
                 for p in (root / "kernels").rglob("__init__.py")}
     assert folders == listed
+
+
+def test_test_files_have_unique_names():
+    """The suite's folders are not packages, so two test files with one basename make pytest's collection fail
+    ('import file mismatch') when the whole suite runs, though each passes alone."""
+    from collections import Counter
+    from pathlib import Path
+    names = Counter(p.name for p in (Path(__file__).resolve().parent).rglob("test_*.py"))
+    assert [name for name, count in names.items() if count > 1] == []
