@@ -8,7 +8,7 @@ arithmetic; it returns (y, f_y, next state). Activation formats (the calibrated 
 spikessm.quant.calibrate. The equations, with n >> k meaning shift_round (spikessm.quant.rounding):
 
     Encoder (Linear):    acc = sat_acc(W x + b);  out = sat_act((acc * m) >> k)
-    Encoder (Embedding): out = sat_act((E[ids] * m) >> k)
+    Encoder (Embedding): out = sat_act((E[ids] * m) >> k), its format set by the whole table (not the data)
     S4D, per mode (re, im):
         x_t = sat_state(((A x_{t-1}) >> fA) + ((B u_t) >> kB))      complex products in integers
         y_t = sat_mem((sum_modes Re(C x_t)) >> kC + (D u_t * mD) >> kD)
@@ -196,7 +196,15 @@ class Encoder(IntLayer):
     def forward(self, x, f, p, ctx, state=None):
         c = self.config
         acc = p["E"][x] if self.tokens else LinearMap.accumulate(x, p, ctx, self.name, c)
-        f_out = ctx.frac(self, "out", lambda: {"out": (_maxabs(acc * p["acc_scale"]), c.act_bits, 1.0)})
+        # An embedding's outputs are its table's rows: the whole table bounds them, whichever tokens the
+        # calibration batches hold, and its headroom of one code keeps a largest row of exactly a power of two
+        # (which frac_for lets clip by one code) from saturating.
+        def bound():
+            if self.tokens:
+                return {"out": (_maxabs(p["E"] * p["acc_scale"]), c.act_bits, 1.0 + 2.0 ** (1 - c.act_bits))}
+            return {"out": (_maxabs(acc * p["acc_scale"]), c.act_bits, 1.0)}
+
+        f_out = ctx.frac(self, "out", bound)
         return requant(acc, p["m"], p["k"], c.act_bits, ctx.sat, f"{self.name}.out"), f_out, None
 
 

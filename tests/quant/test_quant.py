@@ -182,6 +182,18 @@ def test_saturation_is_counted_never_wrapped():
     assert q.saturations["inputs.in"] == 0
 
 
+def test_embedding_format_comes_from_its_table_not_the_calibration_tokens():
+    model = small("gsu-s4d", tokens=True)
+    with torch.no_grad():
+        model.encoder.weight[7:] *= 50  # tokens 7.. carry the largest rows and never occur in calibration
+    q = prepare_qat(model, QuantConfig())
+    g = torch.Generator().manual_seed(2)
+    calibrate(q, [torch.randint(0, 7, (4, 9), generator=g) for _ in range(2)])
+    x = torch.arange(11).repeat(2, 1)
+    assert_bit_exact(q, x)
+    assert q.saturations["encoder.out"] == 0  # with formats from the calibration tokens, 7.. would saturate
+
+
 @pytest.mark.parametrize("preset,overrides,message", [
     ("lif-s4d", dict(bidirectional=True), "spikessm.quant: blocks.0.ssm: S4D is bidirectional: its output at step "
      "t depends on later inputs, so it cannot run one step at a time; build the model with bidirectional=False"),
