@@ -106,30 +106,20 @@ def test_simulator_equals_fake_quant_lif_s4d(overrides, config):
         assert_bit_exact(q, inputs(model, batch, length))
 
 
-@pytest.mark.parametrize("overrides,config", [
-    (dict(), QuantConfig()),
-    (dict(prenorm=True, pooling="last"), QuantConfig(power_of_two=False, per_channel=True)),
-    (dict(d_model=5, pooling="last"), QuantConfig(per_channel=True)),
-    (dict(), QuantConfig(weight_bits=4, coef_bits=8, state_bits=12, membrane_bits=12, act_bits=6)),
-])
-def test_simulator_equals_fake_quant_gsu_s4d(overrides, config):
-    model = small("gsu-s4d", **overrides)
-    q = quantized(model, config)
-    for batch, length in ((3, 9), (1, 1), (2, 13)):
-        assert_bit_exact(q, inputs(model, batch, length))
-    assert_bit_exact(q, inputs(model, 3, 10), lengths=torch.tensor([10, 3, 7]))
-
-
-@pytest.mark.parametrize("overrides,config", [
-    (dict(), QuantConfig()),
-    (dict(conj_sym=False, lif_reset="zero"), QuantConfig(per_channel=True)),
-    (dict(s5_blocks=2, prenorm=True, pooling="last"), QuantConfig(power_of_two=False, per_channel=True)),
-    (dict(clip_eigs=True, discretization="bilinear", lif_fire_on_tie=True),
+@pytest.mark.parametrize("preset,overrides,config", [
+    ("gsu-s4d", dict(), QuantConfig()),
+    ("gsu-s4d", dict(prenorm=True, pooling="last"), QuantConfig(power_of_two=False, per_channel=True)),
+    ("gsu-s4d", dict(d_model=5, pooling="last"), QuantConfig(per_channel=True)),
+    ("gsu-s4d", dict(), QuantConfig(weight_bits=4, coef_bits=8, state_bits=12, membrane_bits=12, act_bits=6)),
+    ("lif-s5", dict(), QuantConfig()),
+    ("lif-s5", dict(conj_sym=False, lif_reset="zero"), QuantConfig(per_channel=True)),
+    ("lif-s5", dict(s5_blocks=2, prenorm=True, pooling="last"), QuantConfig(power_of_two=False, per_channel=True)),
+    ("lif-s5", dict(clip_eigs=True, discretization="bilinear", lif_fire_on_tie=True),
      QuantConfig(weight_bits=4, coef_bits=8, state_bits=12, act_bits=6)),
-    (dict(norm="layer", d_model=5), QuantConfig(power_of_two=False)),
+    ("lif-s5", dict(norm="layer", d_model=5), QuantConfig(power_of_two=False)),
 ])
-def test_simulator_equals_fake_quant_lif_s5(overrides, config):
-    model = small("lif-s5", **overrides)
+def test_simulator_equals_fake_quant_gsu_s4d_and_lif_s5(preset, overrides, config):
+    model = small(preset, **overrides)
     q = quantized(model, config)
     for batch, length in ((3, 9), (1, 1), (2, 13)):
         assert_bit_exact(q, inputs(model, batch, length))
