@@ -98,12 +98,15 @@ class S4D(nn.Module):
         own = [self.log_dt, self.log_neg_A_real, self.A_imag, self.B]
         return own + (self.neurons.ssm_parameters() if isinstance(self.neurons, RF) else [])
 
-    def discretized(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """A_bar, B_bar: (H, M) complex; C: (directions, H, M) complex, already doubled for the 2 Re readout."""
-        A = torch.complex(-torch.exp(self.log_neg_A_real), self.A_imag)
-        A_bar, B_bar = discretize(A, torch.view_as_complex(self.B), torch.exp(self.log_dt)[:, None],
+    def discretized(self, dtype=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A_bar, B_bar: (H, M) complex; C: (directions, H, M) complex, already doubled for the 2 Re readout.
+        dtype: the real dtype to compute in (the parameters', or e.g. float64 for the integer form), with
+        gradients to the parameters."""
+        t = (lambda p: p) if dtype is None else (lambda p: p.to(dtype))
+        A = torch.complex(-torch.exp(t(self.log_neg_A_real)), t(self.A_imag))
+        A_bar, B_bar = discretize(A, torch.view_as_complex(t(self.B)), torch.exp(t(self.log_dt))[:, None],
                                   self.discretization)
-        return A_bar, B_bar, 2 * torch.view_as_complex(self.C)
+        return A_bar, B_bar, 2 * torch.view_as_complex(t(self.C))
 
     def forward(self, u: torch.Tensor, state=None, *, return_state: bool = False):
         """u: (B, L, H) float32/float64/bfloat16/float16; state: the state before u's first step (see the class

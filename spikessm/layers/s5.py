@@ -122,13 +122,16 @@ class S5(nn.Module):
         own = [self.Lambda_re, self.Lambda_im, self.B, self.log_step]
         return own + (self.neurons.ssm_parameters() if isinstance(self.neurons, RF) else [])
 
-    def discretized(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Lambda_bar (M,), B_bar (M, H) complex; C (directions, H, M) complex with the readout factor k in it."""
-        re = self.Lambda_re.clamp(max=-1e-4) if self.clip_eigs else self.Lambda_re
-        Lambda = torch.complex(re, self.Lambda_im)
-        Lambda_bar, B_bar = discretize(Lambda[:, None], torch.view_as_complex(self.B),
-                                       torch.exp(self.log_step)[:, None], self.discretization)
-        return Lambda_bar[:, 0], B_bar, (2 if self.conj_sym else 1) * torch.view_as_complex(self.C)
+    def discretized(self, dtype=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Lambda_bar (M,), B_bar (M, H) complex; C (directions, H, M) complex with the readout factor k in it.
+        dtype: the real dtype to compute in (the parameters', or e.g. float64 for the integer form), with
+        gradients to the parameters."""
+        t = (lambda p: p) if dtype is None else (lambda p: p.to(dtype))
+        re = t(self.Lambda_re).clamp(max=-1e-4) if self.clip_eigs else t(self.Lambda_re)
+        Lambda = torch.complex(re, t(self.Lambda_im))
+        Lambda_bar, B_bar = discretize(Lambda[:, None], torch.view_as_complex(t(self.B)),
+                                       torch.exp(t(self.log_step))[:, None], self.discretization)
+        return Lambda_bar[:, 0], B_bar, (2 if self.conj_sym else 1) * torch.view_as_complex(t(self.C))
 
     def forward(self, u: torch.Tensor, state=None, *, return_state: bool = False):
         """u: (B, L, H) float32/float64/bfloat16/float16; state: the state before u's first step (see the class

@@ -28,10 +28,10 @@ class QuantConfig:
     """How a model becomes integers.
 
     weight_bits: encoder, GLU, D, norm gains and head weights (8: Loihi 2's common synaptic width).
-    coef_bits: the discretised S4D coefficients A_bar, B_bar, C, and the LIF decay. Long memories need |A_bar|
+    coef_bits: the discretised S4D / S5 coefficients A_bar, B_bar, C, and the LIF decay. Long memories need |A_bar|
         close to 1 (|A_bar| = 1 - dt/2 for dt = 1e-3 is 1 - 2^-11): 16 keeps the float model's kernels and
         accuracy (docs/deploy.md gives the measurement); 8 rounds every slow mode to the same decay.
-    state_bits: the S4D state (each of re, im). membrane_bits: the LIF membrane (or the SSM output y read by a
+    state_bits: the SSM state (each of re, im). membrane_bits: the LIF membrane (or the SSM output y read by a
         Heaviside readout). Both 24 as on Loihi 2.
     act_bits: activations between layers (encoder output, GLU, residual sums, norm outputs, logits).
     acc_bits: accumulators of the matrix products (encoder, GLU, head) and of mean pooling.

@@ -52,7 +52,7 @@ def graph_document(sim: IntegerSimulator) -> dict:
     g, model_config = sim.graph, sim.qmodel.model.config
     blocks = []
     for b in g.blocks:
-        ssm = _layer(b.ssm, readout=b.ssm.readout, fire_on_tie=b.ssm.fire_on_tie)
+        ssm = _layer(b.ssm, type=b.ssm.ssm_type, readout=b.ssm.readout, fire_on_tie=b.ssm.fire_on_tie)
         blocks.append({"prenorm": b.prenorm, "norm": _norm(b.norm), "ssm": ssm, "mixing": _mixing(b.mixing),
                        "add": _layer(b.add)})
     return {

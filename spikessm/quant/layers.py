@@ -12,6 +12,12 @@ spikessm.quant.calibrate. The equations, with n >> k meaning shift_round (spikes
     S4D, per mode (re, im):
         x_t = sat_state(((A x_{t-1}) >> fA) + ((B u_t) >> kB))      complex products in integers
         y_t = sat_mem((sum_modes Re(C x_t)) >> kC + (D u_t * mD) >> kD)
+    S5, M modes shared by the H channels, B (M, H), C (H, M) complex (re, im):
+        x_t = sat_state(((A x_{t-1}) >> fA) + (sum_h B[:, h] u_t[h]) >> kB)     the sum exact, rounded once
+        y_t = sat_mem((sum_m Re(C[:, m] x_t[m])) >> kC + (D u_t * mD) >> kD)   C holds S5's k = 2 or 1
+      (fA, fB, fC: each tensor's power-of-two format, per row with per_channel; kB = fB + f_u - f_state and
+      kC = fC + f_state - f_mem, so B u and C x are each one wide exact sum and one rounding shift.)
+      The readouts of S4D and S5:
       LIF:   v_t = sat_mem((beta v_{t-1}) >> fbeta + y_t);  s_t = [v_t > theta];  reset on s_t:
              "subtract" v_t -= theta, "zero" v_t = 0, "none"
       Heaviside (binary readout): s_t = [y_t > theta]
@@ -41,7 +47,6 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from ..layers.discretize import discretize
 from ..ops import spike
 from ..ops.spike import ternarize_prechecked
 from .config import QuantConfig
@@ -208,9 +213,12 @@ class Encoder(IntLayer):
         return requant(acc, p["m"], p["k"], c.act_bits, ctx.sat, f"{self.name}.out"), f_out, None
 
 
-class S4DLayer(IntLayer):
-    """S4D with its readout: LIF neurons (the layer's own), a Heaviside spike (the block's binary readout) or none
-    (readout "none": y itself passes on, in the membrane format, for a GSU to ternarise).
+class SSMLayer(IntLayer):
+    """A diagonal complex SSM (S4DLayer, S5Layer) with its readout: LIF neurons (the layer's own), a Heaviside
+    spike (the block's binary readout) or none (readout "none": y itself passes on, in the membrane format, for a
+    GSU to ternarise). The state update, readout and neurons are shared; a subclass gives the discretised
+    coefficients, the state's shape and the two maps between channels and modes (mix_in for B u, mix_out for
+    C x), which act alike on integer and on complex tensors.
 
     Calibrated points: "state" (the SSM state, state_bits, one bit of headroom over the largest re or im seen)
     and "membrane" (y and the LIF membrane, membrane_bits, one bit of headroom over the largest of |y|, |v| and
@@ -218,30 +226,44 @@ class S4DLayer(IntLayer):
 
     points = ("state", "membrane")
     stateful = True
+    ssm_type = ""  # graph.json's name of the SSM
 
     def __init__(self, name, config, ssm: nn.Module, heaviside: nn.Module | None):
         super().__init__(name, config)
         self.ssm, self.neurons, self.heaviside = ssm, ssm.neurons, heaviside
-        M, c = ssm.d_state // 2, config
-        require_exact(name, c.coef_bits - 1 + c.state_bits - 1 + 2 + math.ceil(math.log2(M)), "the readout sum C x")
-        require_exact(name, c.coef_bits - 1 + c.act_bits, "the input term B u")
+        c, fan_in, fan_out = config, self.fan_in, self.fan_out
+        require_exact(name, c.coef_bits - 1 + c.state_bits - 1 + 2 + math.ceil(math.log2(fan_out)),
+                      "the readout sum C x")
+        require_exact(name, c.coef_bits - 1 + c.act_bits + math.ceil(math.log2(fan_in)), "the input term B u")
         require_exact(name, c.weight_bits + c.act_bits + c.mult_bits, "the skip term D u")
         require_exact(name, c.coef_bits + c.membrane_bits, "the leak beta v")
 
-    def _coefficients(self):
-        ssm = self.ssm
-        A = torch.complex(-torch.exp(ssm.log_neg_A_real.double()), ssm.A_imag.double())
-        A_bar, B_bar = discretize(A, torch.view_as_complex(ssm.B.double()), torch.exp(ssm.log_dt.double())[:, None],
-                                  ssm.discretization)
-        return A_bar, B_bar, 2 * torch.view_as_complex(ssm.C.double())[0]
+    fan_in: int  # the inputs summed into one mode by B u
+    fan_out: int  # the modes summed into one channel by C x
+    state_shape: tuple[int, ...]  # one sequence's state, re or im
+
+    def coefficients(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A_bar, B_bar, C (complex128, with gradients to the float parameters; C holds the readout's factor)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def mix_in(B: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """B u: (batch, H) inputs -> (batch, *state_shape)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def mix_out(C: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """C x: (batch, *state_shape) -> (batch, H), the sum over each channel's modes."""
+        raise NotImplementedError
 
     def _pair(self, z: torch.Tensor, bits: int):
-        """A complex (H, M) tensor as power-of-two (re, im) integers and its frac, (H, 1) or 0-d int64."""
+        """A complex tensor (rows, ...) as power-of-two (re, im) integers and its frac: 0-d int64, or one per row
+        shaped to broadcast against the state (each row of A_bar and B_bar is a first index of the state)."""
         pair = torch.view_as_real(z)
         scale = weight_scale(pair, bits, self.config, dim=0, pow2=True)
         q = quantize(pair, scale, bits)
         frac = pow2_frac(channel_maxabs(pair, self.config.per_channel, 0), bits)
-        frac = frac.reshape(-1, 1) if frac.dim() else frac
+        frac = frac.reshape(-1, *([1] * (len(self.state_shape) - 1))) if frac.dim() else frac
         return q[..., 0], q[..., 1], frac
 
     @property
@@ -259,7 +281,7 @@ class S4DLayer(IntLayer):
 
     def params(self, f_in: int = 0) -> dict:
         c = self.config
-        A_bar, B_bar, C = self._coefficients()
+        A_bar, B_bar, C = self.coefficients()
         p = {}
         p["Ar"], p["Ai"], p["fA"] = self._pair(A_bar, c.coef_bits)
         p["Br"], p["Bi"], p["fB"] = self._pair(B_bar, c.coef_bits)
@@ -283,10 +305,10 @@ class S4DLayer(IntLayer):
         return p
 
     def init_state(self, batch_size: int, like: torch.Tensor):
-        H, M = self.ssm.d_model, self.ssm.d_state // 2
         zeros = dict(dtype=like.dtype, device=like.device)
-        return (torch.zeros(batch_size, H, M, **zeros), torch.zeros(batch_size, H, M, **zeros),
-                torch.zeros(batch_size, H, **zeros))
+        shape = (batch_size, *self.state_shape)
+        membrane = torch.zeros(batch_size, self.ssm.d_model, **zeros)
+        return torch.zeros(shape, **zeros), torch.zeros(shape, **zeros), membrane
 
     def _observe(self, x: torch.Tensor, f: int, p: dict) -> dict:
         """The float run of this layer on the dequantised input: the ranges of state, y and membrane."""
@@ -295,12 +317,12 @@ class S4DLayer(IntLayer):
         theta = torch.as_tensor(0.0 if threshold is None else threshold, dtype=torch.float64).detach()
         beta = torch.as_tensor(self.neurons.beta, dtype=torch.float64).detach() if self.neurons is not None else 0
         u_all = x.detach().double() * 2.0 ** -f
-        h = torch.zeros(x.shape[0], *A_bar.shape, dtype=torch.complex128)
-        v = torch.zeros(x.shape[0], A_bar.shape[0], dtype=torch.float64)
+        h = torch.zeros(x.shape[0], *self.state_shape, dtype=torch.complex128)
+        v = torch.zeros(x.shape[0], self.ssm.d_model, dtype=torch.float64)
         state_max = mem_max = 0.0
         for u in u_all.unbind(1):
-            h = A_bar * h + B_bar * u[..., None]
-            y = (C * h).sum(-1).real + D.double() * u
+            h = A_bar * h + self.mix_in(B_bar, u)
+            y = self.mix_out(C, h).real + D.double() * u
             state_max = max(state_max, _maxabs(torch.view_as_real(h)))
             if self.neurons is None:
                 mem_max = max(mem_max, _maxabs(y))
@@ -336,13 +358,13 @@ class S4DLayer(IntLayer):
         Ar, Ai, Br, Bi, Cr, Ci = (p[k] for k in ("Ar", "Ai", "Br", "Bi", "Cr", "Ci"))
         outs = []
         for u in x.unbind(1):
-            bu_r, bu_i = shift_round(Br * u[..., None], p["kB"]), shift_round(Bi * u[..., None], p["kB"])
+            bu_r, bu_i = shift_round(self.mix_in(Br, u), p["kB"]), shift_round(self.mix_in(Bi, u), p["kB"])
             xr, xi = (saturate(shift_round(Ar * xr - Ai * xi, p["fA"]) + bu_r, c.state_bits, ctx.sat, f"{name}.state"),
                       saturate(shift_round(Ar * xi + Ai * xr, p["fA"]) + bu_i, c.state_bits, ctx.sat, f"{name}.state"))
             skip = p["D"] * u
             skip = shift_round(skip * (p["mD"].to(skip.dtype) if skip.is_floating_point() else p["mD"]), p["kD"])
-            y = saturate(shift_round((Cr * xr - Ci * xi).sum(-1), p["kC"]) + skip, c.membrane_bits, ctx.sat,
-                         f"{name}.y")
+            y = saturate(shift_round(self.mix_out(Cr, xr) - self.mix_out(Ci, xi), p["kC"]) + skip, c.membrane_bits,
+                         ctx.sat, f"{name}.y")
             if self.heaviside is not None:
                 outs.append(self._spike(y, p["theta"], fv))
                 continue
@@ -359,6 +381,67 @@ class S4DLayer(IntLayer):
                 v = v * (1 - r)
             outs.append(s)
         return torch.stack(outs, 1), (fv if self.readout == "identity" else 0), (xr, xi, v)
+
+
+class S4DLayer(SSMLayer):
+    """S4D: H independent SSMs of M = d_state // 2 modes each; state (H, M), A_bar, B_bar, C (H, M)."""
+
+    ssm_type = "s4d"
+
+    @property
+    def fan_in(self) -> int:
+        return 1
+
+    @property
+    def fan_out(self) -> int:
+        return self.ssm.d_state // 2
+
+    @property
+    def state_shape(self) -> tuple[int, ...]:
+        return (self.ssm.d_model, self.ssm.d_state // 2)
+
+    def coefficients(self):
+        A_bar, B_bar, C = self.ssm.discretized(dtype=torch.float64)
+        return A_bar, B_bar, C[0]
+
+    @staticmethod
+    def mix_in(B, u):
+        return B * u[..., None]
+
+    @staticmethod
+    def mix_out(C, x):
+        return (C * x).sum(-1)
+
+
+class S5Layer(SSMLayer):
+    """S5: one SSM of M modes shared by the H channels; state (M,), Lambda_bar (M,), B_bar (M, H), C (H, M)
+    (k = 2 of a conjugate-symmetric layer's 2 Re(C x) in C)."""
+
+    ssm_type = "s5"
+
+    @property
+    def fan_in(self) -> int:
+        return self.ssm.d_model
+
+    @property
+    def fan_out(self) -> int:
+        return self.ssm.n_modes
+
+    @property
+    def state_shape(self) -> tuple[int, ...]:
+        return (self.ssm.n_modes,)
+
+    def coefficients(self):
+        Lambda_bar, B_bar, C = self.ssm.discretized(dtype=torch.float64)
+        return Lambda_bar, B_bar, C[0]
+
+    @staticmethod
+    def mix_in(B, u):
+        return u.to(B.dtype) @ B.transpose(0, 1)
+
+    @staticmethod
+    def mix_out(C, x):
+        return x @ C.transpose(0, 1)
 
 
 class GLULayer(IntLayer):

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..layers import GLU, GSU, LIF, S4D, ChannelBatchNorm, Heaviside
+from ..layers import GLU, GSU, LIF, S4D, S5, ChannelBatchNorm, Heaviside
 from ..models import SequenceClassifier
 from .config import QuantConfig
 from .layers import (BatchNormLayer, Context, Encoder, GLULayer, GSULayer, Head, InputQuant, LayerNormLayer,
-                     Observer, Pool, ResidualAdd, S4DLayer, StopPass)
+                     Observer, Pool, ResidualAdd, S4DLayer, S5Layer, SSMLayer, StopPass)
 
 
 class UnsupportedModel(ValueError):
@@ -43,11 +43,11 @@ def check_supported(model: nn.Module) -> None:
                 "surrogate (e.g. 'atan')")
     for i, block in enumerate(model.blocks):
         ssm, readout, mixing, norm = block.ssm, block.readout, block.mixing, block.norm
-        if not isinstance(ssm, S4D):
-            _refuse(f"blocks.{i}.ssm", f"{type(ssm).__name__} has no integer form yet (S4D has)")
+        if not isinstance(ssm, (S4D, S5)):
+            _refuse(f"blocks.{i}.ssm", f"{type(ssm).__name__} has no integer form yet (S4D and S5 have)")
         if ssm.bidirectional:
-            _refuse(f"blocks.{i}.ssm", "S4D is bidirectional: its output at step t depends on later inputs, so it "
-                    "cannot run one step at a time; build the model with bidirectional=False")
+            _refuse(f"blocks.{i}.ssm", f"{type(ssm).__name__} is bidirectional: its output at step t depends on "
+                    "later inputs, so it cannot run one step at a time; build the model with bidirectional=False")
         if not isinstance(mixing, (GLU, GSU)):
             _refuse(f"blocks.{i}.mixing", f"{type(mixing).__name__} has no integer form yet (GLU and GSU have)")
         if ssm.neurons is not None and not isinstance(ssm.neurons, LIF):
@@ -75,7 +75,7 @@ def norm_layer(name: str, config: QuantConfig, norm: nn.Module) -> BatchNormLaye
 @dataclass
 class IntBlock:
     norm: BatchNormLayer | LayerNormLayer
-    ssm: S4DLayer
+    ssm: SSMLayer
     mixing: GLULayer | GSULayer
     add: ResidualAdd
     prenorm: bool
@@ -104,7 +104,7 @@ class IntGraph:
         for i, block in enumerate(model.blocks):
             name = f"blocks.{i}"
             heaviside = block.readout if isinstance(block.readout, Heaviside) else None
-            ssm = S4DLayer(f"{name}.ssm", config, block.ssm, heaviside)
+            ssm = (S5Layer if isinstance(block.ssm, S5) else S4DLayer)(f"{name}.ssm", config, block.ssm, heaviside)
             if isinstance(block.mixing, GSU):
                 in_bits = config.membrane_bits if ssm.readout == "identity" else 1
                 mixing = GSULayer(f"{name}.mixing", config, block.mixing, in_bits)

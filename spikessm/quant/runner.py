@@ -141,7 +141,16 @@ class Model:
         return self.requant(acc, layer, self.c["act_bits"]), self.fracs(layer, "out")
 
     def ssm(self, u, layer):
+        """S4D (H independent SSMs: state (H, M), B u and C x per channel) or S5 (one SSM of M modes: state (M,),
+        B (M, H) and C (H, M) matrix products); a graph without the field type is an S4D one."""
         c, t = self.c, lambda key: self.t(layer, key)
+        kind = layer.get("type", "s4d")
+        if kind == "s4d":
+            mix_in, mix_out = (lambda b, x: b * x[..., None]), (lambda m, x: (m * x).sum(-1))
+        elif kind == "s5":
+            mix_in, mix_out = (lambda b, x: x @ b.T), (lambda m, x: x @ m.T)
+        else:
+            fail(f"graph.json: field {layer['name']}.type must be s4d or s5, got {kind!r}")
         Ar, Ai, Br, Bi, Cr, Ci = (t(k) for k in ("Ar", "Ai", "Br", "Bi", "Cr", "Ci"))
         B, L, H = u.shape
         xr = np.zeros((B,) + Ar.shape, np.int64)
@@ -155,11 +164,11 @@ class Model:
         outs = []
         for step in range(L):
             ut = u[:, step]
-            bu_r, bu_i = shift_round(Br * ut[..., None], t("kB")), shift_round(Bi * ut[..., None], t("kB"))
+            bu_r, bu_i = shift_round(mix_in(Br, ut), t("kB")), shift_round(mix_in(Bi, ut), t("kB"))
             xr, xi = (sat(shift_round(Ar * xr - Ai * xi, t("fA")) + bu_r, c["state_bits"]),
                       sat(shift_round(Ar * xi + Ai * xr, t("fA")) + bu_i, c["state_bits"]))
             skip = shift_round(t("D") * ut * t("mD"), t("kD"))
-            y = sat(shift_round((Cr * xr - Ci * xi).sum(-1), t("kC")) + skip, c["membrane_bits"])
+            y = sat(shift_round(mix_out(Cr, xr) - mix_out(Ci, xi), t("kC")) + skip, c["membrane_bits"])
             if reset == "identity":  # no readout: y itself, in the membrane format
                 outs.append(y)
                 continue

@@ -106,30 +106,69 @@ def test_simulator_equals_fake_quant_lif_s4d(overrides, config):
         assert_bit_exact(q, inputs(model, batch, length))
 
 
-@pytest.mark.parametrize("overrides,config", [
-    (dict(), QuantConfig()),
-    (dict(prenorm=True, pooling="last"), QuantConfig(power_of_two=False, per_channel=True)),
-    (dict(d_model=5, pooling="last"), QuantConfig(per_channel=True)),
-    (dict(), QuantConfig(weight_bits=4, coef_bits=8, state_bits=12, membrane_bits=12, act_bits=6)),
+@pytest.mark.parametrize("preset,overrides,config", [
+    ("gsu-s4d", dict(), QuantConfig()),
+    ("gsu-s4d", dict(prenorm=True, pooling="last"), QuantConfig(power_of_two=False, per_channel=True)),
+    ("gsu-s4d", dict(d_model=5, pooling="last"), QuantConfig(per_channel=True)),
+    ("gsu-s4d", dict(), QuantConfig(weight_bits=4, coef_bits=8, state_bits=12, membrane_bits=12, act_bits=6)),
+    ("lif-s5", dict(), QuantConfig()),
+    ("lif-s5", dict(conj_sym=False, lif_reset="zero"), QuantConfig(per_channel=True)),
+    ("lif-s5", dict(s5_blocks=2, prenorm=True, pooling="last"), QuantConfig(power_of_two=False, per_channel=True)),
+    ("lif-s5", dict(clip_eigs=True, discretization="bilinear", lif_fire_on_tie=True),
+     QuantConfig(weight_bits=4, coef_bits=8, state_bits=12, act_bits=6)),
+    ("lif-s5", dict(norm="layer", d_model=5), QuantConfig(power_of_two=False)),
 ])
-def test_simulator_equals_fake_quant_gsu_s4d(overrides, config):
-    model = small("gsu-s4d", **overrides)
+def test_simulator_equals_fake_quant_gsu_s4d_and_lif_s5(preset, overrides, config):
+    model = small(preset, **overrides)
     q = quantized(model, config)
     for batch, length in ((3, 9), (1, 1), (2, 13)):
         assert_bit_exact(q, inputs(model, batch, length))
     assert_bit_exact(q, inputs(model, 3, 10), lengths=torch.tensor([10, 3, 7]))
 
 
-@pytest.mark.parametrize("preset,tokens", [("binary-s4d", False), ("lif-s4d", True), ("binary-s4d", True),
-                                           ("gsu-s4d", True)])
-def test_simulator_equals_fake_quant_other_models(preset, tokens):
-    model = small(preset, tokens)
+def test_s5_layer_is_the_integer_recurrence_of_its_coefficients():
+    """One S5 layer (no readout: y itself comes out) against its equations written out, on its own integers:
+    x_t = (Lambda x_{t-1}) >> fA + (B u_t) >> kB (B u summed over the channels before its one rounding),
+    y_t = (sum over the modes of Cr xr - Ci xi) >> kC + ((D u_t) mD) >> kD."""
+    from spikessm.quant.layers import Context
+    model = small("gsu-s4d", ssm="s5")
+    sim = IntegerSimulator(quantized(model))
+    layer = sim.graph.blocks[0].ssm
+    p = sim.params[layer.name]
+    M, H = model.blocks[0].ssm.n_modes, model.config.d_model
+    assert layer.readout == "identity" and layer.ssm_type == "s5"
+    assert p["Ar"].shape == (M,) and p["Br"].shape == (M, H) and p["Cr"].shape == (H, M)
+    u = torch.randint(-3000, 3000, (2, 5, H), generator=torch.Generator().manual_seed(4))
+    ctx = Context()
+    y, _, (sr, si, _) = layer.forward(u, 7, p, ctx)
+    assert not any(ctx.sat.report().values())
+    xr = xi = torch.zeros(2, M, dtype=torch.int64)
+    for t in range(u.shape[1]):
+        ut = u[:, t]
+        bu_r = torch.stack([sum(int(p["Br"][m, h]) * ut[:, h] for h in range(H)) for m in range(M)], -1)
+        bu_i = torch.stack([sum(int(p["Bi"][m, h]) * ut[:, h] for h in range(H)) for m in range(M)], -1)
+        xr, xi = (shift_round(p["Ar"] * xr - p["Ai"] * xi, p["fA"]) + shift_round(bu_r, p["kB"]),
+                  shift_round(p["Ar"] * xi + p["Ai"] * xr, p["fA"]) + shift_round(bu_i, p["kB"]))
+        cx = torch.stack([sum(int(p["Cr"][h, m]) * xr[:, m] - int(p["Ci"][h, m]) * xi[:, m] for m in range(M))
+                          for h in range(H)], -1)
+        expected = shift_round(cx, p["kC"]) + shift_round(p["D"] * ut * p["mD"], p["kD"])
+        assert torch.equal(y[:, t], expected), t
+    assert torch.equal(sr, xr) and torch.equal(si, xi)
+
+
+@pytest.mark.parametrize("preset,tokens,overrides", [("binary-s4d", False, {}), ("lif-s4d", True, {}),
+                                                     ("binary-s4d", True, {}), ("gsu-s4d", True, {}),
+                                                     ("lif-s5", True, {}), ("lif-s5", False, dict(readout="binary")),
+                                                     ("gsu-s4d", False, dict(ssm="s5"))])
+def test_simulator_equals_fake_quant_other_models(preset, tokens, overrides):
+    model = small(preset, tokens, **overrides)
     q = quantized(model)
     assert_bit_exact(q, inputs(model, 2, 11))
     assert_bit_exact(q, inputs(model, 3, 10), lengths=torch.tensor([10, 3, 7]))
 
 
-@pytest.mark.parametrize("preset,overrides", [("lif-s4d", {}), ("gsu-s4d", {}), ("lif-s4d", dict(norm="layer"))])
+@pytest.mark.parametrize("preset,overrides", [("lif-s4d", {}), ("gsu-s4d", {}), ("lif-s4d", dict(norm="layer")),
+                                              ("lif-s5", {})])
 def test_fake_quant_is_close_to_float_at_defaults(preset, overrides):
     model = small(preset, **overrides)
     q = quantized(model)
@@ -139,7 +178,7 @@ def test_fake_quant_is_close_to_float_at_defaults(preset, overrides):
     assert err < 0.2, err
 
 
-@pytest.mark.parametrize("preset", ["lif-s4d", "gsu-s4d"])
+@pytest.mark.parametrize("preset", ["lif-s4d", "gsu-s4d", "lif-s5"])
 def test_simulator_equals_fake_quant_after_training(preset):
     model = small(preset)
     q = quantized(model)
@@ -152,7 +191,8 @@ def test_simulator_equals_fake_quant_after_training(preset):
     assert_bit_exact(q, inputs(model, 3, 9))
 
 
-@pytest.mark.parametrize("preset,tokens", [("lif-s4d", False), ("lif-s4d", True), ("gsu-s4d", False)])
+@pytest.mark.parametrize("preset,tokens", [("lif-s4d", False), ("lif-s4d", True), ("gsu-s4d", False),
+                                           ("lif-s5", False)])
 def test_streaming_in_pieces_equals_one_pass(preset, tokens):
     model = small(preset, tokens=tokens)
     q = quantized(model)
@@ -198,7 +238,10 @@ def test_embedding_format_comes_from_its_table_not_the_calibration_tokens():
     ("lif-s4d", dict(bidirectional=True), "spikessm.quant: blocks.0.ssm: S4D is bidirectional: its output at step "
      "t depends on later inputs, so it cannot run one step at a time; build the model with bidirectional=False"),
     ("binary-s4d", dict(), "spikessm.quant: blocks.0.ssm: S4D is bidirectional"),
-    ("lif-s5", dict(), "spikessm.quant: blocks.0.ssm: S5 has no integer form yet (S4D has)"),
+    ("lif-s5", dict(bidirectional=True), "spikessm.quant: blocks.0.ssm: S5 is bidirectional: its output at step t "
+     "depends on later inputs, so it cannot run one step at a time; build the model with bidirectional=False"),
+    ("s5", dict(), "spikessm.quant: blocks.0.ssm: S5 is bidirectional"),
+    ("s5-rf", dict(), "spikessm.quant: blocks.0.ssm: RF has no integer form yet (S4D and S5 have)"),
     ("gsu-s4d", dict(), "spikessm.quant: blocks.0.ssm: S4D is bidirectional"),
     ("binary-s4d", dict(readout="none", bidirectional=False), "spikessm.quant: blocks.0.readout: Identity has no "
      "integer form yet (the readouts with one are 'lif', 'binary', and 'none' before a GSU)"),

@@ -28,8 +28,13 @@ def run_py(folder, codes, out):
     ("gsu-s4d", True, dict(d_model=5, prenorm=True, pooling="last"), QuantConfig(power_of_two=False, per_channel=True)),
     ("gsu-s4d", False, dict(), QuantConfig(weight_bits=4, coef_bits=8, state_bits=12, membrane_bits=12, act_bits=6)),
     ("lif-s4d", False, dict(norm="layer", prenorm=True), QuantConfig(power_of_two=False)),
+    ("lif-s5", False, dict(), QuantConfig()),
+    ("lif-s5", True, dict(conj_sym=False, lif_reset="zero", prenorm=True, pooling="last"),
+     QuantConfig(power_of_two=False, per_channel=True)),
+    ("gsu-s4d", False, dict(ssm="s5"), QuantConfig(weight_bits=4, coef_bits=8, state_bits=12, membrane_bits=12,
+                                                    act_bits=6)),
 ], ids=["lif-s4d", "tokens-prenorm", "binary-real-scales", "fire-on-tie", "gsu-s4d", "gsu-tokens-real-scales",
-        "gsu-low-bits", "layer-norm"])
+        "gsu-low-bits", "layer-norm", "lif-s5", "s5-tokens-real-scales", "gsu-s5-low-bits"])
 def exported(request, tmp_path_factory):
     preset, tokens, overrides, config = request.param
     model = small(preset, tokens, **overrides)
@@ -104,6 +109,21 @@ def test_missing_tensor_is_named(exported, tmp_path):
     assert result.stderr.strip() == "run.py: model.safetensors: missing tensor blocks.0.ssm/Ar"
 
 
+def test_s4d_graph_without_type_still_runs(exported, tmp_path):
+    """type is optional for S4D: a graph without it runs as S4D."""
+    sim, model, folder = exported
+    if model.config.ssm != "s4d":
+        pytest.skip("an S5 graph needs its type")
+    target = copy(folder, tmp_path)
+    graph = json.loads((target / "graph.json").read_text())
+    for block in graph["blocks"]:
+        del block["ssm"]["type"]
+    (target / "graph.json").write_text(json.dumps(graph))
+    result = run_py(target, np.load(target / "sample_inputs.npy"), tmp_path / "o.npy")
+    assert result.returncode == 0, result.stderr
+    assert np.array_equal(np.load(tmp_path / "o.npy"), np.load(folder / "sample_logits.npy"))
+
+
 def test_logits_match_after_reload_of_sample(exported):
     sim, model, folder = exported
     assert torch.equal(torch.from_numpy(np.load(folder / "sample_logits.npy")),
@@ -115,6 +135,7 @@ def test_graph_names_each_mixing_and_readout(exported, tmp_path):
     graph = json.loads((folder / "graph.json").read_text())
     block = graph["blocks"][0]
     gsu = model.config.mixing == "gsu"
+    assert block["ssm"]["type"] == model.config.ssm
     assert block["mixing"]["kind"] == ("gsu" if gsu else "glu")
     assert block["ssm"]["readout"] == ("identity" if gsu else "heaviside" if model.config.readout == "binary"
                                        else model.config.lif_reset)
@@ -127,3 +148,9 @@ def test_graph_names_each_mixing_and_readout(exported, tmp_path):
     result = run_py(target, np.load(target / "sample_inputs.npy"), tmp_path / "o.npy")
     assert result.returncode == 1
     assert result.stderr.strip() == "run.py: graph.json: field blocks.0.mixing.kind must be glu or gsu, got 'mlp'"
+    block["mixing"]["kind"] = "gsu" if gsu else "glu"
+    block["ssm"]["type"] = "s6"
+    (target / "graph.json").write_text(json.dumps(graph))
+    result = run_py(target, np.load(target / "sample_inputs.npy"), tmp_path / "o.npy")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "run.py: graph.json: field blocks.0.ssm.type must be s4d or s5, got 's6'"
