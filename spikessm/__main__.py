@@ -315,6 +315,8 @@ def main(argv: list[str] | None = None, *, callbacks=()) -> int:
                          "sweep.json, no export (around --weight-bits, --state-bits, --coef-bits)")
     qz.add_argument("--sweep-weight-bits", metavar="BITS", help="the weight widths of --sweep (default 2,3,4,5,6,8)")
     qz.add_argument("--sweep-state-bits", metavar="BITS", help="the state widths of --sweep (default 8,12,16,20,24)")
+    qz.add_argument("--limit-test", type=int, metavar="N",
+                    help="--sweep scores a seeded random subset of N test examples (default: all)")
     add_debug(qz, default=argparse.SUPPRESS)
     add_generate_parser(commands)
     ex = commands.add_parser("export", help="save a run's best model as config.json + model.safetensors (the "
@@ -353,7 +355,7 @@ def main(argv: list[str] | None = None, *, callbacks=()) -> int:
 
 
 def run_quantize(args) -> int:
-    if args.sweep or args.sweep_weight_bits is not None or args.sweep_state_bits is not None:
+    if args.sweep or any(v is not None for v in (args.sweep_weight_bits, args.sweep_state_bits, args.limit_test)):
         from .quant.sweep import run_sweep  # refuses sweep grids without --sweep
 
         return run_sweep(args)

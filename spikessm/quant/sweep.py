@@ -1,7 +1,8 @@
 """`spikessm quantize RUN --sweep`: PTQ test accuracy against the weight width and against the state width, the
 picture to look at before choosing widths.
 
-    spikessm quantize RUN --sweep [--sweep-weight-bits 2,4,8] [--sweep-state-bits 8,16,24] [--out DIR]
+    spikessm quantize RUN --sweep [--sweep-weight-bits 2,4,8] [--sweep-state-bits 8,16,24] [--limit-test N]
+                                  [--out DIR]
 
 Two one-dimensional sweeps around the widths the command is given (--weight-bits, --state-bits, --coef-bits;
 defaults 8, 24, 16): the weight widths at the given state width, and the state widths (the S4D state and the LIF
@@ -10,15 +11,19 @@ run's best model: calibrated on the first --calib-batches training batches, as `
 then scored on the test split by the fake-quant model, whose integers the integer simulator reproduces bit for bit
 (tests/quant), so its accuracy is the simulator's; the saturations are those of the test pass. PTQ only: no point
 is fine-tuned (QAT recovers some of what a narrow width loses; `spikessm quantize --qat-epochs` measures it).
+--limit-test N scores every point, and the float model, on one seeded random subset of N test examples (seed 0,
+the same subset for every point), for test splits too long to score a dozen times in float64.
 
 Writes DIR (default RUN/quant_sweep, which must not exist): quant_sweep.png (two panels beside the float model's
 accuracy and the majority-class baseline) and sweep.json (every point's widths, accuracy and saturations).
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
+from torch.utils.data import Subset
 
 from .. import atomic
 from .config import QuantConfig
@@ -144,13 +149,24 @@ def table(result: dict) -> str:
     return "\n".join(rows)
 
 
+def limit_test(data, n: int | None):
+    """data with its test split cut to a seeded random subset of n examples (in their order); n None: all."""
+    if n is None:
+        return data
+    if not 1 <= n <= len(data.test):
+        raise ValueError(f"--limit-test must be an integer in [1, {len(data.test)}] (the test examples), got {n}")
+    chosen = torch.randperm(len(data.test), generator=torch.Generator().manual_seed(0))[:n].sort().values
+    return dataclasses.replace(data, test=Subset(data.test, chosen.tolist()))
+
+
 def run_sweep(args) -> int:
     """The `spikessm quantize RUN --sweep` command (arguments as spikessm.__main__ parses them)."""
     from ..training.evaluation import evaluate, majority_baseline
     from .cli import load_run
 
     if not args.sweep:
-        raise ValueError("--sweep-weight-bits and --sweep-state-bits choose the points of --sweep; add --sweep")
+        raise ValueError("--sweep-weight-bits, --sweep-state-bits and --limit-test are options of --sweep; add "
+                         "--sweep")
     if args.qat_epochs:
         raise ValueError("--sweep is PTQ only: leave out --qat-epochs (quantize without --sweep runs QAT)")
     if args.calib_batches < 1:
@@ -159,6 +175,7 @@ def run_sweep(args) -> int:
     configs = grid(parse_bits(args.sweep_weight_bits, "--sweep-weight-bits", DEFAULT_WEIGHT_BITS),
                    parse_bits(args.sweep_state_bits, "--sweep-state-bits", DEFAULT_STATE_BITS), base)
     path, model, settings, data = load_run(args.run)
+    data = limit_test(data, args.limit_test)
     out = Path(args.out) if args.out is not None else path.parent / SWEEP_DIR
     if out.exists():
         raise FileExistsError(f"quantize --sweep: {out} already exists; choose another --out or remove it")
@@ -166,7 +183,8 @@ def run_sweep(args) -> int:
     float_accuracy = evaluate(model, data.test, batch_size=batch_size, device=torch.device("cpu"),
                               amp=False)["accuracy"]
     result = {"task": settings["task"], "model": settings["model"], "checkpoint": str(path),
-              "test_examples": len(data.test), "calib_batches": args.calib_batches, "method": "PTQ",
+              "test_examples": len(data.test), "limit_test": args.limit_test, "calib_batches": args.calib_batches,
+              "method": "PTQ",
               "base": {"weight_bits": base.weight_bits, "state_bits": base.state_bits,
                        "membrane_bits": base.membrane_bits, "coef_bits": base.coef_bits},
               "float_accuracy": float_accuracy, "majority_accuracy": majority_baseline(data)[1],
