@@ -309,7 +309,14 @@ def main(argv: list[str] | None = None, *, callbacks=()) -> int:
     qz.add_argument("--qat-epochs", type=int, default=0)
     qz.add_argument("--qat-lr", type=float, default=1e-3)
     qz.add_argument("--calib-batches", type=int, default=8)
-    qz.add_argument("--out", help="default RUN/quantized (it must not exist)")
+    qz.add_argument("--out", help="default RUN/quantized, with --sweep RUN/quant_sweep (it must not exist)")
+    qz.add_argument("--sweep", action="store_true",
+                    help="PTQ test accuracy against weight bits and against state bits: quant_sweep.png and "
+                         "sweep.json, no export (around --weight-bits, --state-bits, --coef-bits)")
+    qz.add_argument("--sweep-weight-bits", metavar="BITS", help="the weight widths of --sweep (default 2,3,4,5,6,8)")
+    qz.add_argument("--sweep-state-bits", metavar="BITS", help="the state widths of --sweep (default 8,12,16,20,24)")
+    qz.add_argument("--limit-test", type=int, metavar="N",
+                    help="--sweep scores a seeded random subset of N test examples (default: all)")
     add_debug(qz, default=argparse.SUPPRESS)
     add_generate_parser(commands)
     ex = commands.add_parser("export", help="save a run's best model as config.json + model.safetensors (the "
@@ -348,6 +355,10 @@ def main(argv: list[str] | None = None, *, callbacks=()) -> int:
 
 
 def run_quantize(args) -> int:
+    if args.sweep or any(v is not None for v in (args.sweep_weight_bits, args.sweep_state_bits, args.limit_test)):
+        from .quant.sweep import run_sweep  # refuses sweep grids without --sweep
+
+        return run_sweep(args)
     from .quant.cli import run_quantize
 
     return run_quantize(args)

@@ -21,7 +21,9 @@ from .simulate import IntegerSimulator
 STATE_NAME, FLOAT_DIR, REPORT_NAME = "quant.json", "float", "report.json"
 
 
-def _load_run(run: str):
+def load_run(run: str):
+    """(checkpoint path, the model in eval mode on the CPU, the run's settings, its TaskData) of a run directory or
+    checkpoint file."""
     from ..__main__ import checkpoint_path
     from ..data.conventions import LEGACY_CONVENTIONS
     from ..training.checkpoint import load_model
@@ -56,7 +58,7 @@ def run_quantize(args) -> int:
         raise ValueError(f"--qat-epochs must be an integer >= 0, got {args.qat_epochs}")
     if args.calib_batches < 1:
         raise ValueError(f"--calib-batches must be an integer >= 1, got {args.calib_batches}")
-    path, model, settings, data = _load_run(args.run)
+    path, model, settings, data = load_run(args.run)
     out = Path(args.out) if args.out is not None else path.parent / "quantized"
     if out.exists():
         raise FileExistsError(f"quantize: {out} already exists; choose another --out or remove it")
@@ -131,7 +133,7 @@ def run_integer_eval(args) -> int:
     run = checkpoint_path(args.checkpoint).parent
     folder = Path(args.integer) if args.integer else run / "quantized"
     sim = IntegerSimulator(load_quantized(folder))
-    _, _, settings, data = _load_run(args.checkpoint)
+    _, _, settings, data = load_run(args.checkpoint)
     batch_size = args.batch_size or settings["batch_size"]
     right = total = saturated = 0
     for batch in batches(data.test, batch_size):
