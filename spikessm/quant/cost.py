@@ -226,7 +226,7 @@ def _layer_norm(t: Tally, T, H: int, c: QuantConfig) -> None:
     E, fn = LayerNormMap.extra_bits(H, c), LayerNormMap.norm_frac(H, c)
     sum_bits = c.act_bits + E + math.ceil(math.log2(H + 1))
     centred_bits = c.act_bits + E + 1
-    square_bits = 2 * centred_bits + math.ceil(math.log2(H + 1))
+    square_bits = 2 * (c.act_bits + E) + math.ceil(math.log2(H + 1))  # LayerNormMap.check's bound
     t.add("acc", sum_bits, T * H)  # sum x
     t.add("mul", sum_bits, T)  # the mean's division by H
     t.add("acc", centred_bits, T * H)  # x - mean
