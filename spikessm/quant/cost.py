@@ -250,7 +250,12 @@ def _(layer: GSULayer, call: Call, t: Tally, c: QuantConfig) -> None:
     ternary = layer.ternary(x, 0, p)
     t.add("acc", c.acc_bits, _nonzero(ternary, call.valid) * H)  # t W: one accumulate per nonzero t and output
     _rescale(t, T * H, c.acc_bits, c)
-    t.add("acc", c.acc_bits, T * int((p["TW"] != 0).sum()))  # x Ter(W): one add or subtract per nonzero weight
+    fan_out = (p["TW"] != 0).sum(1).double()  # x Ter(W): one add or subtract per nonzero weight
+    if x_bits == 1:  # ... and per spike, when x is spikes
+        active = (x != 0) & call.valid[..., None]
+        t.add("acc", c.acc_bits, (active.double() @ fan_out).sum(1))
+    else:
+        t.add("acc", c.acc_bits, T * float(fan_out.sum()))
     _rescale(t, T * H, c.acc_bits, c, multiplied=False)
     t.add("mul", c.act_bits, T * H)  # a g
     _rescale(t, T * H, 2 * c.act_bits, c, multiplied=False)

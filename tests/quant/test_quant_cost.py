@@ -52,7 +52,13 @@ def test_linear_layers_count_the_hand_count(sim):
                                       for n in row.values()))
 
 
-def test_padding_is_not_counted(sim):
+@pytest.mark.parametrize("preset,tokens,overrides", [
+    ("lif-s4d", False, dict(n_layers=1)), ("gsu-s4d", False, dict(n_layers=1)), ("binary-s4d", True, dict(n_layers=1)),
+    ("lif-s4d", True, dict(n_layers=1, norm="layer", prenorm=True, pooling="last")),
+    ("lif-s4d", False, dict(n_layers=1, mixing="gsu")),  # a GSU reading spikes
+])
+def test_padding_is_not_counted(preset, tokens, overrides):
+    sim = IntegerSimulator(quantized(small(preset, tokens, **overrides)))
     model, lengths = sim.qmodel.model, [10, 3, 7]
     x = inputs(model, 3, 10)
     padded = op_counts(sim, x, torch.tensor(lengths))
@@ -61,6 +67,20 @@ def test_padding_is_not_counted(sim):
     for name, counts in padded["per_layer"].items():
         for kind, row in counts.items():
             assert row == pytest.approx(alone["per_layer"][name][kind]), (name, kind)
+    assert padded["total"]["acc"] and energy_pj(padded["total"]) > 0
+
+
+def test_unknown_parameter_and_state_are_refused(sim, monkeypatch):
+    class Novel(IntLayer):
+        stateful = True
+
+    monkeypatch.setitem(sim.params, "encoder", {**sim.params["encoder"], "Z": torch.zeros(3)})
+    with pytest.raises(NotImplementedError, match="no storage width for parameter 'Z' of encoder"):
+        memory(sim)
+    monkeypatch.undo()
+    monkeypatch.setattr(sim.graph, "layers", lambda: [Novel("x", QuantConfig())])
+    with pytest.raises(NotImplementedError, match=r"no state size for Novel \(x\)"):
+        memory(sim)
 
 
 def test_spike_inputs_are_gated_by_activity(sim):
