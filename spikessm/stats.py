@@ -48,12 +48,46 @@ from torch import nn
 from .layers.counts import FIELDS, OpCounts, ValidPositions, is_event, linear_counts
 
 
+INTEGER_WIDTHS = (8, 16, 32, 64)  # the widths an integer operation is costed at: its own width, rounded up
+
+
 @dataclass
 class EnergyModel:
-    """Energy per operation in picojoules (defaults: Horowitz 45 nm, 32-bit float MAC and AC)."""
+    """Energy per operation in picojoules.
+
+    mac_pj, ac_pj: the float model's (Horowitz 45 nm, 32-bit float MAC and AC).
+    int_add_*_pj, int_mul_*_pj: an integer model's add (accumulate) and multiply, by width. 8 and 32 bits are
+    Horowitz's 45 nm figures (ISSCC 2014: add 0.03 / 0.1 pJ, multiply 0.2 / 3.1 pJ); 16 bits interpolates them,
+    an adder's energy linear in its width (0.03 + 8/24 x 0.07) and a multiplier's in the square of its width
+    (0.2 + 192/960 x 2.9); 64 bits extrapolates by the same rules (2 x and 4 x the 32-bit figures).
+    lut_read_64_pj: one 64-bit read of an 8 KB SRAM (Horowitz: 10 pJ); a look-up of b bits costs b/64 of it.
+    An operation of any other width is costed at the nearest of INTEGER_WIDTHS at or above it (integer_pj)."""
 
     mac_pj: float = 4.6
     ac_pj: float = 0.9
+    int_add_8_pj: float = 0.03
+    int_add_16_pj: float = 0.053
+    int_add_32_pj: float = 0.1
+    int_add_64_pj: float = 0.2
+    int_mul_8_pj: float = 0.2
+    int_mul_16_pj: float = 0.78
+    int_mul_32_pj: float = 3.1
+    int_mul_64_pj: float = 12.4
+    lut_read_64_pj: float = 10.0
+
+    def integer_pj(self, kind: str, bits: int) -> float:
+        """The energy of one integer operation: kind "acc" (an add), "mul" or "lut" (a table read of `bits`),
+        costed at the nearest width of INTEGER_WIDTHS at or above `bits`."""
+        width = next((w for w in INTEGER_WIDTHS if bits <= w), None)
+        if width is None or bits < 1:
+            raise ValueError(f"EnergyModel: no integer energy for a {bits}-bit operation (1 to 64 bits have one)")
+        if kind == "acc":
+            return getattr(self, f"int_add_{width}_pj")
+        if kind == "mul":
+            return getattr(self, f"int_mul_{width}_pj")
+        if kind == "lut":
+            return self.lut_read_64_pj * width / 64
+        raise ValueError(f"EnergyModel: unknown integer operation {kind!r} (acc, mul or lut)")
 
 
 @dataclass

@@ -3,7 +3,8 @@
 quantize: the run's best model -> PTQ (calibrated on training batches) -> optional QAT epochs -> the export
 (spikessm.quant.export) plus, for `eval --integer`, the quantised model's state (quant.json: the QuantConfig and
 every calibrated format; float/: the float weights after QAT) and report.json (float, PTQ, QAT and simulator
-accuracy on the test split, saturations).
+accuracy on the test split, saturations; the integer model's weight and state memory, operations per example by
+width and their energy, on the first COST_BATCHES test batches: spikessm.quant.cost).
 """
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ import torch
 
 from .. import atomic
 from .config import QuantConfig
+from .cost import energy_pj, memory, merge, op_counts
 from .export import export
 from .model import calibrate, prepare_qat
 from .simulate import IntegerSimulator
 
 STATE_NAME, FLOAT_DIR, REPORT_NAME = "quant.json", "float", "report.json"
+COST_BATCHES = 4  # the operation counts are measured on this many test batches
+KIND_NAMES = {"acc": "accumulates", "mul": "multiplies", "lut": "look-ups"}
 
 
 def load_run(run: str):
@@ -90,6 +94,7 @@ def run_quantize(args) -> int:
     report["simulator_accuracy"] = _accuracy(predict, data.test, batch_size)
     report["saturations"] = saturations
     report.update(config=config.to_dict(), checkpoint=str(path), test_examples=len(data.test))
+    report.update(_costs(sim, data.test, batch_size))
     sample = next(iter(batches(data.test, 1)))
     length = int(sample["lengths"][0]) if "lengths" in sample else sample["inputs"].shape[1]
     export(sim, out, sample["inputs"][:, :length])
@@ -102,8 +107,39 @@ def run_quantize(args) -> int:
     print("| model | test accuracy |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {'-' if value is None else f'{value:.4f}'} |")
+    print()
+    print(_cost_table(report))
     print(f"saturations: {sum(saturations.values())}; wrote {out}")
     return 0
+
+
+def _costs(sim: IntegerSimulator, dataset, batch_size: int) -> dict:
+    """report.json's cost fields: memory of the integer model, operations and energy per example (the means over
+    the first COST_BATCHES test batches)."""
+    from ..training.evaluation import batches
+
+    counted = []
+    for batch in batches(dataset, batch_size):
+        counted.append(op_counts(sim, batch["inputs"], batch.get("lengths")))
+        if len(counted) == COST_BATCHES:
+            break
+    mem = memory(sim)
+    ops = merge(counted)
+    return {"weight_bytes": mem["weight_bytes"], "state_bytes": mem["state_bytes"],
+            "ops_per_example": ops["total"], "energy_pj_per_example": energy_pj(ops["total"]),
+            "cost_examples": ops["examples"], "cost_batches": len(counted)}
+
+
+def _cost_table(report: dict) -> str:
+    def by_width(row: dict) -> str:
+        return ", ".join(f"{n:,.0f} x {bits}-bit" for bits, n in row.items()) or "-"
+
+    rows = [f"| cost (per example, mean over {report['cost_examples']} test examples) | value |", "|---|---|",
+            f"| weight memory | {report['weight_bytes']:,} bytes |",
+            f"| state memory | {report['state_bytes']:,} bytes |"]
+    rows += [f"| {KIND_NAMES[kind]} | {by_width(row)} |" for kind, row in report["ops_per_example"].items()]
+    rows.append(f"| energy | {report['energy_pj_per_example']:,.1f} pJ |")
+    return "\n".join(rows)
 
 
 def load_quantized(folder: Path):

@@ -41,6 +41,7 @@ sat_* clamp to the width and count every clamped value under the layer's name an
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -62,11 +63,14 @@ class StopPass(Exception):
 
 @dataclass
 class Context:
-    """What a forward pass carries besides the data: the saturation counter, and during calibration the
-    observer that collects the range of the first uncalibrated point."""
+    """What a forward pass carries besides the data: the saturation counter, during calibration the observer
+    that collects the range of the first uncalibrated point, and optionally a probe: probe(layer, inputs, params,
+    output) is called after every layer of the graph runs (inputs: the tuple of its input tensors; output: what
+    its forward returned), for accounting such as spikessm.quant.cost; it only reads."""
 
     sat: Saturations = field(default_factory=Saturations)
     observer: "Observer | None" = None
+    probe: "Callable[[IntLayer, tuple, dict | None, tuple], None] | None" = None
 
     def frac(self, layer: "IntLayer", point: str, real):
         """The calibrated format of `layer`'s `point`; during calibration, an unset one is observed on

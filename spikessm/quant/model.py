@@ -127,23 +127,34 @@ class IntGraph:
 
     def run(self, x, f, params_of, ctx: Context, state: IntState | None = None, lengths=None):
         """Integer codes x (format f) -> (integer logits, their format, IntState). params_of(layer, f_in) gives
-        each layer's parameters for its input format."""
-        x, f, _ = self.encoder.forward(x, f, params_of(self.encoder, f), ctx)
+        each layer's parameters for its input format; ctx.probe, if set, sees every layer's inputs and output."""
+
+        def call(layer, x, f, *rest, params=True):
+            p = params_of(layer, f) if params else None
+            out = layer.forward(x, f, p, ctx, *rest)
+            if ctx.probe is not None:
+                ctx.probe(layer, (x,), p, out)
+            return out
+
+        x, f, _ = call(self.encoder, x, f)
         states = []
         for i, b in enumerate(self.blocks):
             z, fz = x, f
             if b.prenorm:
-                z, fz, _ = b.norm.forward(z, fz, params_of(b.norm, fz), ctx)
-            z, fz, s = b.ssm.forward(z, fz, params_of(b.ssm, fz), ctx, state.blocks[i] if state else None)
-            z, fz, _ = b.mixing.forward(z, fz, params_of(b.mixing, fz), ctx)
+                z, fz, _ = call(b.norm, z, fz)
+            z, fz, s = call(b.ssm, z, fz, state.blocks[i] if state else None)
+            z, fz, _ = call(b.mixing, z, fz)
+            x_in = x
             x, f = b.add.forward2(x, f, z, fz, ctx)
+            if ctx.probe is not None:
+                ctx.probe(b.add, (x_in, z), None, (x, f))
             if not b.prenorm:
-                x, f, _ = b.norm.forward(x, f, params_of(b.norm, f), ctx)
+                x, f, _ = call(b.norm, x, f)
             states.append(s)
         if self.final_norm is not None:
-            x, f, _ = self.final_norm.forward(x, f, params_of(self.final_norm, f), ctx)
-        pooled, f, pool_state = self.pool.forward(x, f, None, ctx, state.pool if state else None, lengths)
-        logits, f, _ = self.head.forward(pooled, f, params_of(self.head, f), ctx)
+            x, f, _ = call(self.final_norm, x, f)
+        pooled, f, pool_state = call(self.pool, x, f, state.pool if state else None, lengths, params=False)
+        logits, f, _ = call(self.head, pooled, f)
         return logits, f, (IntState(states, pool_state) if lengths is None else None)
 
 

@@ -27,6 +27,11 @@ def test_quantize_writes_report_and_export(quantized_run, capsys):
         assert 0 <= report[key] <= 1
     assert report["simulator_accuracy"] == report["qat_accuracy"]  # the simulator is the fake-quant model
     assert report["config"]["weight_bits"] == 8 and report["test_examples"] == 24
+    for key in ("weight_bytes", "state_bytes", "energy_pj_per_example"):
+        assert report[key] > 0, key
+    assert report["ops_per_example"]["acc"] and all(n > 0 for row in report["ops_per_example"].values()
+                                                    for n in row.values())
+    assert 0 < report["cost_examples"] <= 24 and 1 <= report["cost_batches"] <= 4
     result = subprocess.run([sys.executable, str(out / "run.py"), str(out / "sample_inputs.npy"),
                              str(out.parent / "o.npy")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
