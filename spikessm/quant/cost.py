@@ -36,7 +36,7 @@ import torch
 from ..stats import EnergyModel
 from .config import QuantConfig
 from .layers import (BatchNormLayer, Context, Encoder, GLULayer, GSULayer, Head, IntLayer, LayerNormLayer,
-                     LayerNormMap, Pool, ResidualAdd, S4DLayer)
+                     LayerNormMap, Pool, ResidualAdd, SSMLayer)
 from .simulate import IntegerSimulator
 
 KINDS = ("acc", "mul", "lut")
@@ -75,7 +75,7 @@ def _state_bytes(layer: IntLayer, c: QuantConfig, pooled_features: int) -> int:
     """One example's streaming state of `layer`, from its init_state shapes (pooled_features: the pool's width)."""
     if not layer.stateful:
         return 0
-    if isinstance(layer, S4DLayer):
+    if isinstance(layer, SSMLayer):
         xr, xi, v = layer.init_state(1, torch.zeros(1, dtype=torch.int64))
         membrane = tensor_bytes(v.numel(), c.membrane_bits) if layer.neurons is not None else 0  # LIF only
         return tensor_bytes(xr.numel(), c.state_bits) + tensor_bytes(xi.numel(), c.state_bits) + membrane
@@ -183,17 +183,22 @@ def _(layer: Head, call: Call, t: Tally, c: QuantConfig) -> None:
 
 
 @layer_ops.register
-def _(layer: S4DLayer, call: Call, t: Tally, c: QuantConfig) -> None:
-    H, M = call.params["Ar"].shape
-    T, u_bits = call.tokens, call.in_bits
+def _(layer: SSMLayer, call: Call, t: Tally, c: QuantConfig) -> None:
+    # S4D: A, B, C (H, M), each channel's modes read its own input; S5: A (M,), B (M, H), C (H, M), every mode
+    # reads all H inputs (fan_in = H), so B u sums H products per mode before its one rounding.
+    p, T, u_bits = call.params, call.tokens, call.in_bits
+    H, M = p["Cr"].shape
+    modes, fan_in = p["Ar"].numel(), layer.fan_in
     state_product = c.coef_bits + c.state_bits
+    input_sum = c.coef_bits + u_bits + math.ceil(math.log2(fan_in))
     readout_product = state_product + math.ceil(math.log2(2 * M))  # the sum over 2M products
-    # B u: 2 products per mode, each rounded; A x: 4 products, 2 sums, each rounded; x = A x + B u
-    t.add("mul", max(c.coef_bits, u_bits), T * 2 * H * M)
-    t.add("acc", c.coef_bits + u_bits, T * 2 * H * M)
-    t.add("mul", max(c.coef_bits, c.state_bits), T * 4 * H * M)
-    t.add("acc", state_product, T * 4 * H * M)
-    t.add("acc", c.state_bits, T * 2 * H * M)
+    # B u: 2 products per entry of B, summed over the fan-in and rounded per mode; A x: 4 products, 2 sums, each
+    # rounded; x = A x + B u
+    t.add("mul", max(c.coef_bits, u_bits), T * 2 * p["Br"].numel())
+    t.add("acc", input_sum, T * 2 * modes * fan_in)
+    t.add("mul", max(c.coef_bits, c.state_bits), T * 4 * modes)
+    t.add("acc", state_product, T * 4 * modes)
+    t.add("acc", c.state_bits, T * 2 * modes)
     # y = (sum Cr xr - Ci xi) >> kC + (D u mD) >> kD
     t.add("mul", max(c.coef_bits, c.state_bits), T * 2 * H * M)
     t.add("acc", readout_product, T * (2 * M - 1) * H)
@@ -317,7 +322,7 @@ def op_counts(sim: IntegerSimulator, inputs: torch.Tensor, lengths: torch.Tensor
         per_example = layer is sim.graph.head
         call = Call(layer_inputs, in_bits[0], params, output, None if per_example else valid, tokens)
         layer_ops(layer, call, tallies.setdefault(layer.name, Tally(batch)), c)
-        if isinstance(layer, S4DLayer):
+        if isinstance(layer, SSMLayer):
             in_bits[0] = c.membrane_bits if layer.readout == "identity" else 1
         else:
             in_bits[0] = c.act_bits

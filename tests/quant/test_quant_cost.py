@@ -52,10 +52,26 @@ def test_linear_layers_count_the_hand_count(sim):
                                       for n in row.values()))
 
 
+def test_s5_input_map_sums_all_channels_per_mode():
+    s5 = IntegerSimulator(quantized(small("lif-s5", n_layers=1)))
+    c, p = s5.config, s5.params["blocks.0.ssm"]
+    M, H = p["Br"].shape
+    ops = op_counts(s5, inputs(s5.qmodel.model, 1, 5))["per_layer"]["blocks.0.ssm"]
+    s4d = IntegerSimulator(quantized(small("lif-s4d", n_layers=1)))
+    q = s4d.params["blocks.0.ssm"]
+    ops4 = op_counts(s4d, inputs(s4d.qmodel.model, 1, 5))["per_layer"]["blocks.0.ssm"]
+    # B u on 16-bit codes: 2 products per entry of B; S5 sums H of them per mode and part, S4D rounds each one
+    s5_sum = c.coef_bits + c.act_bits + (H - 1).bit_length()
+    assert ops["acc"][s5_sum] == 5 * 2 * M * H
+    assert ops4["acc"][c.coef_bits + c.act_bits] == 5 * 2 * q["Br"].numel()
+    assert ops["mul"][max(c.coef_bits, c.act_bits)] == 5 * 2 * M * H + 5 * H  # B u, then D u per channel
+
+
 @pytest.mark.parametrize("preset,tokens,overrides", [
     ("lif-s4d", False, dict(n_layers=1)), ("gsu-s4d", False, dict(n_layers=1)), ("binary-s4d", True, dict(n_layers=1)),
     ("lif-s4d", True, dict(n_layers=1, norm="layer", prenorm=True, pooling="last")),
     ("lif-s4d", False, dict(n_layers=1, mixing="gsu")),  # a GSU reading spikes
+    ("lif-s5", False, dict(n_layers=1)),
 ])
 def test_padding_is_not_counted(preset, tokens, overrides):
     sim = IntegerSimulator(quantized(small(preset, tokens, **overrides)))
