@@ -39,7 +39,6 @@ def test_sweep_writes_points_and_plot(swept_run, capsys):
     # the given widths are plain quantize's PTQ, whose integers the simulator reproduces
     assert weights[1]["accuracy"] == states[1]["accuracy"] == report["ptq_accuracy"]
     assert weights[1]["saturations"] == sum(report["saturations"].values())
-    assert weights[0]["saturations"] > 0  # on this run 2-bit weights saturate (at encoder.out): they are counted
     assert (out / "quant_sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in out.iterdir()) == ["quant_sweep.png", "sweep.json"]
 
