@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import save as save_safetensors
 
 from .. import atomic
+from .layers import GSULayer, LayerNormLayer, LayerNormMap
 from .simulate import IntegerSimulator
 
 GRAPH_FORMAT = "spikessm-quant-graph"
@@ -29,19 +30,37 @@ def _layer(layer, **extra) -> dict:
     return {"name": layer.name, "fracs": dict(layer.fracs), **extra}
 
 
+def _mixing(layer) -> dict:
+    """A GLU, or a GSU with its LayerNorm's fixed formats (extra_bits E of the statistics, norm_frac fn)."""
+    if not isinstance(layer, GSULayer):
+        return _layer(layer, kind="glu")
+    H = layer.gsu.d_model
+    return _layer(layer, kind="gsu", norm_extra_bits=LayerNormMap.extra_bits(H, layer.config),
+                  norm_frac=LayerNormMap.norm_frac(H, layer.config))
+
+
+def _norm(layer) -> dict:
+    """A folded BatchNorm (kind batch), or a LayerNorm with its statistics' fixed formats (kind layer)."""
+    if not isinstance(layer, LayerNormLayer):
+        return _layer(layer, kind="batch")
+    H = layer.norm.normalized_shape[-1]
+    return _layer(layer, kind="layer", norm_extra_bits=LayerNormMap.extra_bits(H, layer.config),
+                  norm_frac=LayerNormMap.norm_frac(H, layer.config))
+
+
 def graph_document(sim: IntegerSimulator) -> dict:
     g, model_config = sim.graph, sim.qmodel.model.config
     blocks = []
     for b in g.blocks:
-        readout = b.ssm.neurons.reset if b.ssm.neurons is not None else "heaviside"
-        blocks.append({"prenorm": b.prenorm, "norm": _layer(b.norm), "ssm": _layer(b.ssm, readout=readout, fire_on_tie=b.ssm.fire_on_tie),
-                       "mixing": _layer(b.mixing), "add": _layer(b.add)})
+        ssm = _layer(b.ssm, readout=b.ssm.readout, fire_on_tie=b.ssm.fire_on_tie)
+        blocks.append({"prenorm": b.prenorm, "norm": _norm(b.norm), "ssm": ssm, "mixing": _mixing(b.mixing),
+                       "add": _layer(b.add)})
     return {
         "format": GRAPH_FORMAT, "version": 1, "config": sim.config.to_dict(),
         "tokens": g.tokens, "vocab_size": model_config.vocab_size, "d_input": model_config.d_input,
         "input_frac": sim.input_frac, "logit_frac": sim.logit_frac, "n_classes": model_config.n_classes,
         "encoder": _layer(g.encoder), "blocks": blocks,
-        "final_norm": _layer(g.final_norm) if g.final_norm is not None else None,
+        "final_norm": _norm(g.final_norm) if g.final_norm is not None else None,
         "pooling": g.pool.pooling, "head": _layer(g.head),
     }
 

@@ -1,5 +1,5 @@
 """Fixed-point building blocks shared by every integer layer: formats, weight quantisers, rescales, saturation
-(counted), the float64 exactness check and the sigmoid look-up table.
+(counted), the float64 exactness check and the look-up tables (the GLU's sigmoid, the GSU's GELU).
 
 A format is a number of fractional bits f: the integer n stands for the real n * 2^-f. A weight with a real
 scale (QuantConfig.power_of_two=False) stands for n * scale. A rescale from an accumulator to an activation is
@@ -118,21 +118,43 @@ def require_exact(layer: str, bits: int, what: str) -> None:
                          "fake-quant model) is exact; use fewer bits")
 
 
-def sigmoid_table(config: QuantConfig) -> torch.Tensor:
-    """The GLU's sigmoid look-up table, float64 integers in [0, 2^(act_bits-1)]: entry j is
-    round_half_up(sigmoid((j - J) 2^-lut_step_bits) 2^(act_bits-1)), J = lut_range 2^lut_step_bits."""
+def function_table(fn, config: QuantConfig) -> torch.Tensor:
+    """A look-up table of fn (a function onto [0, 1]), float64 integers in [0, 2^(act_bits-1)]: entry j is
+    round_half_up(fn((j - J) 2^-lut_step_bits) 2^(act_bits-1)), J = lut_range 2^lut_step_bits."""
     half = config.lut_range << config.lut_step_bits
     points = torch.arange(-half, half + 1, dtype=torch.float64) * 2.0 ** -config.lut_step_bits
-    return torch.floor(torch.sigmoid(points) * 2.0 ** (config.act_bits - 1) + 0.5)
+    return torch.floor(fn(points) * 2.0 ** (config.act_bits - 1) + 0.5)
 
 
-def lookup_sigmoid(b: torch.Tensor, frac_b: int, table: torch.Tensor, config: QuantConfig) -> torch.Tensor:
-    """sigmoid(b 2^-frac_b) from the table, in format act_bits - 1: index = shift_round(b, frac_b -
-    lut_step_bits) clipped to the table. The fake-quant gradient is the exact sigmoid's."""
+def lookup(b: torch.Tensor, frac_b: int, table: torch.Tensor, fn, config: QuantConfig) -> torch.Tensor:
+    """fn(b 2^-frac_b) from its table, in format act_bits - 1: index = shift_round(b, frac_b - lut_step_bits)
+    clipped to the table. The fake-quant gradient is the exact fn's."""
     half = config.lut_range << config.lut_step_bits
     index = shift_round(b.detach(), frac_b - config.lut_step_bits).clamp(-half, half) + half
     values = table[index.long()] if b.is_floating_point() else table[index]
     if not b.is_floating_point():
         return values
-    exact = torch.sigmoid(b * 2.0 ** -frac_b) * 2.0 ** (config.act_bits - 1)
+    exact = fn(b * 2.0 ** -frac_b) * 2.0 ** (config.act_bits - 1)
     return exact + (values - exact.detach())
+
+
+def sigmoid_table(config: QuantConfig) -> torch.Tensor:
+    """The GLU's sigmoid look-up table (function_table of the logistic sigmoid)."""
+    return function_table(torch.sigmoid, config)
+
+
+def lookup_sigmoid(b: torch.Tensor, frac_b: int, table: torch.Tensor, config: QuantConfig) -> torch.Tensor:
+    """sigmoid(b 2^-frac_b) from the table, in format act_bits - 1 (see lookup)."""
+    return lookup(b, frac_b, table, torch.sigmoid, config)
+
+
+def normal_cdf_table(config: QuantConfig) -> torch.Tensor:
+    """The GSU's GELU table: the standard normal CDF Phi (GELU(x) = x Phi(x)), sampled like the sigmoid table.
+    Phi saturates as the sigmoid does (1 - Phi(8) < 1e-15), so clipping the index to the table costs nothing
+    beyond the table's own rounding, and GELU(x) = x for large x comes out exactly."""
+    return function_table(torch.special.ndtr, config)
+
+
+def lookup_normal_cdf(b: torch.Tensor, frac_b: int, table: torch.Tensor, config: QuantConfig) -> torch.Tensor:
+    """Phi(b 2^-frac_b) from the table, in format act_bits - 1 (see lookup)."""
+    return lookup(b, frac_b, table, torch.special.ndtr, config)

@@ -15,7 +15,17 @@ spikessm.quant.calibrate. The equations, with n >> k meaning shift_round (spikes
       LIF:   v_t = sat_mem((beta v_{t-1}) >> fbeta + y_t);  s_t = [v_t > theta];  reset on s_t:
              "subtract" v_t -= theta, "zero" v_t = 0, "none"
       Heaviside (binary readout): s_t = [y_t > theta]
+      no readout (a GSU next): y_t itself, in the membrane format
     GLU:      acc = sat_acc(W s + b);  [a, g] = sat_act((acc * m) >> k);  out = sat_act((a * LUT[g]) >> kO)
+    GSU (per token, H channels):
+              delta = (max_h |x_h| * q) >> (coef_bits - 1),  q = round(0.15 2^(coef_bits-1))
+              t = [x > delta] - [x < -delta]
+              a = sat_act((sat_acc(t W + b) * m) >> k);  g = sat_act(sat_acc(x Ter(W)) >> kg)
+              p = sat_act((a g) >> kp);  z = LayerNorm(p);  out = sat_act((z * LUT_Phi[z]) >> kO)   (GELU = x Phi(x))
+    LayerNorm (per token, H channels, E extra bits):
+              c = (x << E) - div_round((sum x) << E, H);  var = div_round(sum c^2, H)
+              sd = sqrt_round(max(var + eps_q, 1));  n = sat_act(div_round(c << fn, sd))
+              out = sat_act((sat_acc(n G + b) * m) >> k)
     Residual: out = sat_act((x >> kx) + (z >> kz))
     BatchNorm (running statistics, folded to a per-channel affine): out = sat_act(((x G + b') * m) >> k)
     Pool:     mean: sat_acc(sum over steps) / steps (div_round) or last: the last step
@@ -26,16 +36,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import torch
 from torch import nn
 
 from ..layers.discretize import discretize
 from ..ops import spike
+from ..ops.spike import ternarize_prechecked
 from .config import QuantConfig
-from .fixed import (Saturations, bounds, channel_maxabs, frac_for, lookup_sigmoid, pow2_frac, quantize, requant,
-                    require_exact, rescale, saturate, sigmoid_table, weight_scale)
-from .rounding import round_half_up, shift_round, div_round
+from .fixed import (Saturations, bounds, channel_maxabs, frac_for, lookup_normal_cdf, lookup_sigmoid,
+                    normal_cdf_table, pow2_frac, quantize, requant, require_exact, rescale, saturate, sigmoid_table,
+                    weight_scale)
+from .rounding import round_half_up, shift_round, div_round, sqrt_round
 
 
 class StopPass(Exception):
@@ -188,7 +201,8 @@ class Encoder(IntLayer):
 
 
 class S4DLayer(IntLayer):
-    """S4D with its readout: LIF neurons (the layer's own) or a Heaviside spike (the block's binary readout).
+    """S4D with its readout: LIF neurons (the layer's own), a Heaviside spike (the block's binary readout) or none
+    (readout "none": y itself passes on, in the membrane format, for a GSU to ternarise).
 
     Calibrated points: "state" (the SSM state, state_bits, one bit of headroom over the largest re or im seen)
     and "membrane" (y and the LIF membrane, membrane_bits, one bit of headroom over the largest of |y|, |v| and
@@ -222,10 +236,18 @@ class S4DLayer(IntLayer):
         frac = frac.reshape(-1, 1) if frac.dim() else frac
         return q[..., 0], q[..., 1], frac
 
+    @property
+    def readout(self) -> str:
+        """The readout as graph.json names it: the LIF reset ("subtract", "zero", "none"), "heaviside" or
+        "identity" (no readout)."""
+        if self.neurons is not None:
+            return self.neurons.reset
+        return "heaviside" if self.heaviside is not None else "identity"
+
     def _threshold(self):
         if self.neurons is not None:
             return self.neurons.threshold
-        return self.heaviside.threshold
+        return self.heaviside.threshold if self.heaviside is not None else None
 
     def params(self, f_in: int = 0) -> dict:
         c = self.config
@@ -246,9 +268,10 @@ class S4DLayer(IntLayer):
             p["kB"] = p["fB"] + f_in - fs
             p["kC"] = (p["fC"] + fs - fv).reshape(-1) if p["fC"].dim() else p["fC"] + fs - fv
             p["mD"], p["kD"] = rescale(d_scale * 2.0 ** -f_in, fv, c)
-            theta = torch.as_tensor(self._threshold(), dtype=torch.float64)
-            low, high = bounds(c.membrane_bits)
-            p["theta"] = round_half_up(theta * 2.0 ** fv).clamp(low, high)
+            if self.readout != "identity":
+                theta = torch.as_tensor(self._threshold(), dtype=torch.float64)
+                low, high = bounds(c.membrane_bits)
+                p["theta"] = round_half_up(theta * 2.0 ** fv).clamp(low, high)
         return p
 
     def init_state(self, batch_size: int, like: torch.Tensor):
@@ -260,7 +283,8 @@ class S4DLayer(IntLayer):
     def _observe(self, x: torch.Tensor, f: int, p: dict) -> dict:
         """The float run of this layer on the dequantised input: the ranges of state, y and membrane."""
         A_bar, B_bar, C, D = (t.detach() for t in p["real"])
-        theta = torch.as_tensor(self._threshold(), dtype=torch.float64).detach()
+        threshold = self._threshold()
+        theta = torch.as_tensor(0.0 if threshold is None else threshold, dtype=torch.float64).detach()
         beta = torch.as_tensor(self.neurons.beta, dtype=torch.float64).detach() if self.neurons is not None else 0
         u_all = x.detach().double() * 2.0 ** -f
         h = torch.zeros(x.shape[0], *A_bar.shape, dtype=torch.complex128)
@@ -311,8 +335,11 @@ class S4DLayer(IntLayer):
             skip = shift_round(skip * (p["mD"].to(skip.dtype) if skip.is_floating_point() else p["mD"]), p["kD"])
             y = saturate(shift_round((Cr * xr - Ci * xi).sum(-1), p["kC"]) + skip, c.membrane_bits, ctx.sat,
                          f"{name}.y")
-            if self.neurons is None:
+            if self.heaviside is not None:
                 outs.append(self._spike(y, p["theta"], fv))
+                continue
+            if self.neurons is None:
+                outs.append(y)
                 continue
             v = saturate(shift_round(p["beta"] * v, c.coef_bits - 1) + y, c.membrane_bits, ctx.sat,
                          f"{name}.membrane")
@@ -323,7 +350,7 @@ class S4DLayer(IntLayer):
             elif self.neurons.reset == "zero":
                 v = v * (1 - r)
             outs.append(s)
-        return torch.stack(outs, 1), 0, (xr, xi, v)
+        return torch.stack(outs, 1), (fv if self.readout == "identity" else 0), (xr, xi, v)
 
 
 class GLULayer(IntLayer):
@@ -352,6 +379,128 @@ class GLULayer(IntLayer):
         f_gated = f_ab + c.act_bits - 1
         f_out = ctx.frac(self, "out", lambda: {"out": (_maxabs(gated * 2.0 ** -f_gated), c.act_bits, 1.0)})
         return requant(gated, None, f_gated - f_out, c.act_bits, ctx.sat, f"{self.name}.out"), f_out, None
+
+
+LN_EXTRA_BITS = 8  # at most this many fractional bits beyond its input's format in the LayerNorm's statistics
+
+
+class LayerNormMap:
+    """LayerNorm over the H channels of each token in integers (what the GSU and a norm="layer" block share).
+
+    The statistics carry E = min(8, (52 - 2 act_bits - ceil(log2(H + 1))) // 2) fractional bits beyond the
+    input's (as many as keep the sum of squares below 2^53): the mean and the variance by div_round by H, the
+    standard deviation by sqrt_round (at least 1); each normalised value is one division, rounded, into the fixed
+    format fn = frac_for(sqrt(H), act_bits) (|x - mean| / sd stays below sqrt(H)); the affine is gamma G and
+    beta b in the accumulator's scale, then a rescale."""
+
+    @staticmethod
+    def extra_bits(H: int, config: QuantConfig) -> int:
+        return max(0, min(LN_EXTRA_BITS, (52 - 2 * config.act_bits - math.ceil(math.log2(H + 1))) // 2))
+
+    @staticmethod
+    def norm_frac(H: int, config: QuantConfig) -> int:
+        return frac_for(math.sqrt(H), config.act_bits)
+
+    @staticmethod
+    def check(name: str, H: int, config: QuantConfig) -> None:
+        c, E = config, LayerNormMap.extra_bits(H, config)
+        require_exact(name, 2 * (c.act_bits + E) + math.ceil(math.log2(H + 1)), "the sum of squares")
+        require_exact(name, c.act_bits + 1 + E + LayerNormMap.norm_frac(H, c) + 1, "the normalising division")
+        require_exact(name, c.act_bits + c.weight_bits, "the product n G")
+
+    @staticmethod
+    def quantize(norm: nn.LayerNorm, f_in: int | None, f_out: int | None, config: QuantConfig, name: str) -> dict:
+        """G, b (and acc_scale) of the affine; eps_q (eps in the variance's format) once f_in is known; m, k once
+        f_out is."""
+        c, H = config, norm.normalized_shape[-1]
+        E, fn = LayerNormMap.extra_bits(H, c), LayerNormMap.norm_frac(H, c)
+        ones = torch.ones(H, dtype=torch.float64, device=norm.bias.device if norm.bias is not None else None)
+        gamma = norm.weight.double() if norm.weight is not None else ones
+        beta = norm.bias.double() if norm.bias is not None else 0 * ones
+        scale = weight_scale(gamma, c.weight_bits, c, dim=0)
+        acc_scale = scale * 2.0 ** -fn
+        p = {"G": quantize(gamma, scale, c.weight_bits), "b": quantize(beta, acc_scale, c.acc_bits),
+             "acc_scale": acc_scale}
+        if f_in is not None:
+            eps = math.floor(norm.eps * 2.0 ** (2 * (f_in + E)) + 0.5)
+            require_exact(name, eps.bit_length() + 1, "eps in the variance's format")
+            p["eps"] = torch.tensor(float(eps), dtype=torch.float64)
+        if f_out is not None:
+            p["m"], p["k"] = rescale(acc_scale, f_out, c)
+        return p
+
+    @staticmethod
+    def normalize(x: torch.Tensor, p: dict, ctx: Context, name: str, config: QuantConfig) -> torch.Tensor:
+        """x (..., H) in any format -> the affine's accumulator, scale acc_scale (the format of x cancels)."""
+        c, H = config, x.shape[-1]
+        E, fn = LayerNormMap.extra_bits(H, c), LayerNormMap.norm_frac(H, c)
+        centred = shift_round(x, -E) - div_round(shift_round(x.sum(-1, keepdim=True), -E), H)
+        var = div_round((centred * centred).sum(-1, keepdim=True), H)
+        sd = sqrt_round((var + p["eps"]).clamp_min(1))
+        n = saturate(div_round(shift_round(centred, -fn), sd), c.act_bits, ctx.sat, f"{name}.normalized")
+        return saturate(n * p["G"] + p["b"], c.acc_bits, ctx.sat, f"{name}.acc")
+
+
+class _Affine(SimpleNamespace):
+    """weight (out, in) and bias, read as nn.Linear's by LinearMap.quantize."""
+
+
+class GSULayer(IntLayer):
+    """The Gated Spiking Unit: the per-token ternarisation of its input x (threshold 0.15 max |x| as a fixed-point
+    multiply), t W + b and x Ter(W), their product, LayerNorm (LayerNormMap) and GELU(z) = z Phi(z) with Phi from
+    a look-up table indexed like the GLU's sigmoid. Points: "a", "g" (the two products), "prod" (a g), "norm"
+    (the LayerNorm's output), "out". in_bits: the width of x (the membrane's for y, 1 for spikes)."""
+
+    points = ("a", "g", "prod", "norm", "out")
+
+    def __init__(self, name, config, gsu: nn.Module, in_bits: int):
+        super().__init__(name, config)
+        self.gsu, c, H = gsu, config, gsu.d_model
+        fan = math.ceil(math.log2(H + 1))
+        require_exact(name, c.weight_bits - 1 + fan + 1, "the sum t W")
+        require_exact(name, in_bits - 1 + fan, "the sum x Ter(W)")
+        require_exact(name, in_bits - 1 + c.coef_bits, "the threshold max |x| q")
+        require_exact(name, 2 * c.act_bits, "the products a g and z Phi(z)")
+        LayerNormMap.check(name, H, c)
+
+    def params(self, f_in: int = 0) -> dict:
+        c, gsu = self.config, self.gsu
+        p = LinearMap.quantize(_Affine(weight=gsu.W.t(), bias=gsu.b), 0, self.fracs["a"], c)
+        p["TW"] = gsu.ternary_weight().double()  # (H_in, H_out) in {-1, 0, 1}, the surrogate's gradient to W
+        p["q"] = round_half_up(torch.tensor(gsu.fraction, dtype=torch.float64) * 2.0 ** (c.coef_bits - 1))
+        norm = LayerNormMap.quantize(gsu.norm, self.fracs["prod"], self.fracs["norm"], c, self.name)
+        p["real"] = {"norm_acc_scale": norm.pop("acc_scale")}
+        p.update({f"norm_{key}": value for key, value in norm.items()})
+        p["table"] = normal_cdf_table(c)
+        return p
+
+    def ternary(self, x: torch.Tensor, f: int, p: dict) -> torch.Tensor:
+        """Ter(x) per token: [x > delta] - [x < -delta], delta = (max_h |x_h| q) >> (coef_bits - 1)."""
+        delta = shift_round(x.detach().abs().amax(-1, keepdim=True) * p["q"], self.config.coef_bits - 1)
+        if not x.is_floating_point():
+            return (x > delta).to(x.dtype) - (x < -delta).to(x.dtype)
+        return ternarize_prechecked(x * 2.0 ** -f, delta * 2.0 ** -f, surrogate=self.gsu.surrogate,
+                                    alpha=self.gsu.alpha)
+
+    def forward(self, x, f, p, ctx, state=None):
+        c, name, act = self.config, self.name, self.config.act_bits
+        acc = LinearMap.accumulate(self.ternary(x, f, p), p, ctx, f"{name}.a", c)
+        f_a = ctx.frac(self, "a", lambda: {"a": (_maxabs(acc * p["acc_scale"]), act, 1.0)})
+        a = requant(acc, p["m"], p["k"], act, ctx.sat, f"{name}.a")
+        acc_g = saturate(x @ p["TW"], c.acc_bits, ctx.sat, f"{name}.g.acc")
+        f_g = ctx.frac(self, "g", lambda: {"g": (_maxabs(acc_g * 2.0 ** -f), act, 1.0)})
+        g = requant(acc_g, None, f - f_g, act, ctx.sat, f"{name}.g")
+        ag = a * g
+        f_p = ctx.frac(self, "prod", lambda: {"prod": (_maxabs(ag * 2.0 ** -(f_a + f_g)), act, 1.0)})
+        prod = requant(ag, None, f_a + f_g - f_p, act, ctx.sat, f"{name}.prod")
+        norm = {key[5:]: value for key, value in p.items() if key.startswith("norm_")}
+        acc_n = LayerNormMap.normalize(prod, norm, ctx, f"{name}.norm", c)
+        f_n = ctx.frac(self, "norm", lambda: {"norm": (_maxabs(acc_n * p["real"]["norm_acc_scale"]), act, 1.0)})
+        z = requant(acc_n, norm["m"], norm["k"], act, ctx.sat, f"{name}.norm")
+        gelu = z * lookup_normal_cdf(z, f_n, p["table"], c)
+        f_gelu = f_n + act - 1
+        f_out = ctx.frac(self, "out", lambda: {"out": (_maxabs(gelu * 2.0 ** -f_gelu), act, 1.0)})
+        return requant(gelu, None, f_gelu - f_out, act, ctx.sat, f"{name}.out"), f_out, None
 
 
 class ResidualAdd(IntLayer):
@@ -393,6 +542,27 @@ class BatchNormLayer(IntLayer):
     def forward(self, x, f, p, ctx, state=None):
         c = self.config
         acc = saturate(x * p["G"] + p["b"], c.acc_bits, ctx.sat, f"{self.name}.acc")
+        f_out = ctx.frac(self, "out", lambda: {"out": (_maxabs(acc * p["acc_scale"]), c.act_bits, 1.0)})
+        return requant(acc, p["m"], p["k"], c.act_bits, ctx.sat, f"{self.name}.out"), f_out, None
+
+
+class LayerNormLayer(IntLayer):
+    """A block's LayerNorm (norm="layer") over the channels of each token: LayerNormMap, then a rescale to the
+    calibrated format "out"."""
+
+    points = ("out",)
+
+    def __init__(self, name, config, norm: nn.LayerNorm):
+        super().__init__(name, config)
+        self.norm = norm
+        LayerNormMap.check(name, norm.normalized_shape[-1], config)
+
+    def params(self, f_in: int = 0) -> dict:
+        return LayerNormMap.quantize(self.norm, f_in, self.fracs["out"], self.config, self.name)
+
+    def forward(self, x, f, p, ctx, state=None):
+        c = self.config
+        acc = LayerNormMap.normalize(x, p, ctx, self.name, c)
         f_out = ctx.frac(self, "out", lambda: {"out": (_maxabs(acc * p["acc_scale"]), c.act_bits, 1.0)})
         return requant(acc, p["m"], p["k"], c.act_bits, ctx.sat, f"{self.name}.out"), f_out, None
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..layers import GLU, LIF, S4D, ChannelBatchNorm, Heaviside
+from ..layers import GLU, GSU, LIF, S4D, ChannelBatchNorm, Heaviside
 from ..models import SequenceClassifier
 from .config import QuantConfig
-from .layers import (BatchNormLayer, Context, Encoder, GLULayer, Head, InputQuant, Observer, Pool, ResidualAdd,
-                     S4DLayer, StopPass)
+from .layers import (BatchNormLayer, Context, Encoder, GLULayer, GSULayer, Head, InputQuant, LayerNormLayer,
+                     Observer, Pool, ResidualAdd, S4DLayer, StopPass)
 
 
 class UnsupportedModel(ValueError):
@@ -48,27 +48,35 @@ def check_supported(model: nn.Module) -> None:
         if ssm.bidirectional:
             _refuse(f"blocks.{i}.ssm", "S4D is bidirectional: its output at step t depends on later inputs, so it "
                     "cannot run one step at a time; build the model with bidirectional=False")
-        if not isinstance(mixing, GLU):
-            _refuse(f"blocks.{i}.mixing", f"{type(mixing).__name__} has no integer form yet (GLU has)")
+        if not isinstance(mixing, (GLU, GSU)):
+            _refuse(f"blocks.{i}.mixing", f"{type(mixing).__name__} has no integer form yet (GLU and GSU have)")
         if ssm.neurons is not None and not isinstance(ssm.neurons, LIF):
             _refuse(f"blocks.{i}.ssm.neurons", f"{type(ssm.neurons).__name__} has no integer form")
-        if ssm.neurons is None and not isinstance(readout, Heaviside):
+        no_readout = isinstance(readout, nn.Identity) and isinstance(mixing, GSU)  # the GSU ternarises y itself
+        if ssm.neurons is None and not (isinstance(readout, Heaviside) or no_readout):
             _refuse(f"blocks.{i}.readout", f"{type(readout).__name__} has no integer form yet (the readouts with "
-                    "one are 'lif' and 'binary')")
+                    "one are 'lif', 'binary', and 'none' before a GSU)")
         if ssm.neurons is not None and not isinstance(readout, nn.Identity):
             _refuse(f"blocks.{i}.readout", "a second readout after LIF neurons has no integer form")
-        if not isinstance(norm, ChannelBatchNorm):
-            _refuse(f"blocks.{i}.norm", f"{type(norm).__name__} has no integer form yet (use norm='batch': "
-                    "BatchNorm folds into a per-channel integer affine)")
-    if c.prenorm and not isinstance(model.final_norm, ChannelBatchNorm):
+        if not isinstance(norm, (ChannelBatchNorm, nn.LayerNorm)):
+            _refuse(f"blocks.{i}.norm", f"{type(norm).__name__} has no integer form yet (BatchNorm and LayerNorm "
+                    "have)")
+    if c.prenorm and not isinstance(model.final_norm, (ChannelBatchNorm, nn.LayerNorm)):
         _refuse("final_norm", f"{type(model.final_norm).__name__} has no integer form yet")
+
+
+def norm_layer(name: str, config: QuantConfig, norm: nn.Module) -> BatchNormLayer | LayerNormLayer:
+    """The integer form of a block norm: BatchNorm folded into an affine, or LayerNorm per token."""
+    if isinstance(norm, nn.LayerNorm):
+        return LayerNormLayer(name, config, norm)
+    return BatchNormLayer(name, config, norm)
 
 
 @dataclass
 class IntBlock:
-    norm: BatchNormLayer
+    norm: BatchNormLayer | LayerNormLayer
     ssm: S4DLayer
-    mixing: GLULayer
+    mixing: GLULayer | GSULayer
     add: ResidualAdd
     prenorm: bool
 
@@ -96,11 +104,15 @@ class IntGraph:
         for i, block in enumerate(model.blocks):
             name = f"blocks.{i}"
             heaviside = block.readout if isinstance(block.readout, Heaviside) else None
-            self.blocks.append(IntBlock(BatchNormLayer(f"{name}.norm", config, block.norm),
-                                        S4DLayer(f"{name}.ssm", config, block.ssm, heaviside),
-                                        GLULayer(f"{name}.mixing", config, block.mixing),
+            ssm = S4DLayer(f"{name}.ssm", config, block.ssm, heaviside)
+            if isinstance(block.mixing, GSU):
+                in_bits = config.membrane_bits if ssm.readout == "identity" else 1
+                mixing = GSULayer(f"{name}.mixing", config, block.mixing, in_bits)
+            else:
+                mixing = GLULayer(f"{name}.mixing", config, block.mixing)
+            self.blocks.append(IntBlock(norm_layer(f"{name}.norm", config, block.norm), ssm, mixing,
                                         ResidualAdd(f"{name}.add", config), c.prenorm))
-        self.final_norm = BatchNormLayer("final_norm", config, model.final_norm) if c.prenorm else None
+        self.final_norm = norm_layer("final_norm", config, model.final_norm) if c.prenorm else None
         self.pool = Pool("pool", config, c.pooling)
         self.head = Head("decoder", config, model.decoder)
 

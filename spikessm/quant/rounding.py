@@ -3,6 +3,7 @@
     round(x)           = floor(x + 1/2)
     shift_round(n, s)  = floor(n / 2^s + 1/2) = (n + 2^(s-1)) >> s     for s > 0 (arithmetic shift), n << -s else
     div_round(n, d)    = floor(n / d + 1/2)   = floor((2n + d) / (2d))  for d > 0
+    sqrt_round(n)      = floor(sqrt(n) + 1/2)                          for n >= 1 (the integer LayerNorm)
 
 On two's-complement hardware the shift form is one add and one arithmetic shift, which is why this rule and not
 round-half-to-even or half-away-from-zero: -3/2 rounds to -1, 3/2 to 2. Every rescale of the integer graph goes
@@ -53,3 +54,25 @@ def div_round(n: torch.Tensor, d: torch.Tensor | int) -> torch.Tensor:
         rounded = torch.div(2 * n.detach() + d, 2 * d, rounding_mode="floor")
         return exact + (rounded - exact.detach())
     return torch.div(2 * n + d, 2 * d, rounding_mode="floor")
+
+
+def _isqrt_float(n: torch.Tensor) -> torch.Tensor:
+    """floor(sqrt(n)) of non-negative integers below 2^52 held in float64: the float square root, corrected by one
+    either way where it rounded across an integer."""
+    s = torch.floor(torch.sqrt(n))
+    s = s - (s * s > n).to(n.dtype)
+    return s + ((s + 1) * (s + 1) <= n).to(n.dtype)
+
+
+def sqrt_round(n: torch.Tensor) -> torch.Tensor:
+    """sqrt(n) rounded half up, n >= 1 (integers below 2^52): s = floor(sqrt(n)), plus one where n > s^2 + s
+    (sqrt(n) >= s + 1/2 exactly there; the square root of an integer is never a half). On floats the gradient is
+    that of the exact sqrt(n)."""
+    if n.is_floating_point():
+        exact = torch.sqrt(n)
+        d = n.detach().double()
+        s = _isqrt_float(d)
+        rounded = (s + (d > s * s + s).double()).to(n.dtype)
+        return exact + (rounded - exact.detach())
+    s = _isqrt_float(n.double()).to(torch.int64)  # n below 2^52 converts exactly
+    return s + (n > s * s + s).to(torch.int64)

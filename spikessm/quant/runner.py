@@ -78,6 +78,15 @@ def div_round(n, d):
     return np.floor_divide(2 * n + d, 2 * d)
 
 
+def sqrt_round(n):
+    """sqrt(n) rounded half up, n >= 1 below 2^52: the float root corrected to floor(sqrt(n)), then + 1 where
+    n > s^2 + s."""
+    s = np.floor(np.sqrt(n.astype(np.float64))).astype(np.int64)
+    s = s - (s * s > n)
+    s = s + ((s + 1) * (s + 1) <= n)
+    return s + (n > s * s + s)
+
+
 def sat(x, bits):
     low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     SATURATED[0] += int(np.count_nonzero((x < low) | (x > high)))
@@ -121,7 +130,14 @@ class Model:
         return sat(acc, self.c["acc_bits"])
 
     def norm(self, x, layer):
-        acc = sat(x * self.t(layer, "G") + self.t(layer, "b"), self.c["acc_bits"])
+        kind = field(layer, layer["name"], "kind")
+        if kind == "layer":
+            acc = self.layer_norm(x, layer, "", self.integer(layer, "norm_extra_bits"),
+                                  self.integer(layer, "norm_frac"))
+        elif kind == "batch":
+            acc = sat(x * self.t(layer, "G") + self.t(layer, "b"), self.c["acc_bits"])
+        else:
+            fail(f"graph.json: field {layer['name']}.kind must be batch or layer, got {kind!r}")
         return self.requant(acc, layer, self.c["act_bits"]), self.fracs(layer, "out")
 
     def ssm(self, u, layer):
@@ -131,7 +147,8 @@ class Model:
         xr = np.zeros((B,) + Ar.shape, np.int64)
         xi = np.zeros_like(xr)
         v = np.zeros((B, H), np.int64)
-        theta, reset = t("theta"), field(layer, layer["name"], "readout")
+        reset = field(layer, layer["name"], "readout")
+        theta = t("theta") if reset != "identity" else None
         fire_on_tie = field(layer, layer["name"], "fire_on_tie")
         if not isinstance(fire_on_tie, bool):
             fail(f"graph.json: field {layer['name']}.fire_on_tie must be true or false")
@@ -143,6 +160,9 @@ class Model:
                       sat(shift_round(Ar * xi + Ai * xr, t("fA")) + bu_i, c["state_bits"]))
             skip = shift_round(t("D") * ut * t("mD"), t("kD"))
             y = sat(shift_round((Cr * xr - Ci * xi).sum(-1), t("kC")) + skip, c["membrane_bits"])
+            if reset == "identity":  # no readout: y itself, in the membrane format
+                outs.append(y)
+                continue
             if reset == "heaviside":
                 outs.append((y > theta).astype(np.int64))
                 continue
@@ -153,18 +173,53 @@ class Model:
             elif reset == "zero":
                 v = v * (1 - s)
             elif reset != "none":
-                fail(f"graph.json: field {layer['name']}.readout must be subtract, zero, none or heaviside")
+                fail(f"graph.json: field {layer['name']}.readout must be subtract, zero, none, heaviside or "
+                     "identity")
             outs.append(s)
-        return np.stack(outs, 1), 0
+        return np.stack(outs, 1), (self.fracs(layer, "membrane") if reset == "identity" else 0)
+
+    def lookup(self, b, frac_b, table):
+        """table[b] for a sigmoid-like table: index = clip(b >> (frac_b - lut_step_bits)), format act_bits - 1."""
+        half = self.c["lut_range"] << self.c["lut_step_bits"]
+        return table[np.clip(shift_round(b, frac_b - self.c["lut_step_bits"]), -half, half) + half]
+
+    def integer(self, layer, key):
+        value = field(layer, layer["name"], key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            fail(f"graph.json: field {layer['name']}.{key} must be an integer")
+        return value
+
+    def layer_norm(self, x, layer, prefix, extra, fn):
+        """LayerNorm over the channels of each token: the affine's accumulator (docs/deploy.md)."""
+        c, t = self.c, lambda key: self.t(layer, prefix + key)
+        H = x.shape[-1]
+        centred = shift_round(x, -extra) - div_round(shift_round(x.sum(-1, keepdims=True), -extra), H)
+        var = div_round((centred * centred).sum(-1, keepdims=True), H)
+        sd = sqrt_round(np.maximum(var + t("eps"), 1))
+        n = sat(div_round(shift_round(centred, -fn), sd), c["act_bits"])
+        return sat(n * t("G") + t("b"), c["acc_bits"])
+
+    def gsu(self, x, f, layer):
+        c, t = self.c, lambda key: self.t(layer, key)
+        act = c["act_bits"]
+        delta = shift_round(np.abs(x).max(-1, keepdims=True) * t("q"), c["coef_bits"] - 1)
+        ternary = (x > delta).astype(np.int64) - (x < -delta).astype(np.int64)
+        f_a, f_g, f_p, f_n, f_out = (self.fracs(layer, point) for point in ("a", "g", "prod", "norm", "out"))
+        a = self.requant(self.linear(ternary, layer), layer, act)
+        g = sat(shift_round(sat(x @ t("TW"), c["acc_bits"]), f - f_g), act)
+        prod = sat(shift_round(a * g, f_a + f_g - f_p), act)
+        acc = self.layer_norm(prod, layer, "norm_", self.integer(layer, "norm_extra_bits"),
+                              self.integer(layer, "norm_frac"))
+        z = sat(shift_round(acc * t("norm_m"), t("norm_k")), act)
+        gelu = z * self.lookup(z, f_n, t("table"))
+        return sat(shift_round(gelu, f_n + act - 1 - f_out), act), f_out
 
     def glu(self, x, f, layer):
         c = self.c
         ab = self.requant(self.linear(x, layer), layer, c["act_bits"])
         a, g = np.split(ab, 2, axis=-1)
-        f_ab, table = self.fracs(layer, "ab"), self.t(layer, "table")
-        half = c["lut_range"] << c["lut_step_bits"]
-        index = np.clip(shift_round(g, f_ab - c["lut_step_bits"]), -half, half) + half
-        gated = a * table[index]
+        f_ab = self.fracs(layer, "ab")
+        gated = a * self.lookup(g, f_ab, self.t(layer, "table"))
         f_out = self.fracs(layer, "out")
         return sat(shift_round(gated, f_ab + c["act_bits"] - 1 - f_out), c["act_bits"]), f_out
 
@@ -190,7 +245,11 @@ class Model:
             if field(block, path, "prenorm"):
                 z, fz = self.norm(z, field(block, path, "norm"))
             z, fz = self.ssm(z, field(block, path, "ssm"))
-            z, fz = self.glu(z, fz, field(block, path, "mixing"))
+            mixing = field(block, path, "mixing")
+            kind = field(mixing, f"blocks.{i}.mixing", "kind")
+            if kind not in ("glu", "gsu"):
+                fail(f"graph.json: field blocks.{i}.mixing.kind must be glu or gsu, got {kind!r}")
+            z, fz = (self.glu if kind == "glu" else self.gsu)(z, fz, mixing)
             x, f = self.add(x, f, z, fz, field(block, path, "add"))
             if not block["prenorm"]:
                 x, f = self.norm(x, block["norm"])

@@ -19,8 +19,10 @@ SIGNATURES = {
     s4d_lif: (["u", "A_bar", "B_bar", "C", "D", "initial_state"],
               dict(beta=inspect.Parameter.empty, threshold=inspect.Parameter.empty, **NEURON, **COMMON,
                    output_membrane=False)),
+    # rf fires where Re z > threshold only: fire_on_tie is an option of the LIF ops (spikingjelly's LIFNode rule)
     rf: (["x", "lam", "threshold", "initial_state"],
-         dict(weight=None, adapt_decay=None, adapt_scale=None, **NEURON, **COMMON)),
+         dict(weight=None, adapt_decay=None, adapt_scale=None,
+              **{k: v for k, v in NEURON.items() if k != "fire_on_tie"}, **COMMON)),
 }
 
 

@@ -15,7 +15,7 @@ from training_helpers import run_args  # noqa: E402
 @pytest.fixture(scope="module")
 def quantized_run(tiny_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("q") / "run"
-    assert main(run_args(tiny_data, run, "--set", "norm=batch", "--set", "dropout=0.0", "--epochs", "1")) == 0
+    assert main(run_args(tiny_data, run, "--set", "dropout=0.0", "--epochs", "1")) == 0
     assert main(["quantize", str(run), "--qat-epochs", "1", "--calib-batches", "2"]) == 0
     return run
 
@@ -47,9 +47,9 @@ def test_quantize_refusals(quantized_run, tiny_data, tmp_path, capsys):
     with pytest.raises(SystemExit, match="spikessm quantize: error: QuantConfig: weight_bits must be an integer in "
                                          r"\[2, 16\], got 1"):
         main(["quantize", str(quantized_run), "--weight-bits", "1", "--out", str(tmp_path / "x")])
-    layer_norm_run = tmp_path / "ln"
-    assert main(run_args(tiny_data, layer_norm_run, "--epochs", "1")) == 0
-    with pytest.raises(SystemExit, match="spikessm quantize: error: spikessm.quant: blocks.0.norm: LayerNorm has no "
-                                         "integer form yet"):
-        main(["quantize", str(layer_norm_run)])
-    assert not (layer_norm_run / "quantized").exists()
+    bidirectional_run = tmp_path / "bi"
+    assert main(run_args(tiny_data, bidirectional_run, "--epochs", "1", "--set", "bidirectional=true")) == 0
+    with pytest.raises(SystemExit, match="spikessm quantize: error: spikessm.quant: blocks.0.ssm: S4D is "
+                                         "bidirectional"):
+        main(["quantize", str(bidirectional_run)])
+    assert not (bidirectional_run / "quantized").exists()

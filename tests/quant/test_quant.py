@@ -1,18 +1,20 @@
 """spikessm.quant: the rounding rule, the config's checks, fake-quant == simulator bit for bit, streaming,
 saturation counts, refusals, and QAT training."""
+import math
+
 import pytest
 import torch
 
 from spikessm.models import build_model
 from spikessm.quant import IntegerSimulator, QuantConfig, UnsupportedModel, calibrate, prepare_qat
-from spikessm.quant.rounding import div_round, round_half_up, shift_round
+from spikessm.quant.rounding import div_round, round_half_up, shift_round, sqrt_round
 
 
 def small(preset="lif-s4d", tokens=False, **overrides):
     torch.manual_seed(0)
     sizes = dict(vocab_size=11) if tokens else dict(d_input=3)
     kw = dict(n_classes=4, d_model=6, n_layers=2, d_state=8, backend="torch")
-    if preset == "binary-s4d":
+    if preset in ("binary-s4d", "gsu-s4d"):
         kw["bidirectional"] = False
     model = build_model(preset, **sizes, **{**kw, **overrides})
     return model.eval()
@@ -55,6 +57,20 @@ def test_rounding_rule_is_round_half_up_in_both_arithmetics():
     assert torch.equal(round_half_up(torch.tensor([-2.5, -0.5, 0.5, 2.5])), torch.tensor([-2.0, 0.0, 1.0, 3.0]))
 
 
+def test_sqrt_round_is_the_nearest_integer_in_both_arithmetics():
+    small_n = torch.arange(1, 2000)
+    big = torch.tensor([(1 << 25) - 1, 1 << 25, (1 << 25) + 1], dtype=torch.int64)
+    big = torch.cat([big ** 2 + d for d in (-1, 0, 1)] + [big * big + big + d for d in (0, 1)])
+    for n in (small_n, big):
+        # floor(sqrt(n) + 1/2) = floor((floor(2 sqrt(n)) + 1) / 2), and floor(2 sqrt(n)) = isqrt(4 n)
+        expected = (torch.tensor([math.isqrt(4 * v) for v in n.tolist()]) + 1) // 2
+        assert torch.equal(sqrt_round(n), expected)
+        assert torch.equal(sqrt_round(n.double()).long(), expected)
+    x = torch.tensor([2.0, 9.0], dtype=torch.float64, requires_grad=True)
+    sqrt_round(x).sum().backward()
+    assert torch.allclose(x.grad, 0.5 / x.detach().sqrt())
+
+
 @pytest.mark.parametrize("field,value,message", [
     ("weight_bits", 1, "QuantConfig: weight_bits must be an integer in [2, 16], got 1"),
     ("coef_bits", 8.0, "QuantConfig: coef_bits must be an integer in [4, 24], got 8.0"),
@@ -80,6 +96,8 @@ def test_config_refuses_multiplier_that_overflows_float64():
     (dict(prenorm=True, pooling="last"), QuantConfig(power_of_two=False, per_channel=True)),
     (dict(detach_reset=True), QuantConfig(weight_bits=4, coef_bits=10, state_bits=16, act_bits=8)),
     (dict(lif_fire_on_tie=True), QuantConfig(weight_bits=4, coef_bits=8, state_bits=12, act_bits=6)),
+    (dict(norm="layer"), QuantConfig()),
+    (dict(norm="layer", prenorm=True), QuantConfig(power_of_two=False, per_channel=True)),
 ])
 def test_simulator_equals_fake_quant_lif_s4d(overrides, config):
     model = small(**overrides)
@@ -88,7 +106,22 @@ def test_simulator_equals_fake_quant_lif_s4d(overrides, config):
         assert_bit_exact(q, inputs(model, batch, length))
 
 
-@pytest.mark.parametrize("preset,tokens", [("binary-s4d", False), ("lif-s4d", True), ("binary-s4d", True)])
+@pytest.mark.parametrize("overrides,config", [
+    (dict(), QuantConfig()),
+    (dict(prenorm=True, pooling="last"), QuantConfig(power_of_two=False, per_channel=True)),
+    (dict(d_model=5, pooling="last"), QuantConfig(per_channel=True)),
+    (dict(), QuantConfig(weight_bits=4, coef_bits=8, state_bits=12, membrane_bits=12, act_bits=6)),
+])
+def test_simulator_equals_fake_quant_gsu_s4d(overrides, config):
+    model = small("gsu-s4d", **overrides)
+    q = quantized(model, config)
+    for batch, length in ((3, 9), (1, 1), (2, 13)):
+        assert_bit_exact(q, inputs(model, batch, length))
+    assert_bit_exact(q, inputs(model, 3, 10), lengths=torch.tensor([10, 3, 7]))
+
+
+@pytest.mark.parametrize("preset,tokens", [("binary-s4d", False), ("lif-s4d", True), ("binary-s4d", True),
+                                           ("gsu-s4d", True)])
 def test_simulator_equals_fake_quant_other_models(preset, tokens):
     model = small(preset, tokens)
     q = quantized(model)
@@ -96,8 +129,9 @@ def test_simulator_equals_fake_quant_other_models(preset, tokens):
     assert_bit_exact(q, inputs(model, 3, 10), lengths=torch.tensor([10, 3, 7]))
 
 
-def test_fake_quant_is_close_to_float_at_defaults():
-    model = small()
+@pytest.mark.parametrize("preset,overrides", [("lif-s4d", {}), ("gsu-s4d", {}), ("lif-s4d", dict(norm="layer"))])
+def test_fake_quant_is_close_to_float_at_defaults(preset, overrides):
+    model = small(preset, **overrides)
     q = quantized(model)
     x = inputs(model, 8, 12)
     with torch.no_grad():
@@ -105,8 +139,9 @@ def test_fake_quant_is_close_to_float_at_defaults():
     assert err < 0.2, err
 
 
-def test_simulator_equals_fake_quant_after_training():
-    model = small()
+@pytest.mark.parametrize("preset", ["lif-s4d", "gsu-s4d"])
+def test_simulator_equals_fake_quant_after_training(preset):
+    model = small(preset)
     q = quantized(model)
     optimizer = torch.optim.Adam(q.parameters(), lr=1e-2)
     x, labels = inputs(model, 8, 9), torch.arange(8) % 4
@@ -117,9 +152,9 @@ def test_simulator_equals_fake_quant_after_training():
     assert_bit_exact(q, inputs(model, 3, 9))
 
 
-@pytest.mark.parametrize("tokens", [False, True])
-def test_streaming_in_pieces_equals_one_pass(tokens):
-    model = small(tokens=tokens)
+@pytest.mark.parametrize("preset,tokens", [("lif-s4d", False), ("lif-s4d", True), ("gsu-s4d", False)])
+def test_streaming_in_pieces_equals_one_pass(preset, tokens):
+    model = small(preset, tokens=tokens)
     q = quantized(model)
     sim = IntegerSimulator(q)
     x = inputs(model, 2, 11)
@@ -152,9 +187,10 @@ def test_saturation_is_counted_never_wrapped():
      "t depends on later inputs, so it cannot run one step at a time; build the model with bidirectional=False"),
     ("binary-s4d", dict(), "spikessm.quant: blocks.0.ssm: S4D is bidirectional"),
     ("lif-s5", dict(), "spikessm.quant: blocks.0.ssm: S5 has no integer form yet (S4D has)"),
-    ("gsu-s4d", dict(bidirectional=False), "spikessm.quant: blocks.0.mixing: GSU has no integer form yet (GLU has)"),
+    ("gsu-s4d", dict(), "spikessm.quant: blocks.0.ssm: S4D is bidirectional"),
+    ("binary-s4d", dict(readout="none", bidirectional=False), "spikessm.quant: blocks.0.readout: Identity has no "
+     "integer form yet (the readouts with one are 'lif', 'binary', and 'none' before a GSU)"),
     ("s4d", dict(bidirectional=False), "spikessm.quant: blocks.0.readout: GELU has no integer form yet"),
-    ("lif-s4d", dict(norm="layer"), "spikessm.quant: blocks.0.norm: LayerNorm has no integer form yet"),
     ("lif-s4d", dict(pair=True), "spikessm.quant: model: pair models"),
     ("lif-s4d", dict(surrogate="leaky"), "spikessm.quant: model: the 'leaky' surrogate"),
 ])
@@ -211,3 +247,45 @@ def test_qat_trains_and_closes_the_ptq_gap():
         qat_loss = torch.nn.functional.cross_entropy(q(x), labels).item()
     assert qat_loss < ptq_loss, (ptq_loss, qat_loss)
     assert_bit_exact(q, x[:4])
+
+
+def test_gsu_ternarises_each_token_at_its_fixed_point_threshold():
+    """delta = (max |x| q) >> 15 with q = round(0.15 2^15) = 4915 at coef_bits 16: for max 10, delta = 1 (1.4999
+    rounds down), so 1 and -1 are 0 and 2 is +1; for max 100, delta = 15, and 15 itself is 0 (x > delta)."""
+    q = prepare_qat(small("gsu-s4d"))
+    gsu = q.graph.blocks[0].mixing
+    x = torch.tensor([[[10, -2, 1, -10, 2, 0], [100, -15, 16, -16, 15, 0]]])
+    p = {"q": torch.tensor(4915)}
+    expected = torch.tensor([[[1, -1, 0, -1, 1, 0], [1, 0, 1, -1, 0, 0]]])
+    assert torch.equal(gsu.ternary(x, 3, p), expected)
+    assert torch.equal(gsu.ternary(x.double(), 3, {"q": p["q"].double()}), expected.double())
+
+
+def test_integer_layer_norm_and_gelu_are_close_to_float():
+    """The GSU's LayerNorm (integer mean, variance, square root, one division) and its GELU table, on one
+    token batch, against torch's float64 LayerNorm and GELU (16-bit gains, so that the statistics' rounding shows)."""
+    from spikessm.quant.layers import Context, LayerNormMap
+    from spikessm.quant.fixed import lookup_normal_cdf, normal_cdf_table
+    config = QuantConfig(weight_bits=16)
+    torch.manual_seed(3)
+    norm = torch.nn.LayerNorm(16).double()
+    torch.nn.init.uniform_(norm.weight, 0.5, 1.5)
+    torch.nn.init.uniform_(norm.bias, -0.5, 0.5)
+    x = torch.randn(4, 5, 16, dtype=torch.float64)
+    f_in, f_out = 12, 12
+    codes = torch.floor(x * 2 ** f_in + 0.5)
+    p = LayerNormMap.quantize(norm, f_in, f_out, config, "norm")
+    ctx = Context()
+    acc = LayerNormMap.normalize(codes.long(), {k: v.long() if k != "acc_scale" else v for k, v in p.items()}, ctx,
+                                 "norm", config)
+    out = torch.floor(acc * p["m"] * 2.0 ** -p["k"] + 0.5) * 2.0 ** -f_out
+    with torch.no_grad():
+        err = (out - norm(codes * 2.0 ** -f_in)).abs().max()
+    assert err < 2 * 2.0 ** -f_out  # within two steps of the output format
+    assert sum(ctx.sat.report().values()) == 0
+    z = torch.linspace(-10, 10, 401, dtype=torch.float64)
+    zc = torch.floor(z * 2 ** 11 + 0.5)
+    gelu = zc * lookup_normal_cdf(zc, 11, normal_cdf_table(config), config) * 2.0 ** -(11 + config.act_bits - 1)
+    # the index's rounding: at most max |x| phi(x) (phi(1) = 0.242) times half a step of 1/16, 0.0076
+    assert (gelu - torch.nn.functional.gelu(z)).abs().max() < 0.0078
+    assert torch.equal(gelu[z >= 8.5], zc[z >= 8.5] * 2.0 ** -11)  # GELU(x) = x exactly past the table

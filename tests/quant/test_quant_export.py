@@ -24,7 +24,12 @@ def run_py(folder, codes, out):
     ("lif-s4d", True, dict(lif_reset="zero", prenorm=True, pooling="last"), QuantConfig(per_channel=True)),
     ("binary-s4d", False, dict(), QuantConfig(power_of_two=False)),
     ("lif-s4d", True, dict(lif_fire_on_tie=True), QuantConfig(weight_bits=4, coef_bits=8, state_bits=12, act_bits=6)),
-], ids=["lif-s4d", "tokens-prenorm", "binary-real-scales", "fire-on-tie"])
+    ("gsu-s4d", False, dict(), QuantConfig()),
+    ("gsu-s4d", True, dict(d_model=5, prenorm=True, pooling="last"), QuantConfig(power_of_two=False, per_channel=True)),
+    ("gsu-s4d", False, dict(), QuantConfig(weight_bits=4, coef_bits=8, state_bits=12, membrane_bits=12, act_bits=6)),
+    ("lif-s4d", False, dict(norm="layer", prenorm=True), QuantConfig(power_of_two=False)),
+], ids=["lif-s4d", "tokens-prenorm", "binary-real-scales", "fire-on-tie", "gsu-s4d", "gsu-tokens-real-scales",
+        "gsu-low-bits", "layer-norm"])
 def exported(request, tmp_path_factory):
     preset, tokens, overrides, config = request.param
     model = small(preset, tokens, **overrides)
@@ -77,11 +82,12 @@ def test_tampered_graph_is_named(exported, tmp_path):
     sim, model, folder = exported
     target = copy(folder, tmp_path)
     graph = json.loads((target / "graph.json").read_text())
-    del graph["blocks"][0]["mixing"]["fracs"]["ab"]
+    point = next(iter(graph["blocks"][0]["mixing"]["fracs"]))  # "ab" of a GLU, "a" of a GSU
+    del graph["blocks"][0]["mixing"]["fracs"][point]
     (target / "graph.json").write_text(json.dumps(graph))
     result = run_py(target, np.load(target / "sample_inputs.npy"), tmp_path / "o.npy")
     assert result.returncode == 1
-    assert result.stderr.strip() == "run.py: graph.json: missing field blocks.0.mixing.fracs.ab"
+    assert result.stderr.strip() == f"run.py: graph.json: missing field blocks.0.mixing.fracs.{point}"
     (target / "graph.json").write_text("{not json")
     result = run_py(target, np.load(target / "sample_inputs.npy"), tmp_path / "o.npy")
     assert result.stderr.strip() == "run.py: graph.json: not valid JSON"
@@ -102,3 +108,22 @@ def test_logits_match_after_reload_of_sample(exported):
     sim, model, folder = exported
     assert torch.equal(torch.from_numpy(np.load(folder / "sample_logits.npy")),
                        sim.logits_from_codes(torch.from_numpy(np.load(folder / "sample_inputs.npy")))[0])
+
+
+def test_graph_names_each_mixing_and_readout(exported, tmp_path):
+    sim, model, folder = exported
+    graph = json.loads((folder / "graph.json").read_text())
+    block = graph["blocks"][0]
+    gsu = model.config.mixing == "gsu"
+    assert block["mixing"]["kind"] == ("gsu" if gsu else "glu")
+    assert block["ssm"]["readout"] == ("identity" if gsu else "heaviside" if model.config.readout == "binary"
+                                       else model.config.lif_reset)
+    if gsu:
+        assert set(block["mixing"]["fracs"]) == {"a", "g", "prod", "norm", "out"}
+        assert isinstance(block["mixing"]["norm_extra_bits"], int) and isinstance(block["mixing"]["norm_frac"], int)
+    target = copy(folder, tmp_path)
+    block["mixing"]["kind"] = "mlp"
+    (target / "graph.json").write_text(json.dumps(graph))
+    result = run_py(target, np.load(target / "sample_inputs.npy"), tmp_path / "o.npy")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "run.py: graph.json: field blocks.0.mixing.kind must be glu or gsu, got 'mlp'"
