@@ -117,7 +117,8 @@ def s4d_variants():
                 DETACH_RESET=False, BLOCK_H=bwd_h), bwd_w)
     fwd_h, block_n, fwd_w = s4d_scan.launch_config(32, 256, 64)
     for (reset, rev, surrogate), has_gt in itertools.product(
-            (("subtract", False, "atan"), ("zero", True, "leaky"), ("none", False, "atan")), (False, True)):
+            (("subtract", False, "atan"), ("zero", True, "leaky"), ("none", False, "atan"),
+             ("subtract_after_decay", True, "atan")), (False, True)):
         bwd_h, _, bwd_w = s4d_scan.launch_config(32, 256, 64, s4d_scan.backward_states_per_thread(has_gt, True))
         label = f"N=64 reset={reset} reverse={int(rev)} {surrogate} gT={int(has_gt)}"
         common = dict(HAS_D=True, HAS_H0=True, LIF=True, HAS_V0=True, RESET=RESET_CODES[reset], REVERSE=rev,
@@ -152,6 +153,11 @@ def s4d_chunked_variants():
                    s4d_chunked.chunked_fwd_kernel, fwd_pointers, ["Bsz", "L", "H", "N"],
                    dict(common, HAS_Z0=True, STORE_Z=store, LIF=True, HAS_V0=True, STORE_M=store,
                         RESET=RESET_CODES[reset]), s4d_chunked.NUM_WARPS)
+            if B > 1 and store:  # the reset whose state has leaked already: the step itself differs
+                yield ("s4d_lif_chunked_fwd", f"{label} store=1 reset=subtract_after_decay",
+                       s4d_chunked.chunked_fwd_kernel, fwd_pointers, ["Bsz", "L", "H", "N"],
+                       dict(common, HAS_Z0=True, STORE_Z=True, LIF=True, HAS_V0=True, STORE_M=True,
+                            RESET=RESET_CODES["subtract_after_decay"]), s4d_chunked.NUM_WARPS)
         yield ("s4d_chunked_bwd", label, s4d_chunked.chunked_bwd_kernel,
                ["gy_ptr", *operators, "gT_ptr", "du_ptr", "G_ptr", "dz0_ptr"], ["Bsz", "L", "H", "N"],
                dict(common, HAS_GT=True, HAS_Z0=True), s4d_chunked.NUM_WARPS)
@@ -174,11 +180,12 @@ def lif_variants():
                    fwd_ptrs + ["vfix_ptr", "merged_ptr", "vT_ptr"], ["L", "H", "SEG", "n_seg"],
                    dict(flags, BLOCK_S=64), 1)
     combos = [("subtract", name, False) for name in SURROGATE_CODES]  # "leaky" included
-    combos += [(reset, "atan", detach) for reset in ("zero", "none") for detach in (False, True)]
+    combos += [(reset, "atan", detach) for reset in ("zero", "none", "subtract_after_decay")
+               for detach in (False, True)]
     combos += [("subtract", "atan", True)]
     # the defaults, then the longest chunk the tuner may pick
     chunks = [(lif.BWD_CHUNK, combo, compose) for combo, compose in itertools.product(combos, (False, True))
-              if not compose or combo == ("subtract", "atan", False)]
+              if not compose or combo in (("subtract", "atan", False), ("subtract_after_decay", "atan", False))]
     chunks += [(max(lif.BWD_CHUNKS), combo, False) for combo in (("subtract", "atan", False),
                                                                  ("subtract", "leaky", False))]
     for T, (reset, surrogate, detach), compose in chunks:

@@ -3,6 +3,8 @@
     m_t = beta v_{t-1} + x_t;  s_t = H(m_t - threshold);  v_t = m_t - threshold s_t | m_t (1 - s_t) | m_t
     (H(z) = 1 where z > 0, or z >= 0 with FIRE_ON_TIE: kernels/common/neuron.py's `fires`)
     Gm_t = gs_t sigma_t + Gv_t dv/dm_t;  Gv_{t-1} = beta Gm_t   (sigma = the surrogate derivative)
+With reset "subtract_after_decay" the leak is part of the reset: m_t = v_{t-1} + x_t, v_t = beta m_t -
+threshold s_t, and Gv_{t-1} = Gm_t (beta is in dv/dm); dbeta's terms are then Gv_t m_t.
 
 Forward. The reset makes the recurrence non-linear, so each channel walks its steps in order with the membrane
 in registers. Two things keep that walk from waiting on memory:
@@ -41,8 +43,8 @@ import triton.language as tl
 from .diag_scan import diag_scan_fwd
 
 from .common.launch import cdiv, check_stages, next_power_of_2
-from .common.neuron import (LEAKY, RESET_CODES, SURROGATE_CODES, fires, lif_step, post_reset, reset_derivatives,
-                             spike_values, surrogate_alpha, surrogate_derivative)
+from .common.neuron import (AFTER_DECAY, LEAKY, RESET_CODES, SURROGATE_CODES, fires, lif_step, post_reset,
+                             reset_derivatives, spike_values, surrogate_alpha, surrogate_derivative)
 
 
 
@@ -249,21 +251,28 @@ def _adjoint_step(m, gs, sg, live, Gv, pend, dth, dbeta, A, beta, th, alpha, SUR
         sigma = surrogate_derivative(m - th, alpha, SURROGATE)
     spiked = fires(m, th, FIRE_ON_TIE)
     c = gs * sigma
-    dv_dm, dv_dth = reset_derivatives(m, spiked.to(m.dtype), sigma, th, RESET, DETACH_RESET)
-    v = post_reset(m, spiked, th, RESET)
+    dv_dm, dv_dth = reset_derivatives(m, spiked.to(m.dtype), sigma, beta, th, RESET, DETACH_RESET)
     gm = tl.fma(dv_dm, Gv, c)
+    if RESET == AFTER_DECAY:  # Gv_{t-1} = Gm_t; beta is in dv/dm, and dbeta's term Gv_t m_t is at hand
+        factor = dv_dm
+        carried = gm
+        beta_term = tl.fma(Gv, m, dbeta)
+    else:
+        factor = beta * dv_dm
+        carried = beta * gm
+        beta_term = tl.fma(pend, post_reset(m, spiked, th, beta, RESET), dbeta)
     if COMPOSE:
-        new_A = A * (beta * dv_dm)
+        new_A = A * factor
         new_dbeta = dbeta
         new_dth = dth
     else:
         new_A = A
-        new_dbeta = tl.fma(pend, v, dbeta)
+        new_dbeta = beta_term
         new_dth = tl.fma(Gv, dv_dth, dth) - c
     if MASKED:
-        return (gm, tl.where(live, beta * gm, Gv), tl.where(live, gm, pend), tl.where(live, new_dth, dth),
+        return (gm, tl.where(live, carried, Gv), tl.where(live, gm, pend), tl.where(live, new_dth, dth),
                 tl.where(live, new_dbeta, dbeta), tl.where(live, new_A, A))
-    return gm, beta * gm, gm, new_dth, new_dbeta, new_A
+    return gm, carried, gm, new_dth, new_dbeta, new_A
 
 
 @triton.jit
@@ -392,15 +401,17 @@ def lif_bwd_kernel(
         tl.store(out_ptr + 3 * plane + seg_row, Gv, mask=mask_h)
     else:
         # dbeta's last term, Gm_first v_{first - 1}: the previous segment's last post-reset membrane, or h0
-        if lo > 0:
-            m_p = tl.load(m_ptr + pid_b * L * H + (lo - 1).to(tl.int64) * H + offs_h, mask=mask_h,
-                          other=0.0).to(acc_dtype)
-            v_prev = post_reset(m_p, fires(m_p, th, FIRE_ON_TIE), th, RESET)
-        else:
-            v_prev = zero
-            if HAS_H0:
-                v_prev = tl.load(h0_ptr + pid_b * H + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
-        dbeta += pend * v_prev
+        # (after decay every term is inside the segment)
+        if RESET != AFTER_DECAY:
+            if lo > 0:
+                m_p = tl.load(m_ptr + pid_b * L * H + (lo - 1).to(tl.int64) * H + offs_h, mask=mask_h,
+                              other=0.0).to(acc_dtype)
+                v_prev = post_reset(m_p, fires(m_p, th, FIRE_ON_TIE), th, beta, RESET)
+            else:
+                v_prev = zero
+                if HAS_H0:
+                    v_prev = tl.load(h0_ptr + pid_b * H + offs_h, mask=mask_h, other=0.0).to(acc_dtype)
+            dbeta += pend * v_prev
         tl.store(out_ptr + seg_row, dbeta, mask=mask_h)
         tl.store(out_ptr + plane + seg_row, dth, mask=mask_h)
         tl.store(out_ptr + 2 * plane + seg_row, Gv, mask=mask_h)

@@ -24,10 +24,13 @@ def pre_reset_membrane(x, beta, threshold, h0, reset):
     membrane h0 (B, H); beta and threshold floats or (H,). In x's precision (the tests' reference: float64)."""
     v, ms = h0, []
     for x_t in x.unbind(1):
-        m = beta * v + x_t
+        m = v + x_t if reset == "subtract_after_decay" else beta * v + x_t
         ms.append(m)
         s = (m > threshold).to(m.dtype)
-        v = m - s * threshold if reset == "subtract" else m * (1 - s) if reset == "zero" else m
+        if reset == "subtract_after_decay":
+            v = beta * m - s * threshold
+        else:
+            v = m - s * threshold if reset == "subtract" else m * (1 - s) if reset == "zero" else m
     return torch.stack(ms, 1)
 
 

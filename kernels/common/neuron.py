@@ -16,7 +16,7 @@ import triton.language as tl
 HALF_PI = tl.constexpr(math.pi / 2)
 
 SURROGATE_CODES = {"atan": 0, "fast_sigmoid": 1, "triangle": 2, "sigmoid": 3, "rectangle": 4, "leaky": 5}
-RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
+RESET_CODES = {"subtract": 0, "zero": 1, "none": 2, "subtract_after_decay": 3}
 # The codes as constexpr names for the kernels' branches (Triton reads only constexpr globals in a kernel).
 ATAN = tl.constexpr(SURROGATE_CODES["atan"])
 FAST_SIGMOID = tl.constexpr(SURROGATE_CODES["fast_sigmoid"])
@@ -25,6 +25,8 @@ SIGMOID = tl.constexpr(SURROGATE_CODES["sigmoid"])
 LEAKY = tl.constexpr(SURROGATE_CODES["leaky"])  # read from memory: it depends on the spike history
 SUBTRACT = tl.constexpr(RESET_CODES["subtract"])
 ZERO = tl.constexpr(RESET_CODES["zero"])
+# v = beta m - threshold s, and the next step adds its input to v without a further leak (snntorch's order)
+AFTER_DECAY = tl.constexpr(RESET_CODES["subtract_after_decay"])
 
 @triton.jit
 def surrogate_derivative(x, alpha, SURROGATE: tl.constexpr):
@@ -55,8 +57,19 @@ def fires(m, th, FIRE_ON_TIE: tl.constexpr):
     return spiked
 
 @triton.jit
-def post_reset(m, spiked, threshold, RESET: tl.constexpr):
-    if RESET == SUBTRACT:
+def leak_before(beta, v, RESET: tl.constexpr):
+    """The state's term of m_t = beta v_{t-1} + x_t: beta v, or v itself after decay (it has leaked already)."""
+    if RESET == AFTER_DECAY:
+        lead = v
+    else:
+        lead = beta * v
+    return lead
+
+@triton.jit
+def post_reset(m, spiked, threshold, beta, RESET: tl.constexpr):
+    if RESET == AFTER_DECAY:
+        v = tl.where(spiked, beta * m - threshold, beta * m)
+    elif RESET == SUBTRACT:
         v = tl.where(spiked, m - threshold, m)
     elif RESET == ZERO:
         v = tl.where(spiked, 0.0, m)
@@ -65,11 +78,18 @@ def post_reset(m, spiked, threshold, RESET: tl.constexpr):
     return v
 
 @triton.jit
-def reset_derivatives(m, s, sigma, th, RESET: tl.constexpr, DETACH_RESET: tl.constexpr):
+def reset_derivatives(m, s, sigma, beta, th, RESET: tl.constexpr, DETACH_RESET: tl.constexpr):
     """(dv/dm, dv/dthreshold) of the reset at pre-reset membrane m, spike s (0/1) and surrogate sigma."""
     one = tl.full(m.shape, 1.0, m.dtype)
     zero = tl.zeros(m.shape, m.dtype)
-    if RESET == SUBTRACT:
+    if RESET == AFTER_DECAY:
+        if DETACH_RESET:
+            dv_dm = beta + zero
+            dv_dth = -s
+        else:
+            dv_dm = beta - th * sigma
+            dv_dth = th * sigma - s
+    elif RESET == SUBTRACT:
         if DETACH_RESET:
             dv_dm = one
             dv_dth = -s
@@ -93,13 +113,19 @@ def lif_step(x, live, v, v_old, beta, th, RESET: tl.constexpr, FIRE_ON_TIE: tl.c
     """One step for (BLOCK_H,) channels: x input, live = the step exists; spikes by `fires`. With DUAL, also the step
     of a second
     trajectory from v_old; `differ` says where the two pre-reset membranes differ."""
-    m = tl.fma(beta, v, x)
+    if RESET == AFTER_DECAY:  # the state has leaked already
+        m = v + x
+    else:
+        m = tl.fma(beta, v, x)
     spiked = fires(m, th, FIRE_ON_TIE)
-    v = tl.where(live, post_reset(m, spiked, th, RESET), v)
+    v = tl.where(live, post_reset(m, spiked, th, beta, RESET), v)
     differ = spiked
     if DUAL:
-        m_old = tl.fma(beta, v_old, x)
-        v_old = tl.where(live, post_reset(m_old, fires(m_old, th, FIRE_ON_TIE), th, RESET), v_old)
+        if RESET == AFTER_DECAY:
+            m_old = v_old + x
+        else:
+            m_old = tl.fma(beta, v_old, x)
+        v_old = tl.where(live, post_reset(m_old, fires(m_old, th, FIRE_ON_TIE), th, beta, RESET), v_old)
         differ = m != m_old
     return m, spiked, differ, v, v_old
 

@@ -33,8 +33,8 @@ import triton
 import triton.language as tl
 
 from ..common.launch import cdiv, complex_planes, next_power_of_2
-from ..common.neuron import (LEAKY, RESET_CODES, SURROGATE_CODES, fires, post_reset, reset_derivatives, surrogate_alpha,
-                             surrogate_derivative)
+from ..common.neuron import (AFTER_DECAY, LEAKY, RESET_CODES, SURROGATE_CODES, fires, leak_before, post_reset,
+                             reset_derivatives, surrogate_alpha, surrogate_derivative)
 from ..common.time import time_index
 
 
@@ -175,9 +175,9 @@ def s4d_fwd_kernel(
                 x_im = new_im
             y = tl.sum(C_re * x_re - C_im * x_im, axis=1) + D * u
             if LIF:
-                m = beta * v + y
+                m = leak_before(beta, v, RESET) + y
                 spiked = fires(m, th, FIRE_ON_TIE)
-                v = tl.where(live, post_reset(m, spiked, th, RESET), v)
+                v = tl.where(live, post_reset(m, spiked, th, beta, RESET), v)
                 out_tile = _set_column(out_tile, cols, j, spiked.to(acc_dtype))
                 m_tile = _set_column(m_tile, cols, j, m)
             else:
@@ -280,14 +280,19 @@ def s4d_bwd_kernel(
                     sigma_after = _load_step(sigma_ptr, row, i - 2, L, H, mask_h, acc_dtype, REVERSE)
                 else:
                     sigma = surrogate_derivative(m - th, alpha, SURROGATE)
-                v_prev = tl.where(i > 0, post_reset(m_next, fires(m_next, th, FIRE_ON_TIE), th, RESET), v0)
                 spike = fires(m, th, FIRE_ON_TIE).to(acc_dtype)
                 cr = g_in * sigma
-                dv_dm, dv_dth = reset_derivatives(m, spike, sigma, th, RESET, DETACH_RESET)
+                dv_dm, dv_dth = reset_derivatives(m, spike, sigma, beta, th, RESET, DETACH_RESET)
                 gy = tl.where(live, cr + g_v * dv_dm, 0.0)
-                dbeta += gy * v_prev
                 dth += tl.where(live, g_v * dv_dth - cr, 0.0)
-                g_v = tl.where(live, beta * gy, g_v)
+                if RESET == AFTER_DECAY:  # v_i = beta m_i - th s_i; m_i = v_{i-1} + y_i
+                    dbeta += tl.where(live, g_v * m, 0.0)
+                    g_v = tl.where(live, gy, g_v)
+                else:
+                    v_prev = tl.where(i > 0, post_reset(m_next, fires(m_next, th, FIRE_ON_TIE), th, beta, RESET),
+                                      v0)
+                    dbeta += gy * v_prev
+                    g_v = tl.where(live, beta * gy, g_v)
             else:
                 gy = g_in
             ub = u[:, None]

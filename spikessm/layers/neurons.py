@@ -51,7 +51,10 @@ class Heaviside(nn.Module):
 class LIF(nn.Module):
     """Leaky integrate-and-fire neurons, one per channel (spikessm.ops.lif):
 
-        v_t = beta v_{t-1} + x_t;  s_t = H(v_t - threshold);  reset "subtract" | "zero" | "none"
+        m_t = beta v_{t-1} + x_t;  s_t = H(m_t - threshold);
+        v_t = m_t - threshold s_t | m_t (1 - s_t) | m_t    reset "subtract" | "zero" | "none"
+        "subtract_after_decay": m_t = v_{t-1} + x_t, v_t = beta m_t - threshold s_t, i.e. m_t = beta m_{t-1} + x_t
+        - threshold s_{t-1} (snntorch's Leaky with reset_delay=True; docs/neurons.md maps its settings)
 
     Args:
         d_model: channels H.
@@ -66,7 +69,7 @@ class LIF(nn.Module):
         backend: "auto" | "triton" | "torch".
         device, dtype: of the learnable parameters (float32 or float64).
 
-    State: the membrane (B, H), float32 (float64 for float64 input).
+    State: the membrane after the reset v (B, H), float32 (float64 for float64 input).
     """
 
     def __init__(self, d_model: int, *, beta: float | None = None, tau: float | None = None,

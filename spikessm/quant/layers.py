@@ -57,6 +57,11 @@ from .fixed import (Saturations, bounds, channel_maxabs, frac_for, lookup_normal
 from .rounding import round_half_up, shift_round, div_round, sqrt_round
 
 
+# The LIF resets the integer S4D readout implements (the simulator, its fake-quant twin, calibration and the numpy
+# runner); spikessm.quant.model refuses a model whose LIF has another.
+INT_RESETS = ("subtract", "zero", "none")
+
+
 class StopPass(Exception):
     """Raised by Context.observe: calibration has what it needs from this batch."""
 
@@ -272,7 +277,7 @@ class SSMLayer(IntLayer):
 
     @property
     def readout(self) -> str:
-        """The readout as graph.json names it: the LIF reset ("subtract", "zero", "none"), "heaviside" or
+        """The readout as graph.json names it: the LIF reset (one of INT_RESETS), "heaviside" or
         "identity" (no readout)."""
         if self.neurons is not None:
             return self.neurons.reset
@@ -335,7 +340,12 @@ class SSMLayer(IntLayer):
             mem_max = max(mem_max, _maxabs(v))
             s = ((v >= theta) if self.neurons.fire_on_tie else (v > theta)).double()
             reset = self.neurons.reset
-            v = v - s * theta if reset == "subtract" else v * (1 - s) if reset == "zero" else v
+            if reset == "subtract":
+                v = v - s * theta
+            elif reset == "zero":
+                v = v * (1 - s)
+            elif reset != "none":  # check_supported refuses every other reset: reaching here is a bug
+                raise AssertionError(f"{self.name}: the integer LIF has no reset {reset!r}")
         mem_max = max(mem_max, _maxabs(theta))
         c = self.config
         return {"state": (state_max, c.state_bits, 2.0), "membrane": (mem_max, c.membrane_bits, 2.0)}
@@ -383,6 +393,8 @@ class SSMLayer(IntLayer):
                 v = saturate(v - r * p["theta"], c.membrane_bits, ctx.sat, f"{name}.membrane")
             elif self.neurons.reset == "zero":
                 v = v * (1 - r)
+            elif self.neurons.reset != "none":  # refused by check_supported: reaching here is a bug
+                raise AssertionError(f"{name}: the integer LIF has no reset {self.neurons.reset!r}")
             outs.append(s)
         return torch.stack(outs, 1), (fv if self.readout == "identity" else 0), (xr, xi, v)
 

@@ -20,7 +20,7 @@ from ..layers import GLU, GSU, LIF, S4D, S5, ChannelBatchNorm, Heaviside
 from ..models import SequenceClassifier
 from .config import QuantConfig
 from .layers import (BatchNormLayer, Context, Encoder, GLULayer, GSULayer, Head, InputQuant, LayerNormLayer,
-                     Observer, Pool, ResidualAdd, S4DLayer, S5Layer, SSMLayer, StopPass)
+                     INT_RESETS, Observer, Pool, ResidualAdd, S4DLayer, S5Layer, SSMLayer, StopPass)
 
 
 class UnsupportedModel(ValueError):
@@ -52,6 +52,9 @@ def check_supported(model: nn.Module) -> None:
             _refuse(f"blocks.{i}.mixing", f"{type(mixing).__name__} has no integer form yet (GLU and GSU have)")
         if ssm.neurons is not None and not isinstance(ssm.neurons, LIF):
             _refuse(f"blocks.{i}.ssm.neurons", f"{type(ssm.neurons).__name__} has no integer form")
+        if ssm.neurons is not None and ssm.neurons.reset not in INT_RESETS:
+            _refuse(f"blocks.{i}.ssm.neurons", f"reset {ssm.neurons.reset!r} has no integer form yet (the integer LIF "
+                    f"implements {', '.join(map(repr, INT_RESETS))})")
         no_readout = isinstance(readout, nn.Identity) and isinstance(mixing, GSU)  # the GSU ternarises y itself
         if ssm.neurons is None and not (isinstance(readout, Heaviside) or no_readout):
             _refuse(f"blocks.{i}.readout", f"{type(readout).__name__} has no integer form yet (the readouts with "

@@ -40,7 +40,7 @@ def test_stages_check():
 def test_kernel_codes_cover_the_ops_names():
     """The launchers turn every surrogate and reset name the ops take into a code, each its own."""
     from spikessm.kernels.common.neuron import RESET_CODES, SURROGATE_CODES
-    from spikessm.ops.common.reset import RESETS
+    from spikessm.ops.common.reset import LIF_RESETS as RESETS
     from spikessm.ops.common.surrogate import SURROGATES
 
     assert set(SURROGATE_CODES) == set(SURROGATES) and set(RESET_CODES) == set(RESETS)

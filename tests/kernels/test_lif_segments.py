@@ -30,6 +30,8 @@ CASES = [  # B, L, H, reset, surrogate, beta (None: random per channel), segment
     (1, 9, 3, "zero", "atan", None, 2, 2, None, True, True, None),
     (1, 40, 70, "subtract", "atan", None, 2, 8, 64, True, True, None),  # two 64-channel blocks, the last masked
     (2, 150, 4, "subtract", "atan", None, 1, 16, None, True, True, 8),  # more stages than most segments' chunks
+    (2, 37, 5, "subtract_after_decay", "atan", None, 4, 8, None, True, True, None),
+    (1, 100, 3, "subtract_after_decay", "sigmoid", None, 3, 4, None, False, True, 2),
 ]
 
 
@@ -72,7 +74,8 @@ def test_segments_match_reference(B, L, H, reset, surrogate, beta_value, segment
 
 
 @pytest.mark.parametrize("reset,surrogate,segments,chunk", [("subtract", "atan", 3, 4), ("zero", "leaky", 4, 2),
-                                                             ("none", "triangle", 2, 8)])
+                                                             ("none", "triangle", 2, 8),
+                                                             ("subtract_after_decay", "leaky", 3, 4)])
 def test_segments_fire_on_tie(reset, surrogate, segments, chunk):
     """Integer inputs with beta = 0.5 and integer thresholds (membranes exact, many of them on the threshold):
     forward fix-ups and segmented backward fire on ties as the PyTorch path does, and differ from the default."""

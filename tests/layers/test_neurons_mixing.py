@@ -44,13 +44,14 @@ def test_ternarize_values_and_gradient():
     assert delta.grad is None
 
 
-def test_lif_module_is_the_op():
+@pytest.mark.parametrize("reset", ["zero", "subtract_after_decay"])
+def test_lif_module_is_the_op(reset):
     torch.manual_seed(0)
     x = torch.randn(2, 15, 3, dtype=torch.float64)
-    neuron = LIF(3, tau=2.0, threshold=0.7, reset="zero", surrogate="triangle")
-    assert neuron.beta == pytest.approx(math.exp(-0.5))
+    neuron = LIF(3, tau=2.0, threshold=0.7, reset=reset, surrogate="triangle")
+    assert neuron.beta == pytest.approx(math.exp(-0.5)) and f"reset={reset!r}" in repr(neuron)
     spikes, v = neuron(x, return_state=True)
-    ref_spikes, ref_v = lif(x, math.exp(-0.5), 0.7, reset="zero", surrogate="triangle")
+    ref_spikes, ref_v = lif(x, math.exp(-0.5), 0.7, reset=reset, surrogate="triangle")
     assert torch.equal(spikes, ref_spikes) and torch.equal(v, ref_v)
     state, steps = neuron.init_state(2, dtype=torch.float64), []
     for t in range(15):
@@ -94,7 +95,7 @@ def test_lif_learnable_parameters_get_gradients():
     (dict(tau=-1.0), "tau must be positive"),
     (dict(beta=0.0, learn_beta=True), "learn_beta needs"),
     (dict(beta=0.5, threshold=0.0, learn_threshold=True), "learn_threshold needs"),
-    (dict(beta=0.5, reset="soft"), "reset must be one of"),
+    (dict(beta=0.5, reset="soft"), "LIF: reset must be one of .*'subtract_after_decay'.*, got 'soft'"),
     (dict(beta=0.5, surrogate="relu"), "surrogate must be one of"),
     (dict(beta=0.5, threshold=float("nan")), "LIF: threshold must be a finite number, got nan"),
     (dict(beta=0.5, threshold=float("inf")), "LIF: threshold must be a finite number, got inf"),

@@ -171,6 +171,19 @@ def test_lif_fire_on_tie_reaches_the_neurons():
     assert not SSMBlock(ModelConfig(n_classes=2, d_input=1, readout="lif", **SMALL)).ssm.neurons.fire_on_tie
 
 
+def test_lif_reset_reaches_the_neurons():
+    """lif_reset, the new "subtract_after_decay" included, reaches the block's LIF neurons (fused into S4D too) and
+    survives the config's round trip; RF neurons take only the resets they implement."""
+    config = ModelConfig(n_classes=2, d_input=1, readout="lif", lif_reset="subtract_after_decay", **SMALL)
+    block = SSMBlock(config, dtype=torch.float64)
+    assert block.ssm.fused and block.ssm.neurons.neuron_args()["reset"] == "subtract_after_decay"
+    assert ModelConfig(**config.to_dict()).lif_reset == "subtract_after_decay"
+    with pytest.raises(ValueError, match="ModelConfig: lif_reset must be one of .*'subtract_after_decay'.*got 'soft'"):
+        ModelConfig(n_classes=2, vocab_size=5, lif_reset="soft")
+    with pytest.raises(ValueError, match=r"ModelConfig: reset must be one of \('subtract', 'zero', 'none'\)"):
+        ModelConfig(n_classes=2, vocab_size=5, rf_reset="subtract_after_decay")
+
+
 def test_fused_block_equals_ssm_then_lif():
     torch.manual_seed(4)
     config = ModelConfig(n_classes=2, d_input=1, readout="lif", lif_beta=0.6, lif_threshold=0.3, learn_beta=True,

@@ -12,7 +12,7 @@ from spikessm.ops.lif.naive import lif_loop
 from spikessm.ops.common.surrogate import DEFAULT_ALPHA, SURROGATES, derivative
 from spikessm.ops.lif.leaky import leaky_derivative
 
-RESETS = ("subtract", "zero", "none")
+RESETS = ("subtract", "zero", "none", "subtract_after_decay")
 MARGIN = 1e-4  # spikes may legitimately differ where the membrane is within rounding of the threshold
 
 
@@ -102,8 +102,10 @@ def test_infinite_input_spikes_and_the_zero_reset_clears_it(backend, device, res
     expected_spikes = torch.zeros(1, 4, 2)
     expected_spikes[0, 1 if reset == "zero" else slice(1, None), 0] = 1
     assert torch.equal(spikes.cpu(), expected_spikes)
-    # channel 1: 0.25, 0.375, 0.4375, 0.46875; channel 0 after the spike: 0, 0.25, 0.375 (zero) or inf
-    expected_v = torch.tensor([[0.375 if reset == "zero" else math.inf, 0.46875]])
+    # channel 1: 0.25, 0.375, 0.4375, 0.46875; channel 0 after the spike: 0, 0.25, 0.375 (zero) or inf. After decay
+    # the state is beta m: channel 1's pre-reset membranes are the same, its final state 0.46875 / 2
+    expected_v = torch.tensor([[0.375 if reset == "zero" else math.inf,
+                                0.234375 if reset == "subtract_after_decay" else 0.46875]])
     assert torch.equal(v.cpu(), expected_v)
 
 
@@ -300,7 +302,7 @@ def tie_inputs(B, L, H, seed=0):
 @pytest.mark.parametrize("B,L,H", [(1, 9, 1), (2, 37, 3)])
 @pytest.mark.parametrize("reset,surrogate,detach_reset", [
     ("subtract", "atan", False), ("zero", "leaky", False), ("none", "fast_sigmoid", True),
-    ("subtract", "sigmoid", True)])
+    ("subtract", "sigmoid", True), ("subtract_after_decay", "atan", False), ("subtract_after_decay", "leaky", True)])
 @pytest.mark.parametrize("fire_on_tie", [False, True])
 def test_fire_on_tie_matches_reference(backend, device, B, L, H, reset, surrogate, detach_reset, fire_on_tie):
     """Both firing rules on inputs full of ties: spikes exactly, final membrane and every gradient as the float64
@@ -349,3 +351,67 @@ def test_fire_on_tie_streaming_in_pieces(backend, device):
     assert torch.equal(torch.cat(pieces, 1), full)
     assert torch.equal(state, v_full)
 
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("reset", RESETS)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_streaming_in_pieces(backend, device, reset, reverse):
+    """Pieces of 1, 9 and 13 steps, each from the previous piece's final state, give one pass's spikes and final
+    state: the state alone carries everything the next step needs (after decay too: its state is beta m - s
+    threshold)."""
+    x, beta, th, _ = make_inputs(2, 23, 3, seed=17)
+    x, beta, th = (t.to(device) for t in (x, beta, th))
+    full, v_full = lif(x, beta, th, reset=reset, reverse=reverse, backend=backend)
+    assert 0 < full.mean() < 1
+    state, outs = None, []
+    cuts = [(0, 1), (1, 10), (10, 23)]
+    for lo, hi in (reversed(cuts) if reverse else cuts):
+        spikes, state = lif(x[:, lo:hi], beta, th, initial_state=state, reset=reset, reverse=reverse,
+                            backend=backend)
+        outs.append(spikes)
+    assert torch.equal(torch.cat(list(reversed(outs)) if reverse else outs, 1), full)
+    assert_close(state, v_full, 1e-14, "final state")
+
+
+def _atan_spike(z, alpha):
+    """Heaviside(z) forward with the derivative alpha / 2 / (1 + (pi alpha z / 2)^2) backward (snntorch's ATan,
+    spikessm's "atan"), written out: the smooth function's value cancels, its gradient stays."""
+    smooth = torch.atan(math.pi / 2 * alpha * z) / math.pi
+    return (z > 0).to(z.dtype) + (smooth - smooth.detach())
+
+
+@pytest.mark.parametrize("detach_reset", [True, False])
+def test_subtract_after_decay_is_the_snntorch_order(detach_reset):
+    """The reference's "subtract_after_decay" against snntorch's equation written out as a loop:
+        m_t = beta m_{t-1} + x_t - threshold s_{t-1},   s_t = [m_t > threshold],   s_{-1} = [m_{-1} > threshold],
+    whose state is m (spikessm's state is v = beta m - threshold s). Spikes, final state and the gradients of x,
+    beta and threshold; and the inputs are ones where "subtract" (threshold off before the decay) spikes
+    differently, so the test sees the order."""
+    x, beta, th, m0 = make_inputs(2, 40, 3, seed=21)
+    alpha = 2.0
+    leaves = [t.clone().requires_grad_() for t in (x, beta, th)]
+    xl, bl, tl = leaves
+    m, s, spikes = m0, (m0 > tl).double(), []
+    for t in range(x.shape[1]):
+        m = bl * m + xl[:, t] - tl * (s.detach() if detach_reset else s)
+        s = _atan_spike(m - tl, alpha)
+        spikes.append(s)
+    spikes = torch.stack(spikes, 1)
+    v_end = bl * m - tl * (s.detach() if detach_reset else s)  # spikessm's state after the last step
+    refs = [t.clone().requires_grad_() for t in (x, beta, th)]
+    v0 = refs[1] * m0 - refs[2] * (m0 > th).double()  # the loop's first step, beta m_{-1} - threshold s_{-1}
+    spikes_r, v_r = lif_loop(refs[0], refs[1], refs[2], reset="subtract_after_decay", surrogate="atan", alpha=alpha,
+                             initial_state=v0, detach_reset=detach_reset)
+    assert 0 < spikes.mean() < 1
+    assert torch.equal(spikes_r, spikes.detach())
+    assert_close(v_r, v_end, 1e-14, "final state")
+    g = torch.Generator().manual_seed(2)
+    gs, gv = torch.randn(spikes.shape, generator=g, dtype=torch.float64), torch.randn(v_end.shape, generator=g,
+                                                                                        dtype=torch.float64)
+    want = torch.autograd.grad((spikes, v_end), leaves, (gs, gv))
+    got = torch.autograd.grad((spikes_r, v_r), refs, (gs, gv))
+    for name, a, b in zip(("x", "beta", "threshold"), got, want):
+        assert_close(a, b, 1e-13, f"grad {name}")
+    before, _ = lif_loop(x, beta, th, reset="subtract", initial_state=m0 - th * (m0 > th).double())
+    assert not torch.equal(before, spikes_r.detach()), "these inputs do not tell the two orders apart"

@@ -70,12 +70,16 @@ def _snntorch_run(x, *, beta, threshold, reset, reset_delay, surrogate, alpha):
 # reset detached (detach_reset) and snntorch's stored membrane the pre-reset one. reset_delay=False resets in the
 # step that fires, as spikessm does, with the gradient through the reset; snntorch then also subtracts again at the
 # next step wherever the reset membrane is still above the threshold, so the inputs here keep it below (checked).
+# reset_delay=True with "subtract" takes the threshold off at the next step, after the decay: spikessm's
+# "subtract_after_decay", whose state is beta mem - threshold spk for snntorch's stored (pre-reset) membrane mem;
+# snntorch computes that reset from a fresh comparison of mem and detaches it (Leaky.mem_reset): detach_reset=True.
 SNNTORCH_CASES = [
     ("subtract", False, dict(reset="subtract", detach_reset=False)),
     ("zero", False, dict(reset="zero", detach_reset=False)),
     ("none", False, dict(reset="none", detach_reset=False)),
     ("none", True, dict(reset="none", detach_reset=False)),
     ("zero", True, dict(reset="zero", detach_reset=True)),
+    ("subtract", True, dict(reset="subtract_after_decay", detach_reset=True)),
 ]
 
 
@@ -91,10 +95,12 @@ def test_snntorch_leaky(backend, device, snn_reset, reset_delay, mapped, surroga
     x = (torch.rand(2, 41, 3, generator=g, dtype=torch.float64) * 1.6 - 0.5) * threshold
     xr, spikes_p, mem_p, mems_p = _snntorch_run(x, beta=beta, threshold=threshold, reset=snn_reset,
                                                 reset_delay=reset_delay, surrogate=surrogate, alpha=alpha)
-    if snn_reset == "subtract":
+    if (snn_reset, reset_delay) == ("subtract", False):
         assert (mems_p <= threshold).all(), "a reset membrane above the threshold: snntorch would reset it twice"
     # spikessm's final membrane is after its reset: snntorch's stored membrane, reset as its next step would
-    v_p = mem_p * (1 - (mem_p > threshold).double()) if (snn_reset, reset_delay) == ("zero", True) else mem_p
+    v_p = {("zero", True): lambda: mem_p * (1 - (mem_p > threshold).double()),
+           ("subtract", True): lambda: beta * mem_p - threshold * (mem_p > threshold).double(),
+           }.get((snn_reset, reset_delay), lambda: mem_p)()
     ws, wv = _loss_weights(spikes_p.shape, v_p.shape)
     ((spikes_p * ws).sum() + (v_p * wv).sum()).backward()
     spikes, v, gx = _spikessm(x, backend=backend, device=device, beta=beta, threshold=threshold,
@@ -161,7 +167,51 @@ def test_spikingjelly_lifnode(backend, device, decay_input, v_reset, surrogate, 
     assert math.isclose(mapped["beta"], 1 - 1 / tau)
 
 
+@pytest.mark.parametrize("backend,device", TORCH + TRITON)
+@pytest.mark.parametrize("surrogate,alpha", [("atan", 3.0), ("fast_sigmoid", 10.0)])
+def test_snntorch_reset_delay_every_gradient(backend, device, surrogate, alpha):
+    """snntorch's default Leaky (reset "subtract", reset_delay=True) against lif(reset="subtract_after_decay",
+    detach_reset=True) with per-channel learnable beta and threshold and a nonzero initial membrane mem_0, which
+    maps to spikessm's initial state beta mem_0 - threshold [mem_0 > threshold] (the reset snntorch's first step
+    takes off): spikes exactly; the final state and the gradients of x, mem_0, beta and threshold to float64
+    rounding (snntorch detaches its reset, so its float32 spikes carry only the loss's float32-exact weights)."""
+    snntorch = pytest.importorskip("snntorch", reason="snntorch 1.0 is not installed (pip install --no-deps "
+                                   "snntorch==1.0)")
+    g = torch.Generator().manual_seed(8)
+    f64 = dict(dtype=torch.float64)
+    B, L, H = 2, 37, 3
+    x = torch.randn(B, L, H, generator=g, **f64)
+    mem0 = torch.randn(B, H, generator=g, **f64)
+    beta = 0.5 + 0.45 * torch.rand(H, generator=g, **f64)
+    threshold = 0.25 + torch.rand(H, generator=g, **f64)
+    assert (mem0 > threshold).any(), "no neuron starts above the threshold: the initial reset would go unseen"
+    neuron = snntorch.Leaky(beta=beta.clone(), threshold=threshold.clone(), learn_beta=True, learn_threshold=True,
+                            spike_grad=_snntorch_surrogate(surrogate, alpha), reset_mechanism="subtract",
+                            reset_delay=True)
+    xp, mem0_p = x.clone().requires_grad_(), mem0.clone().requires_grad_()
+    mem, spikes_p = mem0_p, []
+    for t in range(L):
+        spk, mem = neuron(xp[:, t], mem)
+        spikes_p.append(spk)
+    spikes_p = torch.stack(spikes_p, 1)
+    v_p = neuron.beta * mem - neuron.threshold * (mem > neuron.threshold).double()
+    ws, wv = _loss_weights(spikes_p.shape, v_p.shape)
+    want = torch.autograd.grad((spikes_p * ws).sum() + (v_p * wv).sum(), (xp, mem0_p, neuron.beta, neuron.threshold))
+
+    ins = [t.clone().to(device).requires_grad_() for t in (x, mem0, beta, threshold)]
+    xs, mem0_s, beta_s, threshold_s = ins
+    v0 = beta_s * mem0_s - threshold_s * (mem0_s > threshold_s).double()
+    spikes, v = lif(xs, beta_s, threshold_s, v0, reset="subtract_after_decay", detach_reset=True,
+                    surrogate=surrogate, alpha=alpha, backend=backend)
+    got = torch.autograd.grad((spikes.cpu() * ws).sum() + (v.cpu() * wv).sum(), ins)
+    assert 0 < spikes_p.mean() < 1 and torch.equal(spikes.cpu(), spikes_p.detach().double())
+    assert_close(v.cpu(), v_p.detach(), TOL, "final state")
+    for name, a, b in zip(("x", "mem_0", "beta", "threshold"), got, want):
+        assert_close(a.cpu(), b, TOL, f"dLoss/d{name}")
+
+
 @pytest.mark.parametrize("backend,device", TRITON)
 def test_peers_on_the_kernels(backend, device):
     test_snntorch_leaky(backend, device, "subtract", False, SNNTORCH_CASES[0][2], "atan", 2.0)
+    test_snntorch_leaky(backend, device, "subtract", True, SNNTORCH_CASES[-1][2], "atan", 2.0)
     test_spikingjelly_lifnode(backend, device, True, None, "sigmoid", 4.0, False, True)

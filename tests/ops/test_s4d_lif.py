@@ -83,6 +83,8 @@ def check(ins64, *, backend, device, reset="subtract", surrogate="atan", detach_
     ("subtract", "atan", False, False), ("subtract", "fast_sigmoid", True, True), ("zero", "triangle", False, True),
     ("zero", "sigmoid", True, False), ("none", "rectangle", False, False), ("none", "atan", False, True),
     ("subtract", "leaky", False, True), ("zero", "leaky", True, False),
+    ("subtract_after_decay", "atan", False, False), ("subtract_after_decay", "sigmoid", True, True),
+    ("subtract_after_decay", "leaky", False, True),
 ])
 def test_matches_reference(backend, device, algorithm, reset, surrogate, detach_reset, reverse):
     ins = make_inputs(2, 19, 3, 4, seed=len(reset) + len(surrogate))
@@ -156,15 +158,16 @@ def test_triton_agrees_with_torch(algorithm):
 
 @requires_triton
 @pytest.mark.interpreter
-@pytest.mark.parametrize("L,reverse", [(63, False), (64, True), (65, False), (131, True)])
-def test_triton_chunked_boundaries(L, reverse):
+@pytest.mark.parametrize("L,reverse,reset", [(63, False, "subtract"), (64, True, "zero"),
+                                             (65, False, "subtract_after_decay"), (131, True, "subtract_after_decay")])
+def test_triton_chunked_boundaries(L, reverse, reset):
     """The chunked kernel's neurons walk 64-step tiles: a membrane carried across chunk boundaries, and a last
     chunk that is full or cut short (its steps past L must leave the membrane alone)."""
     from spikessm.kernels.s4d_scan.chunked import dot_chunk_length
 
     assert dot_chunk_length(L) == 64
     check(make_inputs(2, L, 2, 3, seed=L), backend="triton", device=TRITON_DEVICE, algorithm="chunked",
-          reset="zero" if reverse else "subtract", reverse=reverse)
+          reset=reset, reverse=reverse)
 
 
 @requires_triton
@@ -180,11 +183,13 @@ def test_triton_chunked_several_sequence_blocks(monkeypatch):
 
 
 @pytest.mark.parametrize("backend,device,algorithm", PATHS)
-def test_streaming_in_pieces(backend, device, algorithm):
+@pytest.mark.parametrize("reset", ["subtract", "subtract_after_decay"])
+def test_streaming_in_pieces(backend, device, algorithm, reset):
     u, A, Bm, C, D, _, _, beta, th = (t.to(torch.complex64 if t.is_complex() else torch.float32).to(device)
                                       if t is not None else None for t in make_inputs(2, 30, 3, 4, seed=11))
-    kw = dict(beta=beta, threshold=th, backend=backend, algorithm=algorithm)
+    kw = dict(beta=beta, threshold=th, reset=reset, backend=backend, algorithm=algorithm)
     spikes_full, (s_full, v_full), _ = s4d_lif(u, A, Bm, C, D, **kw)
+    assert 0 < spikes_full.mean() < 1
     state, pieces = None, []
     for lo, hi in ((0, 5), (5, 6), (6, 30)):
         spikes, state, _ = s4d_lif(u[:, lo:hi], A, Bm, C, D, initial_state=state, **kw)
@@ -195,7 +200,7 @@ def test_streaming_in_pieces(backend, device, algorithm):
 
 
 @pytest.mark.parametrize("backend,device,algorithm", PATHS)
-@pytest.mark.parametrize("reset,reverse", [("subtract", False), ("zero", True)])
+@pytest.mark.parametrize("reset,reverse", [("subtract", False), ("zero", True), ("subtract_after_decay", True)])
 def test_membrane_output_is_the_pre_reset_potential(backend, device, algorithm, reset, reverse):
     """output_membrane gives the membrane before each reset, against the float64 reference."""
     ins64 = make_inputs(2, 21, 2, 3, seed=12)
@@ -263,7 +268,8 @@ def tie_inputs(Bsz, L, H, *, seed=0):
 @pytest.mark.parametrize("backend,device,algorithm", PATHS)
 @pytest.mark.parametrize("Bsz,L,H", [(1, 9, 1), (2, 21, 3)])
 @pytest.mark.parametrize("reset,surrogate,reverse", [("subtract", "atan", False), ("zero", "leaky", True),
-                                                     ("none", "sigmoid", False)])
+                                                     ("none", "sigmoid", False),
+                                                     ("subtract_after_decay", "leaky", False)])
 def test_fire_on_tie_matches_reference(backend, device, algorithm, Bsz, L, H, reset, surrogate, reverse):
     """fire_on_tie on every path, on inputs full of ties: the spikes exactly, states and gradients as the float64
     reference (which `check` compares); the tie rule changes the spikes here, so the option is seen."""

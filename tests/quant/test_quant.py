@@ -248,6 +248,9 @@ def test_embedding_format_comes_from_its_table_not_the_calibration_tokens():
     ("s4d", dict(bidirectional=False), "spikessm.quant: blocks.0.readout: GELU has no integer form yet"),
     ("lif-s4d", dict(pair=True), "spikessm.quant: model: pair models"),
     ("lif-s4d", dict(surrogate="leaky"), "spikessm.quant: model: the 'leaky' surrogate"),
+    ("lif-s4d", dict(bidirectional=False, lif_reset="subtract_after_decay"),
+     "spikessm.quant: blocks.0.ssm.neurons: reset 'subtract_after_decay' has no integer form yet (the integer LIF "
+     "implements 'subtract', 'zero', 'none')"),
 ])
 def test_unsupported_models_are_refused_naming_the_layer(preset, overrides, message):
     torch.manual_seed(0)

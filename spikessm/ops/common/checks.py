@@ -24,7 +24,7 @@ import math
 import torch
 
 from .backend import BACKENDS
-from .reset import RESETS
+from .reset import LIF_RESETS
 from .surrogate import DEFAULT_ALPHA, POINTWISE_SURROGATES, SURROGATE_TABLE, SURROGATES
 
 REAL_STATE = (torch.float32, torch.float64)
@@ -163,7 +163,7 @@ def check_neuron_settings(owner: str, *, beta, threshold, reset, surrogate, alph
     def name(argument: str) -> str:
         return (names or {}).get(argument, argument)
 
-    check_choice(owner, name("reset"), reset, RESETS)
+    check_choice(owner, name("reset"), reset, LIF_RESETS)
     alpha = check_surrogate(owner, surrogate, alpha, alpha_name=name("alpha"))
     require_bool(owner, name("detach_reset"), detach_reset)
     require_bool(owner, name("fire_on_tie"), fire_on_tie)

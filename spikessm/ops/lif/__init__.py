@@ -78,9 +78,13 @@ def lif(
 ) -> ScanOutput:
     """Leaky integrate-and-fire neurons, one per channel, run over the whole sequence.
 
-        v_t = beta * v_{t-1} + x_t;   s_t = H(v_t - threshold)   (1 where v_t > threshold; v_t >= threshold
+        m_t = beta * v_{t-1} + x_t;   s_t = H(m_t - threshold)   (1 where m_t > threshold; m_t >= threshold
                                                                   with fire_on_tie)
-        reset: "subtract" v_t -= s_t * threshold;  "zero" v_t = 0 where s_t = 1;  "none" no reset
+        reset: "subtract"  v_t = m_t - s_t * threshold;  "zero"  v_t = 0 where s_t = 1, else m_t;  "none"  v_t = m_t
+               "subtract_after_decay"  m_t = v_{t-1} + x_t (no leak here) and v_t = beta * m_t - s_t * threshold:
+               m_t = beta * m_{t-1} + x_t - threshold * s_{t-1}, snntorch's Leaky (reset_delay=True, its default;
+               with detach_reset=True, as snntorch detaches it), where "subtract" takes the threshold off before
+               the decay (spikingjelly's order). See docs/neurons.md.
 
     Binary spiking as in Binary S4D is beta=0, threshold=0, reset="none".
 
@@ -90,7 +94,7 @@ def lif(
         beta: leak factor in [0, 1]: a float, or a () or (H,) tensor (learnable: gradients flow to it).
         threshold: finite firing threshold: a float, or a () or (H,) tensor (learnable).
         initial_state: (B, H) membrane before the first step processed; None means zeros.
-        reset: "subtract", "zero" or "none".
+        reset: "subtract", "zero", "none" or "subtract_after_decay".
         surrogate: the spike's backward derivative, by name; see spikessm/ops/common/surrogate.py ("atan",
             "fast_sigmoid", "triangle", "sigmoid", "rectangle", "leaky").
         alpha: the surrogate's shape parameter, finite and > 0; None takes the surrogate's default (the kernels
@@ -109,9 +113,9 @@ def lif(
     spikes and the initial state (zeros when None) without running anything.
 
     Returns:
-        ScanOutput(output, final_state): spikes (B, L, H) in x's dtype, values 0 or 1; the membrane (B, H) after
-        the last step processed (after its reset), in the membrane dtype, or None when output_final_state is
-        False.
+        ScanOutput(output, final_state): spikes (B, L, H) in x's dtype, values 0 or 1; the state v (B, H) after
+        the last step processed (the membrane after its reset; after decay beta m - s threshold), in the membrane
+        dtype, or None when output_final_state is False.
     """
     alpha = check_neuron_settings(OP, beta=beta, threshold=threshold, reset=reset, surrogate=surrogate,
                                   alpha=alpha, detach_reset=detach_reset, fire_on_tie=fire_on_tie)

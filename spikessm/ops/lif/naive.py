@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ..common.reset import fires, post_reset
+from ..common.reset import fires, leak_before, post_reset
 from ..common.surrogate import SurrogateSpike
 
 
@@ -28,7 +28,9 @@ def lif_loop(
 
     v_t = beta v_{t-1} + x_t; s_t = H(v_t - threshold) (1 where v_t > threshold, v_t >= threshold with
     fire_on_tie); then the reset ("subtract": v_t -= s_t threshold,
-    "zero": v_t = 0 where s_t = 1, "none"); detach_reset stops gradients through the reset term. With reverse,
+    "zero": v_t = 0 where s_t = 1, "none"; "subtract_after_decay": v_t = beta m_t - s_t threshold and m_{t+1} =
+    v_t + x_{t+1}, snntorch's m_t = beta m_{t-1} + x_t - threshold s_{t-1}); detach_reset stops gradients
+    through the reset term. With reverse,
     time runs from t = L - 1 down to t = 0 (v_{t+1} takes v_{t-1}'s place).
 
     Args:
@@ -41,8 +43,9 @@ def lif_loop(
     trace = count = torch.zeros_like(v)  # for "leaky": leaky spike trace and spike count
     x_steps = x.unbind(1)
     spikes = [None] * L
+    lead = leak_before(beta, reset)
     for t in (range(L - 1, -1, -1) if reverse else range(L)):
-        v = beta * v + x_steps[t]
+        v = lead * v + x_steps[t]
         if surrogate == "leaky":
             # the definition step by step (leaky.leaky_derivative computes the same for a whole sequence)
             fired = fires(v.detach(), threshold, fire_on_tie).to(v.dtype)
@@ -52,6 +55,6 @@ def lif_loop(
             s = SurrogateSpike.apply(v - threshold, surrogate, alpha, d, fire_on_tie)
         else:
             s = SurrogateSpike.apply(v - threshold, surrogate, alpha, None, fire_on_tie)
-        v = post_reset(v, s.detach() if detach_reset else s, threshold, reset)
+        v = post_reset(v, s.detach() if detach_reset else s, threshold, reset, beta=beta)
         spikes[t] = s
     return torch.stack(spikes, dim=1), v

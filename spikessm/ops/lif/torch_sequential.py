@@ -7,6 +7,9 @@ Forward, per step (exact LIF, sequential because of the reset):
     m_t = beta v_{t-1} + x_t          (membrane before the reset; saved for the backward)
     s_t = H(m_t - threshold)          1 where m_t > threshold (m_t >= threshold with fire_on_tie)
     v_t = R(m_t, s_t)                 subtract: m - threshold s;  zero: m (1 - s);  none: m
+With "subtract_after_decay" the leak moves into the reset: m_t = v_{t-1} + x_t, v_t = beta m_t - threshold s_t
+(snntorch's order; spikessm/ops/common/reset.py). Its backward below is the same walk with the factor beta moved
+likewise: Gv_{t-1} = Gm_t, dv/dm_t = beta - threshold sigma_t, and dbeta's terms Gv_t m_t.
 
 Backward. With sigma_t the surrogate derivative at m_t - threshold, gs the gradient of the spikes and Gv_t that
 of v_t, the gradient of m_t is  Gm_t = gs_t sigma_t + Gv_t dv/dm_t,  and  Gv_{t-1} = beta Gm_t: a linear
@@ -22,7 +25,7 @@ from typing import Optional
 import torch
 
 from ..common.custom_op import register
-from ..common.reset import fires, post_reset
+from ..common.reset import AFTER_DECAY, fires, post_reset
 from ..common.surrogate import derivative_
 from .leaky import leaky_derivative
 
@@ -46,18 +49,27 @@ def walk(x, beta, threshold, h0, reset: str, fire_on_tie: bool = False):
     m_all = torch.zeros(B, L, H, dtype=dtype, device=x.device)
     spikes = torch.zeros(B, L, H, dtype=x.dtype, device=x.device)
     x_steps = x.to(dtype).unbind(1)
+    after = reset == AFTER_DECAY
     for t in range(L):
-        m = torch.addcmul(x_steps[t], beta, v, out=m_all[:, t])
-        v = post_reset(m, fires(m, threshold, fire_on_tie, out=spikes[:, t]), threshold, reset)
+        if after:  # the state has leaked already
+            m = torch.add(x_steps[t], v, out=m_all[:, t])
+        else:
+            m = torch.addcmul(x_steps[t], beta, v, out=m_all[:, t])
+        v = post_reset(m, fires(m, threshold, fire_on_tie, out=spikes[:, t]), threshold, reset, beta=beta)
     return spikes, m_all, v.clone()  # without a reset v is a view of m_all
 
 
 SLICE = 32  # steps per backward slice: (B, SLICE, H) temporaries stay in cache
 
 
-def _reset_derivatives(m, s, sigma, threshold, reset, detach_reset, dv_dm, dv_dth):
+def _reset_derivatives(m, s, sigma, beta, threshold, reset, detach_reset, dv_dm, dv_dth):
     """(dv/dm, dv/dthreshold) of the reset, elementwise, written into the buffers dv_dm and dv_dth (m's
     shape); None stands for 1 (dv/dm) or 0 (dv/dthreshold). s: the spikes as 0/1 in m's dtype."""
+    if reset == AFTER_DECAY:  # v = beta m - threshold s
+        if detach_reset:
+            return dv_dm.copy_(beta.expand(m.shape)), torch.neg(s, out=dv_dth)
+        torch.mul(threshold, sigma, out=dv_dth)
+        return torch.sub(beta, dv_dth, out=dv_dm), dv_dth.sub_(s)  # beta - threshold sigma, threshold sigma - s
     if reset == "subtract":
         if detach_reset:
             return None, torch.neg(s, out=dv_dth)
@@ -86,6 +98,7 @@ def adjoint(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate
     g_v = g_final.to(dtype) if g_final is not None else m_all.new_zeros(B, H)  # gradient of v_(end-1)
     if surrogate == "leaky":  # depends on the spike history: computed for all steps at once
         leaky = leaky_derivative(fires(m_all, threshold, fire_on_tie).to(dtype), beta, threshold)
+    after = reset == AFTER_DECAY
     buffers = m_all.new_empty(7, B, min(SLICE, L), H).unbind(0)
     # dbeta's and dthreshold's terms are summed per (batch, position in the chunk) and reduced over batch and
     # time once at the end: a reduction per chunk costs more than the chunk's arithmetic. The third sum holds
@@ -102,20 +115,28 @@ def adjoint(beta, threshold, h0, m_all, g_spikes, g_final, reset: str, surrogate
         else:
             sigma = derivative_(surrogate, torch.sub(m, threshold, out=sigma), alpha)
         torch.mul(g_spikes[:, start:end], sigma, out=c)
-        dv_dm, dv_dth = _reset_derivatives(m, s, sigma, threshold, reset, detach_reset, dv_dm, dv_dth)
+        dv_dm, dv_dth = _reset_derivatives(m, s, sigma, beta, threshold, reset, detach_reset, dv_dm, dv_dth)
 
         # g_m_k = c_k + dv/dm_k Gv_k with Gv_k = beta g_m_(k+1): beta joins dv/dm, so a step is one op
+        # (after decay Gv_k = g_m_(k+1), and dv/dm holds beta already)
         if dv_dm is None:
             torch.add(c[:, -1], g_v, out=g_m[:, -1])
             decay = beta.expand(g_m.shape)
         else:
             torch.addcmul(c[:, -1], g_v, dv_dm[:, -1], out=g_m[:, -1])
-            decay = dv_dm.mul_(beta)
+            decay = dv_dm if after else dv_dm.mul_(beta)
         for k in range(end - start - 2, -1, -1):
             torch.addcmul(c[:, k], g_m[:, k + 1], decay[:, k], out=g_m[:, k])
-        g_v_end, g_v = g_v, beta * g_m[:, 0]
+        g_v_end, g_v = g_v, (g_m[:, 0].clone() if after else beta * g_m[:, 0])
         dx[:, start:end] = g_m
 
+        if after:  # dbeta's and dthreshold's terms Gv_t m_t and Gv_t dv/dthreshold_t, all inside the chunk
+            sum_beta[:, :-1].addcmul_(g_m[:, 1:], m[:, :-1])
+            sum_beta[:, -1].addcmul_(g_v_end, m[:, -1])
+            sum_threshold.sub_(c)
+            sum_threshold[:, :-1].addcmul_(g_m[:, 1:], dv_dth[:, :-1])
+            sum_threshold[:, -1].addcmul_(g_v_end, dv_dth[:, -1])
+            continue
         # dbeta: the terms g_m_t v_(t-1); v_(t-1) comes from inside the chunk but for its first step
         v = post_reset(m, s, threshold, reset, out=v)
         sum_beta[:, 1:].addcmul_(g_m[:, 1:], v[:, :-1])

@@ -63,7 +63,9 @@ def s4d_lif(
     y stays in the state's precision between the two (for a bfloat16/float16 u it is not rounded to u's dtype).
 
         y_t = Re(sum_n C x_t) + D u_t  with  x_t = A_bar x_{t-1} + B_bar u_t      (see s4d_scan)
-        v_t = beta v_{t-1} + y_t;  s_t = H(v_t - threshold);  reset                (see lif)
+        m_t = beta v_{t-1} + y_t;  s_t = H(m_t - threshold);  v_t = reset(m_t, s_t)  (see lif)
+        reset: "subtract" v_t = m_t - threshold s_t | "zero" v_t = m_t (1 - s_t) | "none" v_t = m_t |
+               "subtract_after_decay" m_t = v_{t-1} + y_t, v_t = beta m_t - threshold s_t (snntorch's order)
 
     Args:
         u, A_bar, B_bar, C, D: as in s4d_scan: (B, L, H) real; (H, N) complex; (H,) real or None.
