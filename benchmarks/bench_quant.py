@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -61,13 +60,7 @@ def main(argv=None) -> int:
     device = torch.device("cpu")
     torch.set_num_threads(args.threads)
     target_s = args.target_seconds or (0.05 if args.quick else 2.0)
-    tag = common.device_tag(device)
-    if args.out is not None:
-        out_path = args.out
-    elif args.quick:  # smoke runs never land in results/, which holds committed numbers
-        out_path = Path(tempfile.gettempdir()) / "spikessm-bench" / f"quant-{tag}-quick.json"
-    else:
-        out_path = common.RESULTS_DIR / f"quant-{tag}.json"
+    out_path = common.output_path(args.out, args.quick, "quant", device)
     busy_before = common.check_idle(device)
     config = QuantConfig()
     rows = []

@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import tempfile
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -413,13 +412,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     device = common.pick_device(args.device)
-    tag = common.device_tag(device)
-    if args.out is not None:
-        out = args.out
-    elif args.quick:  # smoke runs never land in results/, which holds committed numbers
-        out = Path(tempfile.gettempdir()) / "spikessm-bench" / f"scans-{tag}-quick.json"
-    else:
-        out = common.RESULTS_DIR / f"scans-{tag}.json"
+    out = common.output_path(args.out, args.quick, "scans", device)
 
     common.log(f"device: {common.device_name(device)} ({device}); torch threads: {torch.get_num_threads()}")
     busy_before = common.check_idle(device)

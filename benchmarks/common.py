@@ -365,6 +365,16 @@ def environment(device: torch.device) -> dict:
 # ----------------------------------------------------------------------------------------------------------
 
 
+def output_path(out: Path | None, quick: bool, name: str, device: torch.device) -> Path:
+    """Where a benchmark writes its JSON: --out if given; a --quick smoke run goes to the temp directory, never
+    to results/ (which holds committed numbers); otherwise results/<name>-<device-tag>.json."""
+    if out is not None:
+        return Path(out)
+    if quick:
+        return Path(tempfile.gettempdir()) / "spikessm-bench" / f"{name}-{device_tag(device)}-quick.json"
+    return RESULTS_DIR / f"{name}-{device_tag(device)}.json"
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """Write `obj` as JSON so that readers see either the old file or the complete new one, never a torn write:
     a temporary file in the same directory (same file system, so os.replace is atomic), fsync'd, then renamed.
