@@ -22,6 +22,10 @@ spikessm.quant.calibrate. The equations, with n >> k meaning shift_round (spikes
              "subtract" v_t -= theta, "zero" v_t = 0, "none"
       Heaviside (binary readout): s_t = [y_t > theta]
       no readout (a GSU next): y_t itself, in the membrane format
+    RF neurons as the SSM (one branch, input gain 1), the membrane z = the state, per channel (re, im):
+        z_t = sat_state(((lam z_{t-1}) >> fA) + (u_t >> kU))  (u on the real axis; kU = f_u - f_state)
+        s_t = [Re z_t > theta], theta in the state's format;  reset: "subtract" Re z_t -= theta s_t,
+        "zero" z_t = 0 where s_t, "none"
     GLU:      acc = sat_acc(W s + b);  [a, g] = sat_act((acc * m) >> k);  out = sat_act((a * LUT[g]) >> kO)
     GSU (per token, H channels):
               delta = (max_h |x_h| * q) >> (coef_bits - 1),  q = round(0.15 2^(coef_bits-1))
@@ -217,6 +221,25 @@ class Encoder(IntLayer):
         return requant(acc, p["m"], p["k"], c.act_bits, ctx.sat, f"{self.name}.out"), f_out, None
 
 
+def complex_pair(z: torch.Tensor, bits: int, config: QuantConfig, state_dims: int):
+    """A complex tensor (rows, ...) as power-of-two (re, im) integers and its frac: 0-d int64, or one per row
+    shaped to broadcast against a state of `state_dims` dimensions (each row of A_bar and B_bar is a first index
+    of the state)."""
+    pair = torch.view_as_real(z)
+    scale = weight_scale(pair, bits, config, dim=0, pow2=True)
+    q = quantize(pair, scale, bits)
+    frac = pow2_frac(channel_maxabs(pair, config.per_channel, 0), bits)
+    frac = frac.reshape(-1, *([1] * (state_dims - 1))) if frac.dim() else frac
+    return q[..., 0], q[..., 1], frac
+
+
+def complex_step(xr, xi, Ar, Ai, fA, bu_r, bu_i, bits: int, sat: Saturations, name: str):
+    """One step of a diagonal complex recurrence in integers, x_t = sat(((A x_{t-1}) >> fA) + Bu_t), the product
+    expanded (re = Ar xr - Ai xi, im = Ar xi + Ai xr) and each part rounded once: (re, im) of x_t."""
+    return (saturate(shift_round(Ar * xr - Ai * xi, fA) + bu_r, bits, sat, name),
+            saturate(shift_round(Ar * xi + Ai * xr, fA) + bu_i, bits, sat, name))
+
+
 class SSMLayer(IntLayer):
     """A diagonal complex SSM (S4DLayer, S5Layer) with its readout: LIF neurons (the layer's own), a Heaviside
     spike (the block's binary readout) or none (readout "none": y itself passes on, in the membrane format, for a
@@ -260,16 +283,6 @@ class SSMLayer(IntLayer):
         """C x: (batch, *state_shape) -> (batch, H), the sum over each channel's modes."""
         raise NotImplementedError
 
-    def _pair(self, z: torch.Tensor, bits: int):
-        """A complex tensor (rows, ...) as power-of-two (re, im) integers and its frac: 0-d int64, or one per row
-        shaped to broadcast against the state (each row of A_bar and B_bar is a first index of the state)."""
-        pair = torch.view_as_real(z)
-        scale = weight_scale(pair, bits, self.config, dim=0, pow2=True)
-        q = quantize(pair, scale, bits)
-        frac = pow2_frac(channel_maxabs(pair, self.config.per_channel, 0), bits)
-        frac = frac.reshape(-1, *([1] * (len(self.state_shape) - 1))) if frac.dim() else frac
-        return q[..., 0], q[..., 1], frac
-
     @property
     def readout(self) -> str:
         """The readout as graph.json names it: the LIF reset ("subtract", "zero", "none"), "heaviside" or
@@ -287,9 +300,9 @@ class SSMLayer(IntLayer):
         c = self.config
         A_bar, B_bar, C = self.coefficients()
         p = {}
-        p["Ar"], p["Ai"], p["fA"] = self._pair(A_bar, c.coef_bits)
-        p["Br"], p["Bi"], p["fB"] = self._pair(B_bar, c.coef_bits)
-        p["Cr"], p["Ci"], p["fC"] = self._pair(C, c.coef_bits)
+        p["Ar"], p["Ai"], p["fA"] = complex_pair(A_bar, c.coef_bits, c, len(self.state_shape))
+        p["Br"], p["Bi"], p["fB"] = complex_pair(B_bar, c.coef_bits, c, len(self.state_shape))
+        p["Cr"], p["Ci"], p["fC"] = complex_pair(C, c.coef_bits, c, len(self.state_shape))
         D = self.ssm.D
         d_scale = weight_scale(D, c.weight_bits, c, dim=0)
         p["D"], p["D_scale"] = quantize(D, d_scale, c.weight_bits), d_scale
@@ -363,8 +376,7 @@ class SSMLayer(IntLayer):
         outs = []
         for u in x.unbind(1):
             bu_r, bu_i = shift_round(self.mix_in(Br, u), p["kB"]), shift_round(self.mix_in(Bi, u), p["kB"])
-            xr, xi = (saturate(shift_round(Ar * xr - Ai * xi, p["fA"]) + bu_r, c.state_bits, ctx.sat, f"{name}.state"),
-                      saturate(shift_round(Ar * xi + Ai * xr, p["fA"]) + bu_i, c.state_bits, ctx.sat, f"{name}.state"))
+            xr, xi = complex_step(xr, xi, Ar, Ai, p["fA"], bu_r, bu_i, c.state_bits, ctx.sat, f"{name}.state")
             skip = p["D"] * u
             skip = shift_round(skip * (p["mD"].to(skip.dtype) if skip.is_floating_point() else p["mD"]), p["kD"])
             y = saturate(shift_round(self.mix_out(Cr, xr) - self.mix_out(Ci, xi), p["kC"]) + skip, c.membrane_bits,
@@ -446,6 +458,97 @@ class S5Layer(SSMLayer):
     @staticmethod
     def mix_out(C, x):
         return x @ C.transpose(0, 1)
+
+
+class RFLayer(IntLayer):
+    """Resonate-and-fire neurons as a block's whole SSM layer (ssm "rf"): one complex mode per channel whose
+    state is the membrane, with one branch and the input on the real axis at gain 1 (input_scale "none"):
+
+        z_t = sat_state(((lam z_{t-1}) >> fA) + (u_t >> kU))     kU = f_u - f_state; only re takes the input
+        s_t = [Re z_t > theta]                                    theta: the threshold in the state's format
+        reset on s_t: "subtract" Re z_t -= theta, "zero" z_t = 0, "none"
+
+    The threshold compares with the state itself, in the state's format (no rescale to a membrane format: the
+    membrane is the state). lam = exp((-a + i omega) dt) in coef_bits (re, im), its format per channel with
+    per_channel. Calibrated point: "state" (state_bits, one bit of headroom over the largest re or im and the
+    threshold). Several branches, the adaptive threshold and input_scale "dt" are refused (check_supported)."""
+
+    points = ("state",)
+    stateful = True
+    ssm_type = "rf"
+    fire_on_tie = False  # spikessm.ops.rf spikes where Re z > threshold, strictly
+
+    def __init__(self, name, config, rf: nn.Module):
+        super().__init__(name, config)
+        self.rf = rf
+        require_exact(name, config.coef_bits + config.state_bits, "the rotation lam z")
+
+    @property
+    def readout(self) -> str:
+        """The reset ("subtract", "zero", "none"), graph.json's readout field of an RF layer."""
+        return self.rf.reset
+
+    def lam(self) -> torch.Tensor:
+        """lam (H,) complex128, with gradients to the float parameters."""
+        lam, _ = self.rf.discretized()
+        return lam[:, 0].to(torch.complex128)
+
+    def params(self, f_in: int = 0) -> dict:
+        c = self.config
+        lam = self.lam()
+        p = {"real": (lam,)}
+        p["Ar"], p["Ai"], p["fA"] = complex_pair(lam, c.coef_bits, c, 1)
+        fs = self.fracs["state"]
+        if fs is not None:
+            p["kU"] = torch.tensor(f_in - fs, dtype=torch.int64)
+            theta = torch.as_tensor(self.rf.threshold, dtype=torch.float64)
+            low, high = bounds(c.state_bits)
+            p["theta_state"] = round_half_up(theta * 2.0 ** fs).clamp(low, high)
+        return p
+
+    def init_state(self, batch_size: int, like: torch.Tensor):
+        zeros = torch.zeros(batch_size, self.rf.d_model, dtype=like.dtype, device=like.device)
+        return zeros, zeros.clone()
+
+    def _observe(self, x: torch.Tensor, f: int, p: dict) -> dict:
+        """The float run of the neurons on the dequantised input: the range of the membrane (re, im) and the
+        threshold."""
+        lam = p["real"][0].detach()
+        theta = torch.as_tensor(self.rf.threshold, dtype=torch.float64).detach()
+        z = torch.zeros(x.shape[0], self.rf.d_model, dtype=torch.complex128)
+        state_max = _maxabs(theta)
+        for u in (x.detach().double() * 2.0 ** -f).unbind(1):
+            z = lam * z + u
+            state_max = max(state_max, _maxabs(torch.view_as_real(z)))
+            s = (z.real > theta).double()
+            if self.rf.reset == "subtract":
+                z = z - s * theta
+            elif self.rf.reset == "zero":
+                z = z * (1 - s)
+            state_max = max(state_max, _maxabs(torch.view_as_real(z)))
+        return {"state": (state_max, self.config.state_bits, 2.0)}
+
+    def forward(self, x, f, p, ctx, state=None):
+        c, name, rf = self.config, self.name, self.rf
+        ctx.frac(self, "state", lambda: self._observe(x, f, p))
+        fs = self.fracs["state"]
+        zr, zi = state if state is not None else self.init_state(x.shape[0], x)
+        theta = p["theta_state"]
+        outs = []
+        for u in x.unbind(1):
+            zr, zi = complex_step(zr, zi, p["Ar"], p["Ai"], p["fA"], shift_round(u, p["kU"]), 0, c.state_bits,
+                                  ctx.sat, f"{name}.state")
+            if zr.is_floating_point():
+                s = spike((zr - theta) * 2.0 ** -fs, surrogate=rf.surrogate, alpha=rf.alpha)
+            else:
+                s = (zr > theta).to(zr.dtype)
+            r = s.detach() if rf.detach_reset else s
+            if rf.reset == "subtract":
+                zr = saturate(zr - r * theta, c.state_bits, ctx.sat, f"{name}.state")
+            elif rf.reset == "zero":
+                zr, zi = zr * (1 - r), zi * (1 - r)
+            outs.append(s)
+        return torch.stack(outs, 1), 0, (zr, zi)
 
 
 class GLULayer(IntLayer):

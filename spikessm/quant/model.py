@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..layers import GLU, GSU, LIF, S4D, S5, ChannelBatchNorm, Heaviside
+from ..layers import GLU, GSU, LIF, RF, S4D, S5, ChannelBatchNorm, Heaviside
 from ..models import SequenceClassifier
 from .config import QuantConfig
 from .layers import (BatchNormLayer, Context, Encoder, GLULayer, GSULayer, Head, InputQuant, LayerNormLayer,
-                     Observer, Pool, ResidualAdd, S4DLayer, S5Layer, SSMLayer, StopPass)
+                     Observer, Pool, ResidualAdd, RFLayer, S4DLayer, S5Layer, SSMLayer, StopPass)
 
 
 class UnsupportedModel(ValueError):
@@ -43,26 +43,40 @@ def check_supported(model: nn.Module) -> None:
                 "surrogate (e.g. 'atan')")
     for i, block in enumerate(model.blocks):
         ssm, readout, mixing, norm = block.ssm, block.readout, block.mixing, block.norm
+        if not isinstance(mixing, (GLU, GSU)):
+            _refuse(f"blocks.{i}.mixing", f"{type(mixing).__name__} has no integer form yet (GLU and GSU have)")
+        if not isinstance(norm, (ChannelBatchNorm, nn.LayerNorm)):
+            _refuse(f"blocks.{i}.norm", f"{type(norm).__name__} has no integer form yet (BatchNorm and LayerNorm "
+                    "have)")
+        if isinstance(ssm, RF):
+            _check_rf(f"blocks.{i}.ssm", ssm)
+            continue
         if not isinstance(ssm, (S4D, S5)):
-            _refuse(f"blocks.{i}.ssm", f"{type(ssm).__name__} has no integer form yet (S4D and S5 have)")
+            _refuse(f"blocks.{i}.ssm", f"{type(ssm).__name__} has no integer form yet (S4D, S5 and RF have)")
         if ssm.bidirectional:
             _refuse(f"blocks.{i}.ssm", f"{type(ssm).__name__} is bidirectional: its output at step t depends on "
                     "later inputs, so it cannot run one step at a time; build the model with bidirectional=False")
-        if not isinstance(mixing, (GLU, GSU)):
-            _refuse(f"blocks.{i}.mixing", f"{type(mixing).__name__} has no integer form yet (GLU and GSU have)")
         if ssm.neurons is not None and not isinstance(ssm.neurons, LIF):
-            _refuse(f"blocks.{i}.ssm.neurons", f"{type(ssm.neurons).__name__} has no integer form")
+            _refuse(f"blocks.{i}.ssm.neurons", f"{type(ssm.neurons).__name__} neurons as an SSM's readout have no "
+                    "integer form yet (LIF neurons have)")
         no_readout = isinstance(readout, nn.Identity) and isinstance(mixing, GSU)  # the GSU ternarises y itself
         if ssm.neurons is None and not (isinstance(readout, Heaviside) or no_readout):
             _refuse(f"blocks.{i}.readout", f"{type(readout).__name__} has no integer form yet (the readouts with "
                     "one are 'lif', 'binary', and 'none' before a GSU)")
         if ssm.neurons is not None and not isinstance(readout, nn.Identity):
             _refuse(f"blocks.{i}.readout", "a second readout after LIF neurons has no integer form")
-        if not isinstance(norm, (ChannelBatchNorm, nn.LayerNorm)):
-            _refuse(f"blocks.{i}.norm", f"{type(norm).__name__} has no integer form yet (BatchNorm and LayerNorm "
-                    "have)")
     if c.prenorm and not isinstance(model.final_norm, (ChannelBatchNorm, nn.LayerNorm)):
         _refuse("final_norm", f"{type(model.final_norm).__name__} has no integer form yet")
+
+
+def _check_rf(where: str, rf: RF) -> None:
+    """RF neurons as a block's SSM layer: one branch, a fixed threshold, input gain 1 (RFLayer)."""
+    if rf.branches != 1:
+        _refuse(where, f"RF with {rf.branches} branches has no integer form yet (one branch has)")
+    if rf.adaptive:
+        _refuse(where, "RF with an adaptive threshold has no integer form yet (a fixed threshold has)")
+    if rf.input_scale != "none":
+        _refuse(where, f"RF with input_scale {rf.input_scale!r} has no integer form yet (input_scale 'none' has)")
 
 
 def norm_layer(name: str, config: QuantConfig, norm: nn.Module) -> BatchNormLayer | LayerNormLayer:
@@ -75,7 +89,7 @@ def norm_layer(name: str, config: QuantConfig, norm: nn.Module) -> BatchNormLaye
 @dataclass
 class IntBlock:
     norm: BatchNormLayer | LayerNormLayer
-    ssm: SSMLayer
+    ssm: SSMLayer | RFLayer
     mixing: GLULayer | GSULayer
     add: ResidualAdd
     prenorm: bool
@@ -83,8 +97,8 @@ class IntBlock:
 
 @dataclass
 class IntState:
-    """What a causal integer model carries between chunks of a stream: per block (re, im, membrane), and the
-    pooling's (sum or last feature, steps)."""
+    """What a causal integer model carries between chunks of a stream: per block (re, im, membrane), or (re, im)
+    of an RF layer, and the pooling's (sum or last feature, steps)."""
 
     blocks: list
     pool: tuple
@@ -104,7 +118,11 @@ class IntGraph:
         for i, block in enumerate(model.blocks):
             name = f"blocks.{i}"
             heaviside = block.readout if isinstance(block.readout, Heaviside) else None
-            ssm = (S5Layer if isinstance(block.ssm, S5) else S4DLayer)(f"{name}.ssm", config, block.ssm, heaviside)
+            if isinstance(block.ssm, RF):
+                ssm = RFLayer(f"{name}.ssm", config, block.ssm)
+            else:
+                ssm = (S5Layer if isinstance(block.ssm, S5) else S4DLayer)(f"{name}.ssm", config, block.ssm,
+                                                                           heaviside)
             if isinstance(block.mixing, GSU):
                 in_bits = config.membrane_bits if ssm.readout == "identity" else 1
                 mixing = GSULayer(f"{name}.mixing", config, block.mixing, in_bits)

@@ -7,7 +7,9 @@ import torch
 
 from spikessm.models import build_model
 from spikessm.quant import IntegerSimulator, QuantConfig, UnsupportedModel, calibrate, prepare_qat
+from spikessm.quant.layers import Context
 from spikessm.quant.rounding import div_round, round_half_up, shift_round, sqrt_round
+from spikessm.quant.simulate import freeze
 
 
 def small(preset="lif-s4d", tokens=False, **overrides):
@@ -117,8 +119,13 @@ def test_simulator_equals_fake_quant_lif_s4d(overrides, config):
     ("lif-s5", dict(clip_eigs=True, discretization="bilinear", lif_fire_on_tie=True),
      QuantConfig(weight_bits=4, coef_bits=8, state_bits=12, act_bits=6)),
     ("lif-s5", dict(norm="layer", d_model=5), QuantConfig(power_of_two=False)),
+    ("prf", dict(), QuantConfig()),
+    ("prf", dict(rf_reset="subtract", learn_threshold=True), QuantConfig(per_channel=True)),
+    ("prf", dict(rf_reset="zero", prenorm=True, pooling="last"), QuantConfig(power_of_two=False, per_channel=True)),
+    ("prf", dict(mixing="gsu", norm="layer"), QuantConfig(weight_bits=4, coef_bits=8, state_bits=12, act_bits=6)),
+    ("s5-rf", dict(detach_reset=True, rf_reset="subtract"), QuantConfig()),
 ])
-def test_simulator_equals_fake_quant_gsu_s4d_and_lif_s5(preset, overrides, config):
+def test_simulator_equals_fake_quant_gsu_s4d_lif_s5_and_rf(preset, overrides, config):
     model = small(preset, **overrides)
     q = quantized(model, config)
     for batch, length in ((3, 9), (1, 1), (2, 13)):
@@ -156,10 +163,62 @@ def test_s5_layer_is_the_integer_recurrence_of_its_coefficients():
     assert torch.equal(sr, xr) and torch.equal(si, xi)
 
 
+def test_rf_layer_is_the_integer_recurrence_of_its_neurons():
+    """One RF layer (subtract reset, learned per-channel threshold) against its equations written out per neuron
+    in Python integers: z = (lam z) >> fA + u << (f_state - f_u) (u on the real axis), s = [Re z > theta],
+    Re z -= theta where s."""
+    model = small("prf", rf_reset="subtract", learn_threshold=True)
+    with torch.no_grad():
+        model.blocks[0].ssm.log_threshold.copy_(torch.linspace(-1.0, 0.5, model.config.d_model))
+    sim = IntegerSimulator(quantized(model, QuantConfig(per_channel=True)))
+    layer = sim.graph.blocks[0].ssm
+    f_u, H = 10, model.config.d_model
+    p = freeze(layer.params(f_u))
+    assert layer.ssm_type == "rf" and layer.readout == "subtract"
+    assert p["Ar"].shape == (H,) and p["fA"].shape == (H,) and p["theta_state"].shape == (H,)
+    assert sorted(p) == ["Ai", "Ar", "fA", "kU", "theta_state"]
+    u = torch.randint(-1000, 1000, (2, 30, H), generator=torch.Generator().manual_seed(4))
+    fs = layer.fracs["state"]
+    assert int(p["kU"]) == f_u - fs
+    ctx = Context()
+    spikes, f_out, (sr, si) = layer.forward(u, f_u, p, ctx)
+    assert f_out == 0 and not any(ctx.sat.report().values())
+    assert 0 < int(spikes.sum()) < spikes.numel()
+
+    def rnd(n, k):  # n / 2^k rounded half up, in Python integers
+        return (n + (1 << (k - 1))) >> k if k > 0 else n << -k
+
+    for b in range(2):
+        for h in range(H):
+            ar, ai, fa, theta = int(p["Ar"][h]), int(p["Ai"][h]), int(p["fA"][h]), int(p["theta_state"][h])
+            zr = zi = 0
+            for t in range(u.shape[1]):
+                zr, zi = rnd(ar * zr - ai * zi, fa) + rnd(int(u[b, t, h]), f_u - fs), rnd(ar * zi + ai * zr, fa)
+                s = int(zr > theta)
+                zr -= s * theta
+                assert int(spikes[b, t, h]) == s, (b, h, t)
+            assert (int(sr[b, h]), int(si[b, h])) == (zr, zi)
+
+
+@pytest.mark.parametrize("reset", ["none", "subtract", "zero"])
+def test_rf_spikes_agree_with_the_float_neurons(reset):
+    """The integer RF layer at default widths against the float neurons on the same (dequantised) input: the
+    spikes agree at all but a few steps near the threshold."""
+    model = small("prf", rf_reset=reset)
+    sim = IntegerSimulator(quantized(model))
+    layer, f_u = sim.graph.blocks[0].ssm, 12
+    u = torch.randint(-3 << f_u, 3 << f_u, (4, 60, model.config.d_model), generator=torch.Generator().manual_seed(3))
+    spikes, _, _ = layer.forward(u, f_u, freeze(layer.params(f_u)), Context())
+    with torch.no_grad():
+        expected = model.blocks[0].ssm(u.float() * 2.0 ** -f_u)
+    assert 0.05 < float(expected.mean()) < 0.95
+    assert float((spikes == expected.long()).double().mean()) > 0.98
+
+
 @pytest.mark.parametrize("preset,tokens,overrides", [("binary-s4d", False, {}), ("lif-s4d", True, {}),
                                                      ("binary-s4d", True, {}), ("gsu-s4d", True, {}),
                                                      ("lif-s5", True, {}), ("lif-s5", False, dict(readout="binary")),
-                                                     ("gsu-s4d", False, dict(ssm="s5"))])
+                                                     ("gsu-s4d", False, dict(ssm="s5")), ("prf", True, {})])
 def test_simulator_equals_fake_quant_other_models(preset, tokens, overrides):
     model = small(preset, tokens, **overrides)
     q = quantized(model)
@@ -168,7 +227,7 @@ def test_simulator_equals_fake_quant_other_models(preset, tokens, overrides):
 
 
 @pytest.mark.parametrize("preset,overrides", [("lif-s4d", {}), ("gsu-s4d", {}), ("lif-s4d", dict(norm="layer")),
-                                              ("lif-s5", {})])
+                                              ("lif-s5", {}), ("prf", {})])
 def test_fake_quant_is_close_to_float_at_defaults(preset, overrides):
     model = small(preset, **overrides)
     q = quantized(model)
@@ -178,7 +237,7 @@ def test_fake_quant_is_close_to_float_at_defaults(preset, overrides):
     assert err < 0.2, err
 
 
-@pytest.mark.parametrize("preset", ["lif-s4d", "gsu-s4d", "lif-s5"])
+@pytest.mark.parametrize("preset", ["lif-s4d", "gsu-s4d", "lif-s5", "prf"])
 def test_simulator_equals_fake_quant_after_training(preset):
     model = small(preset)
     q = quantized(model)
@@ -192,7 +251,7 @@ def test_simulator_equals_fake_quant_after_training(preset):
 
 
 @pytest.mark.parametrize("preset,tokens", [("lif-s4d", False), ("lif-s4d", True), ("gsu-s4d", False),
-                                           ("lif-s5", False)])
+                                           ("lif-s5", False), ("prf", False), ("prf", True)])
 def test_streaming_in_pieces_equals_one_pass(preset, tokens):
     model = small(preset, tokens=tokens)
     q = quantized(model)
@@ -241,7 +300,13 @@ def test_embedding_format_comes_from_its_table_not_the_calibration_tokens():
     ("lif-s5", dict(bidirectional=True), "spikessm.quant: blocks.0.ssm: S5 is bidirectional: its output at step t "
      "depends on later inputs, so it cannot run one step at a time; build the model with bidirectional=False"),
     ("s5", dict(), "spikessm.quant: blocks.0.ssm: S5 is bidirectional"),
-    ("s5-rf", dict(), "spikessm.quant: blocks.0.ssm: RF has no integer form yet (S4D and S5 have)"),
+    ("drf", dict(), "spikessm.quant: blocks.0.ssm: RF with 4 branches has no integer form yet (one branch has)"),
+    ("prf", dict(rf_adaptive=True), "spikessm.quant: blocks.0.ssm: RF with an adaptive threshold has no integer "
+     "form yet (a fixed threshold has)"),
+    ("prf", dict(rf_input_scale="dt"), "spikessm.quant: blocks.0.ssm: RF with input_scale 'dt' has no integer form "
+     "yet (input_scale 'none' has)"),
+    ("rf-s4d", dict(), "spikessm.quant: blocks.0.ssm.neurons: RF neurons as an SSM's readout have no integer form "
+     "yet (LIF neurons have)"),
     ("gsu-s4d", dict(), "spikessm.quant: blocks.0.ssm: S4D is bidirectional"),
     ("binary-s4d", dict(readout="none", bidirectional=False), "spikessm.quant: blocks.0.readout: Identity has no "
      "integer form yet (the readouts with one are 'lif', 'binary', and 'none' before a GSU)"),
