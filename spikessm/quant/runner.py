@@ -141,16 +141,19 @@ class Model:
         return self.requant(acc, layer, self.c["act_bits"]), self.fracs(layer, "out")
 
     def ssm(self, u, layer):
-        """S4D (H independent SSMs: state (H, M), B u and C x per channel) or S5 (one SSM of M modes: state (M,),
-        B (M, H) and C (H, M) matrix products); a graph without the field type is an S4D one."""
+        """S4D (H independent SSMs: state (H, M), B u and C x per channel), S5 (one SSM of M modes: state (M,),
+        B (M, H) and C (H, M) matrix products) or RF neurons (Model.rf); a graph without the field type is an S4D
+        one."""
         c, t = self.c, lambda key: self.t(layer, key)
         kind = layer.get("type", "s4d")
         if kind == "s4d":
             mix_in, mix_out = (lambda b, x: b * x[..., None]), (lambda m, x: (m * x).sum(-1))
         elif kind == "s5":
             mix_in, mix_out = (lambda b, x: x @ b.T), (lambda m, x: x @ m.T)
+        elif kind == "rf":
+            return self.rf(u, layer)
         else:
-            fail(f"graph.json: field {layer['name']}.type must be s4d or s5, got {kind!r}")
+            fail(f"graph.json: field {layer['name']}.type must be s4d, s5 or rf, got {kind!r}")
         Ar, Ai, Br, Bi, Cr, Ci = (t(k) for k in ("Ar", "Ai", "Br", "Bi", "Cr", "Ci"))
         B, L, H = u.shape
         xr = np.zeros((B,) + Ar.shape, np.int64)
@@ -186,6 +189,29 @@ class Model:
                      "identity")
             outs.append(s)
         return np.stack(outs, 1), (self.fracs(layer, "membrane") if reset == "identity" else 0)
+
+    def rf(self, u, layer):
+        """RF neurons, one complex mode per channel whose state is the membrane: z = (lam z) >> fA + (u >> kU) on
+        the real part; s = [Re z > theta] (theta in the state's format); reset subtract, zero or none."""
+        c, t = self.c, lambda key: self.t(layer, key)
+        Ar, Ai, fA, kU, theta = (t(k) for k in ("Ar", "Ai", "fA", "kU", "theta_state"))
+        reset = field(layer, layer["name"], "readout")
+        if reset not in ("subtract", "zero", "none"):
+            fail(f"graph.json: field {layer['name']}.readout of an rf layer must be subtract, zero or none, got "
+                 f"{reset!r}")
+        zr = np.zeros(u.shape[:1] + u.shape[2:], np.int64)
+        zi = np.zeros_like(zr)
+        outs = []
+        for step in range(u.shape[1]):
+            zr, zi = (sat(shift_round(Ar * zr - Ai * zi, fA) + shift_round(u[:, step], kU), c["state_bits"]),
+                      sat(shift_round(Ar * zi + Ai * zr, fA), c["state_bits"]))
+            s = (zr > theta).astype(np.int64)
+            if reset == "subtract":
+                zr = sat(zr - s * theta, c["state_bits"])
+            elif reset == "zero":
+                zr, zi = zr * (1 - s), zi * (1 - s)
+            outs.append(s)
+        return np.stack(outs, 1), 0
 
     def lookup(self, b, frac_b, table):
         """table[b] for a sigmoid-like table: index = clip(b >> (frac_b - lut_step_bits)), format act_bits - 1."""
