@@ -53,13 +53,14 @@ def _multiplier_bits(c: QuantConfig) -> int:
 WIDTHS = {
     "W": lambda c: c.weight_bits, "E": lambda c: c.weight_bits, "D": lambda c: c.weight_bits,
     "G": lambda c: c.weight_bits,
-    **{key: (lambda c: c.coef_bits) for key in ("Ar", "Ai", "Br", "Bi", "Cr", "Ci", "beta", "q")},
+    **{key: (lambda c: c.coef_bits) for key in ("Ar", "Ai", "Br", "Bi", "Cr", "Ci", "beta", "q", "soma_weight",
+                                                "adapt_decay", "adapt_scale")},
     "b": lambda c: c.acc_bits, "eps": lambda c: c.acc_bits,
     "theta": lambda c: c.membrane_bits, "theta_state": lambda c: c.state_bits,
     "table": lambda c: c.act_bits,  # entries in [0, 2^(act_bits-1)], unsigned
     "TW": lambda c: 2,
     "m": _multiplier_bits, "mD": _multiplier_bits,
-    **{key: (lambda c: SHIFT_BITS) for key in ("k", "kB", "kC", "kD", "kU", "fA", "fB", "fC")},
+    **{key: (lambda c: SHIFT_BITS) for key in ("k", "kB", "kC", "kD", "kU", "fA", "fB", "fC", "fW", "fS")},
 }
 
 
@@ -81,8 +82,9 @@ def _state_bytes(layer: IntLayer, c: QuantConfig, pooled_features: int) -> int:
         membrane = tensor_bytes(v.numel(), c.membrane_bits) if layer.neurons is not None else 0  # LIF only
         return tensor_bytes(xr.numel(), c.state_bits) + tensor_bytes(xi.numel(), c.state_bits) + membrane
     if isinstance(layer, RFLayer):
-        zr, zi = layer.init_state(1, torch.zeros(1, dtype=torch.int64))
-        return tensor_bytes(zr.numel(), c.state_bits) + tensor_bytes(zi.numel(), c.state_bits)
+        # re and im of every branch, and the adaptive threshold's trace, all at state_bits
+        return sum(tensor_bytes(part.numel(), c.state_bits)
+                   for part in layer.init_state(1, torch.zeros(1, dtype=torch.int64)))
     if isinstance(layer, Pool):
         pooled, steps = layer.init_state(1, torch.zeros(1, pooled_features, dtype=torch.int64))
         width = c.acc_bits if layer.pooling == "mean" else c.act_bits
@@ -223,16 +225,29 @@ def _(layer: SSMLayer, call: Call, t: Tally, c: QuantConfig) -> None:
 
 @layer_ops.register
 def _(layer: RFLayer, call: Call, t: Tally, c: QuantConfig) -> None:
-    # Per step and neuron: lam z (4 products, 2 sums, each rounded), the input's shift to the state's format
-    # (a rounding add where it shifts right) and its add to re, the comparison with theta; the subtract reset is
-    # one subtraction per spike, the zero reset a select (free).
-    p, T = call.params, call.tokens
-    H = p["Ar"].numel()
-    t.add("mul", max(c.coef_bits, c.state_bits), T * 4 * H)
-    t.add("acc", c.coef_bits + c.state_bits, T * 4 * H)
+    # Per step, neuron and branch: lam z (4 products, 2 sums and 2 roundings) and the input's add to re; per
+    # neuron: the input's shift to the state's format (a rounding add where it shifts right), the soma's K
+    # products summed and rounded once (several branches), the adaptive threshold (S a and d a, each a product
+    # and a rounding add, then + theta and + s) and the comparison; the subtract reset is one subtraction per
+    # spike, the zero reset a select (free).
+    p, T, K = call.params, call.tokens, layer.branches
+    H = p["Ar"].numel() // K
+    product = max(c.coef_bits, c.state_bits)
+    t.add("mul", product, T * 4 * H * K)
+    t.add("acc", c.coef_bits + c.state_bits, T * 4 * H * K)
+    t.add("acc", c.state_bits, T * H * K)
     if int(p["kU"]) > 0:
         _rescale(t, T * H, call.in_bits, c, multiplied=False)
-    t.add("acc", c.state_bits, T * 2 * H)
+    if K > 1:
+        soma = c.coef_bits + c.state_bits + math.ceil(math.log2(K))
+        t.add("mul", product, T * H * K)
+        t.add("acc", soma, T * H * (K - 1))
+        _rescale(t, T * H, soma, c, multiplied=False)
+    if layer.rf.adaptive:
+        t.add("mul", product, T * 2 * H)
+        _rescale(t, T * 2 * H, c.coef_bits + c.state_bits, c, multiplied=False)
+        t.add("acc", c.state_bits, T * 2 * H)
+    t.add("acc", c.state_bits, T * H)
     if layer.readout == "subtract":
         t.add("acc", c.state_bits, _nonzero(call.output[0], call.valid))
 

@@ -22,9 +22,11 @@ spikessm.quant.calibrate. The equations, with n >> k meaning shift_round (spikes
              "subtract" v_t -= theta, "zero" v_t = 0, "none"
       Heaviside (binary readout): s_t = [y_t > theta]
       no readout (a GSU next): y_t itself, in the membrane format
-    RF neurons as the SSM (one branch, input gain 1), the membrane z = the state, per channel (re, im):
+    RF neurons as the SSM (input gain 1), the membrane z = the state, per channel and branch (re, im):
         z_t = sat_state(((lam z_{t-1}) >> fA) + (u_t >> kU))  (u on the real axis; kU = f_u - f_state)
-        s_t = [Re z_t > theta], theta in the state's format;  reset: "subtract" Re z_t -= theta s_t,
+        m_t = Re z_t, or sat_state((sum_k W_k Re z_t[k]) >> fW) over K branches
+        th_t = theta, or adaptive sat_state(theta + (S a_{t-1}) >> fS), a_t = sat_state((d a_{t-1}) >> (coef_bits-1)
+        + s_t 2^f_state);  s_t = [m_t > th_t], all in the state's format;  reset: "subtract" Re z_t -= th_t s_t,
         "zero" z_t = 0 where s_t, "none"
     GLU:      acc = sat_acc(W s + b);  [a, g] = sat_act((acc * m) >> k);  out = sat_act((a * LUT[g]) >> kO)
     GSU (per token, H channels):
@@ -461,70 +463,99 @@ class S5Layer(SSMLayer):
 
 
 class RFLayer(IntLayer):
-    """Resonate-and-fire neurons as a block's whole SSM layer (ssm "rf"): one complex mode per channel whose
-    state is the membrane, with one branch and the input on the real axis at gain 1 (input_scale "none"):
+    """Resonate-and-fire neurons as a block's whole SSM layer (ssm "rf"): per channel K branches (one complex mode
+    each, the state is the membrane), the input on the real axis at gain 1 (input_scale "none"):
 
-        z_t = sat_state(((lam z_{t-1}) >> fA) + (u_t >> kU))     kU = f_u - f_state; only re takes the input
-        s_t = [Re z_t > theta]                                    theta: the threshold in the state's format
-        reset on s_t: "subtract" Re z_t -= theta, "zero" z_t = 0, "none"
+        z_t = sat_state(((lam z_{t-1}) >> fA) + (u_t >> kU))     per branch; kU = f_u - f_state; re takes u
+        m_t = Re z_t (K = 1)  |  sat_state((sum_k W_k Re z_t[k]) >> fW)   W = 1/K in coef_bits, summed exactly
+        th_t = theta  |  sat_state(theta + (S a_{t-1}) >> fS)      adaptive: S = adapt_scale in coef_bits
+        s_t = [m_t > th_t]
+        a_t = sat_state((d a_{t-1}) >> (coef_bits - 1) + s_t 2^f_state)   the spike trace, d = adapt_decay
+        reset on s_t: "subtract" (K = 1) Re z_t -= th_t, "zero" z_t = 0 (every branch), "none"
 
-    The threshold compares with the state itself, in the state's format (no rescale to a membrane format: the
-    membrane is the state). lam = exp((-a + i omega) dt) in coef_bits (re, im), its format per channel with
-    per_channel. Calibrated point: "state" (state_bits, one bit of headroom over the largest re or im and the
-    threshold). Several branches, the adaptive threshold and input_scale "dt" are refused (check_supported)."""
+    The soma, the threshold and the trace share the state's format (the threshold compares with the state
+    itself, no rescale to a membrane format: the membrane is the state). lam = exp((-a + i omega) dt) in
+    coef_bits (re, im), its format per channel with per_channel. Calibrated point: "state" (state_bits, one bit of
+    headroom over the largest re or im, soma, threshold and trace of a float64 run). input_scale "dt" is refused
+    (check_supported)."""
 
     points = ("state",)
     stateful = True
     ssm_type = "rf"
-    fire_on_tie = False  # spikessm.ops.rf spikes where Re z > threshold, strictly
+    fire_on_tie = False  # spikessm.ops.rf spikes where the soma > threshold, strictly
 
     def __init__(self, name, config, rf: nn.Module):
         super().__init__(name, config)
         self.rf = rf
-        require_exact(name, config.coef_bits + config.state_bits, "the rotation lam z")
+        c = config
+        require_exact(name, c.coef_bits + c.state_bits, "the rotation lam z")
+        require_exact(name, c.coef_bits + c.state_bits + math.ceil(math.log2(rf.branches + 1)), "the soma's sum")
 
     @property
     def readout(self) -> str:
         """The reset ("subtract", "zero", "none"), graph.json's readout field of an RF layer."""
         return self.rf.reset
 
-    def lam(self) -> torch.Tensor:
-        """lam (H,) complex128, with gradients to the float parameters."""
-        lam, _ = self.rf.discretized()
-        return lam[:, 0].to(torch.complex128)
+    @property
+    def branches(self) -> int:
+        return self.rf.branches
+
+    def real_coefficients(self):
+        """lam (H, K) complex128 with gradients to the float parameters, and the soma's weights (H, K) (None for
+        one branch)."""
+        lam, gain = self.rf.discretized()
+        weight = gain.double() / self.branches if self.branches > 1 else None
+        return lam.to(torch.complex128), weight
 
     def params(self, f_in: int = 0) -> dict:
-        c = self.config
-        lam = self.lam()
-        p = {"real": (lam,)}
-        p["Ar"], p["Ai"], p["fA"] = complex_pair(lam, c.coef_bits, c, 1)
+        c, rf = self.config, self.rf
+        lam, weight = self.real_coefficients()
+        p = {"real": (lam, weight)}
+        p["Ar"], p["Ai"], p["fA"] = complex_pair(lam, c.coef_bits, c, 2)
+        if weight is not None:
+            scale = weight_scale(weight, c.coef_bits, c, dim=0, pow2=True)
+            p["soma_weight"] = quantize(weight, scale, c.coef_bits)
+            p["fW"] = _flat(pow2_frac(channel_maxabs(weight, c.per_channel, 0), c.coef_bits))
+        if rf.adaptive:
+            one = 1 << (c.coef_bits - 1)
+            p["adapt_decay"] = round_half_up(torch.tensor(rf._adapt_decay, dtype=torch.float64) * one).clamp(0, one)
+            fS = frac_for(rf._adapt_scale, c.coef_bits)
+            p["fS"] = torch.tensor(fS, dtype=torch.int64)
+            p["adapt_scale"] = quantize(torch.tensor(rf._adapt_scale, dtype=torch.float64), 2.0 ** -fS, c.coef_bits)
         fs = self.fracs["state"]
         if fs is not None:
             p["kU"] = torch.tensor(f_in - fs, dtype=torch.int64)
-            theta = torch.as_tensor(self.rf.threshold, dtype=torch.float64)
+            theta = torch.as_tensor(rf.threshold, dtype=torch.float64)
             low, high = bounds(c.state_bits)
             p["theta_state"] = round_half_up(theta * 2.0 ** fs).clamp(low, high)
         return p
 
     def init_state(self, batch_size: int, like: torch.Tensor):
-        zeros = torch.zeros(batch_size, self.rf.d_model, dtype=like.dtype, device=like.device)
-        return zeros, zeros.clone()
+        zeros = dict(dtype=like.dtype, device=like.device)
+        shape = (batch_size, self.rf.d_model, self.branches)
+        state = (torch.zeros(shape, **zeros), torch.zeros(shape, **zeros))
+        return state + ((torch.zeros(batch_size, self.rf.d_model, **zeros),) if self.rf.adaptive else ())
 
     def _observe(self, x: torch.Tensor, f: int, p: dict) -> dict:
-        """The float run of the neurons on the dequantised input: the range of the membrane (re, im) and the
-        threshold."""
-        lam = p["real"][0].detach()
-        theta = torch.as_tensor(self.rf.threshold, dtype=torch.float64).detach()
-        z = torch.zeros(x.shape[0], self.rf.d_model, dtype=torch.complex128)
+        """The float run of the neurons on the dequantised input: the range of the membrane (re, im), the soma,
+        the threshold and the trace."""
+        rf = self.rf
+        lam, weight = (t.detach() if t is not None else None for t in p["real"])
+        theta = torch.as_tensor(rf.threshold, dtype=torch.float64).detach()
+        z = torch.zeros(x.shape[0], rf.d_model, self.branches, dtype=torch.complex128)
+        a = torch.zeros(x.shape[0], rf.d_model, dtype=torch.float64)
         state_max = _maxabs(theta)
         for u in (x.detach().double() * 2.0 ** -f).unbind(1):
-            z = lam * z + u
-            state_max = max(state_max, _maxabs(torch.view_as_real(z)))
-            s = (z.real > theta).double()
-            if self.rf.reset == "subtract":
-                z = z - s * theta
-            elif self.rf.reset == "zero":
-                z = z * (1 - s)
+            z = lam * z + u[..., None]
+            m = z.real[..., 0] if weight is None else (z.real * weight).sum(-1)
+            th = theta + rf._adapt_scale * a if rf.adaptive else theta
+            s = (m > th).double()
+            a = rf._adapt_decay * a + s
+            state_max = max(state_max, _maxabs(torch.view_as_real(z)), _maxabs(m), _maxabs(th), _maxabs(a))
+            if rf.reset == "subtract":
+                z = z - (s * th)[..., None]
+            elif rf.reset == "zero":
+                z = z * (1 - s[..., None])
             state_max = max(state_max, _maxabs(torch.view_as_real(z)))
         return {"state": (state_max, self.config.state_bits, 2.0)}
 
@@ -532,23 +563,36 @@ class RFLayer(IntLayer):
         c, name, rf = self.config, self.name, self.rf
         ctx.frac(self, "state", lambda: self._observe(x, f, p))
         fs = self.fracs["state"]
-        zr, zi = state if state is not None else self.init_state(x.shape[0], x)
-        theta = p["theta_state"]
-        outs = []
+        state = state if state is not None else self.init_state(x.shape[0], x)
+        zr, zi = state[:2]
+        a = state[2] if rf.adaptive else None
+        theta, outs = p["theta_state"], []
         for u in x.unbind(1):
-            zr, zi = complex_step(zr, zi, p["Ar"], p["Ai"], p["fA"], shift_round(u, p["kU"]), 0, c.state_bits,
-                                  ctx.sat, f"{name}.state")
-            if zr.is_floating_point():
-                s = spike((zr - theta) * 2.0 ** -fs, surrogate=rf.surrogate, alpha=rf.alpha)
+            zr, zi = complex_step(zr, zi, p["Ar"], p["Ai"], p["fA"], shift_round(u, p["kU"])[..., None], 0,
+                                  c.state_bits, ctx.sat, f"{name}.state")
+            if self.branches == 1:
+                m = zr[..., 0]
             else:
-                s = (zr > theta).to(zr.dtype)
-            r = s.detach() if rf.detach_reset else s
+                m = saturate(shift_round((p["soma_weight"] * zr).sum(-1), p["fW"]), c.state_bits, ctx.sat,
+                             f"{name}.soma")
+            th = theta
+            if rf.adaptive:
+                th = saturate(theta + shift_round(p["adapt_scale"] * a, p["fS"]), c.state_bits, ctx.sat,
+                              f"{name}.threshold")
+            if m.is_floating_point():
+                s = spike((m - th) * 2.0 ** -fs, surrogate=rf.surrogate, alpha=rf.alpha)
+            else:
+                s = (m > th).to(m.dtype)
+            if rf.adaptive:
+                a = saturate(shift_round(p["adapt_decay"] * a, c.coef_bits - 1) + shift_round(s, -fs), c.state_bits,
+                             ctx.sat, f"{name}.trace")
+            r = (s.detach() if rf.detach_reset else s)[..., None]
             if rf.reset == "subtract":
-                zr = saturate(zr - r * theta, c.state_bits, ctx.sat, f"{name}.state")
+                zr = saturate(zr - r * th[..., None], c.state_bits, ctx.sat, f"{name}.state")
             elif rf.reset == "zero":
                 zr, zi = zr * (1 - r), zi * (1 - r)
             outs.append(s)
-        return torch.stack(outs, 1), 0, (zr, zi)
+        return torch.stack(outs, 1), 0, (zr, zi) + ((a,) if rf.adaptive else ())
 
 
 class GLULayer(IntLayer):

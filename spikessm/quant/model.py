@@ -70,11 +70,7 @@ def check_supported(model: nn.Module) -> None:
 
 
 def _check_rf(where: str, rf: RF) -> None:
-    """RF neurons as a block's SSM layer: one branch, a fixed threshold, input gain 1 (RFLayer)."""
-    if rf.branches != 1:
-        _refuse(where, f"RF with {rf.branches} branches has no integer form yet (one branch has)")
-    if rf.adaptive:
-        _refuse(where, "RF with an adaptive threshold has no integer form yet (a fixed threshold has)")
+    """RF neurons as a block's SSM layer (RFLayer): any branches and threshold, input gain 1."""
     if rf.input_scale != "none":
         _refuse(where, f"RF with input_scale {rf.input_scale!r} has no integer form yet (input_scale 'none' has)")
 

@@ -191,25 +191,36 @@ class Model:
         return np.stack(outs, 1), (self.fracs(layer, "membrane") if reset == "identity" else 0)
 
     def rf(self, u, layer):
-        """RF neurons, one complex mode per channel whose state is the membrane: z = (lam z) >> fA + (u >> kU) on
-        the real part; s = [Re z > theta] (theta in the state's format); reset subtract, zero or none."""
-        c, t = self.c, lambda key: self.t(layer, key)
+        """RF neurons, K branches (one complex mode each) per channel whose state is the membrane:
+        z = (lam z) >> fA + (u >> kU) on the real part; the soma Re z (K = 1) or (sum_k W_k Re z_k) >> fW; the
+        threshold theta, or theta + (S a) >> fS with the spike trace a = (d a) >> (coef_bits - 1) + s 2^f_state
+        (adaptive); s = [soma > threshold]; reset subtract, zero or none. All in the state's format."""
+        c, t, name = self.c, lambda key: self.t(layer, key), layer["name"]
+        bits = c["state_bits"]
         Ar, Ai, fA, kU, theta = (t(k) for k in ("Ar", "Ai", "fA", "kU", "theta_state"))
-        reset = field(layer, layer["name"], "readout")
+        reset = field(layer, name, "readout")
         if reset not in ("subtract", "zero", "none"):
-            fail(f"graph.json: field {layer['name']}.readout of an rf layer must be subtract, zero or none, got "
-                 f"{reset!r}")
-        zr = np.zeros(u.shape[:1] + u.shape[2:], np.int64)
+            fail(f"graph.json: field {name}.readout of an rf layer must be subtract, zero or none, got {reset!r}")
+        branches, adaptive = self.integer(layer, "branches"), field(layer, name, "adaptive")
+        if not isinstance(adaptive, bool):
+            fail(f"graph.json: field {name}.adaptive must be true or false")
+        fs = self.fracs(layer, "state")
+        zr = np.zeros((u.shape[0], u.shape[2], branches), np.int64)
         zi = np.zeros_like(zr)
+        a = np.zeros(zr.shape[:2], np.int64)
         outs = []
         for step in range(u.shape[1]):
-            zr, zi = (sat(shift_round(Ar * zr - Ai * zi, fA) + shift_round(u[:, step], kU), c["state_bits"]),
-                      sat(shift_round(Ar * zi + Ai * zr, fA), c["state_bits"]))
-            s = (zr > theta).astype(np.int64)
+            zr, zi = (sat(shift_round(Ar * zr - Ai * zi, fA) + shift_round(u[:, step], kU)[..., None], bits),
+                      sat(shift_round(Ar * zi + Ai * zr, fA), bits))
+            m = zr[..., 0] if branches == 1 else sat(shift_round((t("soma_weight") * zr).sum(-1), t("fW")), bits)
+            th = sat(theta + shift_round(t("adapt_scale") * a, t("fS")), bits) if adaptive else theta
+            s = (m > th).astype(np.int64)
+            if adaptive:
+                a = sat(shift_round(t("adapt_decay") * a, c["coef_bits"] - 1) + shift_round(s, -fs), bits)
             if reset == "subtract":
-                zr = sat(zr - s * theta, c["state_bits"])
+                zr = sat(zr - s[..., None] * np.asarray(th)[..., None], bits)
             elif reset == "zero":
-                zr, zi = zr * (1 - s), zi * (1 - s)
+                zr, zi = zr * (1 - s[..., None]), zi * (1 - s[..., None])
             outs.append(s)
         return np.stack(outs, 1), 0
 

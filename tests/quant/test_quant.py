@@ -124,6 +124,11 @@ def test_simulator_equals_fake_quant_lif_s4d(overrides, config):
     ("prf", dict(rf_reset="zero", prenorm=True, pooling="last"), QuantConfig(power_of_two=False, per_channel=True)),
     ("prf", dict(mixing="gsu", norm="layer"), QuantConfig(weight_bits=4, coef_bits=8, state_bits=12, act_bits=6)),
     ("s5-rf", dict(detach_reset=True, rf_reset="subtract"), QuantConfig()),
+    ("drf", dict(), QuantConfig()),
+    ("drf", dict(rf_reset="zero", learn_threshold=True), QuantConfig(per_channel=True)),
+    ("drf", dict(rf_branches=3, rf_adaptive=False), QuantConfig(power_of_two=False)),
+    ("prf", dict(rf_adaptive=True, rf_reset="subtract"), QuantConfig(weight_bits=4, coef_bits=8, state_bits=12,
+                                                                      act_bits=6)),
 ])
 def test_simulator_equals_fake_quant_gsu_s4d_lif_s5_and_rf(preset, overrides, config):
     model = small(preset, **overrides)
@@ -175,7 +180,7 @@ def test_rf_layer_is_the_integer_recurrence_of_its_neurons():
     f_u, H = 10, model.config.d_model
     p = freeze(layer.params(f_u))
     assert layer.ssm_type == "rf" and layer.readout == "subtract"
-    assert p["Ar"].shape == (H,) and p["fA"].shape == (H,) and p["theta_state"].shape == (H,)
+    assert p["Ar"].shape == (H, 1) and p["fA"].shape == (H, 1) and p["theta_state"].shape == (H,)
     assert sorted(p) == ["Ai", "Ar", "fA", "kU", "theta_state"]
     u = torch.randint(-1000, 1000, (2, 30, H), generator=torch.Generator().manual_seed(4))
     fs = layer.fracs["state"]
@@ -190,21 +195,22 @@ def test_rf_layer_is_the_integer_recurrence_of_its_neurons():
 
     for b in range(2):
         for h in range(H):
-            ar, ai, fa, theta = int(p["Ar"][h]), int(p["Ai"][h]), int(p["fA"][h]), int(p["theta_state"][h])
+            ar, ai, fa, theta = int(p["Ar"][h, 0]), int(p["Ai"][h, 0]), int(p["fA"][h, 0]), int(p["theta_state"][h])
             zr = zi = 0
             for t in range(u.shape[1]):
                 zr, zi = rnd(ar * zr - ai * zi, fa) + rnd(int(u[b, t, h]), f_u - fs), rnd(ar * zi + ai * zr, fa)
                 s = int(zr > theta)
                 zr -= s * theta
                 assert int(spikes[b, t, h]) == s, (b, h, t)
-            assert (int(sr[b, h]), int(si[b, h])) == (zr, zi)
+            assert (int(sr[b, h, 0]), int(si[b, h, 0])) == (zr, zi)
 
 
-@pytest.mark.parametrize("reset", ["none", "subtract", "zero"])
-def test_rf_spikes_agree_with_the_float_neurons(reset):
+@pytest.mark.parametrize("preset,reset", [("prf", "none"), ("prf", "subtract"), ("prf", "zero"), ("drf", "none"),
+                                          ("drf", "zero")])
+def test_rf_spikes_agree_with_the_float_neurons(preset, reset):
     """The integer RF layer at default widths against the float neurons on the same (dequantised) input: the
     spikes agree at all but a few steps near the threshold."""
-    model = small("prf", rf_reset=reset)
+    model = small(preset, rf_reset=reset)
     sim = IntegerSimulator(quantized(model))
     layer, f_u = sim.graph.blocks[0].ssm, 12
     u = torch.randint(-3 << f_u, 3 << f_u, (4, 60, model.config.d_model), generator=torch.Generator().manual_seed(3))
@@ -227,7 +233,7 @@ def test_simulator_equals_fake_quant_other_models(preset, tokens, overrides):
 
 
 @pytest.mark.parametrize("preset,overrides", [("lif-s4d", {}), ("gsu-s4d", {}), ("lif-s4d", dict(norm="layer")),
-                                              ("lif-s5", {}), ("prf", {})])
+                                              ("lif-s5", {}), ("prf", {}), ("drf", {})])
 def test_fake_quant_is_close_to_float_at_defaults(preset, overrides):
     model = small(preset, **overrides)
     q = quantized(model)
@@ -237,7 +243,7 @@ def test_fake_quant_is_close_to_float_at_defaults(preset, overrides):
     assert err < 0.2, err
 
 
-@pytest.mark.parametrize("preset", ["lif-s4d", "gsu-s4d", "lif-s5", "prf"])
+@pytest.mark.parametrize("preset", ["lif-s4d", "gsu-s4d", "lif-s5", "prf", "drf"])
 def test_simulator_equals_fake_quant_after_training(preset):
     model = small(preset)
     q = quantized(model)
@@ -251,7 +257,7 @@ def test_simulator_equals_fake_quant_after_training(preset):
 
 
 @pytest.mark.parametrize("preset,tokens", [("lif-s4d", False), ("lif-s4d", True), ("gsu-s4d", False),
-                                           ("lif-s5", False), ("prf", False), ("prf", True)])
+                                           ("lif-s5", False), ("prf", False), ("prf", True), ("drf", False)])
 def test_streaming_in_pieces_equals_one_pass(preset, tokens):
     model = small(preset, tokens=tokens)
     q = quantized(model)
@@ -300,9 +306,6 @@ def test_embedding_format_comes_from_its_table_not_the_calibration_tokens():
     ("lif-s5", dict(bidirectional=True), "spikessm.quant: blocks.0.ssm: S5 is bidirectional: its output at step t "
      "depends on later inputs, so it cannot run one step at a time; build the model with bidirectional=False"),
     ("s5", dict(), "spikessm.quant: blocks.0.ssm: S5 is bidirectional"),
-    ("drf", dict(), "spikessm.quant: blocks.0.ssm: RF with 4 branches has no integer form yet (one branch has)"),
-    ("prf", dict(rf_adaptive=True), "spikessm.quant: blocks.0.ssm: RF with an adaptive threshold has no integer "
-     "form yet (a fixed threshold has)"),
     ("prf", dict(rf_input_scale="dt"), "spikessm.quant: blocks.0.ssm: RF with input_scale 'dt' has no integer form "
      "yet (input_scale 'none' has)"),
     ("rf-s4d", dict(), "spikessm.quant: blocks.0.ssm.neurons: RF neurons as an SSM's readout have no integer form "

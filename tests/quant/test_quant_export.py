@@ -38,9 +38,13 @@ def run_py(folder, codes, out):
      QuantConfig(per_channel=True)),
     ("prf", False, dict(rf_reset="zero"), QuantConfig(power_of_two=False, weight_bits=4, coef_bits=8, state_bits=12,
                                                       act_bits=6)),
+    ("drf", False, dict(), QuantConfig()),
+    ("drf", True, dict(rf_reset="zero", learn_threshold=True), QuantConfig(per_channel=True, power_of_two=False)),
+    ("prf", False, dict(rf_adaptive=True, rf_reset="subtract"), QuantConfig(weight_bits=4, coef_bits=8,
+                                                                             state_bits=12, act_bits=6)),
 ], ids=["lif-s4d", "tokens-prenorm", "binary-real-scales", "fire-on-tie", "gsu-s4d", "gsu-tokens-real-scales",
         "gsu-low-bits", "layer-norm", "lif-s5", "s5-tokens-real-scales", "gsu-s5-low-bits", "prf",
-        "prf-tokens-subtract", "prf-zero-low-bits"])
+        "prf-tokens-subtract", "prf-zero-low-bits", "drf", "drf-tokens-zero", "prf-adaptive-low-bits"])
 def exported(request, tmp_path_factory):
     preset, tokens, overrides, config = request.param
     model = small(preset, tokens, **overrides)
