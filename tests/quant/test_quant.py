@@ -205,6 +205,43 @@ def test_rf_layer_is_the_integer_recurrence_of_its_neurons():
             assert (int(sr[b, h, 0]), int(si[b, h, 0])) == (zr, zi)
 
 
+def test_drf_layer_is_the_integer_recurrence_of_its_branches_and_trace():
+    """One RF layer of 4 branches with the adaptive threshold (drf, zero reset) against its equations written out
+    per neuron in Python integers: per branch z = (lam z) >> fA + u << (f_state - f_u) on re; the soma
+    m = (sum_k W_k Re z_k) >> fW; th = theta + (S a) >> fS; s = [m > th]; a = (d a) >> (coef_bits - 1) + s 2^fs;
+    z = 0 where s."""
+    model = small("drf", rf_reset="zero")
+    sim = IntegerSimulator(quantized(model))
+    layer, f_u, H, K = sim.graph.blocks[0].ssm, 10, model.config.d_model, 4
+    p, fs, cb = freeze(layer.params(f_u)), layer.fracs["state"], sim.config.coef_bits
+    assert p["Ar"].shape == (H, K) and p["soma_weight"].shape == (H, K)
+    u = torch.randint(-2000, 2000, (2, 30, H), generator=torch.Generator().manual_seed(5))
+    ctx = Context()
+    spikes, _, (sr, si, trace) = layer.forward(u, f_u, p, ctx)
+    assert not any(ctx.sat.report().values())
+    assert 0 < int(spikes.sum()) < spikes.numel()
+
+    def rnd(n, k):
+        return (n + (1 << (k - 1))) >> k if k > 0 else n << -k
+
+    theta, S, fS, d, fA, fW = (int(p[k]) for k in ("theta_state", "adapt_scale", "fS", "adapt_decay", "fA", "fW"))
+    for b in range(2):
+        for h in range(H):
+            zr, zi, a = [0] * K, [0] * K, 0
+            for t in range(u.shape[1]):
+                for k in range(K):
+                    ar, ai = int(p["Ar"][h, k]), int(p["Ai"][h, k])
+                    zr[k], zi[k] = rnd(ar * zr[k] - ai * zi[k], fA) + rnd(int(u[b, t, h]), f_u - fs), \
+                        rnd(ar * zi[k] + ai * zr[k], fA)
+                m = rnd(sum(int(p["soma_weight"][h, k]) * zr[k] for k in range(K)), fW)
+                s = int(m > theta + rnd(S * a, fS))
+                a = rnd(d * a, cb - 1) + (s << fs)
+                if s:
+                    zr, zi = [0] * K, [0] * K
+                assert int(spikes[b, t, h]) == s, (b, h, t)
+            assert [int(v) for v in sr[b, h]] == zr and [int(v) for v in si[b, h]] == zi and int(trace[b, h]) == a
+
+
 @pytest.mark.parametrize("preset,reset", [("prf", "none"), ("prf", "subtract"), ("prf", "zero"), ("drf", "none"),
                                           ("drf", "zero")])
 def test_rf_spikes_agree_with_the_float_neurons(preset, reset):

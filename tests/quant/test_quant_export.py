@@ -150,6 +150,10 @@ def test_graph_names_each_mixing_and_readout(exported, tmp_path):
     assert block["ssm"]["readout"] == ("identity" if gsu else "heaviside" if model.config.readout == "binary"
                                        else model.config.rf_reset if model.config.ssm == "rf"
                                        else model.config.lif_reset)
+    if model.config.ssm == "rf":
+        assert (block["ssm"]["branches"], block["ssm"]["adaptive"]) == (model.config.rf_branches,
+                                                                       model.config.rf_adaptive)
+        assert set(block["ssm"]["fracs"]) == {"state"}
     if gsu:
         assert set(block["mixing"]["fracs"]) == {"a", "g", "prod", "norm", "out"}
         assert isinstance(block["mixing"]["norm_extra_bits"], int) and isinstance(block["mixing"]["norm_frac"], int)
