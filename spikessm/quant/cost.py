@@ -54,13 +54,13 @@ WIDTHS = {
     "W": lambda c: c.weight_bits, "E": lambda c: c.weight_bits, "D": lambda c: c.weight_bits,
     "G": lambda c: c.weight_bits,
     **{key: (lambda c: c.coef_bits) for key in ("Ar", "Ai", "Br", "Bi", "Cr", "Ci", "beta", "q", "soma_weight",
-                                                "adapt_decay", "adapt_scale")},
+                                                "adapt_decay", "adapt_scale", "Lr", "Li")},
     "b": lambda c: c.acc_bits, "eps": lambda c: c.acc_bits,
     "theta": lambda c: c.membrane_bits, "theta_state": lambda c: c.state_bits,
     "table": lambda c: c.act_bits,  # entries in [0, 2^(act_bits-1)], unsigned
     "TW": lambda c: 2,
     "m": _multiplier_bits, "mD": _multiplier_bits,
-    **{key: (lambda c: SHIFT_BITS) for key in ("k", "kB", "kC", "kD", "kU", "fA", "fB", "fC", "fW", "fS")},
+    **{key: (lambda c: SHIFT_BITS) for key in ("k", "kB", "kC", "kD", "kU", "fA", "fB", "fC", "fW", "fS", "fL")},
 }
 
 
@@ -79,7 +79,7 @@ def _state_bytes(layer: IntLayer, c: QuantConfig, pooled_features: int) -> int:
         return 0
     if isinstance(layer, SSMLayer):
         xr, xi, v = layer.init_state(1, torch.zeros(1, dtype=torch.int64))
-        membrane = tensor_bytes(v.numel(), c.membrane_bits) if layer.neurons is not None else 0  # LIF only
+        membrane = tensor_bytes(v.numel(), c.membrane_bits) if layer.neurons is not None else 0  # LIF or RF (re, im)
         return tensor_bytes(xr.numel(), c.state_bits) + tensor_bytes(xi.numel(), c.state_bits) + membrane
     if isinstance(layer, RFLayer):
         # re and im of every branch, and the adaptive threshold's trace, all at state_bits
@@ -213,7 +213,13 @@ def _(layer: SSMLayer, call: Call, t: Tally, c: QuantConfig) -> None:
     _rescale(t, T * H, c.weight_bits + u_bits, c)
     t.add("acc", c.membrane_bits, T * H)
     spikes = call.output[0]
-    if layer.neurons is not None:  # v = (beta v) >> (coef_bits - 1) + y; the comparison; the reset
+    if layer.resonant:  # v = (lam v) >> fL + y: 4 products, 2 sums, 2 roundings; + y; the comparison; the reset
+        t.add("mul", max(c.coef_bits, c.membrane_bits), T * 4 * H)
+        t.add("acc", c.coef_bits + c.membrane_bits, T * 4 * H)
+        t.add("acc", c.membrane_bits, T * 2 * H)
+        if layer.neurons.reset == "subtract":
+            t.add("acc", c.membrane_bits, _nonzero(spikes, call.valid))
+    elif layer.neurons is not None:  # v = (beta v) >> (coef_bits - 1) + y; the comparison; the reset
         t.add("mul", max(c.coef_bits, c.membrane_bits), T * H)
         _rescale(t, T * H, c.coef_bits + c.membrane_bits, c, multiplied=False)
         t.add("acc", c.membrane_bits, T * 2 * H)

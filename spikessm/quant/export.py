@@ -55,6 +55,8 @@ def graph_document(sim: IntegerSimulator) -> dict:
         ssm = _layer(b.ssm, type=b.ssm.ssm_type, readout=b.ssm.readout, fire_on_tie=b.ssm.fire_on_tie)
         if isinstance(b.ssm, RFLayer):
             ssm.update(branches=b.ssm.branches, adaptive=b.ssm.rf.adaptive)
+        elif b.ssm.neurons is not None:
+            ssm["neurons"] = "rf" if b.ssm.resonant else "lif"
         blocks.append({"prenorm": b.prenorm, "norm": _norm(b.norm), "ssm": ssm, "mixing": _mixing(b.mixing),
                        "add": _layer(b.add)})
     return {

@@ -20,6 +20,8 @@ spikessm.quant.calibrate. The equations, with n >> k meaning shift_round (spikes
       The readouts of S4D and S5:
       LIF:   v_t = sat_mem((beta v_{t-1}) >> fbeta + y_t);  s_t = [v_t > theta];  reset on s_t:
              "subtract" v_t -= theta, "zero" v_t = 0, "none"
+      RF:    v_t = sat_mem(((lam v_{t-1}) >> fL) + y_t)  complex (vr, vi), y on re;  s_t = [vr_t > theta];  reset
+             "subtract" vr_t -= theta, "zero" v_t = 0, "none"
       Heaviside (binary readout): s_t = [y_t > theta]
       no readout (a GSU next): y_t itself, in the membrane format
     RF neurons as the SSM (input gain 1), the membrane z = the state, per channel and branch (re, im):
@@ -243,7 +245,7 @@ def complex_step(xr, xi, Ar, Ai, fA, bu_r, bu_i, bits: int, sat: Saturations, na
 
 
 class SSMLayer(IntLayer):
-    """A diagonal complex SSM (S4DLayer, S5Layer) with its readout: LIF neurons (the layer's own), a Heaviside
+    """A diagonal complex SSM (S4DLayer, S5Layer) with its readout: LIF or RF neurons (the layer's own), a Heaviside
     spike (the block's binary readout) or none (readout "none": y itself passes on, in the membrane format, for a
     GSU to ternarise). The state update, readout and neurons are shared; a subclass gives the discretised
     coefficients, the state's shape and the two maps between channels and modes (mix_in for B u, mix_out for
@@ -308,7 +310,10 @@ class SSMLayer(IntLayer):
         D = self.ssm.D
         d_scale = weight_scale(D, c.weight_bits, c, dim=0)
         p["D"], p["D_scale"] = quantize(D, d_scale, c.weight_bits), d_scale
-        if self.neurons is not None:
+        if self.resonant:
+            lam, _ = self.neurons.discretized()
+            p["Lr"], p["Li"], p["fL"] = complex_pair(lam[:, 0].to(torch.complex128), c.coef_bits, c, 1)
+        elif self.neurons is not None:
             beta = torch.as_tensor(self.neurons.beta, dtype=torch.float64)
             p["beta"] = round_half_up(beta.double() * 2.0 ** (c.coef_bits - 1)).clamp(0, 1 << (c.coef_bits - 1))
         p["real"] = (A_bar, B_bar, C, D)
@@ -323,10 +328,16 @@ class SSMLayer(IntLayer):
                 p["theta"] = round_half_up(theta * 2.0 ** fv).clamp(low, high)
         return p
 
+    @property
+    def resonant(self) -> bool:
+        """Whether the readout is RF neurons (a complex membrane) rather than LIF."""
+        return self.neurons is not None and not hasattr(self.neurons, "beta")
+
     def init_state(self, batch_size: int, like: torch.Tensor):
+        """(re, im) of the SSM state and the membrane: (B, H), or (B, H, 2) as (re, im) for RF neurons."""
         zeros = dict(dtype=like.dtype, device=like.device)
         shape = (batch_size, *self.state_shape)
-        membrane = torch.zeros(batch_size, self.ssm.d_model, **zeros)
+        membrane = torch.zeros(batch_size, self.ssm.d_model, *((2,) if self.resonant else ()), **zeros)
         return torch.zeros(shape, **zeros), torch.zeros(shape, **zeros), membrane
 
     def _observe(self, x: torch.Tensor, f: int, p: dict) -> dict:
@@ -334,10 +345,13 @@ class SSMLayer(IntLayer):
         A_bar, B_bar, C, D = (t.detach() for t in p["real"])
         threshold = self._threshold()
         theta = torch.as_tensor(0.0 if threshold is None else threshold, dtype=torch.float64).detach()
-        beta = torch.as_tensor(self.neurons.beta, dtype=torch.float64).detach() if self.neurons is not None else 0
+        if self.resonant:
+            beta = self.neurons.discretized()[0][:, 0].detach().to(torch.complex128)
+        else:
+            beta = torch.as_tensor(self.neurons.beta, dtype=torch.float64).detach() if self.neurons is not None else 0
         u_all = x.detach().double() * 2.0 ** -f
         h = torch.zeros(x.shape[0], *self.state_shape, dtype=torch.complex128)
-        v = torch.zeros(x.shape[0], self.ssm.d_model, dtype=torch.float64)
+        v = torch.zeros(x.shape[0], self.ssm.d_model, dtype=torch.complex128 if self.resonant else torch.float64)
         state_max = mem_max = 0.0
         for u in u_all.unbind(1):
             h = A_bar * h + self.mix_in(B_bar, u)
@@ -347,10 +361,11 @@ class SSMLayer(IntLayer):
                 mem_max = max(mem_max, _maxabs(y))
                 continue
             v = beta * v + y
-            mem_max = max(mem_max, _maxabs(v))
-            s = ((v >= theta) if self.neurons.fire_on_tie else (v > theta)).double()
+            mem_max = max(mem_max, _maxabs(torch.view_as_real(v) if self.resonant else v))
+            s = ((v.real >= theta) if self.fire_on_tie else (v.real > theta)).double()
             reset = self.neurons.reset
             v = v - s * theta if reset == "subtract" else v * (1 - s) if reset == "zero" else v
+            mem_max = max(mem_max, _maxabs(torch.view_as_real(v) if self.resonant else v))
         mem_max = max(mem_max, _maxabs(theta))
         c = self.config
         return {"state": (state_max, c.state_bits, 2.0), "membrane": (mem_max, c.membrane_bits, 2.0)}
@@ -358,7 +373,7 @@ class SSMLayer(IntLayer):
     @property
     def fire_on_tie(self) -> bool:
         """Whether the readout spikes where v == theta too (LIF's fire_on_tie; a Heaviside spikes where v > theta)."""
-        return self.neurons is not None and self.neurons.fire_on_tie
+        return self.neurons is not None and getattr(self.neurons, "fire_on_tie", False)  # RF spikes strictly
 
     def _spike(self, v: torch.Tensor, theta: torch.Tensor, fv: int) -> torch.Tensor:
         if not v.is_floating_point():
@@ -389,14 +404,20 @@ class SSMLayer(IntLayer):
             if self.neurons is None:
                 outs.append(y)
                 continue
-            v = saturate(shift_round(p["beta"] * v, c.coef_bits - 1) + y, c.membrane_bits, ctx.sat,
-                         f"{name}.membrane")
-            s = self._spike(v, p["theta"], fv)
+            if self.resonant:  # v = (lam v) >> fL + y on re, (re, im) as v[..., 0], v[..., 1]
+                vr, vi = complex_step(v[..., 0], v[..., 1], p["Lr"], p["Li"], p["fL"], y, 0, c.membrane_bits,
+                                      ctx.sat, f"{name}.membrane")
+            else:
+                vr = saturate(shift_round(p["beta"] * v, c.coef_bits - 1) + y, c.membrane_bits, ctx.sat,
+                              f"{name}.membrane")
+            s = self._spike(vr, p["theta"], fv)
             r = s.detach() if self.neurons.detach_reset else s
             if self.neurons.reset == "subtract":
-                v = saturate(v - r * p["theta"], c.membrane_bits, ctx.sat, f"{name}.membrane")
+                vr = saturate(vr - r * p["theta"], c.membrane_bits, ctx.sat, f"{name}.membrane")
             elif self.neurons.reset == "zero":
-                v = v * (1 - r)
+                vr = vr * (1 - r)
+                vi = vi * (1 - r) if self.resonant else None
+            v = torch.stack([vr, vi], -1) if self.resonant else vr
             outs.append(s)
         return torch.stack(outs, 1), (fv if self.readout == "identity" else 0), (xr, xi, v)
 

@@ -56,9 +56,13 @@ def check_supported(model: nn.Module) -> None:
         if ssm.bidirectional:
             _refuse(f"blocks.{i}.ssm", f"{type(ssm).__name__} is bidirectional: its output at step t depends on "
                     "later inputs, so it cannot run one step at a time; build the model with bidirectional=False")
-        if ssm.neurons is not None and not isinstance(ssm.neurons, LIF):
-            _refuse(f"blocks.{i}.ssm.neurons", f"{type(ssm.neurons).__name__} neurons as an SSM's readout have no "
-                    "integer form yet (LIF neurons have)")
+        if isinstance(ssm.neurons, RF):
+            _check_rf(f"blocks.{i}.ssm.neurons", ssm.neurons)
+            if ssm.neurons.branches != 1 or ssm.neurons.adaptive:
+                _refuse(f"blocks.{i}.ssm.neurons", "RF neurons as an SSM's readout have an integer form with one "
+                        "branch and a fixed threshold only")
+        elif ssm.neurons is not None and not isinstance(ssm.neurons, LIF):
+            _refuse(f"blocks.{i}.ssm.neurons", f"{type(ssm.neurons).__name__} neurons have no integer form")
         no_readout = isinstance(readout, nn.Identity) and isinstance(mixing, GSU)  # the GSU ternarises y itself
         if ssm.neurons is None and not (isinstance(readout, Heaviside) or no_readout):
             _refuse(f"blocks.{i}.readout", f"{type(readout).__name__} has no integer form yet (the readouts with "

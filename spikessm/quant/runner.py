@@ -161,6 +161,10 @@ class Model:
         v = np.zeros((B, H), np.int64)
         reset = field(layer, layer["name"], "readout")
         theta = t("theta") if reset != "identity" else None
+        neurons = layer.get("neurons", "lif")  # graphs without the field have LIF neurons
+        if neurons not in ("lif", "rf"):
+            fail(f"graph.json: field {layer['name']}.neurons must be lif or rf, got {neurons!r}")
+        vi = np.zeros((B, H), np.int64)
         fire_on_tie = field(layer, layer["name"], "fire_on_tie")
         if not isinstance(fire_on_tie, bool):
             fail(f"graph.json: field {layer['name']}.fire_on_tie must be true or false")
@@ -178,12 +182,16 @@ class Model:
             if reset == "heaviside":
                 outs.append((y > theta).astype(np.int64))
                 continue
-            v = sat(shift_round(t("beta") * v, c["coef_bits"] - 1) + y, c["membrane_bits"])
+            if neurons == "rf":  # the complex membrane: v = (lam v) >> fL + y on re
+                v, vi = (sat(shift_round(t("Lr") * v - t("Li") * vi, t("fL")) + y, c["membrane_bits"]),
+                         sat(shift_round(t("Lr") * vi + t("Li") * v, t("fL")), c["membrane_bits"]))
+            else:
+                v = sat(shift_round(t("beta") * v, c["coef_bits"] - 1) + y, c["membrane_bits"])
             s = ((v >= theta) if fire_on_tie else (v > theta)).astype(np.int64)
             if reset == "subtract":
                 v = sat(v - s * theta, c["membrane_bits"])
             elif reset == "zero":
-                v = v * (1 - s)
+                v, vi = v * (1 - s), vi * (1 - s)
             elif reset != "none":
                 fail(f"graph.json: field {layer['name']}.readout must be subtract, zero, none, heaviside or "
                      "identity")

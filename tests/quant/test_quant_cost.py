@@ -108,7 +108,7 @@ def test_drf_layer_costs_the_hand_count():
     ("lif-s4d", False, dict(n_layers=1, mixing="gsu")),  # a GSU reading spikes
     ("lif-s5", False, dict(n_layers=1)),
     ("prf", False, dict(n_layers=1, rf_reset="subtract")), ("prf", True, dict(n_layers=1)),
-    ("drf", False, dict(n_layers=1)),
+    ("drf", False, dict(n_layers=1)), ("rf-s4d", False, dict(n_layers=1)),
 ])
 def test_padding_is_not_counted(preset, tokens, overrides):
     sim = IntegerSimulator(quantized(small(preset, tokens, **overrides)))

@@ -38,13 +38,17 @@ def run_py(folder, codes, out):
      QuantConfig(per_channel=True)),
     ("prf", False, dict(rf_reset="zero"), QuantConfig(power_of_two=False, weight_bits=4, coef_bits=8, state_bits=12,
                                                       act_bits=6)),
+    ("rf-s4d", False, dict(), QuantConfig()),
+    ("rf-s4d", True, dict(ssm="s5", rf_reset="zero", prenorm=True, pooling="last"),
+     QuantConfig(power_of_two=False, per_channel=True)),
     ("drf", False, dict(), QuantConfig()),
     ("drf", True, dict(rf_reset="zero", learn_threshold=True), QuantConfig(per_channel=True, power_of_two=False)),
     ("prf", False, dict(rf_adaptive=True, rf_reset="subtract"), QuantConfig(weight_bits=4, coef_bits=8,
                                                                              state_bits=12, act_bits=6)),
 ], ids=["lif-s4d", "tokens-prenorm", "binary-real-scales", "fire-on-tie", "gsu-s4d", "gsu-tokens-real-scales",
         "gsu-low-bits", "layer-norm", "lif-s5", "s5-tokens-real-scales", "gsu-s5-low-bits", "prf",
-        "prf-tokens-subtract", "prf-zero-low-bits", "drf", "drf-tokens-zero", "prf-adaptive-low-bits"])
+        "prf-tokens-subtract", "prf-zero-low-bits", "rf-s4d", "rf-s5-tokens-zero", "drf", "drf-tokens-zero",
+        "prf-adaptive-low-bits"])
 def exported(request, tmp_path_factory):
     preset, tokens, overrides, config = request.param
     model = small(preset, tokens, **overrides)
@@ -148,8 +152,10 @@ def test_graph_names_each_mixing_and_readout(exported, tmp_path):
     assert block["ssm"]["type"] == model.config.ssm
     assert block["mixing"]["kind"] == ("gsu" if gsu else "glu")
     assert block["ssm"]["readout"] == ("identity" if gsu else "heaviside" if model.config.readout == "binary"
-                                       else model.config.rf_reset if model.config.ssm == "rf"
+                                       else model.config.rf_reset if "rf" in (model.config.ssm, model.config.readout)
                                        else model.config.lif_reset)
+    if model.config.readout in ("lif", "rf"):
+        assert block["ssm"]["neurons"] == model.config.readout
     if model.config.ssm == "rf":
         assert (block["ssm"]["branches"], block["ssm"]["adaptive"]) == (model.config.rf_branches,
                                                                        model.config.rf_adaptive)
