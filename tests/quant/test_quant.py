@@ -246,6 +246,42 @@ def test_drf_layer_is_the_integer_recurrence_of_its_branches_and_trace():
             assert [int(v) for v in sr[b, h]] == zr and [int(v) for v in si[b, h]] == zi and int(trace[b, h]) == a
 
 
+def test_rf_readout_is_the_integer_recurrence_of_its_membrane():
+    """An S4D layer's RF readout (rf-s4d, subtract reset, learned threshold) against its equations written out per
+    channel in Python integers, on the layer's own y (the same layer read out with no neurons): v = (lam v) >> fL
+    + y on re, s = [Re v > theta], Re v -= theta where s."""
+    model = small("rf-s4d")
+    sim = IntegerSimulator(quantized(model))
+    layer, f_u, H = sim.graph.blocks[0].ssm, 10, model.config.d_model
+    p = freeze(layer.params(f_u))
+    assert layer.resonant and layer.readout == "subtract" and p["Lr"].shape == (H,)
+    u = torch.randint(-1000, 1000, (2, 30, H), generator=torch.Generator().manual_seed(6))
+    ctx = Context()
+    spikes, _, (_, _, v) = layer.forward(u, f_u, p, ctx)
+    neurons, layer.neurons = layer.neurons, None
+    try:
+        y, _, _ = layer.forward(u, f_u, p, Context())
+    finally:
+        layer.neurons = neurons
+    assert not any(ctx.sat.report().values())
+    assert 0 < int(spikes.sum()) < spikes.numel()
+
+    def rnd(n, k):
+        return (n + (1 << (k - 1))) >> k if k > 0 else n << -k
+
+    fL = int(p["fL"])
+    for b in range(2):
+        for h in range(H):
+            lr, li, theta = int(p["Lr"][h]), int(p["Li"][h]), int(p["theta"][h])
+            vr = vi = 0
+            for t in range(u.shape[1]):
+                vr, vi = rnd(lr * vr - li * vi, fL) + int(y[b, t, h]), rnd(lr * vi + li * vr, fL)
+                s = int(vr > theta)
+                vr -= s * theta
+                assert int(spikes[b, t, h]) == s, (b, h, t)
+            assert (int(v[b, h, 0]), int(v[b, h, 1])) == (vr, vi)
+
+
 @pytest.mark.parametrize("preset,reset,amplitude", [("prf", "none", 3), ("prf", "subtract", 3), ("prf", "zero", 3),
                                                     ("drf", "none", 3), ("drf", "zero", 3), ("rf-s4d", "subtract", 1),
                                                     ("rf-s4d", "zero", 1), ("rf-s4d", "none", 1)])
