@@ -539,10 +539,10 @@ class RFLayer(IntLayer):
             p["fW"] = _flat(pow2_frac(channel_maxabs(weight, c.per_channel, 0), c.coef_bits))
         if rf.adaptive:
             one = 1 << (c.coef_bits - 1)
-            p["adapt_decay"] = round_half_up(torch.tensor(rf._adapt_decay, dtype=torch.float64) * one).clamp(0, one)
-            fS = frac_for(rf._adapt_scale, c.coef_bits)
+            p["adapt_decay"] = round_half_up(torch.tensor(rf.adapt_decay, dtype=torch.float64) * one).clamp(0, one)
+            fS = frac_for(rf.adapt_scale, c.coef_bits)
             p["fS"] = torch.tensor(fS, dtype=torch.int64)
-            p["adapt_scale"] = quantize(torch.tensor(rf._adapt_scale, dtype=torch.float64), 2.0 ** -fS, c.coef_bits)
+            p["adapt_scale"] = quantize(torch.tensor(rf.adapt_scale, dtype=torch.float64), 2.0 ** -fS, c.coef_bits)
         fs = self.fracs["state"]
         if fs is not None:
             p["kU"] = torch.tensor(f_in - fs, dtype=torch.int64)
@@ -569,9 +569,9 @@ class RFLayer(IntLayer):
         for u in (x.detach().double() * 2.0 ** -f).unbind(1):
             z = lam * z + u[..., None]
             m = z.real[..., 0] if weight is None else (z.real * weight).sum(-1)
-            th = theta + rf._adapt_scale * a if rf.adaptive else theta
+            th = theta + rf.adapt_scale * a if rf.adaptive else theta
             s = (m > th).double()
-            a = rf._adapt_decay * a + s
+            a = rf.adapt_decay * a + s
             state_max = max(state_max, _maxabs(torch.view_as_real(z)), _maxabs(m), _maxabs(th), _maxabs(a))
             if rf.reset == "subtract":
                 z = z - (s * th)[..., None]
