@@ -293,6 +293,16 @@ class RF(nn.Module):
         """The threshold: a float, or (H,) when learned."""
         return torch.exp(self.log_threshold) if hasattr(self, "log_threshold") else self._threshold
 
+    @property
+    def adapt_decay(self) -> float:
+        """The adaptive threshold's trace decay (a_t = adapt_decay a_{t-1} + s_t); used only when adaptive."""
+        return self._adapt_decay
+
+    @property
+    def adapt_scale(self) -> float:
+        """The adaptive threshold's gain (th_t = threshold + adapt_scale a_{t-1}); used only when adaptive."""
+        return self._adapt_scale
+
     def ssm_parameters(self) -> list[nn.Parameter]:
         """The dynamics' learned parameters (decay, frequency, step), which PRF trains at its own learning rate
         and without weight decay, as the SSM layers' A, B and dt."""

@@ -5,11 +5,12 @@
     energy_pj(ops["total"])                 # picojoules per example (spikessm.stats.EnergyModel)
 
 Memory. Every frozen parameter tensor at its storage width (WIDTHS: weights W, E, D, G at weight_bits; S4D
-coefficients and the LIF decay at coef_bits; biases at acc_bits; thresholds at membrane_bits; look-up tables at
+coefficients, RF's lam and the LIF decay at coef_bits; biases at acc_bits; thresholds at membrane_bits (an RF
+layer's, compared with its state, at state_bits); look-up tables at
 act_bits; the GSU's ternary weights at 2 bits; shift counts at 8 bits; rescale multipliers at mult_bits, none
 with power_of_two scales, where every multiplier is 1), each tensor rounded up to whole bytes:
-ceil(numel bits / 8). The state is what one example's stream carries between steps: the S4D state (re and im
-at state_bits), the LIF membrane (membrane_bits), the pooling's running sum (acc_bits; the last feature at
+ceil(numel bits / 8). The state is what one example's stream carries between steps: the S4D, S5 or RF state
+(re and im at state_bits), the LIF membrane (membrane_bits), the pooling's running sum (acc_bits; the last feature at
 act_bits for last pooling) and its step counter (32 bits).
 
 Operations. Counts of one example (the mean over the examples given), at the true steps only (a padded
@@ -36,7 +37,7 @@ import torch
 from ..stats import EnergyModel
 from .config import QuantConfig
 from .layers import (BatchNormLayer, Context, Encoder, GLULayer, GSULayer, Head, IntLayer, LayerNormLayer,
-                     LayerNormMap, Pool, ResidualAdd, SSMLayer)
+                     LayerNormMap, Pool, ResidualAdd, RFLayer, SSMLayer)
 from .simulate import IntegerSimulator
 
 KINDS = ("acc", "mul", "lut")
@@ -52,13 +53,14 @@ def _multiplier_bits(c: QuantConfig) -> int:
 WIDTHS = {
     "W": lambda c: c.weight_bits, "E": lambda c: c.weight_bits, "D": lambda c: c.weight_bits,
     "G": lambda c: c.weight_bits,
-    **{key: (lambda c: c.coef_bits) for key in ("Ar", "Ai", "Br", "Bi", "Cr", "Ci", "beta", "q")},
+    **{key: (lambda c: c.coef_bits) for key in ("Ar", "Ai", "Br", "Bi", "Cr", "Ci", "beta", "q", "soma_weight",
+                                                "adapt_decay", "adapt_scale", "Lr", "Li")},
     "b": lambda c: c.acc_bits, "eps": lambda c: c.acc_bits,
-    "theta": lambda c: c.membrane_bits,
+    "theta": lambda c: c.membrane_bits, "theta_state": lambda c: c.state_bits,
     "table": lambda c: c.act_bits,  # entries in [0, 2^(act_bits-1)], unsigned
     "TW": lambda c: 2,
     "m": _multiplier_bits, "mD": _multiplier_bits,
-    **{key: (lambda c: SHIFT_BITS) for key in ("k", "kB", "kC", "kD", "fA", "fB", "fC")},
+    **{key: (lambda c: SHIFT_BITS) for key in ("k", "kB", "kC", "kD", "kU", "fA", "fB", "fC", "fW", "fS", "fL")},
 }
 
 
@@ -77,8 +79,12 @@ def _state_bytes(layer: IntLayer, c: QuantConfig, pooled_features: int) -> int:
         return 0
     if isinstance(layer, SSMLayer):
         xr, xi, v = layer.init_state(1, torch.zeros(1, dtype=torch.int64))
-        membrane = tensor_bytes(v.numel(), c.membrane_bits) if layer.neurons is not None else 0  # LIF only
+        membrane = tensor_bytes(v.numel(), c.membrane_bits) if layer.neurons is not None else 0  # LIF or RF (re, im)
         return tensor_bytes(xr.numel(), c.state_bits) + tensor_bytes(xi.numel(), c.state_bits) + membrane
+    if isinstance(layer, RFLayer):
+        # re and im of every branch, and the adaptive threshold's trace, all at state_bits
+        return sum(tensor_bytes(part.numel(), c.state_bits)
+                   for part in layer.init_state(1, torch.zeros(1, dtype=torch.int64)))
     if isinstance(layer, Pool):
         pooled, steps = layer.init_state(1, torch.zeros(1, pooled_features, dtype=torch.int64))
         width = c.acc_bits if layer.pooling == "mean" else c.act_bits
@@ -207,7 +213,13 @@ def _(layer: SSMLayer, call: Call, t: Tally, c: QuantConfig) -> None:
     _rescale(t, T * H, c.weight_bits + u_bits, c)
     t.add("acc", c.membrane_bits, T * H)
     spikes = call.output[0]
-    if layer.neurons is not None:  # v = (beta v) >> (coef_bits - 1) + y; the comparison; the reset
+    if layer.resonant:  # v = (lam v) >> fL + y: 4 products, 2 sums, 2 roundings; + y; the comparison; the reset
+        t.add("mul", max(c.coef_bits, c.membrane_bits), T * 4 * H)
+        t.add("acc", c.coef_bits + c.membrane_bits, T * 4 * H)
+        t.add("acc", c.membrane_bits, T * 2 * H)
+        if layer.neurons.reset == "subtract":
+            t.add("acc", c.membrane_bits, _nonzero(spikes, call.valid))
+    elif layer.neurons is not None:  # v = (beta v) >> (coef_bits - 1) + y; the comparison; the reset
         t.add("mul", max(c.coef_bits, c.membrane_bits), T * H)
         _rescale(t, T * H, c.coef_bits + c.membrane_bits, c, multiplied=False)
         t.add("acc", c.membrane_bits, T * 2 * H)
@@ -215,6 +227,35 @@ def _(layer: SSMLayer, call: Call, t: Tally, c: QuantConfig) -> None:
             t.add("acc", c.membrane_bits, _nonzero(spikes, call.valid))
     elif layer.heaviside is not None:
         t.add("acc", c.membrane_bits, T * H)
+
+
+@layer_ops.register
+def _(layer: RFLayer, call: Call, t: Tally, c: QuantConfig) -> None:
+    # Per step, neuron and branch: lam z (4 products, 2 sums and 2 roundings) and the input's add to re; per
+    # neuron: the input's shift to the state's format (a rounding add where it shifts right), the soma's K
+    # products summed and rounded once (several branches), the adaptive threshold (S a and d a, each a product
+    # and a rounding add, then + theta and + s) and the comparison; the subtract reset is one subtraction per
+    # spike, the zero reset a select (free).
+    p, T, K = call.params, call.tokens, layer.branches
+    H = p["Ar"].numel() // K
+    product = max(c.coef_bits, c.state_bits)
+    t.add("mul", product, T * 4 * H * K)
+    t.add("acc", c.coef_bits + c.state_bits, T * 4 * H * K)
+    t.add("acc", c.state_bits, T * H * K)
+    if int(p["kU"]) > 0:
+        _rescale(t, T * H, call.in_bits, c, multiplied=False)
+    if K > 1:
+        soma = c.coef_bits + c.state_bits + math.ceil(math.log2(K))
+        t.add("mul", product, T * H * K)
+        t.add("acc", soma, T * H * (K - 1))
+        _rescale(t, T * H, soma, c, multiplied=False)
+    if layer.rf.adaptive:
+        t.add("mul", product, T * 2 * H)
+        _rescale(t, T * 2 * H, c.coef_bits + c.state_bits, c, multiplied=False)
+        t.add("acc", c.state_bits, T * 2 * H)
+    t.add("acc", c.state_bits, T * H)
+    if layer.readout == "subtract":
+        t.add("acc", c.state_bits, _nonzero(call.output[0], call.valid))
 
 
 @layer_ops.register
@@ -322,7 +363,7 @@ def op_counts(sim: IntegerSimulator, inputs: torch.Tensor, lengths: torch.Tensor
         per_example = layer is sim.graph.head
         call = Call(layer_inputs, in_bits[0], params, output, None if per_example else valid, tokens)
         layer_ops(layer, call, tallies.setdefault(layer.name, Tally(batch)), c)
-        if isinstance(layer, SSMLayer):
+        if isinstance(layer, (SSMLayer, RFLayer)):
             in_bits[0] = c.membrane_bits if layer.readout == "identity" else 1
         else:
             in_bits[0] = c.act_bits

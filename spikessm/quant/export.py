@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import save as save_safetensors
 
 from .. import atomic
-from .layers import GSULayer, LayerNormLayer, LayerNormMap
+from .layers import GSULayer, LayerNormLayer, LayerNormMap, RFLayer
 from .simulate import IntegerSimulator
 
 GRAPH_FORMAT = "spikessm-quant-graph"
@@ -53,6 +53,10 @@ def graph_document(sim: IntegerSimulator) -> dict:
     blocks = []
     for b in g.blocks:
         ssm = _layer(b.ssm, type=b.ssm.ssm_type, readout=b.ssm.readout, fire_on_tie=b.ssm.fire_on_tie)
+        if isinstance(b.ssm, RFLayer):
+            ssm.update(branches=b.ssm.branches, adaptive=b.ssm.rf.adaptive)
+        elif b.ssm.neurons is not None:
+            ssm["neurons"] = "rf" if b.ssm.resonant else "lif"
         blocks.append({"prenorm": b.prenorm, "norm": _norm(b.norm), "ssm": ssm, "mixing": _mixing(b.mixing),
                        "add": _layer(b.add)})
     return {

@@ -20,8 +20,16 @@ spikessm.quant.calibrate. The equations, with n >> k meaning shift_round (spikes
       The readouts of S4D and S5:
       LIF:   v_t = sat_mem((beta v_{t-1}) >> fbeta + y_t);  s_t = [v_t > theta];  reset on s_t:
              "subtract" v_t -= theta, "zero" v_t = 0, "none"
+      RF:    v_t = sat_mem(((lam v_{t-1}) >> fL) + y_t)  complex (vr, vi), y on re;  s_t = [vr_t > theta];  reset
+             "subtract" vr_t -= theta, "zero" v_t = 0, "none"
       Heaviside (binary readout): s_t = [y_t > theta]
       no readout (a GSU next): y_t itself, in the membrane format
+    RF neurons as the SSM (input gain 1), the membrane z = the state, per channel and branch (re, im):
+        z_t = sat_state(((lam z_{t-1}) >> fA) + (u_t >> kU))  (u on the real axis; kU = f_u - f_state)
+        m_t = Re z_t, or sat_state((sum_k W_k Re z_t[k]) >> fW) over K branches
+        th_t = theta, or adaptive sat_state(theta + (S a_{t-1}) >> fS), a_t = sat_state((d a_{t-1}) >> (coef_bits-1)
+        + s_t 2^f_state);  s_t = [m_t > th_t], all in the state's format;  reset: "subtract" Re z_t -= th_t s_t,
+        "zero" z_t = 0 where s_t, "none"
     GLU:      acc = sat_acc(W s + b);  [a, g] = sat_act((acc * m) >> k);  out = sat_act((a * LUT[g]) >> kO)
     GSU (per token, H channels):
               delta = (max_h |x_h| * q) >> (coef_bits - 1),  q = round(0.15 2^(coef_bits-1))
@@ -222,8 +230,27 @@ class Encoder(IntLayer):
         return requant(acc, p["m"], p["k"], c.act_bits, ctx.sat, f"{self.name}.out"), f_out, None
 
 
+def complex_pair(z: torch.Tensor, bits: int, config: QuantConfig, state_dims: int):
+    """A complex tensor (rows, ...) as power-of-two (re, im) integers and its frac: 0-d int64, or one per row
+    shaped to broadcast against a state of `state_dims` dimensions (each row of A_bar and B_bar is a first index
+    of the state)."""
+    pair = torch.view_as_real(z)
+    scale = weight_scale(pair, bits, config, dim=0, pow2=True)
+    q = quantize(pair, scale, bits)
+    frac = pow2_frac(channel_maxabs(pair, config.per_channel, 0), bits)
+    frac = frac.reshape(-1, *([1] * (state_dims - 1))) if frac.dim() else frac
+    return q[..., 0], q[..., 1], frac
+
+
+def complex_step(xr, xi, Ar, Ai, fA, bu_r, bu_i, bits: int, sat: Saturations, name: str):
+    """One step of a diagonal complex recurrence in integers, x_t = sat(((A x_{t-1}) >> fA) + Bu_t), the product
+    expanded (re = Ar xr - Ai xi, im = Ar xi + Ai xr) and each part rounded once: (re, im) of x_t."""
+    return (saturate(shift_round(Ar * xr - Ai * xi, fA) + bu_r, bits, sat, name),
+            saturate(shift_round(Ar * xi + Ai * xr, fA) + bu_i, bits, sat, name))
+
+
 class SSMLayer(IntLayer):
-    """A diagonal complex SSM (S4DLayer, S5Layer) with its readout: LIF neurons (the layer's own), a Heaviside
+    """A diagonal complex SSM (S4DLayer, S5Layer) with its readout: LIF or RF neurons (the layer's own), a Heaviside
     spike (the block's binary readout) or none (readout "none": y itself passes on, in the membrane format, for a
     GSU to ternarise). The state update, readout and neurons are shared; a subclass gives the discretised
     coefficients, the state's shape and the two maps between channels and modes (mix_in for B u, mix_out for
@@ -265,16 +292,6 @@ class SSMLayer(IntLayer):
         """C x: (batch, *state_shape) -> (batch, H), the sum over each channel's modes."""
         raise NotImplementedError
 
-    def _pair(self, z: torch.Tensor, bits: int):
-        """A complex tensor (rows, ...) as power-of-two (re, im) integers and its frac: 0-d int64, or one per row
-        shaped to broadcast against the state (each row of A_bar and B_bar is a first index of the state)."""
-        pair = torch.view_as_real(z)
-        scale = weight_scale(pair, bits, self.config, dim=0, pow2=True)
-        q = quantize(pair, scale, bits)
-        frac = pow2_frac(channel_maxabs(pair, self.config.per_channel, 0), bits)
-        frac = frac.reshape(-1, *([1] * (len(self.state_shape) - 1))) if frac.dim() else frac
-        return q[..., 0], q[..., 1], frac
-
     @property
     def readout(self) -> str:
         """The readout as graph.json names it: the LIF reset (one of INT_RESETS), "heaviside" or
@@ -292,13 +309,16 @@ class SSMLayer(IntLayer):
         c = self.config
         A_bar, B_bar, C = self.coefficients()
         p = {}
-        p["Ar"], p["Ai"], p["fA"] = self._pair(A_bar, c.coef_bits)
-        p["Br"], p["Bi"], p["fB"] = self._pair(B_bar, c.coef_bits)
-        p["Cr"], p["Ci"], p["fC"] = self._pair(C, c.coef_bits)
+        p["Ar"], p["Ai"], p["fA"] = complex_pair(A_bar, c.coef_bits, c, len(self.state_shape))
+        p["Br"], p["Bi"], p["fB"] = complex_pair(B_bar, c.coef_bits, c, len(self.state_shape))
+        p["Cr"], p["Ci"], p["fC"] = complex_pair(C, c.coef_bits, c, len(self.state_shape))
         D = self.ssm.D
         d_scale = weight_scale(D, c.weight_bits, c, dim=0)
         p["D"], p["D_scale"] = quantize(D, d_scale, c.weight_bits), d_scale
-        if self.neurons is not None:
+        if self.resonant:
+            lam, _ = self.neurons.discretized()
+            p["Lr"], p["Li"], p["fL"] = complex_pair(lam[:, 0].to(torch.complex128), c.coef_bits, c, 1)
+        elif self.neurons is not None:
             beta = torch.as_tensor(self.neurons.beta, dtype=torch.float64)
             p["beta"] = round_half_up(beta.double() * 2.0 ** (c.coef_bits - 1)).clamp(0, 1 << (c.coef_bits - 1))
         p["real"] = (A_bar, B_bar, C, D)
@@ -313,10 +333,16 @@ class SSMLayer(IntLayer):
                 p["theta"] = round_half_up(theta * 2.0 ** fv).clamp(low, high)
         return p
 
+    @property
+    def resonant(self) -> bool:
+        """Whether the readout is RF neurons (a complex membrane) rather than LIF."""
+        return self.neurons is not None and not hasattr(self.neurons, "beta")
+
     def init_state(self, batch_size: int, like: torch.Tensor):
+        """(re, im) of the SSM state and the membrane: (B, H), or (B, H, 2) as (re, im) for RF neurons."""
         zeros = dict(dtype=like.dtype, device=like.device)
         shape = (batch_size, *self.state_shape)
-        membrane = torch.zeros(batch_size, self.ssm.d_model, **zeros)
+        membrane = torch.zeros(batch_size, self.ssm.d_model, *((2,) if self.resonant else ()), **zeros)
         return torch.zeros(shape, **zeros), torch.zeros(shape, **zeros), membrane
 
     def _observe(self, x: torch.Tensor, f: int, p: dict) -> dict:
@@ -324,10 +350,13 @@ class SSMLayer(IntLayer):
         A_bar, B_bar, C, D = (t.detach() for t in p["real"])
         threshold = self._threshold()
         theta = torch.as_tensor(0.0 if threshold is None else threshold, dtype=torch.float64).detach()
-        beta = torch.as_tensor(self.neurons.beta, dtype=torch.float64).detach() if self.neurons is not None else 0
+        if self.resonant:
+            beta = self.neurons.discretized()[0][:, 0].detach().to(torch.complex128)
+        else:
+            beta = torch.as_tensor(self.neurons.beta, dtype=torch.float64).detach() if self.neurons is not None else 0
         u_all = x.detach().double() * 2.0 ** -f
         h = torch.zeros(x.shape[0], *self.state_shape, dtype=torch.complex128)
-        v = torch.zeros(x.shape[0], self.ssm.d_model, dtype=torch.float64)
+        v = torch.zeros(x.shape[0], self.ssm.d_model, dtype=torch.complex128 if self.resonant else torch.float64)
         state_max = mem_max = 0.0
         for u in u_all.unbind(1):
             h = A_bar * h + self.mix_in(B_bar, u)
@@ -337,15 +366,16 @@ class SSMLayer(IntLayer):
                 mem_max = max(mem_max, _maxabs(y))
                 continue
             v = beta * v + y
-            mem_max = max(mem_max, _maxabs(v))
-            s = ((v >= theta) if self.neurons.fire_on_tie else (v > theta)).double()
+            mem_max = max(mem_max, _maxabs(torch.view_as_real(v) if self.resonant else v))
+            s = ((v.real >= theta) if self.fire_on_tie else (v.real > theta)).double()
             reset = self.neurons.reset
             if reset == "subtract":
                 v = v - s * theta
             elif reset == "zero":
                 v = v * (1 - s)
             elif reset != "none":  # check_supported refuses every other reset: reaching here is a bug
-                raise AssertionError(f"{self.name}: the integer LIF has no reset {reset!r}")
+                raise AssertionError(f"{self.name}: the integer neurons have no reset {reset!r}")
+            mem_max = max(mem_max, _maxabs(torch.view_as_real(v) if self.resonant else v))
         mem_max = max(mem_max, _maxabs(theta))
         c = self.config
         return {"state": (state_max, c.state_bits, 2.0), "membrane": (mem_max, c.membrane_bits, 2.0)}
@@ -353,7 +383,7 @@ class SSMLayer(IntLayer):
     @property
     def fire_on_tie(self) -> bool:
         """Whether the readout spikes where v == theta too (LIF's fire_on_tie; a Heaviside spikes where v > theta)."""
-        return self.neurons is not None and self.neurons.fire_on_tie
+        return self.neurons is not None and getattr(self.neurons, "fire_on_tie", False)  # RF spikes strictly
 
     def _spike(self, v: torch.Tensor, theta: torch.Tensor, fv: int) -> torch.Tensor:
         if not v.is_floating_point():
@@ -373,8 +403,7 @@ class SSMLayer(IntLayer):
         outs = []
         for u in x.unbind(1):
             bu_r, bu_i = shift_round(self.mix_in(Br, u), p["kB"]), shift_round(self.mix_in(Bi, u), p["kB"])
-            xr, xi = (saturate(shift_round(Ar * xr - Ai * xi, p["fA"]) + bu_r, c.state_bits, ctx.sat, f"{name}.state"),
-                      saturate(shift_round(Ar * xi + Ai * xr, p["fA"]) + bu_i, c.state_bits, ctx.sat, f"{name}.state"))
+            xr, xi = complex_step(xr, xi, Ar, Ai, p["fA"], bu_r, bu_i, c.state_bits, ctx.sat, f"{name}.state")
             skip = p["D"] * u
             skip = shift_round(skip * (p["mD"].to(skip.dtype) if skip.is_floating_point() else p["mD"]), p["kD"])
             y = saturate(shift_round(self.mix_out(Cr, xr) - self.mix_out(Ci, xi), p["kC"]) + skip, c.membrane_bits,
@@ -385,16 +414,22 @@ class SSMLayer(IntLayer):
             if self.neurons is None:
                 outs.append(y)
                 continue
-            v = saturate(shift_round(p["beta"] * v, c.coef_bits - 1) + y, c.membrane_bits, ctx.sat,
-                         f"{name}.membrane")
-            s = self._spike(v, p["theta"], fv)
+            if self.resonant:  # v = (lam v) >> fL + y on re, (re, im) as v[..., 0], v[..., 1]
+                vr, vi = complex_step(v[..., 0], v[..., 1], p["Lr"], p["Li"], p["fL"], y, 0, c.membrane_bits,
+                                      ctx.sat, f"{name}.membrane")
+            else:
+                vr = saturate(shift_round(p["beta"] * v, c.coef_bits - 1) + y, c.membrane_bits, ctx.sat,
+                              f"{name}.membrane")
+            s = self._spike(vr, p["theta"], fv)
             r = s.detach() if self.neurons.detach_reset else s
             if self.neurons.reset == "subtract":
-                v = saturate(v - r * p["theta"], c.membrane_bits, ctx.sat, f"{name}.membrane")
+                vr = saturate(vr - r * p["theta"], c.membrane_bits, ctx.sat, f"{name}.membrane")
             elif self.neurons.reset == "zero":
-                v = v * (1 - r)
+                vr = vr * (1 - r)
+                vi = vi * (1 - r) if self.resonant else None
             elif self.neurons.reset != "none":  # refused by check_supported: reaching here is a bug
-                raise AssertionError(f"{name}: the integer LIF has no reset {self.neurons.reset!r}")
+                raise AssertionError(f"{name}: the integer neurons have no reset {self.neurons.reset!r}")
+            v = torch.stack([vr, vi], -1) if self.resonant else vr
             outs.append(s)
         return torch.stack(outs, 1), (fv if self.readout == "identity" else 0), (xr, xi, v)
 
@@ -458,6 +493,139 @@ class S5Layer(SSMLayer):
     @staticmethod
     def mix_out(C, x):
         return x @ C.transpose(0, 1)
+
+
+class RFLayer(IntLayer):
+    """Resonate-and-fire neurons as a block's whole SSM layer (ssm "rf"): per channel K branches (one complex mode
+    each, the state is the membrane), the input on the real axis at gain 1 (input_scale "none"):
+
+        z_t = sat_state(((lam z_{t-1}) >> fA) + (u_t >> kU))     per branch; kU = f_u - f_state; re takes u
+        m_t = Re z_t (K = 1)  |  sat_state((sum_k W_k Re z_t[k]) >> fW)   W = 1/K in coef_bits, summed exactly
+        th_t = theta  |  sat_state(theta + (S a_{t-1}) >> fS)      adaptive: S = adapt_scale in coef_bits
+        s_t = [m_t > th_t]
+        a_t = sat_state((d a_{t-1}) >> (coef_bits - 1) + s_t 2^f_state)   the spike trace, d = adapt_decay
+        reset on s_t: "subtract" (K = 1) Re z_t -= th_t, "zero" z_t = 0 (every branch), "none"
+
+    The soma, the threshold and the trace share the state's format (the threshold compares with the state
+    itself, no rescale to a membrane format: the membrane is the state). lam = exp((-a + i omega) dt) in
+    coef_bits (re, im), its format per channel with per_channel. Calibrated point: "state" (state_bits, one bit of
+    headroom over the largest re or im, soma, threshold and trace of a float64 run). input_scale "dt" is refused
+    (check_supported)."""
+
+    points = ("state",)
+    stateful = True
+    ssm_type = "rf"
+    fire_on_tie = False  # spikessm.ops.rf spikes where the soma > threshold, strictly
+
+    def __init__(self, name, config, rf: nn.Module):
+        super().__init__(name, config)
+        self.rf = rf
+        c = config
+        require_exact(name, c.coef_bits + c.state_bits, "the rotation lam z")
+        require_exact(name, c.coef_bits + c.state_bits + math.ceil(math.log2(rf.branches + 1)), "the soma's sum")
+
+    @property
+    def readout(self) -> str:
+        """The reset ("subtract", "zero", "none"), graph.json's readout field of an RF layer."""
+        return self.rf.reset
+
+    @property
+    def branches(self) -> int:
+        return self.rf.branches
+
+    def real_coefficients(self):
+        """lam (H, K) complex128 with gradients to the float parameters, and the soma's weights (H, K) (None for
+        one branch)."""
+        lam, gain = self.rf.discretized()
+        weight = gain.double() / self.branches if self.branches > 1 else None
+        return lam.to(torch.complex128), weight
+
+    def params(self, f_in: int = 0) -> dict:
+        c, rf = self.config, self.rf
+        lam, weight = self.real_coefficients()
+        p = {"real": (lam, weight)}
+        p["Ar"], p["Ai"], p["fA"] = complex_pair(lam, c.coef_bits, c, 2)
+        if weight is not None:
+            scale = weight_scale(weight, c.coef_bits, c, dim=0, pow2=True)
+            p["soma_weight"] = quantize(weight, scale, c.coef_bits)
+            p["fW"] = _flat(pow2_frac(channel_maxabs(weight, c.per_channel, 0), c.coef_bits))
+        if rf.adaptive:
+            one = 1 << (c.coef_bits - 1)
+            p["adapt_decay"] = round_half_up(torch.tensor(rf.adapt_decay, dtype=torch.float64) * one).clamp(0, one)
+            fS = frac_for(rf.adapt_scale, c.coef_bits)
+            p["fS"] = torch.tensor(fS, dtype=torch.int64)
+            p["adapt_scale"] = quantize(torch.tensor(rf.adapt_scale, dtype=torch.float64), 2.0 ** -fS, c.coef_bits)
+        fs = self.fracs["state"]
+        if fs is not None:
+            p["kU"] = torch.tensor(f_in - fs, dtype=torch.int64)
+            theta = torch.as_tensor(rf.threshold, dtype=torch.float64)
+            low, high = bounds(c.state_bits)
+            p["theta_state"] = round_half_up(theta * 2.0 ** fs).clamp(low, high)
+        return p
+
+    def init_state(self, batch_size: int, like: torch.Tensor):
+        zeros = dict(dtype=like.dtype, device=like.device)
+        shape = (batch_size, self.rf.d_model, self.branches)
+        state = (torch.zeros(shape, **zeros), torch.zeros(shape, **zeros))
+        return state + ((torch.zeros(batch_size, self.rf.d_model, **zeros),) if self.rf.adaptive else ())
+
+    def _observe(self, x: torch.Tensor, f: int, p: dict) -> dict:
+        """The float run of the neurons on the dequantised input: the range of the membrane (re, im), the soma,
+        the threshold and the trace."""
+        rf = self.rf
+        lam, weight = (t.detach() if t is not None else None for t in p["real"])
+        theta = torch.as_tensor(rf.threshold, dtype=torch.float64).detach()
+        z = torch.zeros(x.shape[0], rf.d_model, self.branches, dtype=torch.complex128)
+        a = torch.zeros(x.shape[0], rf.d_model, dtype=torch.float64)
+        state_max = _maxabs(theta)
+        for u in (x.detach().double() * 2.0 ** -f).unbind(1):
+            z = lam * z + u[..., None]
+            m = z.real[..., 0] if weight is None else (z.real * weight).sum(-1)
+            th = theta + rf.adapt_scale * a if rf.adaptive else theta
+            s = (m > th).double()
+            a = rf.adapt_decay * a + s
+            state_max = max(state_max, _maxabs(torch.view_as_real(z)), _maxabs(m), _maxabs(th), _maxabs(a))
+            if rf.reset == "subtract":
+                z = z - (s * th)[..., None]
+            elif rf.reset == "zero":
+                z = z * (1 - s[..., None])
+            state_max = max(state_max, _maxabs(torch.view_as_real(z)))
+        return {"state": (state_max, self.config.state_bits, 2.0)}
+
+    def forward(self, x, f, p, ctx, state=None):
+        c, name, rf = self.config, self.name, self.rf
+        ctx.frac(self, "state", lambda: self._observe(x, f, p))
+        fs = self.fracs["state"]
+        state = state if state is not None else self.init_state(x.shape[0], x)
+        zr, zi = state[:2]
+        a = state[2] if rf.adaptive else None
+        theta, outs = p["theta_state"], []
+        for u in x.unbind(1):
+            zr, zi = complex_step(zr, zi, p["Ar"], p["Ai"], p["fA"], shift_round(u, p["kU"])[..., None], 0,
+                                  c.state_bits, ctx.sat, f"{name}.state")
+            if self.branches == 1:
+                m = zr[..., 0]
+            else:
+                m = saturate(shift_round((p["soma_weight"] * zr).sum(-1), p["fW"]), c.state_bits, ctx.sat,
+                             f"{name}.soma")
+            th = theta
+            if rf.adaptive:
+                th = saturate(theta + shift_round(p["adapt_scale"] * a, p["fS"]), c.state_bits, ctx.sat,
+                              f"{name}.threshold")
+            if m.is_floating_point():
+                s = spike((m - th) * 2.0 ** -fs, surrogate=rf.surrogate, alpha=rf.alpha)
+            else:
+                s = (m > th).to(m.dtype)
+            if rf.adaptive:
+                a = saturate(shift_round(p["adapt_decay"] * a, c.coef_bits - 1) + shift_round(s, -fs), c.state_bits,
+                             ctx.sat, f"{name}.trace")
+            r = (s.detach() if rf.detach_reset else s)[..., None]
+            if rf.reset == "subtract":
+                zr = saturate(zr - r * th[..., None], c.state_bits, ctx.sat, f"{name}.state")
+            elif rf.reset == "zero":
+                zr, zi = zr * (1 - r), zi * (1 - r)
+            outs.append(s)
+        return torch.stack(outs, 1), 0, (zr, zi) + ((a,) if rf.adaptive else ())
 
 
 class GLULayer(IntLayer):

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..layers import GLU, GSU, LIF, S4D, S5, ChannelBatchNorm, Heaviside
+from ..layers import GLU, GSU, LIF, RF, S4D, S5, ChannelBatchNorm, Heaviside
 from ..models import SequenceClassifier
 from .config import QuantConfig
 from .layers import (BatchNormLayer, Context, Encoder, GLULayer, GSULayer, Head, InputQuant, LayerNormLayer,
-                     INT_RESETS, Observer, Pool, ResidualAdd, S4DLayer, S5Layer, SSMLayer, StopPass)
+                     INT_RESETS, Observer, Pool, ResidualAdd, RFLayer, S4DLayer, S5Layer, SSMLayer, StopPass)
 
 
 class UnsupportedModel(ValueError):
@@ -43,15 +43,26 @@ def check_supported(model: nn.Module) -> None:
                 "surrogate (e.g. 'atan')")
     for i, block in enumerate(model.blocks):
         ssm, readout, mixing, norm = block.ssm, block.readout, block.mixing, block.norm
+        if not isinstance(mixing, (GLU, GSU)):
+            _refuse(f"blocks.{i}.mixing", f"{type(mixing).__name__} has no integer form yet (GLU and GSU have)")
+        if not isinstance(norm, (ChannelBatchNorm, nn.LayerNorm)):
+            _refuse(f"blocks.{i}.norm", f"{type(norm).__name__} has no integer form yet (BatchNorm and LayerNorm "
+                    "have)")
+        if isinstance(ssm, RF):
+            _check_rf(f"blocks.{i}.ssm", ssm)
+            continue
         if not isinstance(ssm, (S4D, S5)):
-            _refuse(f"blocks.{i}.ssm", f"{type(ssm).__name__} has no integer form yet (S4D and S5 have)")
+            _refuse(f"blocks.{i}.ssm", f"{type(ssm).__name__} has no integer form yet (S4D, S5 and RF have)")
         if ssm.bidirectional:
             _refuse(f"blocks.{i}.ssm", f"{type(ssm).__name__} is bidirectional: its output at step t depends on "
                     "later inputs, so it cannot run one step at a time; build the model with bidirectional=False")
-        if not isinstance(mixing, (GLU, GSU)):
-            _refuse(f"blocks.{i}.mixing", f"{type(mixing).__name__} has no integer form yet (GLU and GSU have)")
-        if ssm.neurons is not None and not isinstance(ssm.neurons, LIF):
-            _refuse(f"blocks.{i}.ssm.neurons", f"{type(ssm.neurons).__name__} has no integer form")
+        if isinstance(ssm.neurons, RF):
+            _check_rf(f"blocks.{i}.ssm.neurons", ssm.neurons)
+            if ssm.neurons.branches != 1 or ssm.neurons.adaptive:
+                _refuse(f"blocks.{i}.ssm.neurons", "RF neurons as an SSM's readout have an integer form with one "
+                        "branch and a fixed threshold only")
+        elif ssm.neurons is not None and not isinstance(ssm.neurons, LIF):
+            _refuse(f"blocks.{i}.ssm.neurons", f"{type(ssm.neurons).__name__} neurons have no integer form")
         if ssm.neurons is not None and ssm.neurons.reset not in INT_RESETS:
             _refuse(f"blocks.{i}.ssm.neurons", f"reset {ssm.neurons.reset!r} has no integer form yet (the integer LIF "
                     f"implements {', '.join(map(repr, INT_RESETS))})")
@@ -61,11 +72,14 @@ def check_supported(model: nn.Module) -> None:
                     "one are 'lif', 'binary', and 'none' before a GSU)")
         if ssm.neurons is not None and not isinstance(readout, nn.Identity):
             _refuse(f"blocks.{i}.readout", "a second readout after LIF neurons has no integer form")
-        if not isinstance(norm, (ChannelBatchNorm, nn.LayerNorm)):
-            _refuse(f"blocks.{i}.norm", f"{type(norm).__name__} has no integer form yet (BatchNorm and LayerNorm "
-                    "have)")
     if c.prenorm and not isinstance(model.final_norm, (ChannelBatchNorm, nn.LayerNorm)):
         _refuse("final_norm", f"{type(model.final_norm).__name__} has no integer form yet")
+
+
+def _check_rf(where: str, rf: RF) -> None:
+    """RF neurons as a block's SSM layer (RFLayer): any branches and threshold, input gain 1."""
+    if rf.input_scale != "none":
+        _refuse(where, f"RF with input_scale {rf.input_scale!r} has no integer form yet (input_scale 'none' has)")
 
 
 def norm_layer(name: str, config: QuantConfig, norm: nn.Module) -> BatchNormLayer | LayerNormLayer:
@@ -78,7 +92,7 @@ def norm_layer(name: str, config: QuantConfig, norm: nn.Module) -> BatchNormLaye
 @dataclass
 class IntBlock:
     norm: BatchNormLayer | LayerNormLayer
-    ssm: SSMLayer
+    ssm: SSMLayer | RFLayer
     mixing: GLULayer | GSULayer
     add: ResidualAdd
     prenorm: bool
@@ -86,8 +100,8 @@ class IntBlock:
 
 @dataclass
 class IntState:
-    """What a causal integer model carries between chunks of a stream: per block (re, im, membrane), and the
-    pooling's (sum or last feature, steps)."""
+    """What a causal integer model carries between chunks of a stream: per block (re, im, membrane), or (re, im)
+    of an RF layer, and the pooling's (sum or last feature, steps)."""
 
     blocks: list
     pool: tuple
@@ -107,7 +121,11 @@ class IntGraph:
         for i, block in enumerate(model.blocks):
             name = f"blocks.{i}"
             heaviside = block.readout if isinstance(block.readout, Heaviside) else None
-            ssm = (S5Layer if isinstance(block.ssm, S5) else S4DLayer)(f"{name}.ssm", config, block.ssm, heaviside)
+            if isinstance(block.ssm, RF):
+                ssm = RFLayer(f"{name}.ssm", config, block.ssm)
+            else:
+                ssm = (S5Layer if isinstance(block.ssm, S5) else S4DLayer)(f"{name}.ssm", config, block.ssm,
+                                                                           heaviside)
             if isinstance(block.mixing, GSU):
                 in_bits = config.membrane_bits if ssm.readout == "identity" else 1
                 mixing = GSULayer(f"{name}.mixing", config, block.mixing, in_bits)

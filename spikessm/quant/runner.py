@@ -141,16 +141,19 @@ class Model:
         return self.requant(acc, layer, self.c["act_bits"]), self.fracs(layer, "out")
 
     def ssm(self, u, layer):
-        """S4D (H independent SSMs: state (H, M), B u and C x per channel) or S5 (one SSM of M modes: state (M,),
-        B (M, H) and C (H, M) matrix products); a graph without the field type is an S4D one."""
+        """S4D (H independent SSMs: state (H, M), B u and C x per channel), S5 (one SSM of M modes: state (M,),
+        B (M, H) and C (H, M) matrix products) or RF neurons (Model.rf); a graph without the field type is an S4D
+        one."""
         c, t = self.c, lambda key: self.t(layer, key)
         kind = layer.get("type", "s4d")
         if kind == "s4d":
             mix_in, mix_out = (lambda b, x: b * x[..., None]), (lambda m, x: (m * x).sum(-1))
         elif kind == "s5":
             mix_in, mix_out = (lambda b, x: x @ b.T), (lambda m, x: x @ m.T)
+        elif kind == "rf":
+            return self.rf(u, layer)
         else:
-            fail(f"graph.json: field {layer['name']}.type must be s4d or s5, got {kind!r}")
+            fail(f"graph.json: field {layer['name']}.type must be s4d, s5 or rf, got {kind!r}")
         Ar, Ai, Br, Bi, Cr, Ci = (t(k) for k in ("Ar", "Ai", "Br", "Bi", "Cr", "Ci"))
         B, L, H = u.shape
         xr = np.zeros((B,) + Ar.shape, np.int64)
@@ -158,6 +161,10 @@ class Model:
         v = np.zeros((B, H), np.int64)
         reset = field(layer, layer["name"], "readout")
         theta = t("theta") if reset != "identity" else None
+        neurons = layer.get("neurons", "lif")  # graphs without the field have LIF neurons
+        if neurons not in ("lif", "rf"):
+            fail(f"graph.json: field {layer['name']}.neurons must be lif or rf, got {neurons!r}")
+        vi = np.zeros((B, H), np.int64)
         fire_on_tie = field(layer, layer["name"], "fire_on_tie")
         if not isinstance(fire_on_tie, bool):
             fail(f"graph.json: field {layer['name']}.fire_on_tie must be true or false")
@@ -175,17 +182,55 @@ class Model:
             if reset == "heaviside":
                 outs.append((y > theta).astype(np.int64))
                 continue
-            v = sat(shift_round(t("beta") * v, c["coef_bits"] - 1) + y, c["membrane_bits"])
+            if neurons == "rf":  # the complex membrane: v = (lam v) >> fL + y on re
+                v, vi = (sat(shift_round(t("Lr") * v - t("Li") * vi, t("fL")) + y, c["membrane_bits"]),
+                         sat(shift_round(t("Lr") * vi + t("Li") * v, t("fL")), c["membrane_bits"]))
+            else:
+                v = sat(shift_round(t("beta") * v, c["coef_bits"] - 1) + y, c["membrane_bits"])
             s = ((v >= theta) if fire_on_tie else (v > theta)).astype(np.int64)
             if reset == "subtract":
                 v = sat(v - s * theta, c["membrane_bits"])
             elif reset == "zero":
-                v = v * (1 - s)
+                v, vi = v * (1 - s), vi * (1 - s)
             elif reset != "none":
                 fail(f"graph.json: field {layer['name']}.readout must be subtract, zero, none, heaviside or "
                      "identity")
             outs.append(s)
         return np.stack(outs, 1), (self.fracs(layer, "membrane") if reset == "identity" else 0)
+
+    def rf(self, u, layer):
+        """RF neurons, K branches (one complex mode each) per channel whose state is the membrane:
+        z = (lam z) >> fA + (u >> kU) on the real part; the soma Re z (K = 1) or (sum_k W_k Re z_k) >> fW; the
+        threshold theta, or theta + (S a) >> fS with the spike trace a = (d a) >> (coef_bits - 1) + s 2^f_state
+        (adaptive); s = [soma > threshold]; reset subtract, zero or none. All in the state's format."""
+        c, t, name = self.c, lambda key: self.t(layer, key), layer["name"]
+        bits = c["state_bits"]
+        Ar, Ai, fA, kU, theta = (t(k) for k in ("Ar", "Ai", "fA", "kU", "theta_state"))
+        reset = field(layer, name, "readout")
+        if reset not in ("subtract", "zero", "none"):
+            fail(f"graph.json: field {name}.readout of an rf layer must be subtract, zero or none, got {reset!r}")
+        branches, adaptive = self.integer(layer, "branches"), field(layer, name, "adaptive")
+        if not isinstance(adaptive, bool):
+            fail(f"graph.json: field {name}.adaptive must be true or false")
+        fs = self.fracs(layer, "state")
+        zr = np.zeros((u.shape[0], u.shape[2], branches), np.int64)
+        zi = np.zeros_like(zr)
+        a = np.zeros(zr.shape[:2], np.int64)
+        outs = []
+        for step in range(u.shape[1]):
+            zr, zi = (sat(shift_round(Ar * zr - Ai * zi, fA) + shift_round(u[:, step], kU)[..., None], bits),
+                      sat(shift_round(Ar * zi + Ai * zr, fA), bits))
+            m = zr[..., 0] if branches == 1 else sat(shift_round((t("soma_weight") * zr).sum(-1), t("fW")), bits)
+            th = sat(theta + shift_round(t("adapt_scale") * a, t("fS")), bits) if adaptive else theta
+            s = (m > th).astype(np.int64)
+            if adaptive:
+                a = sat(shift_round(t("adapt_decay") * a, c["coef_bits"] - 1) + shift_round(s, -fs), bits)
+            if reset == "subtract":
+                zr = sat(zr - s[..., None] * np.asarray(th)[..., None], bits)
+            elif reset == "zero":
+                zr, zi = zr * (1 - s[..., None]), zi * (1 - s[..., None])
+            outs.append(s)
+        return np.stack(outs, 1), 0
 
     def lookup(self, b, frac_b, table):
         """table[b] for a sigmoid-like table: index = clip(b >> (frac_b - lut_step_bits)), format act_bits - 1."""

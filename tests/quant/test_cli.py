@@ -1,4 +1,4 @@
-"""`spikessm quantize RUN` and `spikessm eval RUN --integer`: on a tiny trained lif-s4d run."""
+"""`spikessm quantize RUN` and `spikessm eval RUN --integer`: on a tiny trained lif-s4d run (and a drf run)."""
 import json
 import subprocess
 import sys
@@ -58,3 +58,19 @@ def test_quantize_refusals(quantized_run, tiny_data, tmp_path, capsys):
                                          "bidirectional"):
         main(["quantize", str(bidirectional_run)])
     assert not (bidirectional_run / "quantized").exists()
+
+
+def test_quantize_an_rf_run(tiny_data, tmp_path):
+    """drf (RF neurons as the SSM, 4 branches, adaptive threshold) end to end: PTQ, the cost report, the export."""
+    run = tmp_path / "drf"
+    assert main(run_args(tiny_data, run, "--model", "drf", "--epochs", "1", "--set", "dropout=0.0")) == 0
+    assert main(["quantize", str(run), "--calib-batches", "2"]) == 0
+    out = run / "quantized"
+    report = json.loads((out / "report.json").read_text())
+    assert report["simulator_accuracy"] == report["ptq_accuracy"] and report["state_bytes"] > 0
+    graph = json.loads((out / "graph.json").read_text())
+    assert graph["blocks"][0]["ssm"]["type"] == "rf" and graph["blocks"][0]["ssm"]["branches"] == 4
+    result = subprocess.run([sys.executable, str(out / "run.py"), str(out / "sample_inputs.npy"),
+                             str(tmp_path / "o.npy")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert np.array_equal(np.load(tmp_path / "o.npy"), np.load(out / "sample_logits.npy"))

@@ -7,7 +7,9 @@ import torch
 
 from spikessm.models import build_model
 from spikessm.quant import IntegerSimulator, QuantConfig, UnsupportedModel, calibrate, prepare_qat
+from spikessm.quant.layers import Context
 from spikessm.quant.rounding import div_round, round_half_up, shift_round, sqrt_round
+from spikessm.quant.simulate import freeze
 
 
 def small(preset="lif-s4d", tokens=False, **overrides):
@@ -117,8 +119,22 @@ def test_simulator_equals_fake_quant_lif_s4d(overrides, config):
     ("lif-s5", dict(clip_eigs=True, discretization="bilinear", lif_fire_on_tie=True),
      QuantConfig(weight_bits=4, coef_bits=8, state_bits=12, act_bits=6)),
     ("lif-s5", dict(norm="layer", d_model=5), QuantConfig(power_of_two=False)),
+    ("prf", dict(), QuantConfig()),
+    ("prf", dict(rf_reset="subtract", learn_threshold=True), QuantConfig(per_channel=True)),
+    ("prf", dict(rf_reset="zero", prenorm=True, pooling="last"), QuantConfig(power_of_two=False, per_channel=True)),
+    ("prf", dict(mixing="gsu", norm="layer"), QuantConfig(weight_bits=4, coef_bits=8, state_bits=12, act_bits=6)),
+    ("s5-rf", dict(detach_reset=True, rf_reset="subtract"), QuantConfig()),
+    ("rf-s4d", dict(), QuantConfig()),
+    ("rf-s4d", dict(rf_reset="zero", prenorm=True, pooling="last"), QuantConfig(power_of_two=False, per_channel=True)),
+    ("rf-s4d", dict(ssm="s5", learn_threshold=False, rf_reset="none"), QuantConfig(weight_bits=4, coef_bits=8,
+                                                                               state_bits=12, act_bits=6)),
+    ("drf", dict(), QuantConfig()),
+    ("drf", dict(rf_reset="zero", learn_threshold=True), QuantConfig(per_channel=True)),
+    ("drf", dict(rf_branches=3, rf_adaptive=False), QuantConfig(power_of_two=False)),
+    ("prf", dict(rf_adaptive=True, rf_reset="subtract"), QuantConfig(weight_bits=4, coef_bits=8, state_bits=12,
+                                                                      act_bits=6)),
 ])
-def test_simulator_equals_fake_quant_gsu_s4d_and_lif_s5(preset, overrides, config):
+def test_simulator_equals_fake_quant_gsu_s4d_lif_s5_and_rf(preset, overrides, config):
     model = small(preset, **overrides)
     q = quantized(model, config)
     for batch, length in ((3, 9), (1, 1), (2, 13)):
@@ -156,10 +172,139 @@ def test_s5_layer_is_the_integer_recurrence_of_its_coefficients():
     assert torch.equal(sr, xr) and torch.equal(si, xi)
 
 
+def test_rf_layer_is_the_integer_recurrence_of_its_neurons():
+    """One RF layer (subtract reset, learned per-channel threshold) against its equations written out per neuron
+    in Python integers: z = (lam z) >> fA + u << (f_state - f_u) (u on the real axis), s = [Re z > theta],
+    Re z -= theta where s."""
+    model = small("prf", rf_reset="subtract", learn_threshold=True)
+    with torch.no_grad():
+        model.blocks[0].ssm.log_threshold.copy_(torch.linspace(-1.0, 0.5, model.config.d_model))
+    sim = IntegerSimulator(quantized(model, QuantConfig(per_channel=True)))
+    layer = sim.graph.blocks[0].ssm
+    f_u, H = 10, model.config.d_model
+    p = freeze(layer.params(f_u))
+    assert layer.ssm_type == "rf" and layer.readout == "subtract"
+    assert p["Ar"].shape == (H, 1) and p["fA"].shape == (H, 1) and p["theta_state"].shape == (H,)
+    assert sorted(p) == ["Ai", "Ar", "fA", "kU", "theta_state"]
+    u = torch.randint(-1000, 1000, (2, 30, H), generator=torch.Generator().manual_seed(4))
+    fs = layer.fracs["state"]
+    assert int(p["kU"]) == f_u - fs
+    ctx = Context()
+    spikes, f_out, (sr, si) = layer.forward(u, f_u, p, ctx)
+    assert f_out == 0 and not any(ctx.sat.report().values())
+    assert 0 < int(spikes.sum()) < spikes.numel()
+
+    def rnd(n, k):  # n / 2^k rounded half up, in Python integers
+        return (n + (1 << (k - 1))) >> k if k > 0 else n << -k
+
+    for b in range(2):
+        for h in range(H):
+            ar, ai, fa, theta = int(p["Ar"][h, 0]), int(p["Ai"][h, 0]), int(p["fA"][h, 0]), int(p["theta_state"][h])
+            zr = zi = 0
+            for t in range(u.shape[1]):
+                zr, zi = rnd(ar * zr - ai * zi, fa) + rnd(int(u[b, t, h]), f_u - fs), rnd(ar * zi + ai * zr, fa)
+                s = int(zr > theta)
+                zr -= s * theta
+                assert int(spikes[b, t, h]) == s, (b, h, t)
+            assert (int(sr[b, h, 0]), int(si[b, h, 0])) == (zr, zi)
+
+
+def test_drf_layer_is_the_integer_recurrence_of_its_branches_and_trace():
+    """One RF layer of 4 branches with the adaptive threshold (drf, zero reset) against its equations written out
+    per neuron in Python integers: per branch z = (lam z) >> fA + u << (f_state - f_u) on re; the soma
+    m = (sum_k W_k Re z_k) >> fW; th = theta + (S a) >> fS; s = [m > th]; a = (d a) >> (coef_bits - 1) + s 2^fs;
+    z = 0 where s."""
+    model = small("drf", rf_reset="zero")
+    sim = IntegerSimulator(quantized(model))
+    layer, f_u, H, K = sim.graph.blocks[0].ssm, 10, model.config.d_model, 4
+    p, fs, cb = freeze(layer.params(f_u)), layer.fracs["state"], sim.config.coef_bits
+    assert p["Ar"].shape == (H, K) and p["soma_weight"].shape == (H, K)
+    u = torch.randint(-2000, 2000, (2, 30, H), generator=torch.Generator().manual_seed(5))
+    ctx = Context()
+    spikes, _, (sr, si, trace) = layer.forward(u, f_u, p, ctx)
+    assert not any(ctx.sat.report().values())
+    assert 0 < int(spikes.sum()) < spikes.numel()
+
+    def rnd(n, k):
+        return (n + (1 << (k - 1))) >> k if k > 0 else n << -k
+
+    theta, S, fS, d, fA, fW = (int(p[k]) for k in ("theta_state", "adapt_scale", "fS", "adapt_decay", "fA", "fW"))
+    for b in range(2):
+        for h in range(H):
+            zr, zi, a = [0] * K, [0] * K, 0
+            for t in range(u.shape[1]):
+                for k in range(K):
+                    ar, ai = int(p["Ar"][h, k]), int(p["Ai"][h, k])
+                    zr[k], zi[k] = rnd(ar * zr[k] - ai * zi[k], fA) + rnd(int(u[b, t, h]), f_u - fs), \
+                        rnd(ar * zi[k] + ai * zr[k], fA)
+                m = rnd(sum(int(p["soma_weight"][h, k]) * zr[k] for k in range(K)), fW)
+                s = int(m > theta + rnd(S * a, fS))
+                a = rnd(d * a, cb - 1) + (s << fs)
+                if s:
+                    zr, zi = [0] * K, [0] * K
+                assert int(spikes[b, t, h]) == s, (b, h, t)
+            assert [int(v) for v in sr[b, h]] == zr and [int(v) for v in si[b, h]] == zi and int(trace[b, h]) == a
+
+
+def test_rf_readout_is_the_integer_recurrence_of_its_membrane():
+    """An S4D layer's RF readout (rf-s4d, subtract reset, learned threshold) against its equations written out per
+    channel in Python integers, on the layer's own y (the same layer read out with no neurons): v = (lam v) >> fL
+    + y on re, s = [Re v > theta], Re v -= theta where s."""
+    model = small("rf-s4d")
+    sim = IntegerSimulator(quantized(model))
+    layer, f_u, H = sim.graph.blocks[0].ssm, 10, model.config.d_model
+    p = freeze(layer.params(f_u))
+    assert layer.resonant and layer.readout == "subtract" and p["Lr"].shape == (H,)
+    u = torch.randint(-1000, 1000, (2, 30, H), generator=torch.Generator().manual_seed(6))
+    ctx = Context()
+    spikes, _, (_, _, v) = layer.forward(u, f_u, p, ctx)
+    neurons, layer.neurons = layer.neurons, None
+    try:
+        y, _, _ = layer.forward(u, f_u, p, Context())
+    finally:
+        layer.neurons = neurons
+    assert not any(ctx.sat.report().values())
+    assert 0 < int(spikes.sum()) < spikes.numel()
+
+    def rnd(n, k):
+        return (n + (1 << (k - 1))) >> k if k > 0 else n << -k
+
+    fL = int(p["fL"])
+    for b in range(2):
+        for h in range(H):
+            lr, li, theta = int(p["Lr"][h]), int(p["Li"][h]), int(p["theta"][h])
+            vr = vi = 0
+            for t in range(u.shape[1]):
+                vr, vi = rnd(lr * vr - li * vi, fL) + int(y[b, t, h]), rnd(lr * vi + li * vr, fL)
+                s = int(vr > theta)
+                vr -= s * theta
+                assert int(spikes[b, t, h]) == s, (b, h, t)
+            assert (int(v[b, h, 0]), int(v[b, h, 1])) == (vr, vi)
+
+
+@pytest.mark.parametrize("preset,reset,amplitude", [("prf", "none", 3), ("prf", "subtract", 3), ("prf", "zero", 3),
+                                                    ("drf", "none", 3), ("drf", "zero", 3), ("rf-s4d", "subtract", 1),
+                                                    ("rf-s4d", "zero", 1), ("rf-s4d", "none", 1)])
+def test_rf_spikes_agree_with_the_float_neurons(preset, reset, amplitude):
+    """The integer RF layer (or S4D with its RF readout) at default widths against the float layer on the same
+    (dequantised) input, within the calibrated range (amplitude): the spikes agree at all but a few steps near
+    the threshold."""
+    model = small(preset, rf_reset=reset)
+    sim = IntegerSimulator(quantized(model))
+    layer, f_u = sim.graph.blocks[0].ssm, 12
+    u = torch.randint(-amplitude << f_u, amplitude << f_u, (4, 60, model.config.d_model),
+                      generator=torch.Generator().manual_seed(3))
+    spikes, _, _ = layer.forward(u, f_u, freeze(layer.params(f_u)), Context())
+    with torch.no_grad():
+        expected = model.blocks[0].ssm(u.float() * 2.0 ** -f_u)
+    assert 0.02 < float(expected.mean()) < 0.95
+    assert float((spikes == expected.long()).double().mean()) > 0.98
+
+
 @pytest.mark.parametrize("preset,tokens,overrides", [("binary-s4d", False, {}), ("lif-s4d", True, {}),
                                                      ("binary-s4d", True, {}), ("gsu-s4d", True, {}),
                                                      ("lif-s5", True, {}), ("lif-s5", False, dict(readout="binary")),
-                                                     ("gsu-s4d", False, dict(ssm="s5"))])
+                                                     ("gsu-s4d", False, dict(ssm="s5")), ("prf", True, {})])
 def test_simulator_equals_fake_quant_other_models(preset, tokens, overrides):
     model = small(preset, tokens, **overrides)
     q = quantized(model)
@@ -168,7 +313,8 @@ def test_simulator_equals_fake_quant_other_models(preset, tokens, overrides):
 
 
 @pytest.mark.parametrize("preset,overrides", [("lif-s4d", {}), ("gsu-s4d", {}), ("lif-s4d", dict(norm="layer")),
-                                              ("lif-s5", {})])
+                                              ("lif-s5", {}), ("prf", {}), ("drf", {}),
+                                              ("rf-s4d", {})])
 def test_fake_quant_is_close_to_float_at_defaults(preset, overrides):
     model = small(preset, **overrides)
     q = quantized(model)
@@ -178,7 +324,7 @@ def test_fake_quant_is_close_to_float_at_defaults(preset, overrides):
     assert err < 0.2, err
 
 
-@pytest.mark.parametrize("preset", ["lif-s4d", "gsu-s4d", "lif-s5"])
+@pytest.mark.parametrize("preset", ["lif-s4d", "gsu-s4d", "lif-s5", "prf", "drf", "rf-s4d"])
 def test_simulator_equals_fake_quant_after_training(preset):
     model = small(preset)
     q = quantized(model)
@@ -192,7 +338,8 @@ def test_simulator_equals_fake_quant_after_training(preset):
 
 
 @pytest.mark.parametrize("preset,tokens", [("lif-s4d", False), ("lif-s4d", True), ("gsu-s4d", False),
-                                           ("lif-s5", False)])
+                                           ("lif-s5", False), ("prf", False), ("prf", True), ("drf", False),
+                                           ("rf-s4d", True)])
 def test_streaming_in_pieces_equals_one_pass(preset, tokens):
     model = small(preset, tokens=tokens)
     q = quantized(model)
@@ -241,7 +388,12 @@ def test_embedding_format_comes_from_its_table_not_the_calibration_tokens():
     ("lif-s5", dict(bidirectional=True), "spikessm.quant: blocks.0.ssm: S5 is bidirectional: its output at step t "
      "depends on later inputs, so it cannot run one step at a time; build the model with bidirectional=False"),
     ("s5", dict(), "spikessm.quant: blocks.0.ssm: S5 is bidirectional"),
-    ("s5-rf", dict(), "spikessm.quant: blocks.0.ssm: RF has no integer form yet (S4D and S5 have)"),
+    ("prf", dict(rf_input_scale="dt"), "spikessm.quant: blocks.0.ssm: RF with input_scale 'dt' has no integer form "
+     "yet (input_scale 'none' has)"),
+    ("rf-s4d", dict(rf_branches=2, rf_reset="zero"), "spikessm.quant: blocks.0.ssm.neurons: RF neurons as an SSM's "
+     "readout have an integer form with one branch and a fixed threshold only"),
+    ("rf-s4d", dict(rf_input_scale="dt"), "spikessm.quant: blocks.0.ssm.neurons: RF with input_scale 'dt' has no "
+     "integer form yet"),
     ("gsu-s4d", dict(), "spikessm.quant: blocks.0.ssm: S4D is bidirectional"),
     ("binary-s4d", dict(readout="none", bidirectional=False), "spikessm.quant: blocks.0.readout: Identity has no "
      "integer form yet (the readouts with one are 'lif', 'binary', and 'none' before a GSU)"),

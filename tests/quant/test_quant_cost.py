@@ -8,7 +8,7 @@ import torch
 
 from spikessm.quant import IntegerSimulator, QuantConfig
 from spikessm.quant.cost import Call, Tally, energy_pj, layer_ops, memory, merge, op_counts
-from spikessm.quant.layers import GLULayer, IntLayer
+from spikessm.quant.layers import Context, GLULayer, IntLayer
 from spikessm.stats import EnergyModel
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -67,11 +67,48 @@ def test_s5_input_map_sums_all_channels_per_mode():
     assert ops["mul"][max(c.coef_bits, c.act_bits)] == 5 * 2 * M * H + 5 * H  # B u, then D u per channel
 
 
+def test_rf_layer_costs_the_hand_count():
+    rf = IntegerSimulator(quantized(small("prf", n_layers=1, rf_reset="subtract")))
+    p = rf.params["blocks.0.ssm"]
+    # Ar, Ai (6 at 16 bits); fA, kU (a byte each); the threshold in the state's 24 bits; re, im of 6 neurons
+    assert memory(rf)["per_layer"]["blocks.0.ssm"] == {"weight_bytes": 2 * 12 + 1 + 1 + 3, "state_bytes": 2 * 6 * 3}
+    codes = rf.quantize_inputs(inputs(rf.qmodel.model, 1, 5))
+    outputs = {}
+    rf.graph.run(codes, rf.input_frac, lambda layer, f: rf.params[layer.name],
+                 Context(probe=lambda layer, ins, params, out: outputs.setdefault(layer.name, out)))
+    spikes = int(outputs["blocks.0.ssm"][0].sum())
+    assert spikes > 0
+    ops = op_counts(rf, inputs(rf.qmodel.model, 1, 5))["per_layer"]["blocks.0.ssm"]
+    # per step and neuron: lam z, 4 products and 4 adds (2 sums, 2 roundings); the input's shift to the state's
+    # format (left here: free), its add and the comparison at state_bits; one subtraction per spike
+    assert int(p["kU"]) < 0
+    assert ops == {"mul": {24: 5 * 4 * 6}, "acc": {24: 5 * 2 * 6 + spikes, 40: 5 * 4 * 6}, "lut": {}}
+
+
+def test_drf_layer_costs_the_hand_count():
+    drf = IntegerSimulator(quantized(small("drf", n_layers=1)))
+    p = drf.params["blocks.0.ssm"]
+    # Ar, Ai (6 x 4 at 16 bits); the soma's weights (6 x 4 at 16 bits); fA, fW, kU, fS (a byte each); adapt_decay,
+    # adapt_scale (16 bits); theta in 24 bits; re, im of 6 x 4 branches and the trace of 6 neurons at 24 bits
+    assert sorted(p) == ["Ai", "Ar", "adapt_decay", "adapt_scale", "fA", "fS", "fW", "kU", "soma_weight", "theta_state"]
+    assert memory(drf)["per_layer"]["blocks.0.ssm"] == {"weight_bytes": 3 * 48 + 4 + 2 * 2 + 3,
+                                                        "state_bytes": 2 * 24 * 3 + 6 * 3}
+    assert int(p["kU"]) < 0
+    ops = op_counts(drf, inputs(drf.qmodel.model, 1, 5))["per_layer"]["blocks.0.ssm"]
+    # per step: lam z per branch (4 products, 4 adds at 40 bits), the input's add per branch; the soma's 4
+    # products, 3 adds and a rounding at 42 bits; the threshold's and trace's 2 products and roundings, + theta
+    # and + s; the comparison
+    assert ops == {"mul": {24: 5 * 6 * (4 * 4 + 4 + 2)},
+                   "acc": {24: 5 * 6 * (4 + 2 + 1), 40: 5 * 6 * (4 * 4 + 2), 42: 5 * 6 * (3 + 1)}, "lut": {}}
+
+
 @pytest.mark.parametrize("preset,tokens,overrides", [
     ("lif-s4d", False, dict(n_layers=1)), ("gsu-s4d", False, dict(n_layers=1)), ("binary-s4d", True, dict(n_layers=1)),
     ("lif-s4d", True, dict(n_layers=1, norm="layer", prenorm=True, pooling="last")),
     ("lif-s4d", False, dict(n_layers=1, mixing="gsu")),  # a GSU reading spikes
     ("lif-s5", False, dict(n_layers=1)),
+    ("prf", False, dict(n_layers=1, rf_reset="subtract")), ("prf", True, dict(n_layers=1)),
+    ("drf", False, dict(n_layers=1)), ("rf-s4d", False, dict(n_layers=1)),
 ])
 def test_padding_is_not_counted(preset, tokens, overrides):
     sim = IntegerSimulator(quantized(small(preset, tokens, **overrides)))

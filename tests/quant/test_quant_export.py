@@ -33,8 +33,22 @@ def run_py(folder, codes, out):
      QuantConfig(power_of_two=False, per_channel=True)),
     ("gsu-s4d", False, dict(ssm="s5"), QuantConfig(weight_bits=4, coef_bits=8, state_bits=12, membrane_bits=12,
                                                     act_bits=6)),
+    ("prf", False, dict(), QuantConfig()),
+    ("prf", True, dict(rf_reset="subtract", learn_threshold=True, prenorm=True, pooling="last"),
+     QuantConfig(per_channel=True)),
+    ("prf", False, dict(rf_reset="zero"), QuantConfig(power_of_two=False, weight_bits=4, coef_bits=8, state_bits=12,
+                                                      act_bits=6)),
+    ("rf-s4d", False, dict(), QuantConfig()),
+    ("rf-s4d", True, dict(ssm="s5", rf_reset="zero", prenorm=True, pooling="last"),
+     QuantConfig(power_of_two=False, per_channel=True)),
+    ("drf", False, dict(), QuantConfig()),
+    ("drf", True, dict(rf_reset="zero", learn_threshold=True), QuantConfig(per_channel=True, power_of_two=False)),
+    ("prf", False, dict(rf_adaptive=True, rf_reset="subtract"), QuantConfig(weight_bits=4, coef_bits=8,
+                                                                             state_bits=12, act_bits=6)),
 ], ids=["lif-s4d", "tokens-prenorm", "binary-real-scales", "fire-on-tie", "gsu-s4d", "gsu-tokens-real-scales",
-        "gsu-low-bits", "layer-norm", "lif-s5", "s5-tokens-real-scales", "gsu-s5-low-bits"])
+        "gsu-low-bits", "layer-norm", "lif-s5", "s5-tokens-real-scales", "gsu-s5-low-bits", "prf",
+        "prf-tokens-subtract", "prf-zero-low-bits", "rf-s4d", "rf-s5-tokens-zero", "drf", "drf-tokens-zero",
+        "prf-adaptive-low-bits"])
 def exported(request, tmp_path_factory):
     preset, tokens, overrides, config = request.param
     model = small(preset, tokens, **overrides)
@@ -138,7 +152,14 @@ def test_graph_names_each_mixing_and_readout(exported, tmp_path):
     assert block["ssm"]["type"] == model.config.ssm
     assert block["mixing"]["kind"] == ("gsu" if gsu else "glu")
     assert block["ssm"]["readout"] == ("identity" if gsu else "heaviside" if model.config.readout == "binary"
+                                       else model.config.rf_reset if "rf" in (model.config.ssm, model.config.readout)
                                        else model.config.lif_reset)
+    if model.config.readout in ("lif", "rf"):
+        assert block["ssm"]["neurons"] == model.config.readout
+    if model.config.ssm == "rf":
+        assert (block["ssm"]["branches"], block["ssm"]["adaptive"]) == (model.config.rf_branches,
+                                                                       model.config.rf_adaptive)
+        assert set(block["ssm"]["fracs"]) == {"state"}
     if gsu:
         assert set(block["mixing"]["fracs"]) == {"a", "g", "prod", "norm", "out"}
         assert isinstance(block["mixing"]["norm_extra_bits"], int) and isinstance(block["mixing"]["norm_frac"], int)
@@ -153,4 +174,10 @@ def test_graph_names_each_mixing_and_readout(exported, tmp_path):
     (target / "graph.json").write_text(json.dumps(graph))
     result = run_py(target, np.load(target / "sample_inputs.npy"), tmp_path / "o.npy")
     assert result.returncode == 1
-    assert result.stderr.strip() == "run.py: graph.json: field blocks.0.ssm.type must be s4d or s5, got 's6'"
+    assert result.stderr.strip() == "run.py: graph.json: field blocks.0.ssm.type must be s4d, s5 or rf, got 's6'"
+    if model.config.ssm == "rf":
+        block["ssm"]["type"], block["ssm"]["readout"] = "rf", "heaviside"
+        (target / "graph.json").write_text(json.dumps(graph))
+        result = run_py(target, np.load(target / "sample_inputs.npy"), tmp_path / "o.npy")
+        assert result.stderr.strip() == ("run.py: graph.json: field blocks.0.ssm.readout of an rf layer must be "
+                                         "subtract, zero or none, got 'heaviside'")
