@@ -61,7 +61,11 @@ class SequenceClassifier(nn.Module):
         """The SSM parameters of every block (their own learning rate, no weight decay)."""
         return [p for block in self.blocks for p in block.ssm.ssm_parameters()]
 
-    def _check_inputs(self, inputs: torch.Tensor, lengths: torch.Tensor | None, name: str) -> None:
+    def check_inputs(self, inputs: torch.Tensor, lengths: torch.Tensor | None, name: str) -> None:
+        """Raises one clear error unless `inputs` suit this model: (batch, length) int64/int32 token ids below
+        vocab_size, or (batch, length, d_input) floating point; `lengths`, when given, a (batch,) tensor of values
+        in [1, length]. `name` is what the message calls the argument. Anything that runs this model's graph
+        (forward, streaming, the integer forms in spikessm.quant) validates its inputs here."""
         c = self.config
         if not isinstance(inputs, torch.Tensor):
             raise TypeError(f"SequenceClassifier: {name} must be a tensor, got {type(inputs).__name__}")
@@ -131,7 +135,7 @@ class SequenceClassifier(nn.Module):
         Returns:
             logits (B, n_classes) (or (B, L, n_classes) with per_step), and the StreamState with return_state.
         """
-        self._check_inputs(inputs, lengths, "inputs")
+        self.check_inputs(inputs, lengths, "inputs")
         require_bool("SequenceClassifier", "per_step", per_step)
         require_bool("SequenceClassifier", "return_state", return_state)
         if self.config.pair != (inputs2 is not None):
@@ -151,7 +155,7 @@ class SequenceClassifier(nn.Module):
             return self.decoder(self._pool_every_step(self.features(inputs)[0]))
         pooled2 = None
         if self.config.pair:
-            self._check_inputs(inputs2, lengths2, "inputs2")
+            self.check_inputs(inputs2, lengths2, "inputs2")
         pooled = self._encode(inputs, lengths)
         if self.config.pair:
             pooled2 = self._encode(inputs2, lengths2)
@@ -220,7 +224,7 @@ class SequenceClassifier(nn.Module):
         seen so far, next state)."""
         if not self.causal:
             refuse_bidirectional("SequenceClassifier", "step()")
-        self._check_inputs(x_t[:, None], None, "x_t")
+        self.check_inputs(x_t[:, None], None, "x_t")
         x = self.encoder(x_t)
         blocks = []
         for block, s in zip(self.blocks, state.blocks):

@@ -351,7 +351,7 @@ def op_counts(sim: IntegerSimulator, inputs: torch.Tensor, lengths: torch.Tensor
     {"examples": batch, "total": {kind: {bits: n}}, "per_layer": {layer name: {kind: {bits: n}}}}, n the mean
     over the examples (see the module docstring for what is counted)."""
     _check_sim(sim)
-    sim.qmodel.model._check_inputs(inputs, lengths, "inputs")
+    sim.qmodel.model.check_inputs(inputs, lengths, "inputs")
     c, batch = sim.config, inputs.shape[0]
     codes = sim.quantize_inputs(inputs)
     valid = _valid(codes, lengths)

@@ -204,7 +204,7 @@ class QuantizedModel(nn.Module):
 
     def integer_logits(self, inputs, lengths=None, *, state: IntState | None = None, observer: Observer | None = None):
         """(integer logits (B, n_classes) as float64, their fractional bits, IntState)."""
-        self.model._check_inputs(inputs, lengths, "inputs")
+        self.model.check_inputs(inputs, lengths, "inputs")
         ctx = Context(observer=observer)
         x, f = self.graph.input.quantize_inputs(inputs, ctx)
         out = self.graph.run(x, f, live_params, ctx, state, lengths)

@@ -63,7 +63,7 @@ class IntegerSimulator:
 
     def quantize_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
         """Real features (B, L, d_input) -> int64 codes of act_bits (saturations counted); token ids unchanged."""
-        self.qmodel.model._check_inputs(inputs, None, "inputs")
+        self.qmodel.model.check_inputs(inputs, None, "inputs")
         ctx = Context()
         codes, _ = self.graph.input.quantize_inputs(inputs, ctx)
         self.saturations = ctx.sat.report()
@@ -89,7 +89,7 @@ class IntegerSimulator:
 
     def logits(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Whole sequences -> int64 logits (B, n_classes)."""
-        self.qmodel.model._check_inputs(inputs, lengths, "inputs")
+        self.qmodel.model.check_inputs(inputs, lengths, "inputs")
         return self._from_inputs(inputs, lengths, None)[0]
 
     def predict(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -98,7 +98,7 @@ class IntegerSimulator:
 
     def stream(self, chunk: torch.Tensor, state: IntState | None = None):
         """The next chunk (B, l[, d_input]) of a stream -> (logits over every step so far, next state)."""
-        self.qmodel.model._check_inputs(chunk, None, "chunk")
+        self.qmodel.model.check_inputs(chunk, None, "chunk")
         return self._from_inputs(chunk, None, state)
 
     def step(self, x_t: torch.Tensor, state: IntState | None = None):
