@@ -112,6 +112,8 @@ def test_lif_mapping(reset, beta, written):
         np.testing.assert_allclose(0.01 * neuron.r, 1, rtol=1e-12)
     threshold = neuron.v_threshold if reset == "zero" else nodes["blocks_0_ssm_neurons_spike"].threshold
     assert np.array_equal(threshold, np.full(6, 0.75))
+    if reset == "zero":
+        assert np.array_equal(neuron.v_reset, np.zeros(6))
 
 
 @requires_nir
@@ -182,17 +184,18 @@ def test_written_graphs_read_back_unchanged(tmp_path):
 
 
 def ssm_output_and_spikes(model, u):
-    """The block's SSM output y (the neurons' input) and the spikes the model's layer gives for u."""
+    """The block's SSM output y (the neurons' input), and the spikes and the final membrane (B, H) the model's
+    layer gives for u."""
     ssm = model.blocks[0].ssm
     neurons = ssm.neurons
     with torch.no_grad():
-        spikes = ssm(u)
+        spikes, (_, membrane) = ssm(u, return_state=True)
         ssm.neurons = None
         try:
             y = ssm(u)
         finally:
             ssm.neurons = neurons
-    return y, spikes
+    return y, spikes, membrane
 
 
 def drive(model, batch, length, dtype=torch.float32):
@@ -211,12 +214,14 @@ def test_snntorch_runs_the_lif_graph_to_the_same_spikes(tmp_path, batch):
     model = small("lif-s4d", lif_reset="zero", learn_threshold=False, lif_beta=0.8, backend="torch")
     write_nir(model, tmp_path)  # dt 1e-4: snntorch's import step
     net = import_from_nir(nir.read(tmp_path / "blocks.0.ssm.neurons.nir"))
-    y, spikes = ssm_output_and_spikes(model, drive(model, batch, 37))
+    y, spikes, membrane = ssm_output_and_spikes(model, drive(model, batch, 37))
     assert 0.05 < spikes.mean() < 0.95  # resets happen, so they are checked too
     snntorch.utils.reset(net)
     with torch.no_grad():
         out = torch.stack([net(y[:, t])[0] for t in range(y.shape[1])], 1)
     assert torch.equal(out, spikes)
+    # float32 both, but snntorch's beta is 1 - dt / tau: equal to spikessm's to rounding
+    torch.testing.assert_close(net.blocks_0_ssm_neurons.mem, membrane, rtol=1e-5, atol=1e-5)
 
 
 @requires_nir
@@ -231,7 +236,7 @@ def test_spikingjelly_runs_the_graphs_to_the_same_spikes(tmp_path, batch, beta):
                   backend="torch", dtype=torch.float64)
     write_nir(model, tmp_path)
     net = import_from_nir(tmp_path / "blocks.0.ssm.neurons.nir", dtype=torch.float64)
-    y, spikes = ssm_output_and_spikes(model, drive(model, batch, 37, torch.float64))
+    y, spikes, membrane = ssm_output_and_spikes(model, drive(model, batch, 37, torch.float64))
     assert 0.05 < spikes.mean() < 0.95  # resets happen, so they are checked too
     state, out = None, []
     with torch.no_grad():
@@ -239,6 +244,8 @@ def test_spikingjelly_runs_the_graphs_to_the_same_spikes(tmp_path, batch, beta):
             s, state = net(y[:, t], state)
             out.append(s)
     assert torch.equal(torch.stack(out, 1), spikes)
+    # spikingjelly's import rounds tau to float32 (tau / dt = 5.0000003 for beta 0.8): equal to that rounding
+    torch.testing.assert_close(state["blocks_0_ssm_neurons"][0], membrane, rtol=1e-6, atol=1e-6)
     encoder = import_from_nir(tmp_path / "encoder.nir", dtype=torch.float64)
     x = torch.randn(batch, 5, dtype=torch.float64)
     with torch.no_grad():
