@@ -250,3 +250,10 @@ def test_spikingjelly_runs_the_graphs_to_the_same_spikes(tmp_path, batch, beta):
     x = torch.randn(batch, 5, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(encoder(x, None)[0], model.encoder(x), rtol=1e-12, atol=1e-12)
+
+
+def test_spikessm_imports_nir_only_to_export():
+    import subprocess
+
+    code = "import sys, spikessm.nir, spikessm.__main__; assert 'nir' not in sys.modules, 'nir imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
