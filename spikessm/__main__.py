@@ -301,11 +301,11 @@ def run_export_nir(args) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     layers = export.report["layers"]
-    refused = [layer["name"] for layer in layers if "not_expressible" in layer]
+    refused = [layer["name"] for layer in layers if "not_written" in layer]
     files = ", ".join(str(out / g["file"]) for g in export.report["graphs"].values())
     print(f"wrote {files + ', ' if files else ''}{out / REPORT_NAME} ({path}, step {step}); "
-          f"{len(layers) - len(refused)} of {len(layers)} layers written, not expressible in NIR: "
-          f"{', '.join(refused) or 'none'} (see {REPORT_NAME})")
+          f"{len(layers) - len(refused)} of {len(layers)} layers written; not written (why: {REPORT_NAME}): "
+          f"{', '.join(refused) or 'none'}")
     return 0
 
 
@@ -356,8 +356,8 @@ def main(argv: list[str] | None = None, *, callbacks=()) -> int:
     ex.add_argument("run", help="a run directory (its best.pt, else last.pt) or a checkpoint file")
     ex.add_argument("out", help="the folder to create (it must not exist, or be empty)")
     nx = commands.add_parser("export-nir", help="write what NIR can express of a run's best model as .nir graphs, "
-                                                "with nir_report.json saying per layer what was written and what "
-                                                "NIR cannot express (needs: pip install spikessm[nir])")
+                                                "with nir_report.json saying per layer what was written and why the "
+                                                "rest is not (needs: pip install spikessm[nir])")
     nx.add_argument("run", help="a run directory (its best.pt, else last.pt) or a checkpoint file")
     nx.add_argument("--out", help="the folder to create (default RUN/nir; it must not exist, or be empty)")
     nx.add_argument("--dt", type=float, default=1e-4,

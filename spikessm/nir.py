@@ -20,14 +20,15 @@ The graphs are per step: a simulator feeds step t's (d,) vector at time t dt. Ea
 LIF has v_reset, and nir 1.0.0's LIF (no v_reset) documented a reset by subtraction that later readers take as a
 reset to 0.
 
-Not expressible (reported, never written): the S4D and S5 layers and RF neurons (complex state: the real 2x2
-rotation block of each mode needs a recurrent edge with a one-step delay, which NIR's edges do not define, around
-an integrator whose output is its state, nir.LI or nir.I, which no NIR import installed here runs; bidirectional
-layers also read the future); the LIF
-resets "subtract" (the presets' default) and "subtract_after_decay" (NIR's LIF and IF set v to v_reset, none
-subtracts the threshold) and fire_on_tie; the token embedding (a table lookup of integer ids); GELU, GLU, GSU
-and LayerNorm (nonlinear maps with no NIR primitive); the residual adds around them; pooling over time (a mean
-or a pick over the whole sequence); the pair head's product of features.
+Not written (the report says why): the S4D and S5 layers and RF neurons. Each complex mode is a real 2x2 rotation
+block fed the previous step's state, which NIR can state only as a cycle through nir.Delay(dt), or through an
+integrator (nir.LI, nir.I) whose recurrent edge's delay NIR leaves to the simulator; neither snntorch's nor
+spikingjelly's NIR import runs nir.Delay, nir.LI or nir.I, so no such graph could be checked, and none is written
+(bidirectional layers also read the future). Not expressible in NIR: the LIF resets "subtract" (the presets'
+default) and "subtract_after_decay" (NIR's LIF and IF set v to v_reset; nothing subtracts the threshold) and
+fire_on_tie; the token embedding (a table lookup of integer ids); GELU, GLU, GSU and LayerNorm (nonlinear maps
+with no NIR primitive); the residual adds around them; pooling over time (a mean or a pick over the whole
+sequence); the pair head's product of features.
 
 Policy. Every spikessm model has a GLU or GSU in each block and pooling over time, so no model is expressible
 whole: each maximal run of consecutive expressible layers on the model's path is written as its own graph, from
@@ -87,7 +88,7 @@ class NIRExport:
 @dataclass
 class _Layer:
     """One step of the model's path: its name, and either its NIR nodes [(suffix, node)] with its width in and
-    out, or the reason it is not expressible."""
+    out, or the reason it is not written."""
 
     name: str
     kind: str
@@ -158,21 +159,22 @@ def _lif(nir, name: str, lif: LIF, dt: float) -> _Layer:
 def _ssm(name: str, ssm: nn.Module) -> _Layer:
     H = ssm.d_model
     if isinstance(ssm, RF):
-        return _Layer(name, "RF neurons", reason="NIR has no resonate-and-fire neuron, and its complex membrane "
-                      "(a real 2x2 rotation fed the previous step's state) needs a recurrent edge with a one-step "
-                      "delay, which NIR's edges do not define", size_in=H, size_out=H)
+        return _Layer(name, "RF neurons", reason="NIR has no resonate-and-fire neuron; its complex membrane (a "
+                      "real 2x2 rotation fed the previous step's state) would be a cycle through nir.Delay or an "
+                      "integrator, which no NIR import installed here runs, and its spike a threshold on the "
+                      "branches' mean", size_in=H, size_out=H)
     kind = "S4D" if isinstance(ssm, S4D) else "S5" if isinstance(ssm, S5) else type(ssm).__name__
     reason = ("its complex modes x_t = A_bar x_{t-1} + B_bar u_t are real 2x2 rotation blocks fed the previous "
-              "step's state: a recurrent edge with a one-step delay, which NIR's edges do not define (nirtorch's "
-              "simulators delay a cycle by their own convention), around an integrator whose output is its state "
-              "(nir.LI or nir.I), which neither snntorch's nor spikingjelly's NIR import runs")
+              "step's state: in NIR a cycle through nir.Delay(dt), or through an integrator (nir.LI, nir.I) whose "
+              "recurrent edge's delay NIR leaves to the simulator; neither snntorch's nor spikingjelly's NIR import "
+              "runs nir.Delay, nir.LI or nir.I, so such a graph cannot be checked here and none is written")
     if ssm.bidirectional:
         reason += "; bidirectional, it also reads the future of the sequence"
     return _Layer(name, kind, reason=reason, size_in=H, size_out=H)
 
 
 def _path(nir, model: SequenceClassifier, dt: float) -> list[_Layer]:
-    """The model's layers in the order data passes them, each as NIR nodes or a reason."""
+    """The model's layers in the order data passes them, each as NIR nodes or the reason they are not written."""
     c, H = model.config, model.config.d_model
     if isinstance(model.encoder, nn.Embedding):
         layers = [_Layer("encoder", "Embedding", reason="looks integer token ids up in a table; NIR graphs take real "
@@ -204,7 +206,7 @@ def _path(nir, model: SequenceClassifier, dt: float) -> list[_Layer]:
             layers.append(_Layer(f"{at}.mixing", "GLU", reason="a * sigmoid(b) multiplies two signals through a "
                                  "sigmoid: no NIR primitive", size_in=H, size_out=H))
         layers.append(_Layer(f"{at}.residual", "residual add", reason="adds the mixing layer's output, which is "
-                             "not expressible", size_in=H, size_out=H))
+                             "not written", size_in=H, size_out=H))
         if not block.prenorm:
             layers.append(_norm(nir, f"{at}.norm", block.norm))
     if c.prenorm:
@@ -291,7 +293,7 @@ def to_nir(model: SequenceClassifier, dt: float = SNNTORCH_DT) -> NIRExport:
         "layers": [{"name": layer.name, "kind": layer.kind,
                     **({"written": "as " + " -> ".join(type(node).__name__ for _, node in layer.nodes),
                         "graph": written[layer.name]} if layer.nodes is not None
-                       else {"not_expressible": layer.reason})} for layer in layers],
+                       else {"not_written": layer.reason})} for layer in layers],
         "graphs": described,
     }
     return NIRExport(graphs, report)

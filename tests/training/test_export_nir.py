@@ -26,8 +26,8 @@ def test_export_nir_writes_the_graphs_and_the_report(run, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["blocks.0.ssm.neurons.nir", "decoder.nir", "nir_report.json"]
     assert capsys.readouterr().out == (
         f"wrote {out / 'blocks.0.ssm.neurons.nir'}, {out / 'decoder.nir'}, {out / 'nir_report.json'} "
-        f"({run / 'best.pt'}, step {step}); 2 of 9 layers written, not expressible in NIR: encoder, blocks.0.norm, "
-        "blocks.0.ssm, blocks.0.mixing, blocks.0.residual, final_norm, pooling (see nir_report.json)\n")
+        f"({run / 'best.pt'}, step {step}); 2 of 9 layers written; not written (why: nir_report.json): encoder, "
+        "blocks.0.norm, blocks.0.ssm, blocks.0.mixing, blocks.0.residual, final_norm, pooling\n")
     assert report["dt"] == 1e-4 and [g["layers"] for g in report["graphs"].values()] == [
         ["blocks.0.ssm.neurons"], ["decoder"]]
     assert type(nir.read(out / "blocks.0.ssm.neurons.nir").nodes["blocks_0_ssm_neurons"]) is nir.LIF
