@@ -99,8 +99,11 @@ class _Layer:
 
 
 def _array(value, size: int) -> np.ndarray:
-    """A float or tensor parameter as a float64 (size,) array (float32 -> float64 is exact)."""
-    return torch.as_tensor(value).detach().to("cpu", torch.float64).expand(size).numpy().copy()
+    """A float (kept in double precision) or tensor parameter as a float64 (size,) array (float32 -> float64 is
+    exact)."""
+    value = value.detach().to("cpu", torch.float64) if isinstance(value, torch.Tensor) else \
+        torch.tensor(float(value), dtype=torch.float64)
+    return value.expand(size).numpy().copy()
 
 
 def _affine(nir, linear: nn.Linear) -> list:
