@@ -1,13 +1,13 @@
 """Export of a SequenceClassifier to NIR (the Neuromorphic Intermediate Representation, the `nir` package): what
-NIR can express is written, and a report says, layer by layer, what was written and what cannot be, and why.
+NIR can express is written, and a report says, layer by layer, what was written and why the rest was not.
 
     export = to_nir(model, dt=1e-4)     export.graphs: {name: nir.NIRGraph}, export.report: a JSON-ready dict
     write_nir(model, folder, dt=1e-4)   folder/<name>.nir for each graph, folder/nir_report.json
 
 Time convention. spikessm's layers are discrete-time (one update per sequence step); NIR's primitives are
 continuous-time ODEs. Each neuron is written with the time constants whose forward-Euler step at `dt` is the
-discrete update, the convention snntorch's NIR import and export use (snntorch's import steps at dt = 1e-4,
-hence the default):
+discrete update, the convention of snntorch's NIR export (tau = dt / (1 - beta), r = tau / dt) and import (beta =
+1 - dt / tau); both snntorch's and spikingjelly's imports step at dt = 1e-4, hence the default:
     LIF m_t = beta v_{t-1} + x_t      ->  tau = dt / (1 - beta), r = tau / dt = 1 / (1 - beta), v_leak = 0
         (Euler: v_t = v_{t-1} + dt/tau (-v_{t-1} + r x_t) = beta v_{t-1} + x_t); beta = 1: no leak, r = 1 / dt
     reset "zero"                      ->  nir.LIF (nir.IF for beta = 1) with v_reset = 0
@@ -52,7 +52,7 @@ from .layers import GLU, GSU, LIF, RF, S4D, S5, Heaviside
 from .layers.norm import ChannelBatchNorm
 from .models import SequenceClassifier
 
-SNNTORCH_DT = 1e-4  # the step snntorch's NIR import simulates at (snntorch/import_nir.py)
+SNNTORCH_DT = 1e-4  # the step snntorch's NIR import simulates at (snntorch/import_nir.py), spikingjelly's default
 REPORT_NAME = "nir_report.json"
 INSTALL_HINT = "pip install spikessm[nir]"
 NIR_MIN_VERSION = "1.0.8"
