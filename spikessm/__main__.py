@@ -6,6 +6,7 @@
     spikessm generate listops --out D       the official ListOps generator (LRA sizes by default)
     spikessm generate pathfinder --out D    Pathfinder images in the LRA layout (--resolution 128: Path-X)
     spikessm export RUN_DIR OUT             the run's model as OUT/config.json + OUT/model.safetensors
+    spikessm export-nir RUN_DIR [--out D]   what NIR can express of the run's model, D/*.nir + D/nir_report.json
     spikessm check                          the ops against float64 references on this machine, with timings
 """
 from __future__ import annotations
@@ -277,6 +278,37 @@ def wants_traceback(args) -> bool:
     return args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
+def run_export_nir(args) -> int:
+    """What NIR can express of a run's best checkpoint (else last.pt): one folder, written whole or not at all."""
+    import shutil
+
+    from .nir import REPORT_NAME, import_nir, write_nir
+    from .training.checkpoint import load_model
+
+    import_nir()  # a missing or too old nir package is the first thing to say
+    path = checkpoint_path(args.run)
+    out = Path(args.out).expanduser().resolve() if args.out else (path.parent / "nir").resolve()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"export-nir: {out} already exists; choose a new folder")
+    model, checkpoint = load_model(path, "cpu")
+    step = checkpoint.get("position", {}).get("step")
+    tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
+    try:
+        export = write_nir(model, tmp, args.dt)
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    layers = export.report["layers"]
+    refused = [layer["name"] for layer in layers if "not_written" in layer]
+    files = ", ".join(str(out / g["file"]) for g in export.report["graphs"].values())
+    print(f"wrote {files + ', ' if files else ''}{out / REPORT_NAME} ({path}, step {step}); "
+          f"{len(layers) - len(refused)} of {len(layers)} layers written; not written (why: {REPORT_NAME}): "
+          f"{', '.join(refused) or 'none'}")
+    return 0
+
+
 def main(argv: list[str] | None = None, *, callbacks=()) -> int:
     """Runs one command; returns its exit code (errors raise SystemExit). callbacks: extra training callbacks
     (spikessm.training.Callback) for `train`, for programs that embed the command line and for tests."""
@@ -323,10 +355,19 @@ def main(argv: list[str] | None = None, *, callbacks=()) -> int:
                                             "Hugging Face layout, for SequenceClassifier.from_pretrained)")
     ex.add_argument("run", help="a run directory (its best.pt, else last.pt) or a checkpoint file")
     ex.add_argument("out", help="the folder to create (it must not exist, or be empty)")
+    nx = commands.add_parser("export-nir", help="write what NIR can express of a run's best model as .nir graphs, "
+                                                "with nir_report.json saying per layer what was written and why the "
+                                                "rest is not (needs: pip install spikessm[nir])")
+    nx.add_argument("run", help="a run directory (its best.pt, else last.pt) or a checkpoint file")
+    nx.add_argument("--out", help="the folder to create (default RUN/nir; it must not exist, or be empty)")
+    nx.add_argument("--dt", type=float, default=1e-4,
+                    help="the NIR time of one sequence step, which the neurons' time constants are written for "
+                         "(default 1e-4, the step snntorch's and spikingjelly's NIR import simulate at)")
+    add_debug(nx, default=argparse.SUPPRESS)
     commands.add_parser("check", help="verify the ops on this machine against float64 references and time them")
     args = parser.parse_args(argv)
     run = {"train": run_train, "eval": run_eval, "generate": run_generate, "export": run_export,
-           "check": run_check, "quantize": run_quantize}.get(args.command)
+           "check": run_check, "quantize": run_quantize, "export-nir": run_export_nir}.get(args.command)
     if run is None:
         parser.print_help()
         return 0
