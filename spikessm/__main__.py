@@ -202,8 +202,7 @@ def run_eval(args, callbacks=()) -> int:
 
 def run_export(args) -> int:
     """A run's best checkpoint (else last.pt) as a Hugging Face style model folder, written whole or not at all."""
-    import shutil
-
+    from . import atomic
     from .training.checkpoint import load_model
 
     path = checkpoint_path(args.run)
@@ -216,8 +215,7 @@ def run_export(args) -> int:
     scored = json.loads(results.read_text()) if results.is_file() else {}
     if (scored.get("checkpoint"), scored.get("checkpoint_step")) != (path.name, step):
         scored = {}  # results of other weights say nothing about these
-    tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
-    try:
+    with atomic.new_folder(out) as tmp:
         model.save_pretrained(tmp)
         accuracy = (f"test accuracy {scored['test_accuracy']:.4f} on {scored['test_examples']} examples (majority "
                     f"class {scored['majority_accuracy']:.4f})" if scored else "not evaluated at this step")
@@ -226,11 +224,6 @@ def run_export(args) -> int:
                 f"({path.name}, step {step}); {accuracy}.\n\n```python\nfrom spikessm.models import "
                 f"SequenceClassifier\nmodel = SequenceClassifier.from_pretrained(\"{out.name}\")\n```\n")
         (tmp / "README.md").write_text(card)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     print(f"wrote {out / 'config.json'}, {out / 'model.safetensors'}, {out / 'README.md'} ({path}, step {step})")
     return 0
 
@@ -280,8 +273,7 @@ def wants_traceback(args) -> bool:
 
 def run_export_nir(args) -> int:
     """What NIR can express of a run's best checkpoint (else last.pt): one folder, written whole or not at all."""
-    import shutil
-
+    from . import atomic
     from .nir import REPORT_NAME, import_nir, write_nir
     from .training.checkpoint import load_model
 
@@ -292,14 +284,8 @@ def run_export_nir(args) -> int:
         raise ValueError(f"export-nir: {out} already exists; choose a new folder")
     model, checkpoint = load_model(path, "cpu")
     step = checkpoint.get("position", {}).get("step")
-    tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
-    try:
+    with atomic.new_folder(out) as tmp:
         export = write_nir(model, tmp, args.dt)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     layers = export.report["layers"]
     refused = [layer["name"] for layer in layers if "not_written" in layer]
     files = ", ".join(str(out / g["file"]) for g in export.report["graphs"].values())

@@ -13,7 +13,9 @@ import io
 import json
 import math
 import os
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -58,6 +60,22 @@ def write_atomically(path: str | os.PathLike, write: Callable, *, sync: bool = F
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def new_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """Yields a staging folder (temporary_path(folder)) to fill; when the block ends without an error, the staging
+    folder replaces `folder`, which must not exist or be an empty folder (the caller checks and words the refusal).
+    The staging folder is removed in every case, so a folder is written whole or not at all."""
+    folder = Path(folder)
+    tmp = temporary_path(folder)
+    try:
+        yield tmp
+        if folder.exists():
+            folder.rmdir()
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
