@@ -70,6 +70,11 @@ from .rounding import round_half_up, shift_round, div_round, sqrt_round
 INT_RESETS = ("subtract", "zero", "none")
 
 
+# The SSM layers compute B u, D u and C x of this many steps at once (only the recurrences go step by step): the
+# same integers as step by step, with memory bounded by the piece rather than the sequence.
+TIME_CHUNK = 128
+
+
 class StopPass(Exception):
     """Raised by Context.observe: calibration has what it needs from this batch."""
 
@@ -84,6 +89,7 @@ class Context:
     sat: Saturations = field(default_factory=Saturations)
     observer: "Observer | None" = None
     probe: "Callable[[IntLayer, tuple, dict | None, tuple], None] | None" = None
+    backend: str = "torch"  # "numba": int64 loops in time run compiled (spikessm.quant.jit), the same integers
 
     def frac(self, layer: "IntLayer", point: str, real):
         """The calibrated format of `layer`'s `point`; during calibration, an unset one is observed on
@@ -249,6 +255,23 @@ def complex_step(xr, xi, Ar, Ai, fA, bu_r, bu_i, bits: int, sat: Saturations, na
             saturate(shift_round(Ar * xi + Ai * xr, fA) + bu_i, bits, sat, name))
 
 
+def complex_recurrence(xr, xi, Ar, Ai, fA, bu_r, bu_i, bits: int, ctx: Context, name: str):
+    """complex_step over the steps of Bu (B, l, *state) from (xr, xi) (B, *state): (re, im) of every step
+    (B, l, *state) and of the last."""
+    if ctx.backend == "numba" and not xr.is_floating_point():
+        from . import jit
+        low, high = bounds(bits)
+        outr, outi, xr, xi, count = jit.complex_recurrence(xr, xi, Ar, Ai, fA, bu_r, bu_i, low, high)
+        ctx.sat.add(name, count)
+        return outr, outi, xr, xi
+    outr, outi = [], []
+    for t in range(bu_r.shape[1]):
+        xr, xi = complex_step(xr, xi, Ar, Ai, fA, bu_r[:, t], bu_i[:, t], bits, ctx.sat, name)
+        outr.append(xr)
+        outi.append(xi)
+    return torch.stack(outr, 1), torch.stack(outi, 1), xr, xi
+
+
 class SSMLayer(IntLayer):
     """A diagonal complex SSM (S4DLayer, S5Layer) with its readout: LIF or RF neurons (the layer's own), a Heaviside
     spike (the block's binary readout) or none (readout "none": y itself passes on, in the membrane format, for a
@@ -399,39 +422,67 @@ class SSMLayer(IntLayer):
         if state is None:
             state = self.init_state(x.shape[0], x)
         xr, xi, v = state
-        Ar, Ai, Br, Bi, Cr, Ci = (p[k] for k in ("Ar", "Ai", "Br", "Bi", "Cr", "Ci"))
         outs = []
-        for u in x.unbind(1):
-            bu_r, bu_i = shift_round(self.mix_in(Br, u), p["kB"]), shift_round(self.mix_in(Bi, u), p["kB"])
-            xr, xi = complex_step(xr, xi, Ar, Ai, p["fA"], bu_r, bu_i, c.state_bits, ctx.sat, f"{name}.state")
+        for start in range(0, x.shape[1], TIME_CHUNK):
+            u = x[:, start:start + TIME_CHUNK]
             skip = p["D"] * u
             skip = shift_round(skip * (p["mD"].to(skip.dtype) if skip.is_floating_point() else p["mD"]), p["kD"])
-            y = saturate(shift_round(self.mix_out(Cr, xr) - self.mix_out(Ci, xi), p["kC"]) + skip, c.membrane_bits,
-                         ctx.sat, f"{name}.y")
+            y, xr, xi = self._state_and_y(u, xr, xi, skip, p, ctx)
             if self.heaviside is not None:
                 outs.append(self._spike(y, p["theta"], fv))
-                continue
-            if self.neurons is None:
+            elif self.neurons is None:
                 outs.append(y)
-                continue
+            else:
+                s, v = self._neurons(y, v, p, ctx)
+                outs.append(s)
+        return torch.cat(outs, 1), (fv if self.readout == "identity" else 0), (xr, xi, v)
+
+    def _state_and_y(self, u, xr, xi, skip, p, ctx):
+        """The state over the steps of u (B, l, H) from (xr, xi) and the output y = C x + D u (skip: D u):
+        (y (B, l, H), last xr, last xi)."""
+        c, name = self.config, self.name
+        bu_r, bu_i = shift_round(self.mix_in(p["Br"], u), p["kB"]), shift_round(self.mix_in(p["Bi"], u), p["kB"])
+        xs_r, xs_i, xr, xi = complex_recurrence(xr, xi, p["Ar"], p["Ai"], p["fA"], bu_r, bu_i, c.state_bits, ctx,
+                                                f"{name}.state")
+        y = saturate(shift_round(self.mix_out(p["Cr"], xs_r) - self.mix_out(p["Ci"], xs_i), p["kC"]) + skip,
+                     c.membrane_bits, ctx.sat, f"{name}.y")
+        return y, xr, xi
+
+    def _neurons(self, y, v, p, ctx):
+        """The LIF or RF membrane over the steps of y (B, l, H) from v: (spikes (B, l, H), the last v)."""
+        c, name, fv, reset = self.config, self.name, self.fracs["membrane"], self.neurons.reset
+        if reset not in INT_RESETS:  # refused by check_supported: reaching here is a bug
+            raise AssertionError(f"{name}: the integer neurons have no reset {reset!r}")
+        if ctx.backend == "numba" and not y.is_floating_point():
+            from . import jit
+            low, high = bounds(c.membrane_bits)
+            if self.resonant:
+                s, vr, vi, count = jit.rf_readout(v[..., 0], v[..., 1], y, p["Lr"], p["Li"], p["fL"], p["theta"],
+                                                  low, high, reset, self.fire_on_tie)
+                v = torch.stack([vr, vi], -1)
+            else:
+                s, v, count = jit.lif_readout(v, y, p["beta"], c.coef_bits - 1, p["theta"], low, high, reset,
+                                              self.fire_on_tie)
+            ctx.sat.add(f"{name}.membrane", count)
+            return s, v
+        outs = []
+        for y_t in y.unbind(1):
             if self.resonant:  # v = (lam v) >> fL + y on re, (re, im) as v[..., 0], v[..., 1]
-                vr, vi = complex_step(v[..., 0], v[..., 1], p["Lr"], p["Li"], p["fL"], y, 0, c.membrane_bits,
+                vr, vi = complex_step(v[..., 0], v[..., 1], p["Lr"], p["Li"], p["fL"], y_t, 0, c.membrane_bits,
                                       ctx.sat, f"{name}.membrane")
             else:
-                vr = saturate(shift_round(p["beta"] * v, c.coef_bits - 1) + y, c.membrane_bits, ctx.sat,
+                vr = saturate(shift_round(p["beta"] * v, c.coef_bits - 1) + y_t, c.membrane_bits, ctx.sat,
                               f"{name}.membrane")
             s = self._spike(vr, p["theta"], fv)
             r = s.detach() if self.neurons.detach_reset else s
-            if self.neurons.reset == "subtract":
+            if reset == "subtract":
                 vr = saturate(vr - r * p["theta"], c.membrane_bits, ctx.sat, f"{name}.membrane")
-            elif self.neurons.reset == "zero":
+            elif reset == "zero":
                 vr = vr * (1 - r)
                 vi = vi * (1 - r) if self.resonant else None
-            elif self.neurons.reset != "none":  # refused by check_supported: reaching here is a bug
-                raise AssertionError(f"{name}: the integer neurons have no reset {self.neurons.reset!r}")
             v = torch.stack([vr, vi], -1) if self.resonant else vr
             outs.append(s)
-        return torch.stack(outs, 1), (fv if self.readout == "identity" else 0), (xr, xi, v)
+        return torch.stack(outs, 1), v
 
 
 class S4DLayer(SSMLayer):
@@ -454,6 +505,16 @@ class S4DLayer(SSMLayer):
     def coefficients(self):
         A_bar, B_bar, C = self.ssm.discretized(dtype=torch.float64)
         return A_bar, B_bar, C[0]
+
+    def _state_and_y(self, u, xr, xi, skip, p, ctx):
+        if ctx.backend != "numba" or u.is_floating_point():
+            return super()._state_and_y(u, xr, xi, skip, p, ctx)
+        from . import jit  # one fused loop per channel: no (B, l, H, M) tensors of B u and of the states
+        y, xr, xi, state_count, y_count = jit.s4d_scan(xr, xi, u, skip, p, self.config.state_bits,
+                                                       self.config.membrane_bits)
+        ctx.sat.add(f"{self.name}.state", state_count)
+        ctx.sat.add(f"{self.name}.y", y_count)
+        return y, xr, xi
 
     @staticmethod
     def mix_in(B, u):

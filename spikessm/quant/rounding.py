@@ -26,7 +26,10 @@ def round_half_up(x: torch.Tensor) -> torch.Tensor:
 
 
 def _as_shift(shift, like: torch.Tensor):
-    return shift.to(like.device) if isinstance(shift, torch.Tensor) else int(shift)
+    """An int, or an int64 tensor on like's device; a 0-d tensor becomes an int (one shift: the cheaper form)."""
+    if isinstance(shift, torch.Tensor):
+        return int(shift) if shift.dim() == 0 else shift.to(like.device)
+    return int(shift)
 
 
 def shift_round(n: torch.Tensor, shift) -> torch.Tensor:

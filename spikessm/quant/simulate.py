@@ -2,12 +2,16 @@
 sequences or a stream (chunks of any length, one step included), bit for bit the fake-quant model's integers.
 
 Its parameters are a snapshot taken at construction (int64); real input features become integer codes at the
-boundary by the one rounding rule (quantize_inputs), token ids pass as they are.
+boundary by the one rounding rule (quantize_inputs), token ids pass as they are. The loops in time (the SSM
+state, the neurons' membranes) run as torch operations step by step or, with backend "numba", compiled
+(spikessm.quant.jit): the same integers either way, tested equal; "auto" takes numba where it is installed and the
+model is on the CPU.
 """
 from __future__ import annotations
 
 import torch
 
+from . import jit
 from .layers import Context
 from .model import IntState, QuantizedModel
 
@@ -33,13 +37,15 @@ class IntegerSimulator:
 
     logits(inputs, lengths=None) -> int64 (B, n_classes), the fake-quant model's integer logits exactly;
     stream(chunk, state) -> (logits so far, state) for causal streaming; step(x_t, state) one step;
-    `saturations` the counts of the last call, per layer and point; `logit_frac` the logits' fractional bits."""
+    `saturations` the counts of the last call, per layer and point; `logit_frac` the logits' fractional bits.
+    backend: "auto" | "numba" | "torch", how the loops in time run (`self.backend` says which was taken)."""
 
-    def __init__(self, qmodel: QuantizedModel):
+    def __init__(self, qmodel: QuantizedModel, backend: str = "auto"):
         if not isinstance(qmodel, QuantizedModel):
             raise TypeError(f"IntegerSimulator: expected a QuantizedModel, got {type(qmodel).__name__}")
         if not qmodel.calibrated:
             raise RuntimeError("IntegerSimulator: the model is not calibrated; call spikessm.quant.calibrate first")
+        self.backend = self._choose_backend(backend, next(qmodel.model.parameters()).device)
         self.qmodel, self.graph, self.config = qmodel, qmodel.graph, qmodel.config
         self.params: dict[str, dict] = {}
         self.saturations: dict[str, int] = {}
@@ -58,6 +64,19 @@ class IntegerSimulator:
 
             _, self.logit_frac, _ = self.graph.run(x, f, record, ctx)
 
+    @staticmethod
+    def _choose_backend(backend: str, device: torch.device) -> str:
+        if backend not in ("auto", "numba", "torch"):
+            raise ValueError(f"IntegerSimulator: backend must be 'auto', 'numba' or 'torch', got {backend!r}")
+        if backend == "auto":
+            return "numba" if jit.available() and device.type == "cpu" else "torch"
+        if backend == "numba":
+            if not jit.available():
+                raise ImportError("IntegerSimulator: backend 'numba' needs numba: pip install 'spikessm[deploy]'")
+            if device.type != "cpu":
+                raise ValueError(f"IntegerSimulator: backend 'numba' runs on the CPU; the model is on {device}")
+        return backend
+
     def _params_of(self, layer, f_in):
         return self.params[layer.name]
 
@@ -74,7 +93,7 @@ class IntegerSimulator:
         """Integer codes (B, L) token ids or (B, L, d_input) -> (int64 logits, IntState or None with lengths)."""
         if codes.dtype != torch.int64:
             raise TypeError(f"IntegerSimulator: integer codes must be int64, got {codes.dtype}")
-        ctx = Context()
+        ctx = Context(backend=self.backend)
         logits, _, state = self.graph.run(codes, self.input_frac, self._params_of, ctx, state, lengths)
         self.saturations = ctx.sat.report()
         return logits, state
