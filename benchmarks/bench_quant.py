@@ -14,8 +14,8 @@ timed, each an inference forward under torch.no_grad():
     ("auto": the loops in time compiled by numba where it is installed; the row's `backend` says which ran);
   * "simulator-torch": the same with backend="torch" (every step as torch operations).
 The issue's goal is simulator / float <= ~3. `equal` checks that the simulator's logits are the fake-quant
-model's integers exactly on the timed batch (both simulator rows). No byte or flop model: both sides run the same graph, so the ratio
-is the figure.
+model's integers exactly on the timed batch (both simulator rows). No byte or flop model: both sides run the same
+graph, so the ratio is the figure.
 """
 from __future__ import annotations
 

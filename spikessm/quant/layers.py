@@ -416,7 +416,6 @@ class SSMLayer(IntLayer):
                      fire_on_tie=self.fire_on_tie)
 
     def forward(self, x, f, p, ctx, state=None):
-        c, name = self.config, self.name
         ctx.frac(self, "state", lambda: self._observe(x, f, p))
         fv = self.fracs["membrane"]
         if state is None:
