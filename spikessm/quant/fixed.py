@@ -42,9 +42,10 @@ def saturate(x: torch.Tensor, bits: int, sat: Saturations | None, name: str) -> 
     """x clamped to `bits` signed bits; the clamped values are counted under `name` (zero gradient beyond the
     bounds in the fake-quant model, as the clamp gives)."""
     low, high = bounds(bits)
-    if sat is not None:
-        sat.add(name, ((x < low) | (x > high)).sum().detach())
-    return x.clamp(low, high)
+    clamped = x.clamp(low, high)
+    if sat is not None:  # the values the clamp moved (one compare with its result: the cheapest count)
+        sat.add(name, torch.count_nonzero(clamped.detach() != x.detach()))
+    return clamped
 
 
 def frac_for(maxabs: float, bits: int) -> int:

@@ -8,8 +8,8 @@ Two one-dimensional sweeps around the widths the command is given (--weight-bits
 defaults 8, 24, 16): the weight widths at the given state width, and the state widths (the S4D state and the LIF
 membrane together, as `spikessm quantize` sets them) at the given weight width. Each point is a fresh PTQ of the
 run's best model: calibrated on the first --calib-batches training batches, as `spikessm quantize` calibrates,
-then scored on the test split by the fake-quant model, whose integers the integer simulator reproduces bit for bit
-(tests/quant), so its accuracy is the simulator's; the saturations are those of the test pass. PTQ only: no point
+then scored on the test split by the integer simulator (IntegerSimulator, whose integers are the fake-quant
+model's bit for bit, tests/quant); the saturations are those of the test pass. PTQ only: no point
 is fine-tuned (QAT recovers some of what a narrow width loses; `spikessm quantize --qat-epochs` measures it).
 --limit-test N scores every point, and the float model, on one seeded random subset of N test examples (seed 0,
 the same subset for every point), for test splits too long to score a dozen times in float64.
@@ -28,6 +28,7 @@ from torch.utils.data import Subset
 from .. import atomic
 from .config import QuantConfig
 from .model import QuantizedModel, calibrate, prepare_qat
+from .simulate import IntegerSimulator
 
 DEFAULT_WEIGHT_BITS = (2, 3, 4, 5, 6, 8)
 DEFAULT_STATE_BITS = (8, 12, 16, 20, 24)
@@ -71,17 +72,18 @@ def grid(weight_bits: list[int], state_bits: list[int], base: QuantConfig) -> di
 
 
 def score(qmodel: QuantizedModel, dataset, batch_size: int) -> tuple[float, dict[str, int]]:
-    """(test accuracy, saturations per point summed over the batches) of a calibrated fake-quant model."""
+    """(test accuracy, saturations per point summed over the batches) of a calibrated model, by its simulator."""
     from ..training.evaluation import batches
 
+    sim = IntegerSimulator(qmodel)
     right = total = 0
     saturations: dict[str, int] = {}
     with torch.no_grad():
         for batch in batches(dataset, batch_size):
-            predicted = qmodel(batch["inputs"], batch.get("lengths")).argmax(-1)
+            predicted = sim.predict(batch["inputs"], batch.get("lengths"))
             right += int((predicted == batch["labels"]).sum())
             total += len(batch["labels"])
-            for name, count in qmodel.saturations.items():
+            for name, count in sim.saturations.items():
                 saturations[name] = saturations.get(name, 0) + count
     return right / max(total, 1), saturations
 
