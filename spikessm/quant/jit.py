@@ -137,6 +137,74 @@ if numba is not None:
             vr[b, h], vi[b, h] = r, i
         return count
 
+    @numba.njit(cache=True, inline="always")
+    def _div_round(n, d):
+        return (2 * n + d) // (2 * d)
+
+    @numba.njit(cache=True, inline="always")
+    def _sqrt_round(n):
+        s = np.int64(np.sqrt(np.float64(n)))
+        if s * s > n:
+            s -= 1
+        if (s + 1) * (s + 1) <= n:
+            s += 1
+        return s + (1 if n > s * s + s else 0)
+
+    @jit
+    def _gsu(x, W, bias, m_a, k_a, TWt, q, q_shift, k_g, k_p, G, norm_b, eps, m_n, k_n, E, fn, table, lut_shift,
+             half, k_out, act_low, act_high, acc_low, acc_high, counts, out):
+        N, H = x.shape
+        for n in numba.prange(N):
+            xs = x[n]
+            largest = 0
+            for h in range(H):
+                largest = max(largest, abs(xs[h]))
+            delta = _shift_round(largest * q, q_shift)
+            t = np.empty(H, np.int64)
+            for h in range(H):
+                t[h] = (1 if xs[h] > delta else 0) - (1 if xs[h] < -delta else 0)
+            prod = np.empty(H, np.int64)
+            c = np.zeros(9, np.int64)
+            for j in range(H):
+                acc = bias[j]
+                acc_g = 0
+                for h in range(H):
+                    acc += t[h] * W[j, h]
+                    acc_g += xs[h] * TWt[j, h]
+                acc, c0 = _clip(acc, acc_low, acc_high)
+                a, c1 = _clip(_shift_round(acc * m_a[j], k_a[j]), act_low, act_high)
+                acc_g, c2 = _clip(acc_g, acc_low, acc_high)
+                g, c3 = _clip(_shift_round(acc_g, k_g), act_low, act_high)
+                prod[j], c4 = _clip(_shift_round(a * g, k_p), act_low, act_high)
+                c[0] += c0
+                c[1] += c1
+                c[2] += c2
+                c[3] += c3
+                c[4] += c4
+            total = 0
+            for j in range(H):
+                total += prod[j]
+            mean = _div_round(total << E, H)
+            squares = 0
+            for j in range(H):
+                prod[j] = (prod[j] << E) - mean
+                squares += prod[j] * prod[j]
+            sd = _sqrt_round(max(_div_round(squares, H) + eps, 1))
+            for j in range(H):
+                v, c5 = _clip(_div_round(prod[j] << fn, sd), act_low, act_high)
+                v, c6 = _clip(v * G[j] + norm_b[j], acc_low, acc_high)
+                z, c7 = _clip(_shift_round(v * m_n[j], k_n[j]), act_low, act_high)
+                index = min(max(_shift_round(z, lut_shift), -half), half) + half
+                out[n, j], c8 = _clip(_shift_round(z * table[index], k_out), act_low, act_high)
+                c[5] += c5
+                c[6] += c6
+                c[7] += c7
+                c[8] += c8
+            counts[n] = c
+
+
+# GSU saturation points in the order _gsu counts them (the names spikessm.quant.layers.GSULayer gives them).
+GSU_POINTS = ("a.acc", "a", "g.acc", "g", "prod", "norm.normalized", "norm.acc", "norm", "out")
 
 def _threads() -> None:
     """numba's threads follow torch's (torch.set_num_threads), so both sides of a comparison use the same."""
@@ -208,3 +276,24 @@ def rf_readout(vr, vi, y, Lr, Li, fL, theta, low: int, high: int, reset: str, fi
     count = _rf_readout(r, i, ys, _per_element(Lr, (H,)), _per_element(Li, (H,)), _per_element(fL, (H,)),
                         _per_element(theta, (H,)), low, high, RESETS[reset], fire_on_tie, spikes)
     return torch.from_numpy(spikes), torch.from_numpy(r).reshape(vr.shape), torch.from_numpy(i).reshape(vi.shape), count
+
+
+def gsu(x, p: dict, fracs: dict, f: int, config, E: int, fn: int):
+    """The GSU of spikessm.quant.layers.GSULayer over every token of x (B, l, H), fused per token: (out (B, l, H),
+    saturation counts in the order of GSU_POINTS). p: the layer's integer parameters; fracs its formats; E, fn
+    the LayerNorm's extra and normalised fractional bits."""
+    _threads()
+    c, H = config, x.shape[-1]
+    act, acc = bounds(c.act_bits), bounds(c.acc_bits)
+    f_g, f_n = fracs["g"], fracs["norm"]
+    tokens = x.reshape(-1, H).contiguous().numpy()
+    out = np.empty_like(tokens)
+    counts = np.zeros((tokens.shape[0], len(GSU_POINTS)), dtype=np.int64)
+    bias = p["b"] if "b" in p else torch.zeros(H, dtype=torch.int64)
+    _gsu(tokens, p["W"].contiguous().numpy(), _per_element(bias, (H,)), _per_element(p["m"], (H,)),
+         _per_element(p["k"], (H,)), p["TW"].t().contiguous().numpy(), int(p["q"]), c.coef_bits - 1, f - f_g,
+         fracs["a"] + f_g - fracs["prod"], _per_element(p["norm_G"], (H,)), _per_element(p["norm_b"], (H,)),
+         int(p["norm_eps"]), _per_element(p["norm_m"], (H,)), _per_element(p["norm_k"], (H,)), E, fn,
+         p["table"].contiguous().numpy(), f_n - c.lut_step_bits, c.lut_range << c.lut_step_bits,
+         f_n + c.act_bits - 1 - fracs["out"], act[0], act[1], acc[0], acc[1], counts, out)
+    return torch.from_numpy(out).reshape(x.shape), counts.sum(0).tolist()

@@ -819,6 +819,13 @@ class GSULayer(IntLayer):
 
     def forward(self, x, f, p, ctx, state=None):
         c, name, act = self.config, self.name, self.config.act_bits
+        if ctx.backend == "numba" and not x.is_floating_point() and ctx.observer is None:
+            from . import jit  # the same equations fused per token (no (B, l, H) tensor per intermediate)
+            H = x.shape[-1]
+            out, counts = jit.gsu(x, p, self.fracs, f, c, LayerNormMap.extra_bits(H, c), LayerNormMap.norm_frac(H, c))
+            for point, count in zip(jit.GSU_POINTS, counts):
+                ctx.sat.add(f"{name}.{point}", count)
+            return out, self.fracs["out"], None
         acc = LinearMap.accumulate(self.ternary(x, f, p), p, ctx, f"{name}.a", c)
         f_a = ctx.frac(self, "a", lambda: {"a": (_maxabs(acc * p["acc_scale"]), act, 1.0)})
         a = requant(acc, p["m"], p["k"], act, ctx.sat, f"{name}.a")

@@ -37,6 +37,8 @@ def assert_backends_agree(q, x, lengths=None):
     ("binary-s4d", {}, QuantConfig()),
     ("gsu-s4d", {}, QuantConfig()),
     ("gsu-s4d", dict(ssm="s5", pooling="last"), QuantConfig(power_of_two=False, per_channel=True)),
+    ("gsu-s4d", dict(d_model=5, prenorm=True, norm="layer"), NARROW),
+    ("prf", dict(mixing="gsu"), QuantConfig(per_channel=True)),
     ("rf-s4d", {}, QuantConfig()),
     ("rf-s4d", dict(rf_reset="zero"), QuantConfig(per_channel=True)),
     ("rf-s4d", dict(rf_reset="subtract"), NARROW),
@@ -56,11 +58,13 @@ def test_compiled_loops_equal_torch_loops_and_fake_quant(preset, overrides, conf
 def test_compiled_saturations_are_counted_like_the_torch_loops(preset):
     model = small(preset)
     q = quantized(model, QuantConfig(state_bits=8, membrane_bits=8, act_bits=8))
-    for block in q.graph.blocks:  # formats with 4 bits too few: the state, y and membrane clip
-        block.ssm.fracs = {point: frac + 4 for point, frac in block.ssm.fracs.items()}
+    for block in q.graph.blocks:  # formats with 4 bits too few: the state, y, membrane (and the GSU's) clip
+        for layer in (block.ssm, block.mixing):
+            layer.fracs = {point: frac + 4 for point, frac in layer.fracs.items()}
     sim = assert_backends_agree(q, 4 * inputs(model, 3, 9))
-    points = ("state", "y") + (("membrane",) if preset != "gsu-s4d" else ())
-    assert all(sim.saturations[f"blocks.{i}.ssm.{point}"] > 0 for i in (0, 1) for point in points), sim.saturations
+    gsu = preset == "gsu-s4d"
+    points = ("ssm.state", "ssm.y") + (("mixing.a", "mixing.g", "mixing.norm") if gsu else ("ssm.membrane",))
+    assert all(sim.saturations[f"blocks.{i}.{point}"] > 0 for i in (0, 1) for point in points), sim.saturations
 
 
 @pytest.mark.parametrize("preset,tokens", [("lif-s4d", False), ("lif-s5", True), ("gsu-s4d", False),
