@@ -50,6 +50,14 @@ if numba is not None:
             return high, 1
         return n, 0
 
+    @numba.njit(cache=True, inline="always")
+    def _complex_step(r, i, ar, ai, k, add_r, add_i, low, high):
+        """layers.complex_step on scalars: (re, im) of sat(((a x) >> k) + add), and how many of the two clipped."""
+        r, i = _shift_round(ar * r - ai * i, k) + add_r, _shift_round(ar * i + ai * r, k) + add_i
+        r, cr = _clip(r, low, high)
+        i, ci = _clip(i, low, high)
+        return r, i, cr + ci
+
     @jit
     def _complex_recurrence(xr, xi, Ar, Ai, fA, bur, bui, low, high, outr, outi):
         count = 0
@@ -58,11 +66,8 @@ if numba is not None:
             b, s = bs // S, bs % S
             r, i = xr[b, s], xi[b, s]
             for t in range(L):
-                r, i = (_shift_round(Ar[s] * r - Ai[s] * i, fA[s]) + bur[b, t, s],
-                        _shift_round(Ar[s] * i + Ai[s] * r, fA[s]) + bui[b, t, s])
-                r, cr = _clip(r, low, high)
-                i, ci = _clip(i, low, high)
-                count += cr + ci
+                r, i, clipped = _complex_step(r, i, Ar[s], Ai[s], fA[s], bur[b, t, s], bui[b, t, s], low, high)
+                count += clipped
                 outr[b, t, s], outi[b, t, s] = r, i
             xr[b, s], xi[b, s] = r, i
         return count
@@ -79,12 +84,10 @@ if numba is not None:
                 ut = u[b, t, h]
                 acc = 0
                 for m in range(M):
-                    r, i = xr[b, h, m], xi[b, h, m]
-                    r, i = (_shift_round(Ar[h, m] * r - Ai[h, m] * i, fA[h, m]) + _shift_round(Br[h, m] * ut, kB[h, m]),
-                            _shift_round(Ar[h, m] * i + Ai[h, m] * r, fA[h, m]) + _shift_round(Bi[h, m] * ut, kB[h, m]))
-                    r, cr = _clip(r, low, high)
-                    i, ci = _clip(i, low, high)
-                    state_count += cr + ci
+                    r, i, clipped = _complex_step(xr[b, h, m], xi[b, h, m], Ar[h, m], Ai[h, m], fA[h, m],
+                                                  _shift_round(Br[h, m] * ut, kB[h, m]),
+                                                  _shift_round(Bi[h, m] * ut, kB[h, m]), low, high)
+                    state_count += clipped
                     xr[b, h, m], xi[b, h, m] = r, i
                     acc += Cr[h, m] * r - Ci[h, m] * i
                 yt, cy = _clip(_shift_round(acc, kC[h]) + skip[b, t, h], ylow, yhigh)
@@ -121,10 +124,7 @@ if numba is not None:
             b, h = bh // H, bh % H
             r, i = vr[b, h], vi[b, h]
             for t in range(L):
-                r, i = (_shift_round(Lr[h] * r - Li[h] * i, fL[h]) + y[b, t, h],
-                        _shift_round(Lr[h] * i + Li[h] * r, fL[h]))
-                r, cr = _clip(r, low, high)
-                i, ci = _clip(i, low, high)
+                r, i, clipped = _complex_step(r, i, Lr[h], Li[h], fL[h], y[b, t, h], 0, low, high)
                 fired = r >= theta[h] if fire_on_tie else r > theta[h]
                 c2 = 0
                 if fired:
@@ -132,7 +132,7 @@ if numba is not None:
                         r, c2 = _clip(r - theta[h], low, high)
                     elif reset == 1:
                         r, i = 0, 0
-                count += cr + ci + c2
+                count += clipped + c2
                 spikes[b, t, h] = 1 if fired else 0
             vr[b, h], vi[b, h] = r, i
         return count
