@@ -1,15 +1,17 @@
-"""Compiled (numba) forms of the integer graph's step-by-step loops, for the IntegerSimulator on the CPU.
+"""Compiled (numba) forms of the integer graph's hot loops, for the IntegerSimulator on the CPU.
 
 The recurrences of spikessm.quant.layers (the SSM state, the LIF and RF membranes) are sequential in time and
-each step is a handful of small integer operations; run as torch operations, one step costs some microseconds of
-dispatch per operation. These kernels run the same equations on int64 arrays in one compiled loop. They are
-a second form of the equations in spikessm.quant.layers, not new ones: the same shift_round (half up), the same
-saturation bounds, every saturated value counted; tests/quant/test_quant_jit.py holds them equal to the torch
-forms bit for bit on every deployable preset.
+each step is a handful of small integer operations; the GSU is a dozen small integer operations per token. Run as
+torch operations, each costs some microseconds of dispatch and a pass over memory per intermediate. These kernels
+run the same equations on int64 arrays in one compiled loop. They are a second form of the equations in
+spikessm.quant.layers, not new ones: the same shift_round (half up), the same saturation bounds, every saturated
+value counted; tests/quant/test_quant_jit.py holds them equal to the torch forms bit for bit on every deployable
+preset.
 
-Each kernel takes the state (updated in place), the inputs of a piece of steps (B, l, S) and the parameters
-broadcast to one value per state element (S,), writes the outputs of every step and returns the number of
-saturated values. numba is optional (the extra `deploy`); `available()` says whether it imports.
+The wrappers (complex_recurrence, s4d_scan, lif_readout, rf_readout, gsu) take torch tensors, broadcast each
+parameter to one value per element, run the kernel on copies of the state (the caller's tensors stay as they
+were) and return torch tensors with the saturation counts. numba is optional (the extra `deploy`); `available()`
+says whether it imports.
 """
 from __future__ import annotations
 
@@ -164,7 +166,7 @@ if numba is not None:
             for h in range(H):
                 t[h] = (1 if xs[h] > delta else 0) - (1 if xs[h] < -delta else 0)
             prod = np.empty(H, np.int64)
-            c = np.zeros(9, np.int64)
+            c = np.zeros(counts.shape[1], np.int64)
             for j in range(H):
                 acc = bias[j]
                 acc_g = 0
@@ -206,6 +208,7 @@ if numba is not None:
 # GSU saturation points in the order _gsu counts them (the names spikessm.quant.layers.GSULayer gives them).
 GSU_POINTS = ("a.acc", "a", "g.acc", "g", "prod", "norm.normalized", "norm.acc", "norm", "out")
 
+
 def _threads() -> None:
     """numba's threads follow torch's (torch.set_num_threads), so both sides of a comparison use the same."""
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
@@ -224,7 +227,7 @@ def _flat(x: torch.Tensor, lead: int, copy: bool = False) -> np.ndarray:
     return (x.clone() if copy else x).numpy()
 
 
-def complex_recurrence(xr, xi, Ar, Ai, fA, bu_r, bu_i, low: int, high: int):
+def complex_recurrence(xr, xi, Ar, Ai, fA, bu_r, bu_i, bits: int):
     """x_t = sat(((A x_{t-1}) >> fA) + Bu_t) over the steps of bu (B, l, *state): ((re, im) of every step,
     (re, im) of the last, the saturation count). xr, xi (B, *state); Ar, Ai, fA broadcast against the state."""
     _threads()
@@ -232,6 +235,7 @@ def complex_recurrence(xr, xi, Ar, Ai, fA, bu_r, bu_i, low: int, high: int):
     r, i = _flat(xr, 1, copy=True), _flat(xi, 1, copy=True)
     bur, bui = _flat(bu_r, 2), _flat(bu_i, 2)
     outr, outi = np.empty_like(bur), np.empty_like(bui)
+    low, high = bounds(bits)
     count = _complex_recurrence(r, i, _per_element(Ar, state), _per_element(Ai, state), _per_element(fA, state),
                                 bur, bui, low, high, outr, outi)
     shape = bu_r.shape
@@ -255,24 +259,26 @@ def s4d_scan(xr, xi, u, skip, p: dict, state_bits: int, membrane_bits: int):
     return (torch.from_numpy(y), torch.from_numpy(r), torch.from_numpy(i)) + tuple(counts)
 
 
-def lif_readout(v, y, beta, fbeta: int, theta, low: int, high: int, reset: str, fire_on_tie: bool):
+def lif_readout(v, y, beta, fbeta: int, theta, bits: int, reset: str, fire_on_tie: bool):
     """The LIF membrane over the steps of y (B, l, H) from v (B, H): (spikes (B, l, H), last v, count)."""
     _threads()
     H = y.shape[-1]
     m, ys = _flat(v, 1, copy=True), _flat(y, 2)
     spikes = np.empty_like(ys)
+    low, high = bounds(bits)
     count = _lif_readout(m, ys, _per_element(beta, (H,)), fbeta, _per_element(theta, (H,)), low, high,
                          RESETS[reset], fire_on_tie, spikes)
     return torch.from_numpy(spikes), torch.from_numpy(m).reshape(v.shape), count
 
 
-def rf_readout(vr, vi, y, Lr, Li, fL, theta, low: int, high: int, reset: str, fire_on_tie: bool):
+def rf_readout(vr, vi, y, Lr, Li, fL, theta, bits: int, reset: str, fire_on_tie: bool):
     """The RF membrane (complex, y on the real axis) over the steps of y (B, l, H) from (vr, vi) (B, H):
     (spikes (B, l, H), last vr, last vi, count)."""
     _threads()
     H = y.shape[-1]
     r, i, ys = _flat(vr, 1, copy=True), _flat(vi, 1, copy=True), _flat(y, 2)
     spikes = np.empty_like(ys)
+    low, high = bounds(bits)
     count = _rf_readout(r, i, ys, _per_element(Lr, (H,)), _per_element(Li, (H,)), _per_element(fL, (H,)),
                         _per_element(theta, (H,)), low, high, RESETS[reset], fire_on_tie, spikes)
     return torch.from_numpy(spikes), torch.from_numpy(r).reshape(vr.shape), torch.from_numpy(i).reshape(vi.shape), count

@@ -58,6 +58,7 @@ from torch import nn
 
 from ..ops import spike
 from ..ops.spike import ternarize_prechecked
+from . import jit
 from .config import QuantConfig
 from .fixed import (Saturations, bounds, channel_maxabs, frac_for, lookup_normal_cdf, lookup_sigmoid,
                     normal_cdf_table, pow2_frac, quantize, requant, require_exact, rescale, saturate, sigmoid_table,
@@ -259,9 +260,7 @@ def complex_recurrence(xr, xi, Ar, Ai, fA, bu_r, bu_i, bits: int, ctx: Context, 
     """complex_step over the steps of Bu (B, l, *state) from (xr, xi) (B, *state): (re, im) of every step
     (B, l, *state) and of the last."""
     if ctx.backend == "numba" and not xr.is_floating_point():
-        from . import jit
-        low, high = bounds(bits)
-        outr, outi, xr, xi, count = jit.complex_recurrence(xr, xi, Ar, Ai, fA, bu_r, bu_i, low, high)
+        outr, outi, xr, xi, count = jit.complex_recurrence(xr, xi, Ar, Ai, fA, bu_r, bu_i, bits)
         ctx.sat.add(name, count)
         return outr, outi, xr, xi
     outr, outi = [], []
@@ -453,14 +452,12 @@ class SSMLayer(IntLayer):
         if reset not in INT_RESETS:  # refused by check_supported: reaching here is a bug
             raise AssertionError(f"{name}: the integer neurons have no reset {reset!r}")
         if ctx.backend == "numba" and not y.is_floating_point():
-            from . import jit
-            low, high = bounds(c.membrane_bits)
             if self.resonant:
                 s, vr, vi, count = jit.rf_readout(v[..., 0], v[..., 1], y, p["Lr"], p["Li"], p["fL"], p["theta"],
-                                                  low, high, reset, self.fire_on_tie)
+                                                  c.membrane_bits, reset, self.fire_on_tie)
                 v = torch.stack([vr, vi], -1)
             else:
-                s, v, count = jit.lif_readout(v, y, p["beta"], c.coef_bits - 1, p["theta"], low, high, reset,
+                s, v, count = jit.lif_readout(v, y, p["beta"], c.coef_bits - 1, p["theta"], c.membrane_bits, reset,
                                               self.fire_on_tie)
             ctx.sat.add(f"{name}.membrane", count)
             return s, v
@@ -508,7 +505,7 @@ class S4DLayer(SSMLayer):
     def _state_and_y(self, u, xr, xi, skip, p, ctx):
         if ctx.backend != "numba" or u.is_floating_point():
             return super()._state_and_y(u, xr, xi, skip, p, ctx)
-        from . import jit  # one fused loop per channel: no (B, l, H, M) tensors of B u and of the states
+        # one fused loop per channel: no (B, l, H, M) tensors of B u and of the states
         y, xr, xi, state_count, y_count = jit.s4d_scan(xr, xi, u, skip, p, self.config.state_bits,
                                                        self.config.membrane_bits)
         ctx.sat.add(f"{self.name}.state", state_count)
@@ -819,8 +816,7 @@ class GSULayer(IntLayer):
 
     def forward(self, x, f, p, ctx, state=None):
         c, name, act = self.config, self.name, self.config.act_bits
-        if ctx.backend == "numba" and not x.is_floating_point() and ctx.observer is None:
-            from . import jit  # the same equations fused per token (no (B, l, H) tensor per intermediate)
+        if ctx.backend == "numba" and not x.is_floating_point():  # fused per token: no tensor per intermediate
             H = x.shape[-1]
             out, counts = jit.gsu(x, p, self.fracs, f, c, LayerNormMap.extra_bits(H, c), LayerNormMap.norm_frac(H, c))
             for point, count in zip(jit.GSU_POINTS, counts):
